@@ -1,0 +1,143 @@
+//! The database handle every store uses: one connection pool over sqlx's `Any` driver, so that
+//! each query is written once and runs on SQLite (the embedded default) and PostgreSQL (the
+//! production store) alike. Queries use `$1` placeholders, which both backends accept, and only
+//! types both hold: 64-bit integers (instants as microseconds), text, booleans.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::any::{AnyPoolOptions, install_default_drivers};
+use sqlx::{Any, AnyPool, Executor, Transaction};
+
+use crate::Error;
+
+/// Which database the exchange runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+impl Backend {
+    pub fn of_url(url: &str) -> Result<Backend, Error> {
+        if url.starts_with("sqlite:") {
+            Ok(Backend::Sqlite)
+        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Ok(Backend::Postgres)
+        } else {
+            Err(Error::invalid("database.url", "expected a sqlite:// or postgres:// URL"))
+        }
+    }
+}
+
+/// A pool of connections to the exchange's database.
+#[derive(Clone)]
+pub struct Database {
+    pool: AnyPool,
+    backend: Backend,
+}
+
+impl std::fmt::Debug for Database {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Database").field("backend", &self.backend).finish_non_exhaustive()
+    }
+}
+
+/// One ordered set of migrations for every service's tables, because sqlx keeps one version table
+/// per database. Each file names the service that owns its tables. The SQL is portable, so the
+/// same files migrate both backends; a backend-specific folder is the way out if that ever stops
+/// being true.
+static MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
+
+impl Database {
+    /// Connects to `url` (`sqlite://path` or `postgres://…`) with at most `max_connections`
+    /// connections. A SQLite file and its folder are created when missing.
+    pub async fn connect(url: &str, max_connections: u32) -> Result<Database, Error> {
+        install_default_drivers();
+        let backend = Backend::of_url(url)?;
+        let url = match backend {
+            Backend::Sqlite => prepare_sqlite_url(url)?,
+            Backend::Postgres => url.to_owned(),
+        };
+        let options = AnyPoolOptions::new()
+            .max_connections(max_connections.max(1))
+            .acquire_timeout(Duration::from_secs(10));
+        let options = match backend {
+            // WAL lets readers go on while one writer writes; NORMAL synchronisation is durable
+            // across application crashes, and the busy timeout queues writers instead of failing.
+            Backend::Sqlite => options.after_connect(|connection, _| {
+                Box::pin(async move {
+                    connection
+                        .execute(
+                            "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; \
+                             PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 10000;",
+                        )
+                        .await?;
+                    Ok(())
+                })
+            }),
+            Backend::Postgres => options,
+        };
+        let pool = options.connect(&url).await.map_err(|e| {
+            Error::Unavailable(format!("cannot open the {backend:?} database: {}", describe(&e)))
+        })?;
+        Ok(Database { pool, backend })
+    }
+
+    /// Applies every migration not yet applied. Migrations only ever add.
+    pub async fn migrate(&self) -> Result<(), Error> {
+        MIGRATIONS.run(&self.pool).await.map_err(|e| Error::Internal(format!("migration failed: {e}")))
+    }
+
+    pub fn pool(&self) -> &AnyPool {
+        &self.pool
+    }
+
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// Begins a transaction that will write. On SQLite it takes the write lock at once
+    /// (`BEGIN IMMEDIATE`), so that two writers queue on the busy timeout instead of one failing
+    /// when it upgrades a read lock.
+    pub async fn begin_write(&self) -> Result<Transaction<'static, Any>, Error> {
+        let transaction = match self.backend {
+            Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await?,
+            Backend::Postgres => self.pool.begin().await?,
+        };
+        Ok(transaction)
+    }
+
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+}
+
+/// Creates the folder of a SQLite file and asks sqlx to create the file itself.
+fn prepare_sqlite_url(url: &str) -> Result<String, Error> {
+    let rest = url.trim_start_matches("sqlite:").trim_start_matches("//");
+    let (path, query) = rest.split_once('?').unwrap_or((rest, ""));
+    if path.is_empty() || path == ":memory:" {
+        return Err(Error::invalid("database.url", "an in-memory SQLite database is not supported; name a file"));
+    }
+    if let Some(parent) = std::path::Path::new(path).parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent)
+            .map_err(|e| Error::Unavailable(format!("cannot create the data folder {}: {e}", parent.display())))?;
+    }
+    let query = if query.contains("mode=") { query.to_owned() } else if query.is_empty() { "mode=rwc".into() } else { format!("{query}&mode=rwc") };
+    // Check the URL parses before the pool tries it, for a clearer message.
+    sqlx::any::AnyConnectOptions::from_str(&format!("sqlite://{path}?{query}"))
+        .map_err(|e| Error::invalid("database.url", e.to_string()))?;
+    Ok(format!("sqlite://{path}?{query}"))
+}
+
+/// A connection error without the URL (which may hold a password).
+fn describe(error: &sqlx::Error) -> String {
+    match error {
+        sqlx::Error::Io(e) => e.to_string(),
+        sqlx::Error::Database(e) => e.message().to_owned(),
+        sqlx::Error::Configuration(e) => e.to_string(),
+        sqlx::Error::PoolTimedOut => "timed out".into(),
+        other => other.to_string(),
+    }
+}

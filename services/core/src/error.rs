@@ -1,0 +1,145 @@
+//! The one error type of every service, and the one place that chooses gRPC status codes.
+
+use tonic::{Code, Status};
+use tonic_types::{ErrorDetails, StatusExt};
+
+/// What went wrong in a call. Expected outcomes (bad input, missing things, refusals) are split
+/// from unexpected ones (`Internal`), whose cause is logged but never sent to the caller.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum Error {
+    /// A field of the request is malformed; names the field and says what was expected.
+    #[error("{field}: {reason}")]
+    InvalidArgument { field: String, reason: String },
+    /// The thing asked for does not exist.
+    #[error("{0}")]
+    NotFound(String),
+    /// The thing to create exists already.
+    #[error("{0}")]
+    AlreadyExists(String),
+    /// The request is well-formed but the system is not in a state to accept it (for example a
+    /// record from an inactive organisation). `field` names the request field it concerns.
+    #[error("{field}: {reason}")]
+    FailedPrecondition { field: String, reason: String },
+    /// The caller may not do this.
+    #[error("{0}")]
+    PermissionDenied(String),
+    /// A concurrent change got in the way; the call may be retried.
+    #[error("{0}")]
+    Conflict(String),
+    /// A dependency (the database) is not reachable right now.
+    #[error("{0}")]
+    Unavailable(String),
+    /// Anything unexpected. The text is logged, never returned to the caller.
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl Error {
+    /// An invalid-argument error for `field`.
+    pub fn invalid(field: impl Into<String>, reason: impl Into<String>) -> Self {
+        Error::InvalidArgument { field: field.into(), reason: reason.into() }
+    }
+
+    /// A failed-precondition error for `field`.
+    pub fn precondition(field: impl Into<String>, reason: impl Into<String>) -> Self {
+        Error::FailedPrecondition { field: field.into(), reason: reason.into() }
+    }
+}
+
+/// Why a single value failed to parse; the caller adds the field name (see [`ResultExt`]).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct FieldError(pub String);
+
+impl FieldError {
+    pub fn new(reason: impl Into<String>) -> Self {
+        FieldError(reason.into())
+    }
+}
+
+/// Attaches a field name to a [`FieldError`], turning it into an [`Error::InvalidArgument`].
+pub trait ResultExt<T> {
+    fn field(self, name: &str) -> Result<T, Error>;
+}
+
+impl<T> ResultExt<T> for Result<T, FieldError> {
+    fn field(self, name: &str) -> Result<T, Error> {
+        self.map_err(|e| Error::invalid(name, e.0))
+    }
+}
+
+impl From<Error> for Status {
+    fn from(error: Error) -> Status {
+        match error {
+            Error::InvalidArgument { field, reason } => {
+                let message = format!("{field}: {reason}");
+                let details = ErrorDetails::with_bad_request_violation(field, reason);
+                Status::with_error_details(Code::InvalidArgument, message, details)
+            }
+            Error::FailedPrecondition { field, reason } => {
+                let message = format!("{field}: {reason}");
+                let details = ErrorDetails::with_precondition_failure_violation("STATE", field, reason);
+                Status::with_error_details(Code::FailedPrecondition, message, details)
+            }
+            Error::NotFound(message) => Status::not_found(message),
+            Error::AlreadyExists(message) => Status::already_exists(message),
+            Error::PermissionDenied(message) => Status::permission_denied(message),
+            Error::Conflict(message) => Status::aborted(message),
+            Error::Unavailable(message) => Status::unavailable(message),
+            Error::Internal(cause) => {
+                // The cause may name tables or values; it goes to the operator's log only.
+                tracing::error!(%cause, "internal error");
+                Status::internal("internal error; the exchange's log has the cause")
+            }
+        }
+    }
+}
+
+impl From<sqlx::Error> for Error {
+    fn from(error: sqlx::Error) -> Error {
+        use sqlx::error::ErrorKind;
+        match &error {
+            sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) => {
+                Error::Unavailable("the database is not reachable; retry later".into())
+            }
+            sqlx::Error::Database(db) => match db.kind() {
+                ErrorKind::UniqueViolation => {
+                    Error::Conflict("a concurrent change wrote the same record; retry".into())
+                }
+                ErrorKind::ForeignKeyViolation => Error::precondition("", "a referenced record does not exist"),
+                _ if is_busy(db.as_ref()) => Error::Conflict("the database is busy; retry".into()),
+                _ => Error::Internal(error.to_string()),
+            },
+            _ => Error::Internal(error.to_string()),
+        }
+    }
+}
+
+/// SQLite answers `SQLITE_BUSY` (5) or `SQLITE_LOCKED` (6) when another writer holds the
+/// database past the busy timeout; PostgreSQL answers 40001/40P01 on serialisation failure or
+/// deadlock. Both mean "retry", not "broken".
+fn is_busy(db: &dyn sqlx::error::DatabaseError) -> bool {
+    matches!(db.code().as_deref(), Some("5" | "6" | "40001" | "40P01"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_invalid_argument_names_the_field_in_the_message_and_the_details() {
+        let status = Status::from(Error::invalid("demographics.name", "must not be empty"));
+        assert_eq!(status.code(), Code::InvalidArgument);
+        assert_eq!(status.message(), "demographics.name: must not be empty");
+        let details = status.get_error_details();
+        let violation = &details.bad_request().unwrap().field_violations[0];
+        assert_eq!(violation.field, "demographics.name");
+    }
+
+    #[test]
+    fn an_internal_error_hides_its_cause_from_the_caller() {
+        let status = Status::from(Error::Internal("table persons: secret".into()));
+        assert_eq!(status.code(), Code::Internal);
+        assert!(!status.message().contains("secret"));
+    }
+}

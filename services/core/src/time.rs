@@ -1,0 +1,24 @@
+//! Time as the exchange stores it: UTC instants as microseconds since the Unix epoch, which both
+//! SQLite and PostgreSQL hold in a 64-bit integer, and "today" as the calendar date in China.
+
+use chrono::{DateTime, FixedOffset, NaiveDate, Utc};
+
+/// Now, truncated to whole microseconds so that a stored and re-read instant compares equal.
+pub fn now() -> DateTime<Utc> {
+    from_micros(Utc::now().timestamp_micros())
+}
+
+pub fn to_micros(instant: DateTime<Utc>) -> i64 {
+    instant.timestamp_micros()
+}
+
+pub fn from_micros(micros: i64) -> DateTime<Utc> {
+    DateTime::from_timestamp_micros(micros).unwrap_or_default()
+}
+
+/// Today's date in China Standard Time (UTC+8, no daylight saving): a birth registered in the
+/// morning in Kaili is still "today" there while it is yesterday in UTC.
+pub fn today_in_china() -> NaiveDate {
+    let china = FixedOffset::east_opt(8 * 3600).unwrap_or_else(|| FixedOffset::east_opt(0).unwrap());
+    Utc::now().with_timezone(&china).date_naive()
+}

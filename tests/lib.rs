@@ -1,0 +1,1 @@
+//! Empty: this crate holds only tests (see main.rs).
