@@ -16,3 +16,8 @@ pub mod population {
 
 /// The encoded file descriptor set of every hie service, for gRPC server reflection.
 pub const FILE_DESCRIPTOR_SET: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/hie_descriptor.bin"));
+
+/// A UTC instant as a protobuf timestamp.
+pub fn timestamp(instant: chrono::DateTime<chrono::Utc>) -> prost_types::Timestamp {
+    prost_types::Timestamp { seconds: instant.timestamp(), nanos: instant.timestamp_subsec_nanos() as i32 }
+}

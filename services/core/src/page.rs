@@ -61,6 +61,17 @@ impl PageToken {
     }
 }
 
+/// Given one item more than the page size, drops it and returns the token that resumes after the
+/// last item kept; `None` when there is no further page.
+pub fn next_page<T>(items: &mut Vec<T>, page_size: PageSize, key: impl Fn(&T) -> &str) -> Option<PageToken> {
+    if items.len() as u32 > page_size.get() {
+        items.truncate(page_size.get() as usize);
+        items.last().map(|last| PageToken::after(key(last)))
+    } else {
+        None
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

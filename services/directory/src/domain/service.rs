@@ -1,0 +1,115 @@
+use hie_core::db::Database;
+use hie_core::domain::OrganisationCode;
+use hie_core::page::{PageSize, PageToken, next_page};
+use hie_core::{Error, time};
+
+use super::{Organisation, OrganisationDraft, OrganisationFilter, Practitioner, PractitionerDraft, PractitionerId};
+use crate::store::DirectoryStore;
+
+/// The directory's operations, on top of its store.
+#[derive(Clone, Debug)]
+pub struct DirectoryService {
+    store: DirectoryStore,
+}
+
+impl DirectoryService {
+    pub fn new(database: Database) -> DirectoryService {
+        DirectoryService { store: DirectoryStore::new(database) }
+    }
+
+    pub async fn register_organisation(&self, draft: OrganisationDraft) -> Result<Organisation, Error> {
+        let now = time::now();
+        let organisation = Organisation { draft, created_at: now, updated_at: now };
+        self.store.insert_organisation(&organisation).await?;
+        tracing::info!(organisation = %organisation.code(), "organisation registered");
+        Ok(organisation)
+    }
+
+    pub async fn update_organisation(&self, draft: OrganisationDraft) -> Result<Organisation, Error> {
+        let existing = self.get_organisation(&draft.code).await?;
+        let organisation = Organisation { draft, created_at: existing.created_at, updated_at: time::now() };
+        self.store.update_organisation(&organisation).await?;
+        tracing::info!(organisation = %organisation.code(), active = organisation.is_active(), "organisation updated");
+        Ok(organisation)
+    }
+
+    pub async fn get_organisation(&self, code: &OrganisationCode) -> Result<Organisation, Error> {
+        self.store
+            .organisation(code)
+            .await?
+            .ok_or_else(|| Error::NotFound(format!("organisation {code} is not registered")))
+    }
+
+    /// The organisation named by the request field `field`, which must be registered and active to
+    /// submit or read data.
+    pub async fn require_active_organisation(
+        &self,
+        field: &str,
+        code: &OrganisationCode,
+    ) -> Result<Organisation, Error> {
+        match self.store.organisation(code).await? {
+            None => Err(Error::precondition(field, format!("organisation {code} is not registered in the directory"))),
+            Some(organisation) if !organisation.is_active() => {
+                Err(Error::precondition(field, format!("organisation {code} is inactive")))
+            }
+            Some(organisation) => Ok(organisation),
+        }
+    }
+
+    pub async fn list_organisations(
+        &self,
+        filter: &OrganisationFilter,
+        page_size: PageSize,
+        page_token: Option<PageToken>,
+    ) -> Result<(Vec<Organisation>, Option<PageToken>), Error> {
+        let after = page_token.as_ref().map_or("", PageToken::last_key);
+        let mut page = self.store.organisations(filter, after, page_size.get() + 1).await?;
+        let next = next_page(&mut page, page_size, |o| o.code().as_str());
+        Ok((page, next))
+    }
+
+    /// Registers a practitioner once per `request_id`: a retry returns the first registration.
+    pub async fn register_practitioner(
+        &self,
+        request_id: &str,
+        draft: PractitionerDraft,
+    ) -> Result<Practitioner, Error> {
+        self.require_active_organisation("practitioner.organisation_code", &draft.organisation_code).await?;
+        let now = time::now();
+        let practitioner = Practitioner { id: PractitionerId::generate(), draft, created_at: now, updated_at: now };
+        let stored = self.store.insert_practitioner(request_id, &practitioner).await?;
+        if stored.id == practitioner.id {
+            tracing::info!(practitioner = stored.id.as_str(), "practitioner registered");
+        }
+        Ok(stored)
+    }
+
+    pub async fn update_practitioner(&self, id: &PractitionerId, draft: PractitionerDraft) -> Result<Practitioner, Error> {
+        let existing = self.get_practitioner(id).await?;
+        if existing.draft.organisation_code != draft.organisation_code {
+            self.require_active_organisation("practitioner.organisation_code", &draft.organisation_code).await?;
+        }
+        let practitioner = Practitioner { id: id.clone(), draft, created_at: existing.created_at, updated_at: time::now() };
+        self.store.update_practitioner(&practitioner).await?;
+        Ok(practitioner)
+    }
+
+    pub async fn get_practitioner(&self, id: &PractitionerId) -> Result<Practitioner, Error> {
+        self.store
+            .practitioner(id)
+            .await?
+            .ok_or_else(|| Error::NotFound(format!("practitioner {} is not registered", id.as_str())))
+    }
+
+    pub async fn list_practitioners(
+        &self,
+        organisation: Option<&OrganisationCode>,
+        page_size: PageSize,
+        page_token: Option<PageToken>,
+    ) -> Result<(Vec<Practitioner>, Option<PageToken>), Error> {
+        let after = page_token.as_ref().map_or("", PageToken::last_key);
+        let mut page = self.store.practitioners(organisation, after, page_size.get() + 1).await?;
+        let next = next_page(&mut page, page_size, |p| p.id.as_str());
+        Ok((page, next))
+    }
+}

@@ -1,0 +1,252 @@
+//! SQL for organisations and practitioners; written once for SQLite and PostgreSQL.
+
+use hie_core::db::Database;
+use hie_core::domain::{BoundedText, DivisionCode, OrganisationCode};
+use hie_core::{Error, time};
+use sqlx::FromRow;
+
+use crate::domain::{
+    HospitalGrade, Organisation, OrganisationDraft, OrganisationFilter, OrganisationKind, Practitioner,
+    PractitionerDraft, PractitionerId, PractitionerRole,
+};
+
+#[derive(Clone, Debug)]
+pub struct DirectoryStore {
+    database: Database,
+}
+
+#[derive(FromRow)]
+struct OrganisationRow {
+    code: String,
+    name: String,
+    kind: String,
+    hospital_grade: Option<String>,
+    division_code: String,
+    active: bool,
+    created_at: i64,
+    updated_at: i64,
+}
+
+#[derive(FromRow)]
+struct PractitionerRow {
+    id: String,
+    name: String,
+    organisation_code: String,
+    role: String,
+    specialty: String,
+    active: bool,
+    created_at: i64,
+    updated_at: i64,
+}
+
+const ORGANISATION_COLUMNS: &str = "code, name, kind, hospital_grade, division_code, active, created_at, updated_at";
+
+impl DirectoryStore {
+    pub fn new(database: Database) -> DirectoryStore {
+        DirectoryStore { database }
+    }
+
+    pub async fn insert_organisation(&self, organisation: &Organisation) -> Result<(), Error> {
+        let d = &organisation.draft;
+        let result = sqlx::query(
+            "INSERT INTO organisations (code, name, kind, hospital_grade, division_code, active, created_at, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        )
+        .bind(d.code.as_str())
+        .bind(d.name.as_str())
+        .bind(d.kind.code())
+        .bind(d.hospital_grade.map(HospitalGrade::code))
+        .bind(d.division_code.as_str())
+        .bind(d.active)
+        .bind(time::to_micros(organisation.created_at))
+        .bind(time::to_micros(organisation.updated_at))
+        .execute(self.database.pool())
+        .await;
+        match result.map_err(Error::from) {
+            Err(Error::Conflict(_)) => {
+                Err(Error::AlreadyExists(format!("organisation {} is already registered", d.code)))
+            }
+            other => other.map(drop),
+        }
+    }
+
+    pub async fn update_organisation(&self, organisation: &Organisation) -> Result<(), Error> {
+        let d = &organisation.draft;
+        let result = sqlx::query(
+            "UPDATE organisations SET name = $2, kind = $3, hospital_grade = $4, division_code = $5, \
+             active = $6, updated_at = $7 WHERE code = $1",
+        )
+        .bind(d.code.as_str())
+        .bind(d.name.as_str())
+        .bind(d.kind.code())
+        .bind(d.hospital_grade.map(HospitalGrade::code))
+        .bind(d.division_code.as_str())
+        .bind(d.active)
+        .bind(time::to_micros(organisation.updated_at))
+        .execute(self.database.pool())
+        .await?;
+        if result.rows_affected() == 0 {
+            return Err(Error::NotFound(format!("organisation {} is not registered", d.code)));
+        }
+        Ok(())
+    }
+
+    pub async fn organisation(&self, code: &OrganisationCode) -> Result<Option<Organisation>, Error> {
+        let sql = format!("SELECT {ORGANISATION_COLUMNS} FROM organisations WHERE code = $1");
+        let row: Option<OrganisationRow> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
+            .bind(code.as_str())
+            .fetch_optional(self.database.pool())
+            .await?;
+        row.map(Organisation::try_from).transpose()
+    }
+
+    /// Up to `limit` organisations after the code `after`, in code order.
+    pub async fn organisations(
+        &self,
+        filter: &OrganisationFilter,
+        after: &str,
+        limit: u32,
+    ) -> Result<Vec<Organisation>, Error> {
+        let sql = format!(
+            "SELECT {ORGANISATION_COLUMNS} FROM organisations \
+             WHERE ($1 = '' OR kind = $1) AND division_code LIKE $2 AND (active OR $3) AND code > $4 \
+             ORDER BY code LIMIT $5"
+        );
+        let division_prefix = filter.division.as_ref().map_or("", DivisionCode::region_prefix);
+        let rows: Vec<OrganisationRow> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
+            .bind(filter.kind.map_or("", OrganisationKind::code))
+            .bind(format!("{division_prefix}%"))
+            .bind(filter.include_inactive)
+            .bind(after)
+            .bind(i64::from(limit))
+            .fetch_all(self.database.pool())
+            .await?;
+        rows.into_iter().map(Organisation::try_from).collect()
+    }
+
+    /// Inserts the practitioner unless `request_id` was used before; returns what is stored under
+    /// `request_id` either way.
+    pub async fn insert_practitioner(&self, request_id: &str, practitioner: &Practitioner) -> Result<Practitioner, Error> {
+        let d = &practitioner.draft;
+        sqlx::query(
+            "INSERT INTO practitioners (id, request_id, name, organisation_code, role, specialty, active, created_at, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (request_id) DO NOTHING",
+        )
+        .bind(practitioner.id.as_str())
+        .bind(request_id)
+        .bind(d.name.as_str())
+        .bind(d.organisation_code.as_str())
+        .bind(d.role.code())
+        .bind(d.specialty.as_str())
+        .bind(d.active)
+        .bind(time::to_micros(practitioner.created_at))
+        .bind(time::to_micros(practitioner.updated_at))
+        .execute(self.database.pool())
+        .await?;
+        let row: PractitionerRow = sqlx::query_as(
+            "SELECT id, name, organisation_code, role, specialty, active, created_at, updated_at \
+             FROM practitioners WHERE request_id = $1",
+        )
+        .bind(request_id)
+        .fetch_one(self.database.pool())
+        .await?;
+        Practitioner::try_from(row)
+    }
+
+    pub async fn update_practitioner(&self, practitioner: &Practitioner) -> Result<(), Error> {
+        let d = &practitioner.draft;
+        let result = sqlx::query(
+            "UPDATE practitioners SET name = $2, organisation_code = $3, role = $4, specialty = $5, active = $6, \
+             updated_at = $7 WHERE id = $1",
+        )
+        .bind(practitioner.id.as_str())
+        .bind(d.name.as_str())
+        .bind(d.organisation_code.as_str())
+        .bind(d.role.code())
+        .bind(d.specialty.as_str())
+        .bind(d.active)
+        .bind(time::to_micros(practitioner.updated_at))
+        .execute(self.database.pool())
+        .await?;
+        if result.rows_affected() == 0 {
+            return Err(Error::NotFound(format!("practitioner {} is not registered", practitioner.id.as_str())));
+        }
+        Ok(())
+    }
+
+    pub async fn practitioner(&self, id: &PractitionerId) -> Result<Option<Practitioner>, Error> {
+        let row: Option<PractitionerRow> = sqlx::query_as(
+            "SELECT id, name, organisation_code, role, specialty, active, created_at, updated_at \
+             FROM practitioners WHERE id = $1",
+        )
+        .bind(id.as_str())
+        .fetch_optional(self.database.pool())
+        .await?;
+        row.map(Practitioner::try_from).transpose()
+    }
+
+    pub async fn practitioners(
+        &self,
+        organisation: Option<&OrganisationCode>,
+        after: &str,
+        limit: u32,
+    ) -> Result<Vec<Practitioner>, Error> {
+        let rows: Vec<PractitionerRow> = sqlx::query_as(
+            "SELECT id, name, organisation_code, role, specialty, active, created_at, updated_at \
+             FROM practitioners WHERE ($1 = '' OR organisation_code = $1) AND id > $2 ORDER BY id LIMIT $3",
+        )
+        .bind(organisation.map_or("", OrganisationCode::as_str))
+        .bind(after)
+        .bind(i64::from(limit))
+        .fetch_all(self.database.pool())
+        .await?;
+        rows.into_iter().map(Practitioner::try_from).collect()
+    }
+}
+
+/// A stored value that no longer parses means the table was changed behind the exchange's back.
+fn corrupt(what: &str, key: &str) -> Error {
+    Error::Internal(format!("stored {what} {key} does not parse"))
+}
+
+impl TryFrom<OrganisationRow> for Organisation {
+    type Error = Error;
+
+    fn try_from(row: OrganisationRow) -> Result<Organisation, Error> {
+        let bad = || corrupt("organisation", &row.code);
+        let grade = match &row.hospital_grade {
+            Some(code) => Some(HospitalGrade::from_code(code).ok_or_else(bad)?),
+            None => None,
+        };
+        let draft = OrganisationDraft {
+            code: OrganisationCode::parse(&row.code).map_err(|_| bad())?,
+            name: BoundedText::parse(&row.name, usize::MAX).map_err(|_| bad())?,
+            kind: OrganisationKind::from_code(&row.kind).ok_or_else(bad)?,
+            hospital_grade: grade,
+            division_code: DivisionCode::parse(&row.division_code).map_err(|_| bad())?,
+            active: row.active,
+        };
+        Ok(Organisation { draft, created_at: time::from_micros(row.created_at), updated_at: time::from_micros(row.updated_at) })
+    }
+}
+
+impl TryFrom<PractitionerRow> for Practitioner {
+    type Error = Error;
+
+    fn try_from(row: PractitionerRow) -> Result<Practitioner, Error> {
+        let bad = || corrupt("practitioner", &row.id);
+        let draft = PractitionerDraft {
+            name: BoundedText::parse(&row.name, usize::MAX).map_err(|_| bad())?,
+            organisation_code: OrganisationCode::parse(&row.organisation_code).map_err(|_| bad())?,
+            role: PractitionerRole::from_code(&row.role).ok_or_else(bad)?,
+            specialty: BoundedText::parse(&row.specialty, usize::MAX).map_err(|_| bad())?,
+            active: row.active,
+        };
+        Ok(Practitioner {
+            id: PractitionerId::parse(&row.id).map_err(|_| bad())?,
+            draft,
+            created_at: time::from_micros(row.created_at),
+            updated_at: time::from_micros(row.updated_at),
+        })
+    }
+}

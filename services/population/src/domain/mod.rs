@@ -1,0 +1,13 @@
+//! Persons, source records, matching and search: the rules of the registry, with no I/O types.
+
+mod matching;
+mod person;
+mod record;
+mod search;
+mod service;
+
+pub use matching::{BlockingKey, Candidate, DeterministicMatcher, MatchDecision, Matcher};
+pub use person::{CrossReference, Person, PersonId, SourceRecord, SourceRecordId};
+pub use record::{Demographics, SourceRecordDraft};
+pub use search::{NameQuery, SearchCriteria};
+pub use service::{PopulationService, Registration, RegistrationOutcome};

@@ -1,0 +1,90 @@
+use chrono::{DateTime, Utc};
+use hie_core::domain::{Identifier, OrganisationCode};
+use hie_core::error::FieldError;
+
+use super::Demographics;
+
+/// Declares a UUID-based id type: generated as UUID version 7, so that ids sort by creation and
+/// index well, and parsed strictly from requests.
+macro_rules! uuid_id {
+    ($(#[$doc:meta])* $name:ident, $what:literal) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+        pub struct $name(String);
+
+        impl $name {
+            pub fn generate() -> $name {
+                $name(uuid::Uuid::now_v7().to_string())
+            }
+
+            pub fn parse(text: &str) -> Result<$name, FieldError> {
+                uuid::Uuid::try_parse(text.trim())
+                    .map(|id| $name(id.to_string()))
+                    .map_err(|_| FieldError::new(concat!("is not a ", $what, " id, expected a UUID")))
+            }
+
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
+        }
+    };
+}
+
+uuid_id!(
+    /// The exchange's id of a person (the enterprise master patient id).
+    PersonId,
+    "person"
+);
+uuid_id!(
+    /// The exchange's id of a source record.
+    SourceRecordId,
+    "source record"
+);
+
+/// A person as the registry knows them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Person {
+    pub id: PersonId,
+    /// Taken from the most recently updated linked source record.
+    pub demographics: Demographics,
+    /// Every identifier of every linked record, once each, sorted by system and value.
+    pub identifiers: Vec<Identifier>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// One organisation's record of a patient, as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SourceRecord {
+    pub id: SourceRecordId,
+    pub organisation: OrganisationCode,
+    pub local_patient_number: String,
+    pub person_id: PersonId,
+    pub demographics: Demographics,
+    /// Every identifier the record asserts, its local patient number included.
+    pub identifiers: Vec<Identifier>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// An identifier of a person, with the record that asserts it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CrossReference {
+    pub identifier: Identifier,
+    pub organisation: OrganisationCode,
+    pub source_record_id: SourceRecordId,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn generated_ids_parse_back_and_sort_by_creation() {
+        let first = PersonId::generate();
+        let second = PersonId::generate();
+        assert_eq!(PersonId::parse(first.as_str()).unwrap(), first);
+        assert!(first < second);
+        assert!(PersonId::parse("not-a-uuid").is_err());
+    }
+}

@@ -1,0 +1,171 @@
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use hie_core::db::Database;
+use hie_core::domain::{Identifier, OrganisationCode};
+use hie_core::page::{PageSize, PageToken, next_page};
+use hie_core::{Error, time};
+use hie_directory::DirectoryService;
+use sqlx::AnyConnection;
+
+use super::{
+    CrossReference, MatchDecision, Matcher, Person, PersonId, SearchCriteria, SourceRecord, SourceRecordDraft,
+    SourceRecordId,
+};
+use crate::store::PopulationStore;
+
+/// What a registration did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RegistrationOutcome {
+    CreatedPerson,
+    JoinedPerson,
+    UpdatedRecord,
+}
+
+/// The result of registering a source record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Registration {
+    pub person_id: PersonId,
+    pub source_record_id: SourceRecordId,
+    pub outcome: RegistrationOutcome,
+}
+
+/// The registry's operations: registration with matching (PIX feed), resolve (PIX query),
+/// search (PDQ) and reads.
+#[derive(Clone, Debug)]
+pub struct PopulationService {
+    store: PopulationStore,
+    directory: DirectoryService,
+    matcher: Arc<dyn Matcher>,
+}
+
+impl PopulationService {
+    pub fn new(database: Database, directory: DirectoryService, matcher: Arc<dyn Matcher>) -> PopulationService {
+        PopulationService { store: PopulationStore::new(database), directory, matcher }
+    }
+
+    /// Registers or updates one source record, in one transaction.
+    pub async fn register(&self, draft: &SourceRecordDraft) -> Result<Registration, Error> {
+        self.directory.require_active_organisation("organisation_code", draft.organisation()).await?;
+        let mut transaction = self.store.begin_write().await?;
+        let registration = self.register_in(&mut transaction, draft).await?;
+        transaction.commit().await?;
+        Ok(registration)
+    }
+
+    /// Registers many records in one transaction: all of them or, on the first error, none. For
+    /// bulk loads (migrations, the demo, benchmarks), where one transaction per record would be
+    /// dominated by commits.
+    pub async fn register_batch(&self, drafts: &[SourceRecordDraft]) -> Result<Vec<Registration>, Error> {
+        let organisations: BTreeSet<&OrganisationCode> = drafts.iter().map(SourceRecordDraft::organisation).collect();
+        for organisation in organisations {
+            self.directory.require_active_organisation("organisation_code", organisation).await?;
+        }
+        let mut transaction = self.store.begin_write().await?;
+        let mut registrations = Vec::with_capacity(drafts.len());
+        for draft in drafts {
+            registrations.push(self.register_in(&mut transaction, draft).await?);
+        }
+        transaction.commit().await?;
+        Ok(registrations)
+    }
+
+    async fn register_in(&self, conn: &mut AnyConnection, draft: &SourceRecordDraft) -> Result<Registration, Error> {
+        let keys = self.matcher.blocking_keys(draft);
+        // Lock the record's own key and its blocking keys, in one global order so that two
+        // registrations never wait on each other in a cycle.
+        let mut locks: Vec<String> = keys.iter().map(|k| k.lock_name()).collect();
+        locks.push(format!("record|{}|{}", draft.organisation(), draft.local_patient_number().value()));
+        locks.sort();
+        locks.dedup();
+        self.store.lock(conn, &locks).await?;
+
+        let existing = self.store.source_record_key(conn, draft.organisation(), draft.local_patient_number().value()).await?;
+        let candidates = self.store.candidates(conn, &keys, existing.as_ref().map(|(id, _)| id)).await?;
+        let decision = self.matcher.decide(draft, &candidates);
+        let now = time::now();
+        let demographics = draft.demographics();
+
+        let Some((record_id, current_person)) = existing else {
+            let (person_id, outcome) = match decision {
+                MatchDecision::Link(person_id) => {
+                    self.store.set_person_demographics(conn, &person_id, demographics, now).await?;
+                    (person_id, RegistrationOutcome::JoinedPerson)
+                }
+                MatchDecision::NewPerson => {
+                    let person_id = PersonId::generate();
+                    self.store.insert_person(conn, &person_id, demographics, now).await?;
+                    (person_id, RegistrationOutcome::CreatedPerson)
+                }
+            };
+            let record_id = SourceRecordId::generate();
+            self.store.insert_source_record(conn, &record_id, &person_id, draft, now).await?;
+            self.store.replace_identifiers(conn, &record_id, &person_id, draft).await?;
+            return Ok(Registration { person_id, source_record_id: record_id, outcome });
+        };
+
+        let person_id = match decision {
+            MatchDecision::Link(person_id) => person_id,
+            // The record no longer matches its siblings (its resident identity number changed):
+            // it leaves them for a person of its own. Without a strong identifier nothing
+            // contradicts the earlier link, so it stays.
+            MatchDecision::NewPerson
+                if draft.resident_id().is_some()
+                    && self.store.has_other_records(conn, &current_person, &record_id).await? =>
+            {
+                let person_id = PersonId::generate();
+                self.store.insert_person(conn, &person_id, demographics, now).await?;
+                person_id
+            }
+            MatchDecision::NewPerson => current_person.clone(),
+        };
+        self.store.update_source_record(conn, &record_id, &person_id, draft, now).await?;
+        self.store.replace_identifiers(conn, &record_id, &person_id, draft).await?;
+        self.store.set_person_demographics(conn, &person_id, demographics, now).await?;
+        if person_id != current_person {
+            self.store.refresh_person_from_latest_record(conn, &current_person, now).await?;
+        }
+        Ok(Registration { person_id, source_record_id: record_id, outcome: RegistrationOutcome::UpdatedRecord })
+    }
+
+    /// The person with the source records linked to it.
+    pub async fn person(&self, id: &PersonId) -> Result<(Person, Vec<SourceRecord>), Error> {
+        let person = self
+            .store
+            .persons(std::slice::from_ref(id))
+            .await?
+            .pop()
+            .ok_or_else(|| Error::NotFound(format!("person {} does not exist", id.as_str())))?;
+        let records = self.store.source_records_of(id).await?;
+        Ok((person, records))
+    }
+
+    /// PIX query: the person an identifier belongs to, and every identifier of that person.
+    pub async fn resolve(&self, identifier: &Identifier) -> Result<(PersonId, Vec<CrossReference>), Error> {
+        self.store
+            .resolve(identifier)
+            .await?
+            .ok_or_else(|| Error::NotFound(format!("no record carries this identifier of {}", identifier.system_uri())))
+    }
+
+    /// PDQ: persons matching every criterion, in id order.
+    pub async fn search(
+        &self,
+        criteria: &SearchCriteria,
+        page_size: PageSize,
+        page_token: Option<PageToken>,
+    ) -> Result<(Vec<Person>, Option<PageToken>), Error> {
+        if criteria.is_empty() {
+            return Err(Error::invalid("name", "give at least one search criterion"));
+        }
+        if let (Some(from), Some(to)) = (criteria.born_from, criteria.born_to) {
+            if from > to {
+                return Err(Error::invalid("birth_date_to", format!("{} is before birth_date_from", to.to_iso())));
+            }
+        }
+        let after = page_token.as_ref().map_or("", PageToken::last_key);
+        let mut persons = self.store.search(criteria, after, page_size.get() + 1).await?;
+        let next = next_page(&mut persons, page_size, |p| p.id.as_str());
+        Ok((persons, next))
+    }
+}

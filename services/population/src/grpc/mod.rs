@@ -1,0 +1,223 @@
+//! The `hie.population.v1.PopulationRegistry` gRPC service: maps proto messages to domain types,
+//! answering every malformed field as `INVALID_ARGUMENT` naming it, and domain results back.
+
+use hie_core::domain::{
+    BirthDate, BoundedText, DivisionCode, Ethnicity, Identifier, OrganisationCode, PersonName, Phone, Sex,
+};
+use hie_core::page::{PageSize, PageToken};
+use hie_core::{Error, ResultExt};
+use hie_proto::population as proto;
+use hie_proto::population::population_registry_server::PopulationRegistry;
+use tonic::{Request, Response, Status};
+
+use crate::domain::{
+    CrossReference, Demographics, NameQuery, Person, PersonId, PopulationService, RegistrationOutcome, SearchCriteria,
+    SourceRecord, SourceRecordDraft,
+};
+
+/// The gRPC face of the population registry.
+#[derive(Clone, Debug)]
+pub struct PopulationGrpc {
+    population: PopulationService,
+}
+
+impl PopulationGrpc {
+    pub fn new(population: PopulationService) -> PopulationGrpc {
+        PopulationGrpc { population }
+    }
+
+    pub fn into_server(self) -> proto::population_registry_server::PopulationRegistryServer<PopulationGrpc> {
+        proto::population_registry_server::PopulationRegistryServer::new(self)
+    }
+}
+
+#[tonic::async_trait]
+impl PopulationRegistry for PopulationGrpc {
+    #[tracing::instrument(skip_all)]
+    async fn register_source_record(
+        &self,
+        request: Request<proto::RegisterSourceRecordRequest>,
+    ) -> Result<Response<proto::RegisterSourceRecordResponse>, Status> {
+        let draft = source_record_draft(request.into_inner())?;
+        let registration = self.population.register(&draft).await?;
+        let outcome = match registration.outcome {
+            RegistrationOutcome::CreatedPerson => proto::RegistrationOutcome::CreatedPerson,
+            RegistrationOutcome::JoinedPerson => proto::RegistrationOutcome::JoinedPerson,
+            RegistrationOutcome::UpdatedRecord => proto::RegistrationOutcome::UpdatedRecord,
+        };
+        tracing::info!(organisation = %draft.organisation(), outcome = ?registration.outcome, "source record registered");
+        Ok(Response::new(proto::RegisterSourceRecordResponse {
+            person_id: registration.person_id.as_str().to_owned(),
+            source_record_id: registration.source_record_id.as_str().to_owned(),
+            outcome: outcome.into(),
+        }))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn get_person(
+        &self,
+        request: Request<proto::GetPersonRequest>,
+    ) -> Result<Response<proto::GetPersonResponse>, Status> {
+        let id = PersonId::parse(&request.into_inner().person_id).field("person_id")?;
+        let (person, records) = self.population.person(&id).await?;
+        Ok(Response::new(proto::GetPersonResponse {
+            person: Some(person_to_proto(&person)),
+            source_records: records.iter().map(source_record_to_proto).collect(),
+        }))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn resolve_identifier(
+        &self,
+        request: Request<proto::ResolveIdentifierRequest>,
+    ) -> Result<Response<proto::ResolveIdentifierResponse>, Status> {
+        let identifier = parse_identifier(request.into_inner().identifier, "identifier")?;
+        let (person_id, references) = self.population.resolve(&identifier).await?;
+        Ok(Response::new(proto::ResolveIdentifierResponse {
+            person_id: person_id.as_str().to_owned(),
+            cross_references: references.iter().map(cross_reference_to_proto).collect(),
+        }))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn search_persons(
+        &self,
+        request: Request<proto::SearchPersonsRequest>,
+    ) -> Result<Response<proto::SearchPersonsResponse>, Status> {
+        let request = request.into_inner();
+        let criteria = search_criteria(&request)?;
+        let page_size = PageSize::parse(request.page_size).field("page_size")?;
+        let page_token = PageToken::parse(&request.page_token).field("page_token")?;
+        let (persons, next) = self.population.search(&criteria, page_size, page_token).await?;
+        Ok(Response::new(proto::SearchPersonsResponse {
+            persons: persons.iter().map(person_to_proto).collect(),
+            next_page_token: next.map(|t| t.encode()).unwrap_or_default(),
+        }))
+    }
+}
+
+/// Parses a registration request into a checked draft.
+pub fn source_record_draft(request: proto::RegisterSourceRecordRequest) -> Result<SourceRecordDraft, Error> {
+    let organisation = OrganisationCode::parse(&request.organisation_code).field("organisation_code")?;
+    let demographics = parse_demographics(request.demographics)?;
+    let identifiers = request
+        .identifiers
+        .into_iter()
+        .enumerate()
+        .map(|(i, id)| parse_identifier(Some(id), &format!("identifiers[{i}]")))
+        .collect::<Result<Vec<_>, _>>()?;
+    SourceRecordDraft::new(organisation, &request.local_patient_number, demographics, identifiers)
+}
+
+fn parse_identifier(message: Option<proto::Identifier>, field: &str) -> Result<Identifier, Error> {
+    let message = message.ok_or_else(|| Error::invalid(field, "is required"))?;
+    Identifier::parse(&message.system, &message.value).map_err(|e| e.at(field))
+}
+
+/// Parses an optional text field: empty means absent.
+fn optional<T>(
+    text: &str,
+    field: &str,
+    parse: impl FnOnce(&str) -> Result<T, hie_core::FieldError>,
+) -> Result<Option<T>, Error> {
+    match text.trim() {
+        "" => Ok(None),
+        text => parse(text).field(field).map(Some),
+    }
+}
+
+fn parse_demographics(message: Option<proto::Demographics>) -> Result<Demographics, Error> {
+    let d = message.ok_or_else(|| Error::invalid("demographics", "is required"))?;
+    let address = d.address.unwrap_or_default();
+    Ok(Demographics {
+        name: PersonName::parse(&d.name).field("demographics.name")?,
+        sex: optional(&d.sex, "demographics.sex", Sex::parse)?,
+        birth_date: optional(&d.birth_date, "demographics.birth_date", BirthDate::parse)?,
+        ethnicity: optional(&d.ethnicity, "demographics.ethnicity", Ethnicity::parse)?,
+        phone: optional(&d.phone, "demographics.phone", Phone::parse)?,
+        division: optional(&address.division_code, "demographics.address.division_code", DivisionCode::parse)?,
+        address_line: BoundedText::parse(&address.line, Demographics::MAX_ADDRESS_LINE_CHARS)
+            .field("demographics.address.line")?,
+    })
+}
+
+fn search_criteria(request: &proto::SearchPersonsRequest) -> Result<SearchCriteria, Error> {
+    let name = match request.name.trim() {
+        "" => None,
+        text => match text.strip_suffix('*').or_else(|| text.strip_suffix('＊')) {
+            Some(prefix) => Some(NameQuery::Prefix(PersonName::parse(prefix).field("name")?)),
+            None => Some(NameQuery::Exact(PersonName::parse(text).field("name")?)),
+        },
+    };
+    let exact = optional(&request.birth_date, "birth_date", BirthDate::parse)?;
+    let from = optional(&request.birth_date_from, "birth_date_from", BirthDate::parse)?;
+    let to = optional(&request.birth_date_to, "birth_date_to", BirthDate::parse)?;
+    let (born_from, born_to) = match (exact, from, to) {
+        (Some(_), Some(_), _) | (Some(_), _, Some(_)) => {
+            return Err(Error::invalid("birth_date", "give either birth_date or a range, not both"));
+        }
+        (Some(date), None, None) => (Some(date), Some(date)),
+        (None, from, to) => (from, to),
+    };
+    let identifier = match &request.identifier {
+        Some(id) if !(id.system.is_empty() && id.value.is_empty()) => Some(parse_identifier(Some(id.clone()), "identifier")?),
+        _ => None,
+    };
+    Ok(SearchCriteria {
+        name,
+        born_from,
+        born_to,
+        sex: optional(&request.sex, "sex", Sex::parse)?,
+        division: optional(&request.division_code, "division_code", DivisionCode::parse)?,
+        identifier,
+    })
+}
+
+fn identifier_to_proto(identifier: &Identifier) -> proto::Identifier {
+    proto::Identifier { system: identifier.system_uri(), value: identifier.value().to_owned() }
+}
+
+fn demographics_to_proto(d: &Demographics) -> proto::Demographics {
+    proto::Demographics {
+        name: d.name.as_str().to_owned(),
+        sex: d.sex.map(|s| s.code().to_owned()).unwrap_or_default(),
+        birth_date: d.birth_date.map(BirthDate::to_iso).unwrap_or_default(),
+        ethnicity: d.ethnicity.map(|e| e.code().to_owned()).unwrap_or_default(),
+        phone: d.phone.as_ref().map(|p| p.as_str().to_owned()).unwrap_or_default(),
+        address: Some(proto::Address {
+            division_code: d.division.as_ref().map(|c| c.as_str().to_owned()).unwrap_or_default(),
+            line: d.address_line.as_str().to_owned(),
+        }),
+    }
+}
+
+fn person_to_proto(person: &Person) -> proto::Person {
+    proto::Person {
+        id: person.id.as_str().to_owned(),
+        demographics: Some(demographics_to_proto(&person.demographics)),
+        identifiers: person.identifiers.iter().map(identifier_to_proto).collect(),
+        create_time: Some(hie_proto::timestamp(person.created_at)),
+        update_time: Some(hie_proto::timestamp(person.updated_at)),
+    }
+}
+
+fn source_record_to_proto(record: &SourceRecord) -> proto::SourceRecord {
+    proto::SourceRecord {
+        id: record.id.as_str().to_owned(),
+        organisation_code: record.organisation.as_str().to_owned(),
+        local_patient_number: record.local_patient_number.clone(),
+        person_id: record.person_id.as_str().to_owned(),
+        demographics: Some(demographics_to_proto(&record.demographics)),
+        identifiers: record.identifiers.iter().map(identifier_to_proto).collect(),
+        create_time: Some(hie_proto::timestamp(record.created_at)),
+        update_time: Some(hie_proto::timestamp(record.updated_at)),
+    }
+}
+
+fn cross_reference_to_proto(reference: &CrossReference) -> proto::CrossReference {
+    proto::CrossReference {
+        identifier: Some(identifier_to_proto(&reference.identifier)),
+        organisation_code: reference.organisation.as_str().to_owned(),
+        source_record_id: reference.source_record_id.as_str().to_owned(),
+    }
+}

@@ -1,0 +1,545 @@
+//! SQL for persons, source records and identifiers; written once for SQLite and PostgreSQL.
+//! Write functions take the connection of the caller's transaction, so that a registration is
+//! all or nothing.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use hie_core::db::Database;
+use hie_core::domain::{BirthDate, BoundedText, DivisionCode, Ethnicity, Identifier, OrganisationCode, PersonName, Phone, Sex};
+use hie_core::{Error, FieldError, time};
+use sqlx::{Any, AnyConnection, AssertSqlSafe, FromRow, Transaction};
+
+use crate::domain::{
+    BlockingKey, Candidate, CrossReference, Demographics, NameQuery, Person, PersonId, SearchCriteria, SourceRecord,
+    SourceRecordDraft, SourceRecordId,
+};
+
+#[derive(Clone, Debug)]
+pub struct PopulationStore {
+    database: Database,
+}
+
+/// The demographic columns shared by `persons` and `source_records`.
+#[derive(FromRow)]
+struct DemographicsRow {
+    name: String,
+    sex: Option<String>,
+    birth_date: Option<String>,
+    ethnicity: Option<String>,
+    phone: Option<String>,
+    division_code: Option<String>,
+    address_line: Option<String>,
+}
+
+const DEMOGRAPHIC_COLUMNS: &str = "name, sex, birth_date, ethnicity, phone, division_code, address_line";
+
+#[derive(FromRow)]
+struct PersonRow {
+    id: String,
+    #[sqlx(flatten)]
+    demographics: DemographicsRow,
+    created_at: i64,
+    updated_at: i64,
+}
+
+#[derive(FromRow)]
+struct SourceRecordRow {
+    id: String,
+    organisation_code: String,
+    local_patient_number: String,
+    person_id: String,
+    #[sqlx(flatten)]
+    demographics: DemographicsRow,
+    created_at: i64,
+    updated_at: i64,
+}
+
+#[derive(FromRow)]
+struct IdentifierRow {
+    person_id: String,
+    system: String,
+    value: String,
+    organisation_code: String,
+    source_record_id: String,
+}
+
+/// `$first, $first+1, …` for `n` values.
+fn placeholders(first: usize, n: usize) -> String {
+    (first..first + n).map(|i| format!("${i}")).collect::<Vec<_>>().join(", ")
+}
+
+impl PopulationStore {
+    pub fn new(database: Database) -> PopulationStore {
+        PopulationStore { database }
+    }
+
+    pub async fn begin_write(&self) -> Result<Transaction<'static, Any>, Error> {
+        self.database.begin_write().await
+    }
+
+    /// Takes the named locks until the end of the transaction. On PostgreSQL the upsert locks the
+    /// row; on SQLite the transaction already holds the database's write lock.
+    pub async fn lock(&self, conn: &mut AnyConnection, names: &[String]) -> Result<(), Error> {
+        for name in names {
+            sqlx::query("INSERT INTO match_locks (key) VALUES ($1) ON CONFLICT (key) DO UPDATE SET key = excluded.key")
+                .bind(name)
+                .execute(&mut *conn)
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// The id and person of the record an organisation holds under a local number.
+    pub async fn source_record_key(
+        &self,
+        conn: &mut AnyConnection,
+        organisation: &OrganisationCode,
+        local_patient_number: &str,
+    ) -> Result<Option<(SourceRecordId, PersonId)>, Error> {
+        let row: Option<(String, String)> = sqlx::query_as(
+            "SELECT id, person_id FROM source_records WHERE organisation_code = $1 AND local_patient_number = $2",
+        )
+        .bind(organisation.as_str())
+        .bind(local_patient_number)
+        .fetch_optional(&mut *conn)
+        .await?;
+        row.map(|(id, person)| Ok((stored_id(SourceRecordId::parse(&id))?, stored_id(PersonId::parse(&person))?)))
+            .transpose()
+    }
+
+    /// The records sharing a blocking key, without `exclude`, with their identifiers.
+    pub async fn candidates(
+        &self,
+        conn: &mut AnyConnection,
+        keys: &[BlockingKey],
+        exclude: Option<&SourceRecordId>,
+    ) -> Result<Vec<Candidate>, Error> {
+        let mut rows: BTreeMap<String, SourceRecordRow> = BTreeMap::new();
+        for key in keys {
+            let BlockingKey::Identifier { system, value } = key;
+            let sql = format!(
+                "SELECT id, organisation_code, local_patient_number, person_id, {DEMOGRAPHIC_COLUMNS}, created_at, updated_at \
+                 FROM source_records WHERE id IN \
+                 (SELECT source_record_id FROM person_identifiers WHERE system = $1 AND value = $2) AND id <> $3"
+            );
+            let found: Vec<SourceRecordRow> = sqlx::query_as(AssertSqlSafe(sql))
+                .bind(system)
+                .bind(value)
+                .bind(exclude.map_or("", SourceRecordId::as_str))
+                .fetch_all(&mut *conn)
+                .await?;
+            rows.extend(found.into_iter().map(|row| (row.id.clone(), row)));
+        }
+        let ids: Vec<String> = rows.keys().cloned().collect();
+        let mut identifiers = self.identifiers_of_records(conn, &ids).await?;
+        rows.into_values()
+            .map(|row| {
+                Ok(Candidate {
+                    person_id: stored_id(PersonId::parse(&row.person_id))?,
+                    source_record_id: stored_id(SourceRecordId::parse(&row.id))?,
+                    identifiers: identifiers.remove(&row.id).unwrap_or_default(),
+                    demographics: row.demographics.into_domain()?,
+                })
+            })
+            .collect()
+    }
+
+    async fn identifiers_of_records(
+        &self,
+        conn: &mut AnyConnection,
+        record_ids: &[String],
+    ) -> Result<BTreeMap<String, Vec<Identifier>>, Error> {
+        let mut by_record: BTreeMap<String, Vec<Identifier>> = BTreeMap::new();
+        if record_ids.is_empty() {
+            return Ok(by_record);
+        }
+        let sql = format!(
+            "SELECT person_id, system, value, organisation_code, source_record_id FROM person_identifiers \
+             WHERE source_record_id IN ({}) ORDER BY system, value",
+            placeholders(1, record_ids.len())
+        );
+        let mut query = sqlx::query_as::<_, IdentifierRow>(AssertSqlSafe(sql));
+        for id in record_ids {
+            query = query.bind(id.as_str());
+        }
+        for row in query.fetch_all(&mut *conn).await? {
+            let identifier = stored_identifier(&row.system, &row.value)?;
+            by_record.entry(row.source_record_id).or_default().push(identifier);
+        }
+        Ok(by_record)
+    }
+
+    pub async fn insert_person(
+        &self,
+        conn: &mut AnyConnection,
+        id: &PersonId,
+        demographics: &Demographics,
+        now: DateTime<Utc>,
+    ) -> Result<(), Error> {
+        let d = DemographicColumns::of(demographics);
+        sqlx::query(
+            "INSERT INTO persons (id, name, sex, birth_date, ethnicity, phone, division_code, address_line, created_at, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9)",
+        )
+        .bind(id.as_str())
+        .bind(d.name)
+        .bind(d.sex)
+        .bind(d.birth_date)
+        .bind(d.ethnicity)
+        .bind(d.phone)
+        .bind(d.division_code)
+        .bind(d.address_line)
+        .bind(time::to_micros(now))
+        .execute(&mut *conn)
+        .await?;
+        Ok(())
+    }
+
+    /// Sets the person's demographics to those of the record just registered, the most recent.
+    pub async fn set_person_demographics(
+        &self,
+        conn: &mut AnyConnection,
+        id: &PersonId,
+        demographics: &Demographics,
+        now: DateTime<Utc>,
+    ) -> Result<(), Error> {
+        let d = DemographicColumns::of(demographics);
+        sqlx::query(
+            "UPDATE persons SET name = $2, sex = $3, birth_date = $4, ethnicity = $5, phone = $6, division_code = $7, \
+             address_line = $8, updated_at = $9 WHERE id = $1",
+        )
+        .bind(id.as_str())
+        .bind(d.name)
+        .bind(d.sex)
+        .bind(d.birth_date)
+        .bind(d.ethnicity)
+        .bind(d.phone)
+        .bind(d.division_code)
+        .bind(d.address_line)
+        .bind(time::to_micros(now))
+        .execute(&mut *conn)
+        .await?;
+        Ok(())
+    }
+
+    /// After a record left the person, takes the person's demographics from its most recently
+    /// updated remaining record, if any.
+    pub async fn refresh_person_from_latest_record(
+        &self,
+        conn: &mut AnyConnection,
+        id: &PersonId,
+        now: DateTime<Utc>,
+    ) -> Result<(), Error> {
+        let sql = format!(
+            "SELECT {DEMOGRAPHIC_COLUMNS} FROM source_records WHERE person_id = $1 ORDER BY updated_at DESC, id DESC LIMIT 1"
+        );
+        let latest: Option<DemographicsRow> =
+            sqlx::query_as(AssertSqlSafe(sql)).bind(id.as_str()).fetch_optional(&mut *conn).await?;
+        if let Some(row) = latest {
+            self.set_person_demographics(conn, id, &row.into_domain()?, now).await?;
+        }
+        Ok(())
+    }
+
+    pub async fn has_other_records(
+        &self,
+        conn: &mut AnyConnection,
+        person: &PersonId,
+        record: &SourceRecordId,
+    ) -> Result<bool, Error> {
+        let found: Option<(String,)> =
+            sqlx::query_as("SELECT id FROM source_records WHERE person_id = $1 AND id <> $2 LIMIT 1")
+                .bind(person.as_str())
+                .bind(record.as_str())
+                .fetch_optional(&mut *conn)
+                .await?;
+        Ok(found.is_some())
+    }
+
+    pub async fn insert_source_record(
+        &self,
+        conn: &mut AnyConnection,
+        id: &SourceRecordId,
+        person: &PersonId,
+        draft: &SourceRecordDraft,
+        now: DateTime<Utc>,
+    ) -> Result<(), Error> {
+        let d = DemographicColumns::of(draft.demographics());
+        sqlx::query(include_str!("queries/insert_source_record.sql"))
+            .bind(id.as_str())
+            .bind(draft.organisation().as_str())
+            .bind(draft.local_patient_number().value())
+            .bind(person.as_str())
+            .bind(d.name)
+            .bind(draft.demographics().name.search_key())
+            .bind(d.sex)
+            .bind(d.birth_date)
+            .bind(d.ethnicity)
+            .bind(d.phone)
+            .bind(d.division_code)
+            .bind(d.address_line)
+            .bind(time::to_micros(now))
+            .execute(&mut *conn)
+            .await?;
+        Ok(())
+    }
+
+    pub async fn update_source_record(
+        &self,
+        conn: &mut AnyConnection,
+        id: &SourceRecordId,
+        person: &PersonId,
+        draft: &SourceRecordDraft,
+        now: DateTime<Utc>,
+    ) -> Result<(), Error> {
+        let d = DemographicColumns::of(draft.demographics());
+        sqlx::query(
+            "UPDATE source_records SET person_id = $2, name = $3, name_key = $4, sex = $5, birth_date = $6, \
+             ethnicity = $7, phone = $8, division_code = $9, address_line = $10, updated_at = $11 WHERE id = $1",
+        )
+        .bind(id.as_str())
+        .bind(person.as_str())
+        .bind(d.name)
+        .bind(draft.demographics().name.search_key())
+        .bind(d.sex)
+        .bind(d.birth_date)
+        .bind(d.ethnicity)
+        .bind(d.phone)
+        .bind(d.division_code)
+        .bind(d.address_line)
+        .bind(time::to_micros(now))
+        .execute(&mut *conn)
+        .await?;
+        Ok(())
+    }
+
+    /// Replaces the identifiers a record asserts with those of its latest submission.
+    pub async fn replace_identifiers(
+        &self,
+        conn: &mut AnyConnection,
+        record: &SourceRecordId,
+        person: &PersonId,
+        draft: &SourceRecordDraft,
+    ) -> Result<(), Error> {
+        sqlx::query("DELETE FROM person_identifiers WHERE source_record_id = $1")
+            .bind(record.as_str())
+            .execute(&mut *conn)
+            .await?;
+        for identifier in draft.all_identifiers() {
+            sqlx::query(
+                "INSERT INTO person_identifiers (source_record_id, system, value, person_id, organisation_code) \
+                 VALUES ($1, $2, $3, $4, $5)",
+            )
+            .bind(record.as_str())
+            .bind(identifier.system_uri())
+            .bind(identifier.value())
+            .bind(person.as_str())
+            .bind(draft.organisation().as_str())
+            .execute(&mut *conn)
+            .await?;
+        }
+        Ok(())
+    }
+
+    /// The persons with these ids, in id order, each with its identifiers.
+    pub async fn persons(&self, ids: &[PersonId]) -> Result<Vec<Person>, Error> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let list = placeholders(1, ids.len());
+        let sql = format!(
+            "SELECT id, {DEMOGRAPHIC_COLUMNS}, created_at, updated_at FROM persons WHERE id IN ({list}) ORDER BY id"
+        );
+        let mut query = sqlx::query_as::<_, PersonRow>(AssertSqlSafe(sql));
+        for id in ids {
+            query = query.bind(id.as_str());
+        }
+        let rows = query.fetch_all(self.database.pool()).await?;
+        let sql = format!(
+            "SELECT DISTINCT person_id, system, value FROM person_identifiers WHERE person_id IN ({list}) \
+             ORDER BY person_id, system, value"
+        );
+        let mut query = sqlx::query_as::<_, (String, String, String)>(AssertSqlSafe(sql));
+        for id in ids {
+            query = query.bind(id.as_str());
+        }
+        let mut identifiers: BTreeMap<String, Vec<Identifier>> = BTreeMap::new();
+        for (person, system, value) in query.fetch_all(self.database.pool()).await? {
+            identifiers.entry(person).or_default().push(stored_identifier(&system, &value)?);
+        }
+        rows.into_iter()
+            .map(|row| {
+                Ok(Person {
+                    id: stored_id(PersonId::parse(&row.id))?,
+                    identifiers: identifiers.remove(&row.id).unwrap_or_default(),
+                    demographics: row.demographics.into_domain()?,
+                    created_at: time::from_micros(row.created_at),
+                    updated_at: time::from_micros(row.updated_at),
+                })
+            })
+            .collect()
+    }
+
+    /// The source records linked to a person, in organisation and local-number order.
+    pub async fn source_records_of(&self, person: &PersonId) -> Result<Vec<SourceRecord>, Error> {
+        let sql = format!(
+            "SELECT id, organisation_code, local_patient_number, person_id, {DEMOGRAPHIC_COLUMNS}, created_at, updated_at \
+             FROM source_records WHERE person_id = $1 ORDER BY organisation_code, local_patient_number"
+        );
+        let rows: Vec<SourceRecordRow> =
+            sqlx::query_as(AssertSqlSafe(sql)).bind(person.as_str()).fetch_all(self.database.pool()).await?;
+        let ids: Vec<String> = rows.iter().map(|r| r.id.clone()).collect();
+        let mut connection = self.database.pool().acquire().await?;
+        let mut identifiers = self.identifiers_of_records(&mut connection, &ids).await?;
+        rows.into_iter()
+            .map(|row| {
+                Ok(SourceRecord {
+                    id: stored_id(SourceRecordId::parse(&row.id))?,
+                    organisation: stored_id(OrganisationCode::parse(&row.organisation_code))?,
+                    person_id: stored_id(PersonId::parse(&row.person_id))?,
+                    identifiers: identifiers.remove(&row.id).unwrap_or_default(),
+                    local_patient_number: row.local_patient_number,
+                    demographics: row.demographics.into_domain()?,
+                    created_at: time::from_micros(row.created_at),
+                    updated_at: time::from_micros(row.updated_at),
+                })
+            })
+            .collect()
+    }
+
+    /// The person carrying `identifier` and all of that person's cross-references.
+    pub async fn resolve(&self, identifier: &Identifier) -> Result<Option<(PersonId, Vec<CrossReference>)>, Error> {
+        let rows: Vec<IdentifierRow> = sqlx::query_as(include_str!("queries/resolve.sql"))
+            .bind(identifier.system_uri())
+            .bind(identifier.value())
+            .fetch_all(self.database.pool())
+            .await?;
+        let Some(first) = rows.first() else {
+            return Ok(None);
+        };
+        let person = stored_id(PersonId::parse(&first.person_id))?;
+        let references = rows
+            .into_iter()
+            .map(|row| {
+                Ok(CrossReference {
+                    identifier: stored_identifier(&row.system, &row.value)?,
+                    organisation: stored_id(OrganisationCode::parse(&row.organisation_code))?,
+                    source_record_id: stored_id(SourceRecordId::parse(&row.source_record_id))?,
+                })
+            })
+            .collect::<Result<_, Error>>()?;
+        Ok(Some((person, references)))
+    }
+
+    /// Up to `limit` persons after the id `after` matching `criteria`, in id order.
+    pub async fn search(&self, criteria: &SearchCriteria, after: &str, limit: u32) -> Result<Vec<Person>, Error> {
+        let mut binds: Vec<String> = vec![after.to_owned()];
+        // Adds a bound value and returns its placeholder.
+        let mut placeholder = |value: String| {
+            binds.push(value);
+            format!("${}", binds.len())
+        };
+        let mut conditions = vec!["r.person_id > $1".to_owned()];
+        match &criteria.name {
+            Some(NameQuery::Exact(name)) => conditions.push(format!("r.name_key = {}", placeholder(name.search_key()))),
+            Some(NameQuery::Prefix(name)) => {
+                let pattern = format!("{}%", escape_like(&name.search_key()));
+                conditions.push(format!("r.name_key LIKE {} ESCAPE '\\'", placeholder(pattern)));
+            }
+            None => {}
+        }
+        if let Some(from) = criteria.born_from {
+            conditions.push(format!("r.birth_date >= {}", placeholder(from.to_iso())));
+        }
+        if let Some(to) = criteria.born_to {
+            conditions.push(format!("r.birth_date <= {}", placeholder(to.to_iso())));
+        }
+        if let Some(sex) = criteria.sex {
+            conditions.push(format!("r.sex = {}", placeholder(sex.code().to_owned())));
+        }
+        if let Some(division) = &criteria.division {
+            conditions.push(format!("r.division_code LIKE {}", placeholder(format!("{}%", division.region_prefix()))));
+        }
+        if let Some(identifier) = &criteria.identifier {
+            let system = placeholder(identifier.system_uri());
+            let value = placeholder(identifier.value().to_owned());
+            conditions.push(format!(
+                "r.person_id IN (SELECT i.person_id FROM person_identifiers i WHERE i.system = {system} AND i.value = {value})"
+            ));
+        }
+        let sql = format!(
+            "SELECT DISTINCT r.person_id FROM source_records r WHERE {} ORDER BY r.person_id LIMIT {}",
+            conditions.join(" AND "),
+            limit
+        );
+        let mut query = sqlx::query_as::<_, (String,)>(AssertSqlSafe(sql));
+        for value in binds {
+            query = query.bind(value);
+        }
+        let ids = query
+            .fetch_all(self.database.pool())
+            .await?
+            .into_iter()
+            .map(|(id,)| stored_id(PersonId::parse(&id)))
+            .collect::<Result<Vec<_>, _>>()?;
+        self.persons(&ids).await
+    }
+}
+
+/// Escapes the LIKE wildcards so that a name containing `%` or `_` matches literally.
+fn escape_like(text: &str) -> String {
+    text.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_")
+}
+
+/// Demographics as the text columns store them.
+struct DemographicColumns {
+    name: String,
+    sex: Option<&'static str>,
+    birth_date: Option<String>,
+    ethnicity: Option<&'static str>,
+    phone: Option<String>,
+    division_code: Option<String>,
+    address_line: Option<String>,
+}
+
+impl DemographicColumns {
+    fn of(d: &Demographics) -> DemographicColumns {
+        DemographicColumns {
+            name: d.name.as_str().to_owned(),
+            sex: d.sex.map(Sex::code),
+            birth_date: d.birth_date.map(BirthDate::to_iso),
+            ethnicity: d.ethnicity.map(Ethnicity::code),
+            phone: d.phone.as_ref().map(|p| p.as_str().to_owned()),
+            division_code: d.division.as_ref().map(|c| c.as_str().to_owned()),
+            address_line: Some(d.address_line.as_str().to_owned()).filter(|l| !l.is_empty()),
+        }
+    }
+}
+
+impl DemographicsRow {
+    fn into_domain(self) -> Result<Demographics, Error> {
+        fn optional<T>(value: Option<String>, parse: impl Fn(&str) -> Result<T, FieldError>) -> Result<Option<T>, Error> {
+            value.as_deref().map(|v| stored_id(parse(v))).transpose()
+        }
+        Ok(Demographics {
+            name: stored_id(PersonName::parse(&self.name))?,
+            sex: optional(self.sex, Sex::parse)?,
+            birth_date: optional(self.birth_date, BirthDate::parse)?,
+            ethnicity: optional(self.ethnicity, Ethnicity::parse)?,
+            phone: optional(self.phone, Phone::parse)?,
+            division: optional(self.division_code, DivisionCode::parse)?,
+            address_line: stored_id(BoundedText::parse(self.address_line.as_deref().unwrap_or(""), usize::MAX))?,
+        })
+    }
+}
+
+/// A stored value that no longer parses means the table was changed behind the exchange's back;
+/// the value itself stays out of the message, which reaches the log.
+fn stored_id<T>(parsed: Result<T, FieldError>) -> Result<T, Error> {
+    parsed.map_err(|_| Error::Internal("a stored population value does not parse".into()))
+}
+
+fn stored_identifier(system: &str, value: &str) -> Result<Identifier, Error> {
+    Identifier::parse(system, value).map_err(|_| Error::Internal(format!("a stored identifier of {system} does not parse")))
+}
