@@ -1,6 +1,6 @@
 -- Owned by hie-directory: organisations and practitioners.
--- Portable SQL: the same file migrates SQLite and PostgreSQL (BOOLEAN and BIGINT are declared
--- types SQLite understands and sqlx maps back to bool and i64).
+-- Portable SQL: the same file migrates SQLite and PostgreSQL. Flags are SMALLINT 0/1 rather than
+-- BOOLEAN, because sqlx's Any driver cannot decode SQLite's BOOLEAN.
 -- Instants are microseconds since the Unix epoch (UTC) in 64-bit integers, on every backend.
 
 CREATE TABLE organisations (
@@ -9,7 +9,7 @@ CREATE TABLE organisations (
     kind           TEXT NOT NULL,
     hospital_grade TEXT,
     division_code  TEXT NOT NULL,
-    active         BOOLEAN NOT NULL,
+    active         SMALLINT NOT NULL CHECK (active IN (0, 1)),
     created_at     BIGINT NOT NULL,
     updated_at     BIGINT NOT NULL
 );
@@ -23,7 +23,7 @@ CREATE TABLE practitioners (
     organisation_code TEXT NOT NULL REFERENCES organisations (code),
     role              TEXT NOT NULL,
     specialty         TEXT NOT NULL,
-    active            BOOLEAN NOT NULL,
+    active            SMALLINT NOT NULL CHECK (active IN (0, 1)),
     created_at        BIGINT NOT NULL,
     updated_at        BIGINT NOT NULL
 );

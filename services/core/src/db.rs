@@ -1,7 +1,8 @@
 //! The database handle every store uses: one connection pool over sqlx's `Any` driver, so that
 //! each query is written once and runs on SQLite (the embedded default) and PostgreSQL (the
 //! production store) alike. Queries use `$1` placeholders, which both backends accept, and only
-//! types both hold: 64-bit integers (instants as microseconds), text, booleans.
+//! types both hold through sqlx's `Any` driver: 64-bit integers (instants as microseconds, flags
+//! as 0 or 1) and text.
 
 use std::str::FromStr;
 use std::time::Duration;
@@ -139,5 +140,69 @@ fn describe(error: &sqlx::Error) -> String {
         sqlx::Error::Configuration(e) => e.to_string(),
         sqlx::Error::PoolTimedOut => "timed out".into(),
         other => other.to_string(),
+    }
+}
+
+/// Creates the PostgreSQL database `name` through the server at `admin_url` and returns the URL
+/// of the new database. For tests and benchmarks, which each want a database of their own.
+pub async fn create_postgres_database(admin_url: &str, name: &str) -> Result<String, Error> {
+    check_database_name(name)?;
+    let admin = Database::connect(admin_url, 1).await?;
+    let created = admin.pool.execute(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}"))).await;
+    admin.close().await;
+    created?;
+    Ok(with_database_name(admin_url, name))
+}
+
+/// Drops the PostgreSQL database `name`, closing any connection still open to it.
+pub async fn drop_postgres_database(admin_url: &str, name: &str) -> Result<(), Error> {
+    check_database_name(name)?;
+    let admin = Database::connect(admin_url, 1).await?;
+    let dropped = admin.pool.execute(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))).await;
+    admin.close().await;
+    dropped.map(drop).map_err(Error::from)
+}
+
+/// Only plain lower-case names, so that a name can be spliced into DDL safely.
+fn check_database_name(name: &str) -> Result<(), Error> {
+    if !name.is_empty() && name.len() <= 63 && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_') {
+        Ok(())
+    } else {
+        Err(Error::invalid("database name", "expected 1 to 63 characters from a-z, 0-9 and _"))
+    }
+}
+
+/// The URL with its database (the path) replaced by `name`, keeping user, host and parameters.
+pub fn with_database_name(url: &str, name: &str) -> String {
+    let (scheme, rest) = url.split_once("://").unwrap_or(("postgres", url));
+    let (authority_and_path, query) = match rest.split_once('?') {
+        Some((before, query)) => (before, Some(query)),
+        None => (rest, None),
+    };
+    let authority = authority_and_path.split('/').next().unwrap_or("");
+    match query {
+        Some(query) => format!("{scheme}://{authority}/{name}?{query}"),
+        None => format!("{scheme}://{authority}/{name}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_postgres_url_gets_another_database_and_keeps_the_rest() {
+        assert_eq!(
+            with_database_name("postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable", "hie_t1"),
+            "postgres://postgres@127.0.0.1:5432/hie_t1?sslmode=disable"
+        );
+        assert_eq!(with_database_name("postgres://root@localhost", "x"), "postgres://root@localhost/x");
+    }
+
+    #[test]
+    fn only_plain_names_reach_ddl() {
+        assert!(check_database_name("hie_test_01").is_ok());
+        assert!(check_database_name("x; DROP DATABASE postgres").is_err());
+        assert!(check_database_name("").is_err());
     }
 }

@@ -1,0 +1,14 @@
+//! The `hie` binary's library: typed settings, the builder that composes every service into one
+//! gRPC server (used by `main` and by the end-to-end tests alike), the command line, the demo
+//! population and the benchmarks.
+//!
+//! It owns no tables and no business rules: those belong to the service crates it composes.
+
+pub mod app;
+pub mod bench;
+pub mod cli;
+pub mod demo;
+pub mod settings;
+
+pub use app::{Exchange, RunningServer};
+pub use settings::Settings;

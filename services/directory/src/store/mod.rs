@@ -22,7 +22,7 @@ struct OrganisationRow {
     kind: String,
     hospital_grade: Option<String>,
     division_code: String,
-    active: bool,
+    active: i64,
     created_at: i64,
     updated_at: i64,
 }
@@ -34,7 +34,7 @@ struct PractitionerRow {
     organisation_code: String,
     role: String,
     specialty: String,
-    active: bool,
+    active: i64,
     created_at: i64,
     updated_at: i64,
 }
@@ -57,7 +57,7 @@ impl DirectoryStore {
         .bind(d.kind.code())
         .bind(d.hospital_grade.map(HospitalGrade::code))
         .bind(d.division_code.as_str())
-        .bind(d.active)
+        .bind(i64::from(d.active))
         .bind(time::to_micros(organisation.created_at))
         .bind(time::to_micros(organisation.updated_at))
         .execute(self.database.pool())
@@ -81,7 +81,7 @@ impl DirectoryStore {
         .bind(d.kind.code())
         .bind(d.hospital_grade.map(HospitalGrade::code))
         .bind(d.division_code.as_str())
-        .bind(d.active)
+        .bind(i64::from(d.active))
         .bind(time::to_micros(organisation.updated_at))
         .execute(self.database.pool())
         .await?;
@@ -109,14 +109,14 @@ impl DirectoryStore {
     ) -> Result<Vec<Organisation>, Error> {
         let sql = format!(
             "SELECT {ORGANISATION_COLUMNS} FROM organisations \
-             WHERE ($1 = '' OR kind = $1) AND division_code LIKE $2 AND (active OR $3) AND code > $4 \
+             WHERE ($1 = '' OR kind = $1) AND division_code LIKE $2 AND (active = 1 OR $3 = 1) AND code > $4 \
              ORDER BY code LIMIT $5"
         );
         let division_prefix = filter.division.as_ref().map_or("", DivisionCode::region_prefix);
         let rows: Vec<OrganisationRow> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
             .bind(filter.kind.map_or("", OrganisationKind::code))
             .bind(format!("{division_prefix}%"))
-            .bind(filter.include_inactive)
+            .bind(i64::from(filter.include_inactive))
             .bind(after)
             .bind(i64::from(limit))
             .fetch_all(self.database.pool())
@@ -138,7 +138,7 @@ impl DirectoryStore {
         .bind(d.organisation_code.as_str())
         .bind(d.role.code())
         .bind(d.specialty.as_str())
-        .bind(d.active)
+        .bind(i64::from(d.active))
         .bind(time::to_micros(practitioner.created_at))
         .bind(time::to_micros(practitioner.updated_at))
         .execute(self.database.pool())
@@ -164,7 +164,7 @@ impl DirectoryStore {
         .bind(d.organisation_code.as_str())
         .bind(d.role.code())
         .bind(d.specialty.as_str())
-        .bind(d.active)
+        .bind(i64::from(d.active))
         .bind(time::to_micros(practitioner.updated_at))
         .execute(self.database.pool())
         .await?;
@@ -224,7 +224,7 @@ impl TryFrom<OrganisationRow> for Organisation {
             kind: OrganisationKind::from_code(&row.kind).ok_or_else(bad)?,
             hospital_grade: grade,
             division_code: DivisionCode::parse(&row.division_code).map_err(|_| bad())?,
-            active: row.active,
+            active: row.active != 0,
         };
         Ok(Organisation { draft, created_at: time::from_micros(row.created_at), updated_at: time::from_micros(row.updated_at) })
     }
@@ -240,7 +240,7 @@ impl TryFrom<PractitionerRow> for Practitioner {
             organisation_code: OrganisationCode::parse(&row.organisation_code).map_err(|_| bad())?,
             role: PractitionerRole::from_code(&row.role).ok_or_else(bad)?,
             specialty: BoundedText::parse(&row.specialty, usize::MAX).map_err(|_| bad())?,
-            active: row.active,
+            active: row.active != 0,
         };
         Ok(Practitioner {
             id: PractitionerId::parse(&row.id).map_err(|_| bad())?,

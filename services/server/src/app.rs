@@ -1,0 +1,130 @@
+//! The one builder of the exchange: opens the database, composes the services, and serves them
+//! with health and reflection. `hie serve`, `hie demo`, the benchmarks and the end-to-end tests
+//! all start the server through [`Exchange::start`].
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use hie_core::Error;
+use hie_core::db::Database;
+use hie_directory::DirectoryService;
+use hie_directory::grpc::DirectoryGrpc;
+use hie_population::PopulationService;
+use hie_population::domain::DeterministicMatcher;
+use hie_population::grpc::PopulationGrpc;
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+use tonic::transport::Server;
+use tonic::transport::server::TcpIncoming;
+
+use crate::Settings;
+
+/// The services of the exchange over one database.
+#[derive(Clone, Debug)]
+pub struct Exchange {
+    pub database: Database,
+    pub directory: DirectoryService,
+    pub population: PopulationService,
+}
+
+impl Exchange {
+    /// Opens the database named by the settings, migrating it when the settings ask, and
+    /// composes the services.
+    pub async fn open(settings: &Settings) -> Result<Exchange, Error> {
+        let database = Database::connect(settings.database.url.expose(), settings.database.max_connections).await?;
+        if settings.migrate_on_start {
+            database.migrate().await?;
+        }
+        Ok(Exchange::over(database))
+    }
+
+    /// Composes the services over an open database.
+    pub fn over(database: Database) -> Exchange {
+        let directory = DirectoryService::new(database.clone());
+        let population = PopulationService::new(database.clone(), directory.clone(), Arc::new(DeterministicMatcher));
+        Exchange { database, directory, population }
+    }
+
+    /// Binds `settings.listen` (port 0 picks a free port) and serves every service, with
+    /// `grpc.health.v1.Health` and server reflection, until [`RunningServer::stop`].
+    pub async fn start(self, listen: SocketAddr) -> Result<RunningServer, Error> {
+        let listener = TcpListener::bind(listen)
+            .await
+            .map_err(|e| Error::Unavailable(format!("cannot listen on {listen}: {e}")))?;
+        let address = listener.local_addr().map_err(|e| Error::Internal(e.to_string()))?;
+
+        let (health_reporter, health_service) = tonic_health::server::health_reporter();
+        health_reporter
+            .set_serving::<hie_proto::directory::directory_server::DirectoryServer<DirectoryGrpc>>()
+            .await;
+        health_reporter
+            .set_serving::<hie_proto::population::population_registry_server::PopulationRegistryServer<PopulationGrpc>>()
+            .await;
+        let reflection = || {
+            tonic_reflection::server::Builder::configure()
+                .register_encoded_file_descriptor_set(hie_proto::FILE_DESCRIPTOR_SET)
+                .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        };
+        let reflection_v1 = reflection().build_v1().map_err(|e| Error::Internal(e.to_string()))?;
+        let reflection_v1alpha = reflection().build_v1alpha().map_err(|e| Error::Internal(e.to_string()))?;
+
+        let router = Server::builder()
+            .add_service(health_service)
+            .add_service(reflection_v1)
+            .add_service(reflection_v1alpha)
+            .add_service(DirectoryGrpc::new(self.directory.clone()).into_server())
+            .add_service(PopulationGrpc::new(self.population.clone()).into_server());
+
+        let (stop, stopped) = oneshot::channel::<()>();
+        let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
+        let task = tokio::spawn(async move {
+            router
+                .serve_with_incoming_shutdown(incoming, async {
+                    let _ = stopped.await;
+                })
+                .await
+                .map_err(|e| Error::Internal(format!("the gRPC server failed: {e}")))
+        });
+        tracing::info!(%address, backend = ?self.database.backend(), "hie is serving");
+        Ok(RunningServer { address, stop, task, exchange: self })
+    }
+}
+
+/// A server started by [`Exchange::start`].
+#[derive(Debug)]
+pub struct RunningServer {
+    address: SocketAddr,
+    stop: oneshot::Sender<()>,
+    task: JoinHandle<Result<(), Error>>,
+    exchange: Exchange,
+}
+
+impl RunningServer {
+    /// The address the server listens on.
+    pub fn address(&self) -> SocketAddr {
+        self.address
+    }
+
+    /// `http://address`, for a tonic client.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.address)
+    }
+
+    pub fn exchange(&self) -> &Exchange {
+        &self.exchange
+    }
+
+    /// Stops accepting calls, lets the calls under way finish, and closes the database.
+    pub async fn stop(self) -> Result<(), Error> {
+        let _ = self.stop.send(());
+        let served = self.task.await.map_err(|e| Error::Internal(format!("the server task failed: {e}")))?;
+        self.exchange.database.close().await;
+        served
+    }
+
+    /// Serves until the server fails or the task is cancelled; for `hie serve`.
+    pub async fn wait(&mut self) -> Result<(), Error> {
+        (&mut self.task).await.map_err(|e| Error::Internal(format!("the server task failed: {e}")))?
+    }
+}

@@ -1,0 +1,289 @@
+//! `hie bench …`: measurements that print JSON. Every figure is measured beside a baseline taken
+//! in the same run (the empty gRPC health check), because this kind of machine is shared and
+//! noisy: the ratio travels between machines better than the absolute figure.
+
+use std::time::{Duration, Instant};
+
+use clap::{Args, Subcommand, ValueEnum};
+use hie_core::db::{self, Database};
+use hie_proto::population::population_registry_client::PopulationRegistryClient;
+use hie_proto::population::{Identifier as ProtoIdentifier, ResolveIdentifierRequest};
+use serde::Serialize;
+use tonic::transport::Channel;
+use tonic_health::pb::HealthCheckRequest;
+use tonic_health::pb::health_client::HealthClient;
+
+use crate::Exchange;
+use crate::demo::{Rng, SyntheticPrefecture, load};
+use crate::settings::{SecretUrl, Settings};
+
+#[derive(Debug, Subcommand)]
+pub enum BenchCommand {
+    /// ResolveIdentifier (PIX query) over loopback against the empty health check, on SQLite and
+    /// on PostgreSQL.
+    Resolve(ResolveArgs),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum BackendChoice {
+    Sqlite,
+    Postgres,
+    Both,
+}
+
+#[derive(Debug, Args)]
+pub struct ResolveArgs {
+    /// Print the results as JSON (the default prints them as JSON too, indented for reading).
+    #[arg(long)]
+    pub json: bool,
+    /// How many residents to load before measuring.
+    #[arg(long, default_value_t = 100_000)]
+    pub persons: usize,
+    /// Which backends to measure.
+    #[arg(long, value_enum, default_value = "both")]
+    pub backend: BackendChoice,
+    /// A PostgreSQL server where the benchmark may create and drop a scratch database.
+    #[arg(long, env = "HIE_BENCH_POSTGRES_URL", default_value = "postgres://postgres@127.0.0.1:5432/postgres")]
+    pub postgres_url: String,
+    /// How long each measurement runs, in seconds.
+    #[arg(long, default_value_t = 5)]
+    pub seconds: u64,
+    /// How many calls are in flight at once.
+    #[arg(long, default_value_t = 32)]
+    pub concurrency: usize,
+    /// Over how many HTTP/2 connections the calls are spread (connections are reused).
+    #[arg(long, default_value_t = 4)]
+    pub connections: usize,
+}
+
+/// Throughput and latency of one kind of call.
+#[derive(Debug, Serialize)]
+pub struct CallFigures {
+    pub calls: usize,
+    pub errors: usize,
+    pub throughput_per_second: f64,
+    pub p50_microseconds: u64,
+    pub p99_microseconds: u64,
+}
+
+#[derive(Debug, Serialize)]
+pub struct ResolveFigures {
+    pub backend: &'static str,
+    pub persons: i64,
+    pub source_records: usize,
+    pub load_seconds: f64,
+    pub empty_call: CallFigures,
+    pub resolve: CallFigures,
+    /// Resolve throughput as a share of the empty call's: the target is at least 0.5 on PostgreSQL.
+    pub resolve_to_empty_throughput: f64,
+    pub resolve_to_empty_p50_latency: f64,
+}
+
+pub async fn run(command: BenchCommand) -> Result<(), String> {
+    match command {
+        BenchCommand::Resolve(args) => resolve(args).await,
+    }
+}
+
+async fn resolve(args: ResolveArgs) -> Result<(), String> {
+    eprintln!("hie bench: generating {} residents", args.persons);
+    let prefecture = SyntheticPrefecture::generate(args.persons, 2026);
+    let mut results = Vec::new();
+    if matches!(args.backend, BackendChoice::Sqlite | BackendChoice::Both) {
+        let folder = std::env::temp_dir().join(format!("hie-bench-{}", uuid::Uuid::now_v7()));
+        let url = format!("sqlite://{}/hie.db", folder.display());
+        let figures = resolve_on("sqlite", &url, &args, &prefecture, 1).await;
+        let _ = std::fs::remove_dir_all(&folder);
+        results.push(figures?);
+    }
+    if matches!(args.backend, BackendChoice::Postgres | BackendChoice::Both) {
+        let name = format!("hie_bench_{}", uuid::Uuid::now_v7().simple());
+        let url = db::create_postgres_database(&args.postgres_url, &name).await.map_err(|e| {
+            format!("cannot create a scratch database on the PostgreSQL server of --postgres-url: {e}")
+        })?;
+        let figures = resolve_on("postgres", &url, &args, &prefecture, 4).await;
+        let _ = db::drop_postgres_database(&args.postgres_url, &name).await;
+        results.push(figures?);
+    }
+    let report = serde_json::json!({
+        "benchmark": "resolve",
+        "residents_generated": args.persons,
+        "seconds_per_measurement": args.seconds,
+        "concurrency": args.concurrency,
+        "connections": args.connections,
+        "cores": std::thread::available_parallelism().map_or(0, |n| n.get()),
+        "results": results,
+    });
+    let text = if args.json { serde_json::to_string(&report) } else { serde_json::to_string_pretty(&report) };
+    println!("{}", text.map_err(|e| e.to_string())?);
+    Ok(())
+}
+
+async fn resolve_on(
+    backend: &'static str,
+    url: &str,
+    args: &ResolveArgs,
+    prefecture: &SyntheticPrefecture,
+    n_loaders: usize,
+) -> Result<ResolveFigures, String> {
+    let mut settings = Settings::default();
+    settings.database.url = SecretUrl::new(url);
+    settings.database.max_connections = 16;
+    let exchange = Exchange::open(&settings).await.map_err(|e| e.to_string())?;
+    eprintln!("hie bench: loading {} source records into {backend}", prefecture.records.len());
+    let started = Instant::now();
+    load_in_parallel(&exchange, prefecture, n_loaders).await?;
+    let load_seconds = started.elapsed().as_secs_f64();
+    let persons = count_persons(&exchange.database).await?;
+    let server = exchange.start("127.0.0.1:0".parse().map_err(|_| "bad address")?).await.map_err(|e| e.to_string())?;
+    let channels = connect(&server.url(), args.connections).await?;
+
+    // What to resolve: local patient numbers and identity numbers of random records.
+    let mut rng = Rng::new(7);
+    let targets: Vec<ProtoIdentifier> = (0..10_000)
+        .map(|_| {
+            let record = rng.pick(&prefecture.records);
+            let identifier = match record.resident_id() {
+                Some(id) if rng.chance(0.5) => hie_core::domain::Identifier::resident(&id),
+                _ => record.local_patient_number().clone(),
+            };
+            ProtoIdentifier { system: identifier.system_uri(), value: identifier.value().to_owned() }
+        })
+        .collect();
+
+    let duration = Duration::from_secs(args.seconds);
+    eprintln!("hie bench: {backend}: measuring the empty call and resolve, {} s each", args.seconds);
+    // A short warm-up of each, so that neither pays for connection set-up or cold caches.
+    measure(&channels, args.concurrency, Duration::from_secs(1), health_call).await;
+    measure(&channels, args.concurrency, Duration::from_secs(1), resolve_call(&targets)).await;
+    let empty_call = measure(&channels, args.concurrency, duration, health_call).await;
+    let resolve = measure(&channels, args.concurrency, duration, resolve_call(&targets)).await;
+    server.stop().await.map_err(|e| e.to_string())?;
+    Ok(ResolveFigures {
+        backend,
+        persons,
+        source_records: prefecture.records.len(),
+        load_seconds,
+        resolve_to_empty_throughput: resolve.throughput_per_second / empty_call.throughput_per_second.max(1e-9),
+        resolve_to_empty_p50_latency: resolve.p50_microseconds as f64 / empty_call.p50_microseconds.max(1) as f64,
+        empty_call,
+        resolve,
+    })
+}
+
+/// Loads the prefecture with `n_loaders` concurrent batches. Records are split by resident, so
+/// that two loaders never lock the same matching keys and never wait on each other.
+async fn load_in_parallel(exchange: &Exchange, prefecture: &SyntheticPrefecture, n_loaders: usize) -> Result<(), String> {
+    if n_loaders <= 1 {
+        return load(exchange, prefecture).await;
+    }
+    for organisation in &prefecture.organisations {
+        exchange.directory.register_organisation(organisation.clone()).await.map_err(|e| e.to_string())?;
+    }
+    let mut partitions = vec![Vec::new(); n_loaders];
+    for record in &prefecture.records {
+        let key = record.resident_id().map_or_else(|| record.local_patient_number().value().to_owned(), |id| id.as_str().to_owned());
+        let hash = key.bytes().fold(0u64, |h, b| h.wrapping_mul(31).wrapping_add(u64::from(b)));
+        partitions[(hash % n_loaders as u64) as usize].push(record.clone());
+    }
+    let mut tasks = tokio::task::JoinSet::new();
+    for partition in partitions {
+        let population = exchange.population.clone();
+        tasks.spawn(async move {
+            for batch in partition.chunks(500) {
+                population.register_batch(batch).await.map_err(|e| e.to_string())?;
+            }
+            Ok::<(), String>(())
+        });
+    }
+    while let Some(result) = tasks.join_next().await {
+        result.map_err(|e| e.to_string())??;
+    }
+    Ok(())
+}
+
+async fn count_persons(database: &Database) -> Result<i64, String> {
+    let (n,): (i64,) =
+        sqlx::query_as("SELECT COUNT(*) FROM persons").fetch_one(database.pool()).await.map_err(|e| e.to_string())?;
+    Ok(n)
+}
+
+async fn connect(url: &str, n: usize) -> Result<Vec<Channel>, String> {
+    let mut channels = Vec::new();
+    for _ in 0..n.max(1) {
+        let channel = Channel::from_shared(url.to_owned())
+            .map_err(|e| e.to_string())?
+            .connect()
+            .await
+            .map_err(|e| format!("cannot connect to the benchmark server: {e}"))?;
+        channels.push(channel);
+    }
+    Ok(channels)
+}
+
+type CallFuture = std::pin::Pin<Box<dyn std::future::Future<Output = bool> + Send>>;
+
+fn health_call(channel: Channel, _call: usize) -> CallFuture {
+    Box::pin(async move {
+        HealthClient::new(channel).check(HealthCheckRequest { service: String::new() }).await.is_ok()
+    })
+}
+
+fn resolve_call(targets: &[ProtoIdentifier]) -> impl Fn(Channel, usize) -> CallFuture + Clone + Send + 'static {
+    let targets = std::sync::Arc::new(targets.to_vec());
+    move |channel, call| {
+        let identifier = targets[call % targets.len()].clone();
+        Box::pin(async move {
+            PopulationRegistryClient::new(channel)
+                .resolve_identifier(ResolveIdentifierRequest { identifier: Some(identifier) })
+                .await
+                .is_ok()
+        })
+    }
+}
+
+/// Runs `concurrency` workers calling `call` in a loop for `duration`; returns throughput and
+/// latency percentiles over the calls that completed.
+async fn measure<F>(channels: &[Channel], concurrency: usize, duration: Duration, call: F) -> CallFigures
+where
+    F: Fn(Channel, usize) -> CallFuture + Clone + Send + 'static,
+{
+    let started = Instant::now();
+    let deadline = started + duration;
+    let mut workers = tokio::task::JoinSet::new();
+    for worker in 0..concurrency.max(1) {
+        let channel = channels[worker % channels.len()].clone();
+        let call = call.clone();
+        workers.spawn(async move {
+            let mut latencies = Vec::new();
+            let mut errors = 0;
+            let mut n = worker * 7919;
+            while Instant::now() < deadline {
+                let sent = Instant::now();
+                if call(channel.clone(), n).await {
+                    latencies.push(sent.elapsed().as_micros() as u64);
+                } else {
+                    errors += 1;
+                }
+                n += 1;
+            }
+            (latencies, errors)
+        });
+    }
+    let mut latencies = Vec::new();
+    let mut errors = 0;
+    while let Some(Ok((mut worker_latencies, worker_errors))) = workers.join_next().await {
+        latencies.append(&mut worker_latencies);
+        errors += worker_errors;
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    latencies.sort_unstable();
+    let percentile = |p: f64| latencies.get(((latencies.len() as f64 * p) as usize).min(latencies.len().saturating_sub(1))).copied().unwrap_or(0);
+    CallFigures {
+        calls: latencies.len(),
+        errors,
+        throughput_per_second: latencies.len() as f64 / elapsed,
+        p50_microseconds: percentile(0.50),
+        p99_microseconds: percentile(0.99),
+    }
+}

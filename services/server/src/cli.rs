@@ -1,0 +1,167 @@
+//! The command line of `hie`.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+use hie_core::db::Database;
+
+use crate::settings::SecretUrl;
+use crate::{Exchange, Settings, bench, demo};
+
+/// hie: a regional health-information exchange.
+#[derive(Debug, Parser)]
+#[command(name = "hie", version, about)]
+pub struct Cli {
+    /// A TOML settings file; by default ./hie.toml when it exists. HIE_* environment variables
+    /// override it (HIE_LISTEN, HIE_DATABASE__URL, HIE_DATABASE__MAX_CONNECTIONS, HIE_LOG).
+    #[arg(long, global = true, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Serve every service over gRPC (with health and reflection) until interrupted.
+    Serve(ServeArgs),
+    /// Apply pending database migrations and exit.
+    Migrate(DatabaseArgs),
+    /// Serve on the embedded database with a synthetic prefecture loaded, and print grpcurl
+    /// commands to try.
+    Demo(DemoArgs),
+    /// Measure the exchange; prints JSON.
+    #[command(subcommand)]
+    Bench(bench::BenchCommand),
+}
+
+#[derive(Debug, Args)]
+pub struct DatabaseArgs {
+    /// The database: sqlite://path (the embedded default) or postgres://user@host/db.
+    #[arg(long, value_name = "URL")]
+    pub database_url: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// The address to listen on [default: 127.0.0.1:50051].
+    #[arg(long, value_name = "ADDR")]
+    pub listen: Option<SocketAddr>,
+    #[command(flatten)]
+    pub database: DatabaseArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    #[command(flatten)]
+    pub serve: ServeArgs,
+    /// How many residents to generate.
+    #[arg(long, default_value_t = 20_000)]
+    pub residents: usize,
+    /// The seed of the generator; the same seed makes the same prefecture.
+    #[arg(long, default_value_t = 2026)]
+    pub seed: u64,
+}
+
+impl Cli {
+    /// The settings: file and environment, then the flags of the command.
+    fn settings(&self) -> Result<Settings, String> {
+        let mut settings = Settings::load(self.config.as_deref())?;
+        let (listen, database) = match &self.command {
+            Command::Serve(serve) | Command::Demo(DemoArgs { serve, .. }) => (serve.listen, &serve.database),
+            Command::Migrate(database) => (None, database),
+            Command::Bench(_) => return Ok(settings),
+        };
+        if let Some(listen) = listen {
+            settings.listen = listen;
+        }
+        if let Some(url) = &database.database_url {
+            settings.database.url = SecretUrl::new(url.clone());
+        }
+        Ok(settings)
+    }
+}
+
+/// Runs the command line; the exit code says whether it succeeded.
+pub fn run(cli: Cli) -> ExitCode {
+    let settings = match cli.settings() {
+        Ok(settings) => settings,
+        Err(message) => {
+            eprintln!("hie: {message}");
+            return ExitCode::from(2);
+        }
+    };
+    init_logging(&settings.log);
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("hie: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async move {
+        match cli.command {
+            Command::Serve(_) => serve(settings).await,
+            Command::Migrate(_) => migrate(&settings).await,
+            Command::Demo(args) => demo::run(settings, args.residents, args.seed).await,
+            Command::Bench(command) => bench::run(command).await,
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("hie: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_logging(filter: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .or_else(|_| tracing_subscriber::EnvFilter::try_new(filter))
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+}
+
+async fn serve(settings: Settings) -> Result<(), String> {
+    let exchange = Exchange::open(&settings).await.map_err(|e| e.to_string())?;
+    let server = exchange.start(settings.listen).await.map_err(|e| e.to_string())?;
+    serve_until_interrupted(server).await
+}
+
+/// Serves until Ctrl-C (or SIGTERM), then shuts down gracefully.
+pub async fn serve_until_interrupted(mut server: crate::RunningServer) -> Result<(), String> {
+    tokio::select! {
+        result = server.wait() => return result.map_err(|e| e.to_string()),
+        () = shutdown_signal() => {}
+    }
+    tracing::info!("shutting down");
+    server.stop().await.map_err(|e| e.to_string())
+}
+
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        let mut terminate = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(signal) => signal,
+            Err(_) => return std::future::pending().await,
+        };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = terminate.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+async fn migrate(settings: &Settings) -> Result<(), String> {
+    let database = Database::connect(settings.database.url.expose(), 1).await.map_err(|e| e.to_string())?;
+    database.migrate().await.map_err(|e| e.to_string())?;
+    database.close().await;
+    eprintln!("hie: the {:?} database is up to date", database.backend());
+    Ok(())
+}

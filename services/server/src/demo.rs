@@ -1,0 +1,347 @@
+//! `hie demo`: a synthetic prefecture modelled on Qiandongnan (黔东南), loaded into the embedded
+//! database and served, with grpcurl commands to try. The generator is shared with the
+//! benchmarks.
+
+use std::collections::HashSet;
+
+use chrono::{Datelike, Duration, NaiveDate};
+use hie_core::domain::{
+    BirthDate, BoundedText, DivisionCode, Ethnicity, Identifier, OrganisationCode, PersonName, Phone, ResidentId, Sex,
+};
+use hie_directory::domain::{HospitalGrade, OrganisationDraft, OrganisationKind};
+use hie_population::domain::{Demographics, SourceRecordDraft};
+
+use crate::{Exchange, Settings};
+
+/// The counties of the prefecture: division code and name.
+const COUNTIES: [(&str, &str); 16] = [
+    ("522601", "凯里市"), ("522622", "黄平县"), ("522623", "施秉县"), ("522624", "三穗县"),
+    ("522625", "镇远县"), ("522626", "岑巩县"), ("522627", "天柱县"), ("522628", "锦屏县"),
+    ("522629", "剑河县"), ("522630", "台江县"), ("522631", "黎平县"), ("522632", "榕江县"),
+    ("522633", "从江县"), ("522634", "雷山县"), ("522635", "麻江县"), ("522636", "丹寨县"),
+];
+
+/// The hospitals: code, name, grade, county. The first two serve the whole prefecture.
+const HOSPITALS: [(&str, &str, HospitalGrade, &str); 6] = [
+    ("QDN-H01", "黔东南州人民医院", HospitalGrade::TertiaryA, "522601"),
+    ("QDN-H02", "黔东南州中医医院", HospitalGrade::TertiaryA, "522601"),
+    ("QDN-H03", "凯里市第一人民医院", HospitalGrade::SecondaryA, "522601"),
+    ("QDN-H04", "黎平县人民医院", HospitalGrade::SecondaryA, "522631"),
+    ("QDN-H05", "从江县人民医院", HospitalGrade::SecondaryA, "522633"),
+    ("QDN-H06", "台江县人民医院", HospitalGrade::SecondaryB, "522630"),
+];
+
+/// The township health centres: name and county.
+const TOWNSHIP_CENTRES: [(&str, &str); 20] = [
+    ("炉山镇卫生院", "522601"), ("舟溪镇卫生院", "522601"), ("三棵树镇卫生院", "522601"),
+    ("旧州镇卫生院", "522622"), ("甘溪乡卫生院", "522623"), ("台烈镇卫生院", "522624"),
+    ("舞阳镇卫生院", "522625"), ("天马镇卫生院", "522626"), ("高酿镇卫生院", "522627"),
+    ("三江镇卫生院", "522628"), ("革东镇卫生院", "522629"), ("施洞镇卫生院", "522630"),
+    ("肇兴镇卫生院", "522631"), ("中潮镇卫生院", "522631"), ("古州镇卫生院", "522632"),
+    ("丙妹镇卫生院", "522633"), ("贯洞镇卫生院", "522633"), ("西江镇卫生院", "522634"),
+    ("宣威镇卫生院", "522635"), ("龙泉镇卫生院", "522636"),
+];
+
+const HAN_SURNAMES: &[&str] = &["王", "李", "张", "刘", "陈", "黄", "赵", "周", "徐", "孙", "胡", "罗", "何", "田", "邓"];
+const MIAO_SURNAMES: &[&str] = &["杨", "吴", "龙", "石", "潘", "王", "张", "李", "顾", "欧", "麻", "滕", "唐", "邰"];
+const DONG_SURNAMES: &[&str] = &["吴", "杨", "石", "龙", "欧", "粟", "陆", "潘", "姚", "林", "蒙", "杜"];
+const GIVEN_MALE: &[&str] = &["伟", "强", "磊", "军", "勇", "杰", "涛", "明", "超", "华", "平", "志", "文", "国", "建", "光", "荣", "胜"];
+const GIVEN_FEMALE: &[&str] = &["芳", "娜", "敏", "静", "丽", "艳", "娟", "秀", "英", "梅", "兰", "花", "燕", "玲", "霞", "琴", "萍"];
+/// Syllables of Miao and Dong personal names as they are commonly written in characters.
+const MINORITY_GIVEN: &[&str] = &["阿", "榜", "金", "妹", "略", "友", "桥", "耶", "岩", "乃", "培", "银", "亮", "老", "当", "报"];
+
+/// A small, fast, seedable generator (SplitMix64): the same seed makes the same prefecture.
+#[derive(Debug, Clone)]
+pub struct Rng(u64);
+
+impl Rng {
+    pub fn new(seed: u64) -> Rng {
+        Rng(seed)
+    }
+
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    /// A number in `0..n`.
+    pub fn below(&mut self, n: usize) -> usize {
+        (self.next_u64() % n.max(1) as u64) as usize
+    }
+
+    /// True with probability `p`.
+    pub fn chance(&mut self, p: f64) -> bool {
+        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64 <= p
+    }
+
+    pub fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
+        &items[self.below(items.len())]
+    }
+}
+
+/// A generated resident.
+#[derive(Debug, Clone)]
+pub struct Resident {
+    pub resident_id: ResidentId,
+    pub demographics: Demographics,
+}
+
+/// A generated prefecture: its organisations and every organisation's records.
+#[derive(Debug, Clone)]
+pub struct SyntheticPrefecture {
+    pub organisations: Vec<OrganisationDraft>,
+    pub residents: Vec<Resident>,
+    /// Every source record, the township centres' first, then the hospitals'.
+    pub records: Vec<SourceRecordDraft>,
+}
+
+impl SyntheticPrefecture {
+    /// Generates `n_residents` residents. Each is registered by the township health centre of
+    /// their county; the two prefecture hospitals each hold about a quarter of all residents,
+    /// and each county hospital about 40 % of its county and a few from elsewhere, under their
+    /// own local numbers, so the same resident turns up at several hospitals. One hospital
+    /// record in ten lacks the identity number, as real feeds do.
+    pub fn generate(n_residents: usize, seed: u64) -> SyntheticPrefecture {
+        let mut rng = Rng::new(seed);
+        let today = hie_core::time::today_in_china();
+        let organisations = organisations();
+        let mut seen = HashSet::with_capacity(n_residents);
+        let residents: Vec<Resident> = (0..n_residents).map(|_| resident(&mut rng, today, &mut seen)).collect();
+
+        let mut records = Vec::with_capacity(n_residents * 2);
+        for (i, resident) in residents.iter().enumerate() {
+            let county = resident.demographics.division.as_ref().map_or("522601", |d| d.as_str());
+            let centres: Vec<usize> =
+                (0..TOWNSHIP_CENTRES.len()).filter(|&c| TOWNSHIP_CENTRES[c].1 == county).collect();
+            let centre = centres[i % centres.len().max(1)];
+            let code = township_code(centre);
+            records.push(record(&code, &format!("JK{:08}", i + 1), resident, true));
+        }
+        for (h, (code, _, _, county)) in HOSPITALS.iter().enumerate() {
+            let code = OrganisationCode::parse(code).expect("hospital codes are valid");
+            let mut next_number = 1;
+            for resident in &residents {
+                let home = resident.demographics.division.as_ref().is_some_and(|d| d.as_str() == *county);
+                let share = if h < 2 { 0.25 } else if home { 0.40 } else { 0.02 };
+                if rng.chance(share) {
+                    let with_id = rng.chance(0.9);
+                    records.push(record(&code, &format!("MZ{:07}", next_number), resident, with_id));
+                    next_number += 1;
+                }
+            }
+        }
+        SyntheticPrefecture { organisations, residents, records }
+    }
+}
+
+fn township_code(index: usize) -> OrganisationCode {
+    OrganisationCode::parse(&format!("QDN-T{:02}", index + 1)).expect("township codes are valid")
+}
+
+fn organisations() -> Vec<OrganisationDraft> {
+    let division = |code: &str| DivisionCode::parse(code).expect("county codes are valid");
+    let name = |text: &str| BoundedText::parse_required(text, 100).expect("names are valid");
+    let mut organisations = Vec::new();
+    for (code, hospital, grade, county) in HOSPITALS {
+        organisations.push(OrganisationDraft {
+            code: OrganisationCode::parse(code).expect("valid"),
+            name: name(hospital),
+            kind: OrganisationKind::Hospital,
+            hospital_grade: Some(grade),
+            division_code: division(county),
+            active: true,
+        });
+    }
+    for (i, (centre, county)) in TOWNSHIP_CENTRES.iter().enumerate() {
+        organisations.push(OrganisationDraft {
+            code: township_code(i),
+            name: name(centre),
+            kind: OrganisationKind::TownshipHealthCentre,
+            hospital_grade: None,
+            division_code: division(county),
+            active: true,
+        });
+    }
+    for (code, agency, kind) in [
+        ("QDN-CDC", "黔东南州疾病预防控制中心", OrganisationKind::PublicHealthAgency),
+        ("QDN-YB", "黔东南州医疗保障局", OrganisationKind::Insurer),
+    ] {
+        organisations.push(OrganisationDraft {
+            code: OrganisationCode::parse(code).expect("valid"),
+            name: name(agency),
+            kind,
+            hospital_grade: None,
+            division_code: division("522600"),
+            active: true,
+        });
+    }
+    organisations
+}
+
+fn resident(rng: &mut Rng, today: NaiveDate, seen: &mut HashSet<String>) -> Resident {
+    // Roughly the prefecture's make-up: Miao, Dong, Han, and a few Shui, Yao and Buyi.
+    let roll = rng.below(100);
+    let ethnicity = match roll {
+        0..=42 => Ethnicity::MIAO,
+        43..=72 => Ethnicity::DONG,
+        73..=92 => Ethnicity::HAN,
+        93..=95 => Ethnicity::parse("25").expect("Shui"),
+        96..=97 => Ethnicity::parse("13").expect("Yao"),
+        _ => Ethnicity::parse("09").expect("Buyi"),
+    };
+    let sex = if rng.chance(0.5) { Sex::Male } else { Sex::Female };
+    let surnames = match ethnicity.code() {
+        "06" => MIAO_SURNAMES,
+        "12" => DONG_SURNAMES,
+        _ => HAN_SURNAMES,
+    };
+    let mut name = rng.pick(surnames).to_string();
+    let given_pool = if ethnicity != Ethnicity::HAN && rng.chance(0.3) {
+        MINORITY_GIVEN
+    } else if sex == Sex::Male {
+        GIVEN_MALE
+    } else {
+        GIVEN_FEMALE
+    };
+    for _ in 0..1 + rng.below(2) {
+        name.push_str(*rng.pick(given_pool));
+    }
+    let (county, _) = *rng.pick(&COUNTIES);
+    let age_days = rng.below(95 * 365) as i64;
+    let birth = (today - Duration::days(age_days)).max(NaiveDate::from_ymd_opt(1930, 1, 1).expect("valid"));
+    let resident_id = loop {
+        let sequence = rng.below(500) * 2 + usize::from(sex == Sex::Male);
+        let first_17 = format!("{county}{:04}{:02}{:02}{sequence:03}", birth.year(), birth.month(), birth.day());
+        let check = ResidentId::check_character(first_17.as_bytes()) as char;
+        let candidate = format!("{first_17}{check}");
+        if seen.insert(candidate.clone()) {
+            break ResidentId::parse_on(&candidate, today).expect("generated numbers are valid");
+        }
+    };
+    let phone = rng.chance(0.8).then(|| {
+        let prefix = rng.pick(&["138", "139", "150", "151", "182", "187", "135", "136"]);
+        Phone::parse(&format!("{prefix}{:08}", rng.next_u64() % 100_000_000)).expect("valid mobile")
+    });
+    let village = format!("{}村{}组", rng.pick(&["平寨", "乌东", "控拜", "南猛", "季刀", "大利", "占里", "堂安"]), 1 + rng.below(9));
+    Resident {
+        demographics: Demographics {
+            name: PersonName::parse(&name).expect("generated names are valid"),
+            sex: Some(sex),
+            birth_date: Some(BirthDate::from_date(birth, today).expect("in the past")),
+            ethnicity: Some(ethnicity),
+            phone,
+            division: Some(DivisionCode::parse(county).expect("valid")),
+            address_line: BoundedText::parse(&village, 200).expect("valid"),
+        },
+        resident_id,
+    }
+}
+
+fn record(organisation: &OrganisationCode, local: &str, resident: &Resident, with_id: bool) -> SourceRecordDraft {
+    let identifiers = if with_id { vec![Identifier::resident(&resident.resident_id)] } else { vec![] };
+    SourceRecordDraft::new(organisation.clone(), local, resident.demographics.clone(), identifiers)
+        .expect("generated records are valid")
+}
+
+/// Registers the organisations (those already registered are left as they are) and every
+/// record, in batches, printing progress to stderr.
+pub async fn load(exchange: &Exchange, prefecture: &SyntheticPrefecture) -> Result<(), String> {
+    for organisation in &prefecture.organisations {
+        match exchange.directory.register_organisation(organisation.clone()).await {
+            Ok(_) | Err(hie_core::Error::AlreadyExists(_)) => {}
+            Err(e) => return Err(e.to_string()),
+        }
+    }
+    let total = prefecture.records.len();
+    let mut done = 0;
+    for batch in prefecture.records.chunks(500) {
+        exchange.population.register_batch(batch).await.map_err(|e| e.to_string())?;
+        done += batch.len();
+        if done % 10_000 < 500 || done == total {
+            eprintln!("hie demo: {done} of {total} source records registered");
+        }
+    }
+    Ok(())
+}
+
+/// `hie demo`: serve the embedded database with the synthetic prefecture loaded.
+pub async fn run(settings: Settings, n_residents: usize, seed: u64) -> Result<(), String> {
+    let exchange = Exchange::open(&settings).await.map_err(|e| e.to_string())?;
+    eprintln!("hie demo: generating {n_residents} residents of a Qiandongnan-like prefecture (seed {seed})");
+    let prefecture = SyntheticPrefecture::generate(n_residents, seed);
+    let started = std::time::Instant::now();
+    load(&exchange, &prefecture).await?;
+    eprintln!(
+        "hie demo: {} organisations and {} source records loaded in {:.1} s",
+        prefecture.organisations.len(),
+        prefecture.records.len(),
+        started.elapsed().as_secs_f64()
+    );
+    let server = exchange.start(settings.listen).await.map_err(|e| e.to_string())?;
+    println!("{}", try_it(&prefecture, &server.address().to_string()));
+    crate::cli::serve_until_interrupted(server).await
+}
+
+/// Three grpcurl commands that show a cross-reference, a search and a directory look-up.
+fn try_it(prefecture: &SyntheticPrefecture, address: &str) -> String {
+    // A record of the first prefecture hospital whose resident is also known to the second.
+    let at = |code: &'static str| prefecture.records.iter().filter(move |r| r.organisation().as_str() == code);
+    let example = at("QDN-H01")
+        .filter(|r| r.resident_id().is_some())
+        .find(|r| at("QDN-H02").any(|other| other.resident_id() == r.resident_id()))
+        .or_else(|| at("QDN-H01").next());
+    let resolve = example.map_or_else(String::new, |r| {
+        format!(
+            "# Which records, at every organisation, belong to the patient QDN-H01 knows as {local}:\n\
+             grpcurl -plaintext -d '{{\"identifier\": {{\"system\": \"urn:hie:org:QDN-H01:patient\", \"value\": \"{local}\"}}}}' \\\n  \
+             {address} hie.population.v1.PopulationRegistry/ResolveIdentifier\n",
+            local = r.local_patient_number().value()
+        )
+    });
+    // A resident of Leishan county born in the 1980s, so that the search finds at least them.
+    let born_in_the_1980s = |r: &&Resident| r.demographics.birth_date.is_some_and(|b| (1980..1990).contains(&b.date().year()));
+    let surname: String = prefecture
+        .residents
+        .iter()
+        .filter(|r| r.demographics.division.as_ref().is_some_and(|d| d.as_str() == "522634"))
+        .find(born_in_the_1980s)
+        .map_or("杨".to_owned(), |r| r.demographics.name.as_str().chars().take(1).collect());
+    format!(
+        "\nhie demo is serving on {address}. Try:\n\n{resolve}\n\
+         # Residents of Leishan county named {surname}…, born in the 1980s:\n\
+         grpcurl -plaintext -d '{{\"name\": \"{surname}*\", \"birth_date_from\": \"1980-01-01\", \"birth_date_to\": \"1989-12-31\", \"division_code\": \"522634\", \"page_size\": 5}}' \\\n  \
+         {address} hie.population.v1.PopulationRegistry/SearchPersons\n\n\
+         # The hospitals of the prefecture:\n\
+         grpcurl -plaintext -d '{{\"kind\": \"ORGANISATION_KIND_HOSPITAL\", \"division_code\": \"522600\", \"page_size\": 10}}' \\\n  \
+         {address} hie.directory.v1.Directory/ListOrganisations\n\n\
+         Press Ctrl-C to stop.\n"
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_same_seed_makes_the_same_prefecture_with_overlapping_hospitals() {
+        let first = SyntheticPrefecture::generate(500, 7);
+        let second = SyntheticPrefecture::generate(500, 7);
+        assert_eq!(first.records, second.records);
+        assert_eq!(first.organisations.iter().filter(|o| o.kind == OrganisationKind::Hospital).count(), 6);
+        assert_eq!(first.organisations.iter().filter(|o| o.kind == OrganisationKind::TownshipHealthCentre).count(), 20);
+        let at_h01: HashSet<_> =
+            first.records.iter().filter(|r| r.organisation().as_str() == "QDN-H01").filter_map(|r| r.resident_id()).collect();
+        let at_h02 = first.records.iter().filter(|r| r.organisation().as_str() == "QDN-H02").filter_map(|r| r.resident_id());
+        assert!(at_h02.filter(|id| at_h01.contains(id)).count() > 0);
+    }
+
+    #[test]
+    fn every_generated_identity_number_agrees_with_birth_date_and_sex() {
+        for resident in SyntheticPrefecture::generate(300, 11).residents {
+            resident.resident_id.check_agrees_with(resident.demographics.birth_date, resident.demographics.sex).unwrap();
+        }
+    }
+}

@@ -1,0 +1,122 @@
+//! One typed settings struct: defaults, then a TOML file, then `HIE_*` environment variables
+//! (nested keys joined by a double underscore: `HIE_DATABASE__URL`), then command-line flags.
+
+use std::net::SocketAddr;
+use std::path::Path;
+
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use serde::{Deserialize, Serialize};
+
+/// Everything `hie` can be configured with.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct Settings {
+    /// Where the gRPC server listens.
+    pub listen: SocketAddr,
+    pub database: DatabaseSettings,
+    /// Whether `hie serve` applies pending migrations at start-up.
+    pub migrate_on_start: bool,
+    /// The log filter, in `tracing` syntax (for example `info` or `hie=debug,sqlx=warn`).
+    pub log: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct DatabaseSettings {
+    /// `sqlite://path/to/file.db` (the embedded default) or `postgres://user@host/db`.
+    pub url: SecretUrl,
+    /// The size of the connection pool.
+    pub max_connections: u32,
+}
+
+/// A database URL, which may carry a password: it never prints.
+#[derive(Clone, Serialize, Deserialize, PartialEq)]
+#[serde(transparent)]
+pub struct SecretUrl(String);
+
+impl SecretUrl {
+    pub fn new(url: impl Into<String>) -> SecretUrl {
+        SecretUrl(url.into())
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for SecretUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let scheme = self.0.split(':').next().unwrap_or("");
+        write!(f, "{scheme}://…")
+    }
+}
+
+/// The embedded default: a SQLite file under `./hie-data/`.
+pub const DEFAULT_DATABASE_URL: &str = "sqlite://hie-data/hie.db";
+
+impl Default for Settings {
+    fn default() -> Settings {
+        Settings {
+            listen: SocketAddr::from(([127, 0, 0, 1], 50051)),
+            database: DatabaseSettings::default(),
+            migrate_on_start: true,
+            log: "info".into(),
+        }
+    }
+}
+
+impl Default for DatabaseSettings {
+    fn default() -> DatabaseSettings {
+        DatabaseSettings { url: SecretUrl::new(DEFAULT_DATABASE_URL), max_connections: 16 }
+    }
+}
+
+impl Settings {
+    /// Loads the settings: defaults, then `file` (or `./hie.toml` when it exists), then the
+    /// environment. A file named explicitly must exist.
+    pub fn load(file: Option<&Path>) -> Result<Settings, String> {
+        let mut figment = Figment::from(Serialized::defaults(Settings::default()));
+        match file {
+            Some(path) if !path.exists() => return Err(format!("the settings file {} does not exist", path.display())),
+            Some(path) => figment = figment.merge(Toml::file(path)),
+            None if Path::new("hie.toml").exists() => figment = figment.merge(Toml::file("hie.toml")),
+            None => {}
+        }
+        figment
+            .merge(Env::prefixed("HIE_").split("__"))
+            .extract()
+            .map_err(|e| format!("invalid settings: {e}"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_defaults_listen_on_loopback_with_the_embedded_database() {
+        let settings = Settings::default();
+        assert_eq!(settings.listen.to_string(), "127.0.0.1:50051");
+        assert_eq!(settings.database.url.expose(), DEFAULT_DATABASE_URL);
+    }
+
+    #[test]
+    fn a_database_url_never_prints_its_password() {
+        let url = SecretUrl::new("postgres://hie:secret@db/hie");
+        assert!(!format!("{url:?}").contains("secret"));
+    }
+
+    #[test]
+    fn a_file_then_the_environment_override_the_defaults() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file("hie.toml", "listen = \"127.0.0.1:7000\"\n[database]\nmax_connections = 4\n")?;
+            jail.set_env("HIE_DATABASE__URL", "postgres://postgres@127.0.0.1/hie");
+            let settings = Settings::load(None).map_err(figment::Error::from)?;
+            assert_eq!(settings.listen.to_string(), "127.0.0.1:7000");
+            assert_eq!(settings.database.max_connections, 4);
+            assert_eq!(settings.database.url.expose(), "postgres://postgres@127.0.0.1/hie");
+            Ok(())
+        });
+    }
+}
