@@ -2,7 +2,10 @@
 
 use prost::Message;
 
-const PROTOS: &[&str] = &["hie/directory/v1/directory.proto", "hie/population/v1/population.proto"];
+const PROTOS: &[&str] = &[
+    "hie/directory/v1/directory.proto",
+    "hie/population/v1/population.proto",
+];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let out_dir = std::path::PathBuf::from(std::env::var("OUT_DIR")?);

@@ -6,7 +6,9 @@ use hie_proto::population::{Identifier, RegisterSourceRecordRequest, SearchPerso
 use tonic::Code;
 use tonic_types::StatusExt;
 
-use crate::harness::{TestDb, TestServer, count, on_every_backend, register_organisations, request, resident_id, woman};
+use crate::harness::{
+    TestDb, TestServer, count, on_every_backend, register_organisations, request, resident_id, woman,
+};
 
 on_every_backend!(
     a_wrong_check_character_names_the_identifier,
@@ -24,11 +26,19 @@ on_every_backend!(
 /// Checks the status code and the field the status names (in its message and in its details).
 fn assert_refused(status: &tonic::Status, code: Code, field: &str) {
     assert_eq!(status.code(), code, "{status:?}");
-    assert!(status.message().starts_with(&format!("{field}: ")), "message {:?} should name {field}", status.message());
+    assert!(
+        status.message().starts_with(&format!("{field}: ")),
+        "message {:?} should name {field}",
+        status.message()
+    );
     let details = status.get_error_details();
     let named = match code {
-        Code::InvalidArgument => details.bad_request().map(|b| b.field_violations.iter().any(|v| v.field == field)),
-        Code::FailedPrecondition => details.precondition_failure().map(|p| p.violations.iter().any(|v| v.subject == field)),
+        Code::InvalidArgument => details
+            .bad_request()
+            .map(|b| b.field_violations.iter().any(|v| v.field == field)),
+        Code::FailedPrecondition => details
+            .precondition_failure()
+            .map(|p| p.violations.iter().any(|v| v.subject == field)),
         _ => Some(true),
     };
     assert_eq!(named, Some(true), "the details should name {field}: {details:?}");
@@ -42,7 +52,11 @@ async fn started(db: &TestDb) -> TestServer {
 
 /// Registers `request`, expects a refusal naming `field`, and checks that nothing was written.
 async fn refused(server: &TestServer, request: RegisterSourceRecordRequest, code: Code, field: &str) {
-    let status = server.population().register_source_record(request).await.unwrap_err();
+    let status = server
+        .population()
+        .register_source_record(request)
+        .await
+        .unwrap_err();
     assert_refused(&status, code, field);
     assert_eq!(count(server.exchange(), "source_records").await, 0);
     assert_eq!(count(server.exchange(), "persons").await, 0);
@@ -53,9 +67,17 @@ async fn a_wrong_check_character_names_the_identifier(db: TestDb) {
     let server = started(&db).await;
     let good = woman(1);
     let wrong = format!("{}{}", &good[..17], if good.ends_with('0') { '1' } else { '0' });
-    let status = server.population().register_source_record(request("QDN-H01", "MZ1", "吴阿妹", Some(&wrong))).await.unwrap_err();
+    let status = server
+        .population()
+        .register_source_record(request("QDN-H01", "MZ1", "吴阿妹", Some(&wrong)))
+        .await
+        .unwrap_err();
     assert_refused(&status, Code::InvalidArgument, "identifiers[0].value");
-    assert!(status.message().contains("check character"), "{}", status.message());
+    assert!(
+        status.message().contains("check character"),
+        "{}",
+        status.message()
+    );
     assert_eq!(count(server.exchange(), "source_records").await, 0);
 }
 
@@ -68,42 +90,110 @@ async fn a_birth_date_in_the_future_or_on_the_31st_of_february_is_refused(db: Te
     }
     // The same, embedded in the identity number.
     let future = resident_id("52260129990101002");
-    refused(&server, request("QDN-H01", "MZ1", "吴阿妹", Some(&future)), Code::InvalidArgument, "identifiers[0].value").await;
+    refused(
+        &server,
+        request("QDN-H01", "MZ1", "吴阿妹", Some(&future)),
+        Code::InvalidArgument,
+        "identifiers[0].value",
+    )
+    .await;
 }
 
 async fn a_sex_digit_contradicting_the_stated_sex_is_refused(db: TestDb) {
     let server = started(&db).await;
     let man = resident_id("52260119850314001");
-    refused(&server, request("QDN-H01", "MZ1", "吴阿妹", Some(&man)), Code::InvalidArgument, "identifiers[0].value").await;
+    refused(
+        &server,
+        request("QDN-H01", "MZ1", "吴阿妹", Some(&man)),
+        Code::InvalidArgument,
+        "identifiers[0].value",
+    )
+    .await;
 }
 
 async fn an_unknown_or_inactive_organisation_is_a_failed_precondition(db: TestDb) {
     let server = started(&db).await;
     for organisation in ["QDN-NOPE", "QDN-H09"] {
-        refused(&server, request(organisation, "MZ1", "吴阿妹", Some(&woman(1))), Code::FailedPrecondition, "organisation_code").await;
+        refused(
+            &server,
+            request(organisation, "MZ1", "吴阿妹", Some(&woman(1))),
+            Code::FailedPrecondition,
+            "organisation_code",
+        )
+        .await;
     }
 }
 
 async fn an_empty_or_over_long_name_is_refused(db: TestDb) {
     let server = started(&db).await;
     for name in ["", "   ", &"吴".repeat(51)] {
-        refused(&server, request("QDN-H01", "MZ1", name, None), Code::InvalidArgument, "demographics.name").await;
+        refused(
+            &server,
+            request("QDN-H01", "MZ1", name, None),
+            Code::InvalidArgument,
+            "demographics.name",
+        )
+        .await;
     }
 }
 
 async fn over_long_or_control_character_fields_are_refused(db: TestDb) {
     let server = started(&db).await;
     let mut long_address = request("QDN-H01", "MZ1", "吴阿妹", None);
-    long_address.demographics.as_mut().unwrap().address.as_mut().unwrap().line = "村".repeat(201);
-    refused(&server, long_address, Code::InvalidArgument, "demographics.address.line").await;
+    long_address
+        .demographics
+        .as_mut()
+        .unwrap()
+        .address
+        .as_mut()
+        .unwrap()
+        .line = "村".repeat(201);
+    refused(
+        &server,
+        long_address,
+        Code::InvalidArgument,
+        "demographics.address.line",
+    )
+    .await;
 
     let mut control = request("QDN-H01", "MZ1", "吴阿妹", None);
-    control.demographics.as_mut().unwrap().address.as_mut().unwrap().line = "炉山镇\u{1b}[2J".into();
-    refused(&server, control, Code::InvalidArgument, "demographics.address.line").await;
+    control
+        .demographics
+        .as_mut()
+        .unwrap()
+        .address
+        .as_mut()
+        .unwrap()
+        .line = "炉山镇\u{1b}[2J".into();
+    refused(
+        &server,
+        control,
+        Code::InvalidArgument,
+        "demographics.address.line",
+    )
+    .await;
 
-    refused(&server, request("QDN-H01", "MZ1", "吴\u{7}阿妹", None), Code::InvalidArgument, "demographics.name").await;
-    refused(&server, request("QDN-H01", &"9".repeat(41), "吴阿妹", None), Code::InvalidArgument, "local_patient_number").await;
-    refused(&server, request("QDN-H01", "MZ\n1", "吴阿妹", None), Code::InvalidArgument, "local_patient_number").await;
+    refused(
+        &server,
+        request("QDN-H01", "MZ1", "吴\u{7}阿妹", None),
+        Code::InvalidArgument,
+        "demographics.name",
+    )
+    .await;
+    refused(
+        &server,
+        request("QDN-H01", &"9".repeat(41), "吴阿妹", None),
+        Code::InvalidArgument,
+        "local_patient_number",
+    )
+    .await;
+    refused(
+        &server,
+        request("QDN-H01", "MZ\n1", "吴阿妹", None),
+        Code::InvalidArgument,
+        "local_patient_number",
+    )
+    .await;
 }
 
 async fn a_duplicate_organisation_code_already_exists(db: TestDb) {
@@ -118,7 +208,9 @@ async fn a_duplicate_organisation_code_already_exists(db: TestDb) {
     };
     let status = server
         .directory()
-        .register_organisation(RegisterOrganisationRequest { organisation: Some(organisation) })
+        .register_organisation(RegisterOrganisationRequest {
+            organisation: Some(organisation),
+        })
         .await
         .unwrap_err();
     assert_eq!(status.code(), Code::AlreadyExists);
@@ -129,17 +221,27 @@ async fn a_duplicate_organisation_code_already_exists(db: TestDb) {
 async fn an_identifier_with_an_unknown_system_is_refused(db: TestDb) {
     let server = started(&db).await;
     let mut r = request("QDN-H01", "MZ1", "吴阿妹", None);
-    r.identifiers.push(Identifier { system: "urn:oid:2.16.156.10011.1.1".into(), value: "X".into() });
+    r.identifiers.push(Identifier {
+        system: "urn:oid:2.16.156.10011.1.1".into(),
+        value: "X".into(),
+    });
     refused(&server, r, Code::InvalidArgument, "identifiers[0].system").await;
 }
 
 async fn a_page_size_of_zero_or_a_million_is_refused(db: TestDb) {
     let server = started(&db).await;
     for page_size in [0, 1_000_000] {
-        let search = SearchPersonsRequest { name: "吴*".into(), page_size, ..Default::default() };
+        let search = SearchPersonsRequest {
+            name: "吴*".into(),
+            page_size,
+            ..Default::default()
+        };
         let status = server.population().search_persons(search).await.unwrap_err();
         assert_refused(&status, Code::InvalidArgument, "page_size");
-        let list = ListOrganisationsRequest { page_size, ..Default::default() };
+        let list = ListOrganisationsRequest {
+            page_size,
+            ..Default::default()
+        };
         let status = server.directory().list_organisations(list).await.unwrap_err();
         assert_refused(&status, Code::InvalidArgument, "page_size");
     }
@@ -149,7 +251,10 @@ async fn a_search_without_criteria_is_refused(db: TestDb) {
     let server = started(&db).await;
     let status = server
         .population()
-        .search_persons(SearchPersonsRequest { page_size: 10, ..Default::default() })
+        .search_persons(SearchPersonsRequest {
+            page_size: 10,
+            ..Default::default()
+        })
         .await
         .unwrap_err();
     assert_eq!(status.code(), Code::InvalidArgument);

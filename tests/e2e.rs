@@ -1,10 +1,12 @@
 //! End to end: the real server, booted through the same builder as `hie serve` on
 //! 127.0.0.1:0 with a fresh database, called over TCP by tonic clients.
 
-use hie_proto::population::{GetPersonRequest, Identifier, RegistrationOutcome, ResolveIdentifierRequest, SearchPersonsRequest};
+use hie_proto::population::{
+    GetPersonRequest, Identifier, RegistrationOutcome, ResolveIdentifierRequest, SearchPersonsRequest,
+};
 use tonic_health::pb::HealthCheckRequest;
-use tonic_health::pb::health_client::HealthClient;
 use tonic_health::pb::health_check_response::ServingStatus;
+use tonic_health::pb::health_client::HealthClient;
 
 use crate::harness::{TestDb, on_every_backend, register_organisations, request, woman};
 
@@ -18,16 +20,32 @@ async fn each_hospitals_number_resolves_to_the_others_over_the_network(db: TestD
     register_organisations(server.exchange()).await;
     let mut population = server.population();
 
-    let at_h01 = population.register_source_record(request("QDN-H01", "MZ0001", "吴阿妹", Some(&woman(5)))).await.unwrap().into_inner();
-    let at_h02 = population.register_source_record(request("QDN-H02", "ZY-9", "吴阿妹", Some(&woman(5)))).await.unwrap().into_inner();
+    let at_h01 = population
+        .register_source_record(request("QDN-H01", "MZ0001", "吴阿妹", Some(&woman(5))))
+        .await
+        .unwrap()
+        .into_inner();
+    let at_h02 = population
+        .register_source_record(request("QDN-H02", "ZY-9", "吴阿妹", Some(&woman(5))))
+        .await
+        .unwrap()
+        .into_inner();
     assert_eq!(at_h01.outcome(), RegistrationOutcome::CreatedPerson);
     assert_eq!(at_h02.outcome(), RegistrationOutcome::JoinedPerson);
     assert_eq!(at_h01.person_id, at_h02.person_id);
 
-    for (asked, expected_other) in [(("QDN-H01", "MZ0001"), ("QDN-H02", "ZY-9")), (("QDN-H02", "ZY-9"), ("QDN-H01", "MZ0001"))] {
-        let identifier = Identifier { system: format!("urn:hie:org:{}:patient", asked.0), value: asked.1.into() };
+    for (asked, expected_other) in [
+        (("QDN-H01", "MZ0001"), ("QDN-H02", "ZY-9")),
+        (("QDN-H02", "ZY-9"), ("QDN-H01", "MZ0001")),
+    ] {
+        let identifier = Identifier {
+            system: format!("urn:hie:org:{}:patient", asked.0),
+            value: asked.1.into(),
+        };
         let resolved = population
-            .resolve_identifier(ResolveIdentifierRequest { identifier: Some(identifier) })
+            .resolve_identifier(ResolveIdentifierRequest {
+                identifier: Some(identifier),
+            })
             .await
             .unwrap()
             .into_inner();
@@ -43,7 +61,9 @@ async fn each_hospitals_number_resolves_to_the_others_over_the_network(db: TestD
     }
 
     let person = population
-        .get_person(GetPersonRequest { person_id: at_h01.person_id.clone() })
+        .get_person(GetPersonRequest {
+            person_id: at_h01.person_id.clone(),
+        })
         .await
         .unwrap()
         .into_inner();
@@ -51,7 +71,11 @@ async fn each_hospitals_number_resolves_to_the_others_over_the_network(db: TestD
     assert_eq!(person.person.unwrap().demographics.unwrap().name, "吴阿妹");
 
     let found = population
-        .search_persons(SearchPersonsRequest { name: "吴*".into(), page_size: 10, ..Default::default() })
+        .search_persons(SearchPersonsRequest {
+            name: "吴*".into(),
+            page_size: 10,
+            ..Default::default()
+        })
         .await
         .unwrap()
         .into_inner();
@@ -63,24 +87,48 @@ async fn each_hospitals_number_resolves_to_the_others_over_the_network(db: TestD
 async fn health_and_reflection_answer_for_every_service(db: TestDb) {
     let server = db.server().await;
     let mut health = HealthClient::new(server.channel.clone());
-    for service in ["", "hie.population.v1.PopulationRegistry", "hie.directory.v1.Directory"] {
-        let status = health.check(HealthCheckRequest { service: service.into() }).await.unwrap().into_inner();
+    for service in [
+        "",
+        "hie.population.v1.PopulationRegistry",
+        "hie.directory.v1.Directory",
+    ] {
+        let status = health
+            .check(HealthCheckRequest {
+                service: service.into(),
+            })
+            .await
+            .unwrap()
+            .into_inner();
         assert_eq!(status.status(), ServingStatus::Serving, "{service}");
     }
 
+    use tonic_reflection::pb::v1::ServerReflectionRequest;
     use tonic_reflection::pb::v1::server_reflection_client::ServerReflectionClient;
     use tonic_reflection::pb::v1::server_reflection_request::MessageRequest;
     use tonic_reflection::pb::v1::server_reflection_response::MessageResponse;
-    use tonic_reflection::pb::v1::ServerReflectionRequest;
     let mut reflection = ServerReflectionClient::new(server.channel.clone());
-    let asked = ServerReflectionRequest { host: String::new(), message_request: Some(MessageRequest::ListServices(String::new())) };
-    let mut answers = reflection.server_reflection_info(tokio_stream::iter([asked])).await.unwrap().into_inner();
+    let asked = ServerReflectionRequest {
+        host: String::new(),
+        message_request: Some(MessageRequest::ListServices(String::new())),
+    };
+    let mut answers = reflection
+        .server_reflection_info(tokio_stream::iter([asked]))
+        .await
+        .unwrap()
+        .into_inner();
     let answer = answers.message().await.unwrap().expect("one answer");
     let Some(MessageResponse::ListServicesResponse(list)) = answer.message_response else {
         panic!("reflection did not list services");
     };
     let names: Vec<String> = list.service.into_iter().map(|s| s.name).collect();
-    for expected in ["hie.population.v1.PopulationRegistry", "hie.directory.v1.Directory", "grpc.health.v1.Health"] {
-        assert!(names.iter().any(|n| n == expected), "{expected} missing from {names:?}");
+    for expected in [
+        "hie.population.v1.PopulationRegistry",
+        "hie.directory.v1.Directory",
+        "grpc.health.v1.Health",
+    ] {
+        assert!(
+            names.iter().any(|n| n == expected),
+            "{expected} missing from {names:?}"
+        );
     }
 }

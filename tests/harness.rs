@@ -48,7 +48,10 @@ impl TestDb {
     pub async fn sqlite() -> TestDb {
         let folder = tempfile::tempdir().expect("a temporary folder");
         let url = format!("sqlite://{}/hie.db", folder.path().display());
-        TestDb { url, cleanup: Cleanup::Folder(folder) }
+        TestDb {
+            url,
+            cleanup: Cleanup::Folder(folder),
+        }
     }
 
     /// A fresh PostgreSQL database, or `None` (with a message) when the server is unreachable
@@ -58,7 +61,10 @@ impl TestDb {
             .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned());
         let name = format!("hie_test_{}", uuid::Uuid::now_v7().simple());
         match db::create_postgres_database(&admin_url, &name).await {
-            Ok(url) => Some(TestDb { url, cleanup: Cleanup::Postgres { admin_url, name } }),
+            Ok(url) => Some(TestDb {
+                url,
+                cleanup: Cleanup::Postgres { admin_url, name },
+            }),
             Err(e) if std::env::var("CI").is_ok_and(|v| v == "true") => {
                 panic!("PostgreSQL is required under CI=true and is unreachable: {e}")
             }
@@ -79,13 +85,24 @@ impl TestDb {
 
     /// The services over this database, migrated.
     pub async fn exchange(&self) -> Exchange {
-        Exchange::open(&self.settings()).await.expect("the exchange opens")
+        Exchange::open(&self.settings())
+            .await
+            .expect("the exchange opens")
     }
 
     /// The real server, through the same builder as `hie serve`, on a free loopback port.
     pub async fn server(&self) -> TestServer {
-        let server = self.exchange().await.start(self.settings().listen).await.expect("the server starts");
-        let channel = Channel::from_shared(server.url()).expect("a URL").connect().await.expect("a connection");
+        let server = self
+            .exchange()
+            .await
+            .start(self.settings().listen)
+            .await
+            .expect("the server starts");
+        let channel = Channel::from_shared(server.url())
+            .expect("a URL")
+            .connect()
+            .await
+            .expect("a connection");
         TestServer { server, channel }
     }
 }
@@ -97,7 +114,10 @@ impl Drop for TestDb {
             // Drop runs inside the test's runtime, which cannot block on itself: a thread with a
             // runtime of its own removes the database.
             let _ = std::thread::spawn(move || {
-                let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("a runtime");
+                let runtime = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .expect("a runtime");
                 runtime.block_on(db::drop_postgres_database(&admin_url, &name))
             })
             .join();
@@ -132,7 +152,12 @@ pub async fn register_organisations(exchange: &Exchange) {
     for (code, name, kind, active) in [
         ("QDN-H01", "黔东南州人民医院", OrganisationKind::Hospital, true),
         ("QDN-H02", "黎平县人民医院", OrganisationKind::Hospital, true),
-        ("QDN-T01", "炉山镇卫生院", OrganisationKind::TownshipHealthCentre, true),
+        (
+            "QDN-T01",
+            "炉山镇卫生院",
+            OrganisationKind::TownshipHealthCentre,
+            true,
+        ),
         ("QDN-H09", "已撤销医院", OrganisationKind::Hospital, false),
     ] {
         let draft = OrganisationDraft::new(
@@ -161,7 +186,12 @@ pub fn woman(n: u32) -> String {
 }
 
 /// A registration request for a woman born 1985-03-14, with the given identity number (or none).
-pub fn request(organisation: &str, local: &str, name: &str, resident: Option<&str>) -> RegisterSourceRecordRequest {
+pub fn request(
+    organisation: &str,
+    local: &str,
+    name: &str,
+    resident: Option<&str>,
+) -> RegisterSourceRecordRequest {
     RegisterSourceRecordRequest {
         organisation_code: organisation.into(),
         local_patient_number: local.into(),
@@ -171,10 +201,16 @@ pub fn request(organisation: &str, local: &str, name: &str, resident: Option<&st
             birth_date: "1985-03-14".into(),
             ethnicity: "06".into(),
             phone: "13885501234".into(),
-            address: Some(Address { division_code: "522601".into(), line: "炉山镇大牌坊村".into() }),
+            address: Some(Address {
+                division_code: "522601".into(),
+                line: "炉山镇大牌坊村".into(),
+            }),
         }),
         identifiers: resident
-            .map(|id| Identifier { system: "urn:hie:id:resident".into(), value: id.into() })
+            .map(|id| Identifier {
+                system: "urn:hie:id:resident".into(),
+                value: id.into(),
+            })
             .into_iter()
             .collect(),
     }

@@ -5,7 +5,8 @@ use hie_core::Error;
 use hie_core::domain::{BoundedText, DivisionCode, Identifier, OrganisationCode, PersonName};
 use hie_core::page::{PageSize, PageToken};
 use hie_directory::domain::{
-    HospitalGrade, OrganisationDraft, OrganisationFilter, OrganisationKind, PractitionerDraft, PractitionerRole,
+    HospitalGrade, OrganisationDraft, OrganisationFilter, OrganisationKind, PractitionerDraft,
+    PractitionerRole,
 };
 use hie_population::domain::{NameQuery, RegistrationOutcome, SearchCriteria};
 
@@ -49,16 +50,32 @@ async fn organisations_are_registered_updated_and_listed_in_pages(db: TestDb) {
     let exchange = db.exchange().await;
     let directory = &exchange.directory;
     for i in 0..5 {
-        directory.register_organisation(organisation(&format!("H{i}"), OrganisationKind::Hospital, "522601")).await.unwrap();
+        directory
+            .register_organisation(organisation(
+                &format!("H{i}"),
+                OrganisationKind::Hospital,
+                "522601",
+            ))
+            .await
+            .unwrap();
     }
-    directory.register_organisation(organisation("T1", OrganisationKind::VillageClinic, "522631")).await.unwrap();
-    directory.register_organisation(organisation("GY1", OrganisationKind::Hospital, "520102")).await.unwrap();
+    directory
+        .register_organisation(organisation("T1", OrganisationKind::VillageClinic, "522631"))
+        .await
+        .unwrap();
+    directory
+        .register_organisation(organisation("GY1", OrganisationKind::Hospital, "520102"))
+        .await
+        .unwrap();
 
     let mut changed = organisation("H3", OrganisationKind::Hospital, "522601");
     changed.active = false;
     let updated = directory.update_organisation(changed).await.unwrap();
     assert!(!updated.is_active());
-    let stored = directory.get_organisation(&OrganisationCode::parse("H3").unwrap()).await.unwrap();
+    let stored = directory
+        .get_organisation(&OrganisationCode::parse("H3").unwrap())
+        .await
+        .unwrap();
     assert_eq!(stored, updated);
 
     let filter = OrganisationFilter {
@@ -69,21 +86,41 @@ async fn organisations_are_registered_updated_and_listed_in_pages(db: TestDb) {
     let size = PageSize::parse(2).unwrap();
     let (first, token) = directory.list_organisations(&filter, size, None).await.unwrap();
     let (second, token) = directory.list_organisations(&filter, size, token).await.unwrap();
-    assert!(token.is_none(), "four active Qiandongnan hospitals make two pages");
+    assert!(
+        token.is_none(),
+        "four active Qiandongnan hospitals make two pages"
+    );
     let codes: Vec<&str> = first.iter().chain(&second).map(|o| o.code().as_str()).collect();
     assert_eq!(codes, ["H0", "H1", "H2", "H4"]);
 
-    let everything = OrganisationFilter { include_inactive: true, ..OrganisationFilter::default() };
-    let (all, _) = directory.list_organisations(&everything, PageSize::parse(200).unwrap(), None).await.unwrap();
+    let everything = OrganisationFilter {
+        include_inactive: true,
+        ..OrganisationFilter::default()
+    };
+    let (all, _) = directory
+        .list_organisations(&everything, PageSize::parse(200).unwrap(), None)
+        .await
+        .unwrap();
     assert_eq!(all.len(), 7);
 }
 
 async fn a_duplicate_organisation_code_is_refused_and_the_first_is_kept(db: TestDb) {
     let exchange = db.exchange().await;
-    exchange.directory.register_organisation(organisation("QDN-H01", OrganisationKind::Hospital, "522601")).await.unwrap();
-    let again = exchange.directory.register_organisation(organisation("QDN-H01", OrganisationKind::Insurer, "522631")).await;
+    exchange
+        .directory
+        .register_organisation(organisation("QDN-H01", OrganisationKind::Hospital, "522601"))
+        .await
+        .unwrap();
+    let again = exchange
+        .directory
+        .register_organisation(organisation("QDN-H01", OrganisationKind::Insurer, "522631"))
+        .await;
     assert!(matches!(again, Err(Error::AlreadyExists(_))));
-    let kept = exchange.directory.get_organisation(&OrganisationCode::parse("QDN-H01").unwrap()).await.unwrap();
+    let kept = exchange
+        .directory
+        .get_organisation(&OrganisationCode::parse("QDN-H01").unwrap())
+        .await
+        .unwrap();
     assert_eq!(kept.draft.kind, OrganisationKind::Hospital);
 }
 
@@ -97,15 +134,31 @@ async fn registering_a_practitioner_twice_with_one_request_id_makes_one(db: Test
         specialty: BoundedText::parse("心血管内科", 100).unwrap(),
         active: true,
     };
-    let first = exchange.directory.register_practitioner("req-1", practitioner.clone()).await.unwrap();
-    let retry = exchange.directory.register_practitioner("req-1", practitioner.clone()).await.unwrap();
+    let first = exchange
+        .directory
+        .register_practitioner("req-1", practitioner.clone())
+        .await
+        .unwrap();
+    let retry = exchange
+        .directory
+        .register_practitioner("req-1", practitioner.clone())
+        .await
+        .unwrap();
     assert_eq!(first, retry);
-    let other = exchange.directory.register_practitioner("req-2", practitioner).await.unwrap();
+    let other = exchange
+        .directory
+        .register_practitioner("req-2", practitioner)
+        .await
+        .unwrap();
     assert_ne!(first.id, other.id);
     assert_eq!(count(&exchange, "practitioners").await, 2);
     let (listed, _) = exchange
         .directory
-        .list_practitioners(Some(&OrganisationCode::parse("QDN-H01").unwrap()), PageSize::parse(10).unwrap(), None)
+        .list_practitioners(
+            Some(&OrganisationCode::parse("QDN-H01").unwrap()),
+            PageSize::parse(10).unwrap(),
+            None,
+        )
         .await
         .unwrap();
     assert_eq!(listed.len(), 2);
@@ -115,9 +168,18 @@ async fn the_same_resident_id_from_two_hospitals_joins_one_person(db: TestDb) {
     let exchange = db.exchange().await;
     register_organisations(&exchange).await;
     let population = &exchange.population;
-    let first = population.register(&draft(request("QDN-H01", "MZ001", "吴阿妹", Some(&woman(1))))).await.unwrap();
-    let second = population.register(&draft(request("QDN-H02", "ZY-77", "吴阿妹", Some(&woman(1))))).await.unwrap();
-    let stranger = population.register(&draft(request("QDN-H02", "ZY-78", "吴阿妹", Some(&woman(2))))).await.unwrap();
+    let first = population
+        .register(&draft(request("QDN-H01", "MZ001", "吴阿妹", Some(&woman(1)))))
+        .await
+        .unwrap();
+    let second = population
+        .register(&draft(request("QDN-H02", "ZY-77", "吴阿妹", Some(&woman(1)))))
+        .await
+        .unwrap();
+    let stranger = population
+        .register(&draft(request("QDN-H02", "ZY-78", "吴阿妹", Some(&woman(2)))))
+        .await
+        .unwrap();
     assert_eq!(first.outcome, RegistrationOutcome::CreatedPerson);
     assert_eq!(second.outcome, RegistrationOutcome::JoinedPerson);
     assert_eq!(first.person_id, second.person_id);
@@ -129,28 +191,52 @@ async fn the_same_resident_id_from_two_hospitals_joins_one_person(db: TestDb) {
     assert_eq!(person, first.person_id);
     let pairs: Vec<(String, String, &str)> = references
         .iter()
-        .map(|r| (r.identifier.system_uri(), r.identifier.value().to_owned(), r.organisation.as_str()))
+        .map(|r| {
+            (
+                r.identifier.system_uri(),
+                r.identifier.value().to_owned(),
+                r.organisation.as_str(),
+            )
+        })
         .collect();
     assert_eq!(
         pairs,
         [
             ("urn:hie:id:resident".to_owned(), woman(1), "QDN-H01"),
             ("urn:hie:id:resident".to_owned(), woman(1), "QDN-H02"),
-            ("urn:hie:org:QDN-H01:patient".to_owned(), "MZ001".to_owned(), "QDN-H01"),
-            ("urn:hie:org:QDN-H02:patient".to_owned(), "ZY-77".to_owned(), "QDN-H02"),
+            (
+                "urn:hie:org:QDN-H01:patient".to_owned(),
+                "MZ001".to_owned(),
+                "QDN-H01"
+            ),
+            (
+                "urn:hie:org:QDN-H02:patient".to_owned(),
+                "ZY-77".to_owned(),
+                "QDN-H02"
+            ),
         ]
     );
     let (person, records) = population.person(&first.person_id).await.unwrap();
     assert_eq!(records.len(), 2);
-    assert_eq!(person.identifiers.len(), 3, "the identity number once, and two local numbers");
+    assert_eq!(
+        person.identifiers.len(),
+        3,
+        "the identity number once, and two local numbers"
+    );
 }
 
 async fn the_same_local_number_again_updates_its_record_and_never_adds_one(db: TestDb) {
     let exchange = db.exchange().await;
     register_organisations(&exchange).await;
     let population = &exchange.population;
-    let first = population.register(&draft(request("QDN-H01", "MZ001", "吴阿妹", Some(&woman(1))))).await.unwrap();
-    let again = population.register(&draft(request("QDN-H01", "MZ001", "吴阿美", Some(&woman(1))))).await.unwrap();
+    let first = population
+        .register(&draft(request("QDN-H01", "MZ001", "吴阿妹", Some(&woman(1)))))
+        .await
+        .unwrap();
+    let again = population
+        .register(&draft(request("QDN-H01", "MZ001", "吴阿美", Some(&woman(1)))))
+        .await
+        .unwrap();
     assert_eq!(again.outcome, RegistrationOutcome::UpdatedRecord);
     assert_eq!(again.source_record_id, first.source_record_id);
     assert_eq!(again.person_id, first.person_id);
@@ -165,25 +251,44 @@ async fn a_record_whose_resident_id_changes_leaves_for_its_own_person(db: TestDb
     let exchange = db.exchange().await;
     register_organisations(&exchange).await;
     let population = &exchange.population;
-    let h1 = population.register(&draft(request("QDN-H01", "MZ001", "吴阿妹", Some(&woman(1))))).await.unwrap();
-    let h2 = population.register(&draft(request("QDN-H02", "ZY-77", "吴阿妹", Some(&woman(1))))).await.unwrap();
+    let h1 = population
+        .register(&draft(request("QDN-H01", "MZ001", "吴阿妹", Some(&woman(1)))))
+        .await
+        .unwrap();
+    let h2 = population
+        .register(&draft(request("QDN-H02", "ZY-77", "吴阿妹", Some(&woman(1)))))
+        .await
+        .unwrap();
     assert_eq!(h1.person_id, h2.person_id);
     // QDN-H02 corrects a mistyped identity number: its record now describes someone else.
-    let corrected = population.register(&draft(request("QDN-H02", "ZY-77", "吴阿妹", Some(&woman(3))))).await.unwrap();
+    let corrected = population
+        .register(&draft(request("QDN-H02", "ZY-77", "吴阿妹", Some(&woman(3)))))
+        .await
+        .unwrap();
     assert_ne!(corrected.person_id, h1.person_id);
     assert_eq!(corrected.source_record_id, h2.source_record_id);
     let (_, records) = population.person(&h1.person_id).await.unwrap();
     assert_eq!(records.len(), 1);
     let by_new_id = Identifier::parse("urn:hie:id:resident", &woman(3)).unwrap();
-    assert_eq!(population.resolve(&by_new_id).await.unwrap().0, corrected.person_id);
-    assert_eq!(count(&exchange, "source_records").await, 2, "no record is ever deleted");
+    assert_eq!(
+        population.resolve(&by_new_id).await.unwrap().0,
+        corrected.person_id
+    );
+    assert_eq!(
+        count(&exchange, "source_records").await,
+        2,
+        "no record is ever deleted"
+    );
 }
 
 async fn a_record_from_an_unknown_or_inactive_organisation_writes_nothing(db: TestDb) {
     let exchange = db.exchange().await;
     register_organisations(&exchange).await;
     for organisation in ["QDN-H77", "QDN-H09"] {
-        let refused = exchange.population.register(&draft(request(organisation, "MZ001", "吴阿妹", Some(&woman(1))))).await;
+        let refused = exchange
+            .population
+            .register(&draft(request(organisation, "MZ001", "吴阿妹", Some(&woman(1)))))
+            .await;
         assert!(
             matches!(refused, Err(Error::FailedPrecondition { ref field, .. }) if field == "organisation_code"),
             "{refused:?}"
@@ -212,14 +317,31 @@ async fn search_combines_criteria_and_pages_in_a_stable_order(db: TestDb) {
     let mut expected = Vec::new();
     for n in 0..7 {
         let name = if n % 2 == 0 { "杨秀英" } else { "杨秀" };
-        let registration =
-            population.register(&draft(request("QDN-H01", &format!("MZ{n}"), name, Some(&woman(n))))).await.unwrap();
+        let registration = population
+            .register(&draft(request(
+                "QDN-H01",
+                &format!("MZ{n}"),
+                name,
+                Some(&woman(n)),
+            )))
+            .await
+            .unwrap();
         expected.push(registration.person_id);
     }
     let mut elsewhere = request("QDN-H01", "MZ-X", "杨秀英", Some(&woman(100)));
-    elsewhere.demographics.as_mut().unwrap().address.as_mut().unwrap().division_code = "522631".into();
+    elsewhere
+        .demographics
+        .as_mut()
+        .unwrap()
+        .address
+        .as_mut()
+        .unwrap()
+        .division_code = "522631".into();
     population.register(&draft(elsewhere)).await.unwrap();
-    population.register(&draft(request("QDN-H01", "MZ-W", "王芳", Some(&woman(101))))).await.unwrap();
+    population
+        .register(&draft(request("QDN-H01", "MZ-W", "王芳", Some(&woman(101)))))
+        .await
+        .unwrap();
 
     let criteria = SearchCriteria {
         name: Some(NameQuery::Prefix(PersonName::parse("杨").unwrap())),
@@ -229,7 +351,10 @@ async fn search_combines_criteria_and_pages_in_a_stable_order(db: TestDb) {
     let mut found = Vec::new();
     let mut token: Option<PageToken> = None;
     loop {
-        let (page, next) = population.search(&criteria, PageSize::parse(3).unwrap(), token).await.unwrap();
+        let (page, next) = population
+            .search(&criteria, PageSize::parse(3).unwrap(), token)
+            .await
+            .unwrap();
         found.extend(page.into_iter().map(|p| p.id));
         match next {
             Some(next) => token = Some(next),
@@ -237,33 +362,72 @@ async fn search_combines_criteria_and_pages_in_a_stable_order(db: TestDb) {
         }
     }
     expected.sort();
-    assert_eq!(found, expected, "every Yang in Kaili once, in id order, across pages");
+    assert_eq!(
+        found, expected,
+        "every Yang in Kaili once, in id order, across pages"
+    );
 
-    let exact = SearchCriteria { name: Some(NameQuery::Exact(PersonName::parse("杨秀英").unwrap())), ..SearchCriteria::default() };
-    let (page, _) = population.search(&exact, PageSize::parse(200).unwrap(), None).await.unwrap();
+    let exact = SearchCriteria {
+        name: Some(NameQuery::Exact(PersonName::parse("杨秀英").unwrap())),
+        ..SearchCriteria::default()
+    };
+    let (page, _) = population
+        .search(&exact, PageSize::parse(200).unwrap(), None)
+        .await
+        .unwrap();
     assert_eq!(page.len(), 5, "four in Kaili and one in Liping");
 
     let by_identifier = SearchCriteria {
         identifier: Some(Identifier::parse("urn:hie:id:resident", &woman(101)).unwrap()),
         ..SearchCriteria::default()
     };
-    let (page, _) = population.search(&by_identifier, PageSize::parse(10).unwrap(), None).await.unwrap();
+    let (page, _) = population
+        .search(&by_identifier, PageSize::parse(10).unwrap(), None)
+        .await
+        .unwrap();
     assert_eq!(page.len(), 1);
     assert_eq!(page[0].demographics.name.as_str(), "王芳");
 
     let born = hie_core::domain::BirthDate::parse("1985-03-14").unwrap();
     let later = hie_core::domain::BirthDate::parse("1990-01-01").unwrap();
-    let in_range = SearchCriteria { born_from: Some(born), born_to: Some(born), ..SearchCriteria::default() };
-    assert_eq!(population.search(&in_range, PageSize::parse(200).unwrap(), None).await.unwrap().0.len(), 9);
-    let out_of_range = SearchCriteria { born_from: Some(later), ..SearchCriteria::default() };
-    assert!(population.search(&out_of_range, PageSize::parse(200).unwrap(), None).await.unwrap().0.is_empty());
+    let in_range = SearchCriteria {
+        born_from: Some(born),
+        born_to: Some(born),
+        ..SearchCriteria::default()
+    };
+    assert_eq!(
+        population
+            .search(&in_range, PageSize::parse(200).unwrap(), None)
+            .await
+            .unwrap()
+            .0
+            .len(),
+        9
+    );
+    let out_of_range = SearchCriteria {
+        born_from: Some(later),
+        ..SearchCriteria::default()
+    };
+    assert!(
+        population
+            .search(&out_of_range, PageSize::parse(200).unwrap(), None)
+            .await
+            .unwrap()
+            .0
+            .is_empty()
+    );
 }
 
 async fn concurrent_registrations_of_one_new_resident_make_one_person(db: TestDb) {
     let exchange = db.exchange().await;
     register_organisations(&exchange).await;
     let mut tasks = tokio::task::JoinSet::new();
-    for (i, organisation) in ["QDN-H01", "QDN-H02", "QDN-T01"].into_iter().cycle().take(12).enumerate() {
+    for (i, organisation) in ["QDN-H01", "QDN-H02", "QDN-T01"]
+        .into_iter()
+        .cycle()
+        .take(12)
+        .enumerate()
+    {
         let population = exchange.population.clone();
         tasks.spawn(async move {
             let request = request(organisation, &format!("N{i}"), "龙榜", Some(&woman(9)));

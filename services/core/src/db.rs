@@ -26,7 +26,10 @@ impl Backend {
         } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
             Ok(Backend::Postgres)
         } else {
-            Err(Error::invalid("database.url", "expected a sqlite:// or postgres:// URL"))
+            Err(Error::invalid(
+                "database.url",
+                "expected a sqlite:// or postgres:// URL",
+            ))
         }
     }
 }
@@ -40,7 +43,9 @@ pub struct Database {
 
 impl std::fmt::Debug for Database {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Database").field("backend", &self.backend).finish_non_exhaustive()
+        f.debug_struct("Database")
+            .field("backend", &self.backend)
+            .finish_non_exhaustive()
     }
 }
 
@@ -87,7 +92,10 @@ impl Database {
 
     /// Applies every migration not yet applied. Migrations only ever add.
     pub async fn migrate(&self) -> Result<(), Error> {
-        MIGRATIONS.run(&self.pool).await.map_err(|e| Error::Internal(format!("migration failed: {e}")))
+        MIGRATIONS
+            .run(&self.pool)
+            .await
+            .map_err(|e| Error::Internal(format!("migration failed: {e}")))
     }
 
     pub fn pool(&self) -> &AnyPool {
@@ -119,13 +127,26 @@ fn prepare_sqlite_url(url: &str) -> Result<String, Error> {
     let rest = url.trim_start_matches("sqlite:").trim_start_matches("//");
     let (path, query) = rest.split_once('?').unwrap_or((rest, ""));
     if path.is_empty() || path == ":memory:" {
-        return Err(Error::invalid("database.url", "an in-memory SQLite database is not supported; name a file"));
+        return Err(Error::invalid(
+            "database.url",
+            "an in-memory SQLite database is not supported; name a file",
+        ));
     }
-    if let Some(parent) = std::path::Path::new(path).parent().filter(|p| !p.as_os_str().is_empty()) {
-        std::fs::create_dir_all(parent)
-            .map_err(|e| Error::Unavailable(format!("cannot create the data folder {}: {e}", parent.display())))?;
+    if let Some(parent) = std::path::Path::new(path)
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+    {
+        std::fs::create_dir_all(parent).map_err(|e| {
+            Error::Unavailable(format!("cannot create the data folder {}: {e}", parent.display()))
+        })?;
     }
-    let query = if query.contains("mode=") { query.to_owned() } else if query.is_empty() { "mode=rwc".into() } else { format!("{query}&mode=rwc") };
+    let query = if query.contains("mode=") {
+        query.to_owned()
+    } else if query.is_empty() {
+        "mode=rwc".into()
+    } else {
+        format!("{query}&mode=rwc")
+    };
     // Check the URL parses before the pool tries it, for a clearer message.
     sqlx::any::AnyConnectOptions::from_str(&format!("sqlite://{path}?{query}"))
         .map_err(|e| Error::invalid("database.url", e.to_string()))?;
@@ -148,7 +169,10 @@ fn describe(error: &sqlx::Error) -> String {
 pub async fn create_postgres_database(admin_url: &str, name: &str) -> Result<String, Error> {
     check_database_name(name)?;
     let admin = Database::connect(admin_url, 1).await?;
-    let created = admin.pool.execute(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}"))).await;
+    let created = admin
+        .pool
+        .execute(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+        .await;
     admin.close().await;
     created?;
     Ok(with_database_name(admin_url, name))
@@ -158,17 +182,30 @@ pub async fn create_postgres_database(admin_url: &str, name: &str) -> Result<Str
 pub async fn drop_postgres_database(admin_url: &str, name: &str) -> Result<(), Error> {
     check_database_name(name)?;
     let admin = Database::connect(admin_url, 1).await?;
-    let dropped = admin.pool.execute(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))).await;
+    let dropped = admin
+        .pool
+        .execute(sqlx::AssertSqlSafe(format!(
+            "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
+        )))
+        .await;
     admin.close().await;
     dropped.map(drop).map_err(Error::from)
 }
 
 /// Only plain lower-case names, so that a name can be spliced into DDL safely.
 fn check_database_name(name: &str) -> Result<(), Error> {
-    if !name.is_empty() && name.len() <= 63 && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_') {
+    if !name.is_empty()
+        && name.len() <= 63
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+    {
         Ok(())
     } else {
-        Err(Error::invalid("database name", "expected 1 to 63 characters from a-z, 0-9 and _"))
+        Err(Error::invalid(
+            "database name",
+            "expected 1 to 63 characters from a-z, 0-9 and _",
+        ))
     }
 }
 
@@ -193,10 +230,16 @@ mod tests {
     #[test]
     fn a_postgres_url_gets_another_database_and_keeps_the_rest() {
         assert_eq!(
-            with_database_name("postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable", "hie_t1"),
+            with_database_name(
+                "postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable",
+                "hie_t1"
+            ),
             "postgres://postgres@127.0.0.1:5432/hie_t1?sslmode=disable"
         );
-        assert_eq!(with_database_name("postgres://root@localhost", "x"), "postgres://root@localhost/x");
+        assert_eq!(
+            with_database_name("postgres://root@localhost", "x"),
+            "postgres://root@localhost/x"
+        );
     }
 
     #[test]

@@ -37,12 +37,18 @@ pub enum Error {
 impl Error {
     /// An invalid-argument error for `field`.
     pub fn invalid(field: impl Into<String>, reason: impl Into<String>) -> Self {
-        Error::InvalidArgument { field: field.into(), reason: reason.into() }
+        Error::InvalidArgument {
+            field: field.into(),
+            reason: reason.into(),
+        }
     }
 
     /// A failed-precondition error for `field`.
     pub fn precondition(field: impl Into<String>, reason: impl Into<String>) -> Self {
-        Error::FailedPrecondition { field: field.into(), reason: reason.into() }
+        Error::FailedPrecondition {
+            field: field.into(),
+            reason: reason.into(),
+        }
     }
 }
 
@@ -106,7 +112,9 @@ impl From<sqlx::Error> for Error {
                 ErrorKind::UniqueViolation => {
                     Error::Conflict("a concurrent change wrote the same record; retry".into())
                 }
-                ErrorKind::ForeignKeyViolation => Error::precondition("", "a referenced record does not exist"),
+                ErrorKind::ForeignKeyViolation => {
+                    Error::precondition("", "a referenced record does not exist")
+                }
                 _ if is_busy(db.as_ref()) => Error::Conflict("the database is busy; retry".into()),
                 _ => Error::Internal(error.to_string()),
             },

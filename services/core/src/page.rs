@@ -13,7 +13,9 @@ impl PageSize {
     pub fn parse(requested: i32) -> Result<PageSize, FieldError> {
         match u32::try_from(requested) {
             Ok(size) if (1..=MAX_PAGE_SIZE).contains(&size) => Ok(PageSize(size)),
-            _ => Err(FieldError(format!("must be between 1 and {MAX_PAGE_SIZE}, got {requested}"))),
+            _ => Err(FieldError(format!(
+                "must be between 1 and {MAX_PAGE_SIZE}, got {requested}"
+            ))),
         }
     }
 
@@ -39,7 +41,7 @@ impl PageToken {
             return Ok(None);
         }
         let invalid = || FieldError::new("is not a token this server issued");
-        if token.len() % 2 != 0 || token.len() > 512 {
+        if !token.len().is_multiple_of(2) || token.len() > 512 {
             return Err(invalid());
         }
         let bytes = (0..token.len())
@@ -47,7 +49,9 @@ impl PageToken {
             .map(|i| u8::from_str_radix(&token[i..i + 2], 16).map_err(|_| invalid()))
             .collect::<Result<Vec<u8>, _>>()?;
         let key = String::from_utf8(bytes).map_err(|_| invalid())?;
-        key.strip_prefix("v1:").map(|k| Some(PageToken(k.to_owned()))).ok_or_else(invalid)
+        key.strip_prefix("v1:")
+            .map(|k| Some(PageToken(k.to_owned())))
+            .ok_or_else(invalid)
     }
 
     /// The key the next page starts after.
@@ -57,7 +61,10 @@ impl PageToken {
 
     /// The token as sent to clients.
     pub fn encode(&self) -> String {
-        format!("v1:{}", self.0).bytes().map(|b| format!("{b:02x}")).collect()
+        format!("v1:{}", self.0)
+            .bytes()
+            .map(|b| format!("{b:02x}"))
+            .collect()
     }
 }
 

@@ -32,7 +32,8 @@ impl Exchange {
     /// Opens the database named by the settings, migrating it when the settings ask, and
     /// composes the services.
     pub async fn open(settings: &Settings) -> Result<Exchange, Error> {
-        let database = Database::connect(settings.database.url.expose(), settings.database.max_connections).await?;
+        let database =
+            Database::connect(settings.database.url.expose(), settings.database.max_connections).await?;
         if settings.migrate_on_start {
             database.migrate().await?;
         }
@@ -42,8 +43,16 @@ impl Exchange {
     /// Composes the services over an open database.
     pub fn over(database: Database) -> Exchange {
         let directory = DirectoryService::new(database.clone());
-        let population = PopulationService::new(database.clone(), directory.clone(), Arc::new(DeterministicMatcher));
-        Exchange { database, directory, population }
+        let population = PopulationService::new(
+            database.clone(),
+            directory.clone(),
+            Arc::new(DeterministicMatcher),
+        );
+        Exchange {
+            database,
+            directory,
+            population,
+        }
     }
 
     /// Binds `settings.listen` (port 0 picks a free port) and serves every service, with
@@ -52,7 +61,9 @@ impl Exchange {
         let listener = TcpListener::bind(listen)
             .await
             .map_err(|e| Error::Unavailable(format!("cannot listen on {listen}: {e}")))?;
-        let address = listener.local_addr().map_err(|e| Error::Internal(e.to_string()))?;
+        let address = listener
+            .local_addr()
+            .map_err(|e| Error::Internal(e.to_string()))?;
 
         let (health_reporter, health_service) = tonic_health::server::health_reporter();
         health_reporter
@@ -66,8 +77,12 @@ impl Exchange {
                 .register_encoded_file_descriptor_set(hie_proto::FILE_DESCRIPTOR_SET)
                 .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
         };
-        let reflection_v1 = reflection().build_v1().map_err(|e| Error::Internal(e.to_string()))?;
-        let reflection_v1alpha = reflection().build_v1alpha().map_err(|e| Error::Internal(e.to_string()))?;
+        let reflection_v1 = reflection()
+            .build_v1()
+            .map_err(|e| Error::Internal(e.to_string()))?;
+        let reflection_v1alpha = reflection()
+            .build_v1alpha()
+            .map_err(|e| Error::Internal(e.to_string()))?;
 
         let router = Server::builder()
             .add_service(health_service)
@@ -87,7 +102,12 @@ impl Exchange {
                 .map_err(|e| Error::Internal(format!("the gRPC server failed: {e}")))
         });
         tracing::info!(%address, backend = ?self.database.backend(), "hie is serving");
-        Ok(RunningServer { address, stop, task, exchange: self })
+        Ok(RunningServer {
+            address,
+            stop,
+            task,
+            exchange: self,
+        })
     }
 }
 
@@ -118,13 +138,18 @@ impl RunningServer {
     /// Stops accepting calls, lets the calls under way finish, and closes the database.
     pub async fn stop(self) -> Result<(), Error> {
         let _ = self.stop.send(());
-        let served = self.task.await.map_err(|e| Error::Internal(format!("the server task failed: {e}")))?;
+        let served = self
+            .task
+            .await
+            .map_err(|e| Error::Internal(format!("the server task failed: {e}")))?;
         self.exchange.database.close().await;
         served
     }
 
     /// Serves until the server fails or the task is cancelled; for `hie serve`.
     pub async fn wait(&mut self) -> Result<(), Error> {
-        (&mut self.task).await.map_err(|e| Error::Internal(format!("the server task failed: {e}")))?
+        (&mut self.task)
+            .await
+            .map_err(|e| Error::Internal(format!("the server task failed: {e}")))?
     }
 }

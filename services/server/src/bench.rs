@@ -43,7 +43,11 @@ pub struct ResolveArgs {
     #[arg(long, value_enum, default_value = "both")]
     pub backend: BackendChoice,
     /// A PostgreSQL server where the benchmark may create and drop a scratch database.
-    #[arg(long, env = "HIE_BENCH_POSTGRES_URL", default_value = "postgres://postgres@127.0.0.1:5432/postgres")]
+    #[arg(
+        long,
+        env = "HIE_BENCH_POSTGRES_URL",
+        default_value = "postgres://postgres@127.0.0.1:5432/postgres"
+    )]
     pub postgres_url: String,
     /// How long each measurement runs, in seconds.
     #[arg(long, default_value_t = 5)]
@@ -98,9 +102,11 @@ async fn resolve(args: ResolveArgs) -> Result<(), String> {
     }
     if matches!(args.backend, BackendChoice::Postgres | BackendChoice::Both) {
         let name = format!("hie_bench_{}", uuid::Uuid::now_v7().simple());
-        let url = db::create_postgres_database(&args.postgres_url, &name).await.map_err(|e| {
-            format!("cannot create a scratch database on the PostgreSQL server of --postgres-url: {e}")
-        })?;
+        let url = db::create_postgres_database(&args.postgres_url, &name)
+            .await
+            .map_err(|e| {
+                format!("cannot create a scratch database on the PostgreSQL server of --postgres-url: {e}")
+            })?;
         let figures = resolve_on("postgres", &url, &args, &prefecture, 4).await;
         let _ = db::drop_postgres_database(&args.postgres_url, &name).await;
         results.push(figures?);
@@ -114,7 +120,11 @@ async fn resolve(args: ResolveArgs) -> Result<(), String> {
         "cores": std::thread::available_parallelism().map_or(0, |n| n.get()),
         "results": results,
     });
-    let text = if args.json { serde_json::to_string(&report) } else { serde_json::to_string_pretty(&report) };
+    let text = if args.json {
+        serde_json::to_string(&report)
+    } else {
+        serde_json::to_string_pretty(&report)
+    };
     println!("{}", text.map_err(|e| e.to_string())?);
     Ok(())
 }
@@ -130,12 +140,18 @@ async fn resolve_on(
     settings.database.url = SecretUrl::new(url);
     settings.database.max_connections = 16;
     let exchange = Exchange::open(&settings).await.map_err(|e| e.to_string())?;
-    eprintln!("hie bench: loading {} source records into {backend}", prefecture.records.len());
+    eprintln!(
+        "hie bench: loading {} source records into {backend}",
+        prefecture.records.len()
+    );
     let started = Instant::now();
     load_in_parallel(&exchange, prefecture, n_loaders).await?;
     let load_seconds = started.elapsed().as_secs_f64();
     let persons = count_persons(&exchange.database).await?;
-    let server = exchange.start("127.0.0.1:0".parse().map_err(|_| "bad address")?).await.map_err(|e| e.to_string())?;
+    let server = exchange
+        .start("127.0.0.1:0".parse().map_err(|_| "bad address")?)
+        .await
+        .map_err(|e| e.to_string())?;
     let channels = connect(&server.url(), args.connections).await?;
 
     // What to resolve: local patient numbers and identity numbers of random records.
@@ -147,15 +163,27 @@ async fn resolve_on(
                 Some(id) if rng.chance(0.5) => hie_core::domain::Identifier::resident(&id),
                 _ => record.local_patient_number().clone(),
             };
-            ProtoIdentifier { system: identifier.system_uri(), value: identifier.value().to_owned() }
+            ProtoIdentifier {
+                system: identifier.system_uri(),
+                value: identifier.value().to_owned(),
+            }
         })
         .collect();
 
     let duration = Duration::from_secs(args.seconds);
-    eprintln!("hie bench: {backend}: measuring the empty call and resolve, {} s each", args.seconds);
+    eprintln!(
+        "hie bench: {backend}: measuring the empty call and resolve, {} s each",
+        args.seconds
+    );
     // A short warm-up of each, so that neither pays for connection set-up or cold caches.
     measure(&channels, args.concurrency, Duration::from_secs(1), health_call).await;
-    measure(&channels, args.concurrency, Duration::from_secs(1), resolve_call(&targets)).await;
+    measure(
+        &channels,
+        args.concurrency,
+        Duration::from_secs(1),
+        resolve_call(&targets),
+    )
+    .await;
     let empty_call = measure(&channels, args.concurrency, duration, health_call).await;
     let resolve = measure(&channels, args.concurrency, duration, resolve_call(&targets)).await;
     server.stop().await.map_err(|e| e.to_string())?;
@@ -164,8 +192,10 @@ async fn resolve_on(
         persons,
         source_records: prefecture.records.len(),
         load_seconds,
-        resolve_to_empty_throughput: resolve.throughput_per_second / empty_call.throughput_per_second.max(1e-9),
-        resolve_to_empty_p50_latency: resolve.p50_microseconds as f64 / empty_call.p50_microseconds.max(1) as f64,
+        resolve_to_empty_throughput: resolve.throughput_per_second
+            / empty_call.throughput_per_second.max(1e-9),
+        resolve_to_empty_p50_latency: resolve.p50_microseconds as f64
+            / empty_call.p50_microseconds.max(1) as f64,
         empty_call,
         resolve,
     })
@@ -173,17 +203,30 @@ async fn resolve_on(
 
 /// Loads the prefecture with `n_loaders` concurrent batches. Records are split by resident, so
 /// that two loaders never lock the same matching keys and never wait on each other.
-async fn load_in_parallel(exchange: &Exchange, prefecture: &SyntheticPrefecture, n_loaders: usize) -> Result<(), String> {
+async fn load_in_parallel(
+    exchange: &Exchange,
+    prefecture: &SyntheticPrefecture,
+    n_loaders: usize,
+) -> Result<(), String> {
     if n_loaders <= 1 {
         return load(exchange, prefecture).await;
     }
     for organisation in &prefecture.organisations {
-        exchange.directory.register_organisation(organisation.clone()).await.map_err(|e| e.to_string())?;
+        exchange
+            .directory
+            .register_organisation(organisation.clone())
+            .await
+            .map_err(|e| e.to_string())?;
     }
     let mut partitions = vec![Vec::new(); n_loaders];
     for record in &prefecture.records {
-        let key = record.resident_id().map_or_else(|| record.local_patient_number().value().to_owned(), |id| id.as_str().to_owned());
-        let hash = key.bytes().fold(0u64, |h, b| h.wrapping_mul(31).wrapping_add(u64::from(b)));
+        let key = record.resident_id().map_or_else(
+            || record.local_patient_number().value().to_owned(),
+            |id| id.as_str().to_owned(),
+        );
+        let hash = key
+            .bytes()
+            .fold(0u64, |h, b| h.wrapping_mul(31).wrapping_add(u64::from(b)));
         partitions[(hash % n_loaders as u64) as usize].push(record.clone());
     }
     let mut tasks = tokio::task::JoinSet::new();
@@ -191,7 +234,10 @@ async fn load_in_parallel(exchange: &Exchange, prefecture: &SyntheticPrefecture,
         let population = exchange.population.clone();
         tasks.spawn(async move {
             for batch in partition.chunks(500) {
-                population.register_batch(batch).await.map_err(|e| e.to_string())?;
+                population
+                    .register_batch(batch)
+                    .await
+                    .map_err(|e| e.to_string())?;
             }
             Ok::<(), String>(())
         });
@@ -203,8 +249,10 @@ async fn load_in_parallel(exchange: &Exchange, prefecture: &SyntheticPrefecture,
 }
 
 async fn count_persons(database: &Database) -> Result<i64, String> {
-    let (n,): (i64,) =
-        sqlx::query_as("SELECT COUNT(*) FROM persons").fetch_one(database.pool()).await.map_err(|e| e.to_string())?;
+    let (n,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM persons")
+        .fetch_one(database.pool())
+        .await
+        .map_err(|e| e.to_string())?;
     Ok(n)
 }
 
@@ -225,17 +273,26 @@ type CallFuture = std::pin::Pin<Box<dyn std::future::Future<Output = bool> + Sen
 
 fn health_call(channel: Channel, _call: usize) -> CallFuture {
     Box::pin(async move {
-        HealthClient::new(channel).check(HealthCheckRequest { service: String::new() }).await.is_ok()
+        HealthClient::new(channel)
+            .check(HealthCheckRequest {
+                service: String::new(),
+            })
+            .await
+            .is_ok()
     })
 }
 
-fn resolve_call(targets: &[ProtoIdentifier]) -> impl Fn(Channel, usize) -> CallFuture + Clone + Send + 'static {
+fn resolve_call(
+    targets: &[ProtoIdentifier],
+) -> impl Fn(Channel, usize) -> CallFuture + Clone + Send + 'static {
     let targets = std::sync::Arc::new(targets.to_vec());
     move |channel, call| {
         let identifier = targets[call % targets.len()].clone();
         Box::pin(async move {
             PopulationRegistryClient::new(channel)
-                .resolve_identifier(ResolveIdentifierRequest { identifier: Some(identifier) })
+                .resolve_identifier(ResolveIdentifierRequest {
+                    identifier: Some(identifier),
+                })
                 .await
                 .is_ok()
         })
@@ -278,7 +335,12 @@ where
     }
     let elapsed = started.elapsed().as_secs_f64();
     latencies.sort_unstable();
-    let percentile = |p: f64| latencies.get(((latencies.len() as f64 * p) as usize).min(latencies.len().saturating_sub(1))).copied().unwrap_or(0);
+    let percentile = |p: f64| {
+        latencies
+            .get(((latencies.len() as f64 * p) as usize).min(latencies.len().saturating_sub(1)))
+            .copied()
+            .unwrap_or(0)
+    };
     CallFigures {
         calls: latencies.len(),
         errors,

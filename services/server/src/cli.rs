@@ -121,7 +121,10 @@ fn init_logging(filter: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .or_else(|_| tracing_subscriber::EnvFilter::try_new(filter))
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
 }
 
 async fn serve(settings: Settings) -> Result<(), String> {
@@ -159,7 +162,9 @@ async fn shutdown_signal() {
 }
 
 async fn migrate(settings: &Settings) -> Result<(), String> {
-    let database = Database::connect(settings.database.url.expose(), 1).await.map_err(|e| e.to_string())?;
+    let database = Database::connect(settings.database.url.expose(), 1)
+        .await
+        .map_err(|e| e.to_string())?;
     database.migrate().await.map_err(|e| e.to_string())?;
     database.close().await;
     eprintln!("hie: the {:?} database is up to date", database.backend());

@@ -6,7 +6,8 @@ use std::collections::HashSet;
 
 use chrono::{Datelike, Duration, NaiveDate};
 use hie_core::domain::{
-    BirthDate, BoundedText, DivisionCode, Ethnicity, Identifier, OrganisationCode, PersonName, Phone, ResidentId, Sex,
+    BirthDate, BoundedText, DivisionCode, Ethnicity, Identifier, OrganisationCode, PersonName, Phone,
+    ResidentId, Sex,
 };
 use hie_directory::domain::{HospitalGrade, OrganisationDraft, OrganisationKind};
 use hie_population::domain::{Demographics, SourceRecordDraft};
@@ -15,17 +16,34 @@ use crate::{Exchange, Settings};
 
 /// The counties of the prefecture: division code and name.
 const COUNTIES: [(&str, &str); 16] = [
-    ("522601", "凯里市"), ("522622", "黄平县"), ("522623", "施秉县"), ("522624", "三穗县"),
-    ("522625", "镇远县"), ("522626", "岑巩县"), ("522627", "天柱县"), ("522628", "锦屏县"),
-    ("522629", "剑河县"), ("522630", "台江县"), ("522631", "黎平县"), ("522632", "榕江县"),
-    ("522633", "从江县"), ("522634", "雷山县"), ("522635", "麻江县"), ("522636", "丹寨县"),
+    ("522601", "凯里市"),
+    ("522622", "黄平县"),
+    ("522623", "施秉县"),
+    ("522624", "三穗县"),
+    ("522625", "镇远县"),
+    ("522626", "岑巩县"),
+    ("522627", "天柱县"),
+    ("522628", "锦屏县"),
+    ("522629", "剑河县"),
+    ("522630", "台江县"),
+    ("522631", "黎平县"),
+    ("522632", "榕江县"),
+    ("522633", "从江县"),
+    ("522634", "雷山县"),
+    ("522635", "麻江县"),
+    ("522636", "丹寨县"),
 ];
 
 /// The hospitals: code, name, grade, county. The first two serve the whole prefecture.
 const HOSPITALS: [(&str, &str, HospitalGrade, &str); 6] = [
     ("QDN-H01", "黔东南州人民医院", HospitalGrade::TertiaryA, "522601"),
     ("QDN-H02", "黔东南州中医医院", HospitalGrade::TertiaryA, "522601"),
-    ("QDN-H03", "凯里市第一人民医院", HospitalGrade::SecondaryA, "522601"),
+    (
+        "QDN-H03",
+        "凯里市第一人民医院",
+        HospitalGrade::SecondaryA,
+        "522601",
+    ),
     ("QDN-H04", "黎平县人民医院", HospitalGrade::SecondaryA, "522631"),
     ("QDN-H05", "从江县人民医院", HospitalGrade::SecondaryA, "522633"),
     ("QDN-H06", "台江县人民医院", HospitalGrade::SecondaryB, "522630"),
@@ -33,22 +51,48 @@ const HOSPITALS: [(&str, &str, HospitalGrade, &str); 6] = [
 
 /// The township health centres: name and county.
 const TOWNSHIP_CENTRES: [(&str, &str); 20] = [
-    ("炉山镇卫生院", "522601"), ("舟溪镇卫生院", "522601"), ("三棵树镇卫生院", "522601"),
-    ("旧州镇卫生院", "522622"), ("甘溪乡卫生院", "522623"), ("台烈镇卫生院", "522624"),
-    ("舞阳镇卫生院", "522625"), ("天马镇卫生院", "522626"), ("高酿镇卫生院", "522627"),
-    ("三江镇卫生院", "522628"), ("革东镇卫生院", "522629"), ("施洞镇卫生院", "522630"),
-    ("肇兴镇卫生院", "522631"), ("中潮镇卫生院", "522631"), ("古州镇卫生院", "522632"),
-    ("丙妹镇卫生院", "522633"), ("贯洞镇卫生院", "522633"), ("西江镇卫生院", "522634"),
-    ("宣威镇卫生院", "522635"), ("龙泉镇卫生院", "522636"),
+    ("炉山镇卫生院", "522601"),
+    ("舟溪镇卫生院", "522601"),
+    ("三棵树镇卫生院", "522601"),
+    ("旧州镇卫生院", "522622"),
+    ("甘溪乡卫生院", "522623"),
+    ("台烈镇卫生院", "522624"),
+    ("舞阳镇卫生院", "522625"),
+    ("天马镇卫生院", "522626"),
+    ("高酿镇卫生院", "522627"),
+    ("三江镇卫生院", "522628"),
+    ("革东镇卫生院", "522629"),
+    ("施洞镇卫生院", "522630"),
+    ("肇兴镇卫生院", "522631"),
+    ("中潮镇卫生院", "522631"),
+    ("古州镇卫生院", "522632"),
+    ("丙妹镇卫生院", "522633"),
+    ("贯洞镇卫生院", "522633"),
+    ("西江镇卫生院", "522634"),
+    ("宣威镇卫生院", "522635"),
+    ("龙泉镇卫生院", "522636"),
 ];
 
-const HAN_SURNAMES: &[&str] = &["王", "李", "张", "刘", "陈", "黄", "赵", "周", "徐", "孙", "胡", "罗", "何", "田", "邓"];
-const MIAO_SURNAMES: &[&str] = &["杨", "吴", "龙", "石", "潘", "王", "张", "李", "顾", "欧", "麻", "滕", "唐", "邰"];
-const DONG_SURNAMES: &[&str] = &["吴", "杨", "石", "龙", "欧", "粟", "陆", "潘", "姚", "林", "蒙", "杜"];
-const GIVEN_MALE: &[&str] = &["伟", "强", "磊", "军", "勇", "杰", "涛", "明", "超", "华", "平", "志", "文", "国", "建", "光", "荣", "胜"];
-const GIVEN_FEMALE: &[&str] = &["芳", "娜", "敏", "静", "丽", "艳", "娟", "秀", "英", "梅", "兰", "花", "燕", "玲", "霞", "琴", "萍"];
+const HAN_SURNAMES: &[&str] = &[
+    "王", "李", "张", "刘", "陈", "黄", "赵", "周", "徐", "孙", "胡", "罗", "何", "田", "邓",
+];
+const MIAO_SURNAMES: &[&str] = &[
+    "杨", "吴", "龙", "石", "潘", "王", "张", "李", "顾", "欧", "麻", "滕", "唐", "邰",
+];
+const DONG_SURNAMES: &[&str] = &[
+    "吴", "杨", "石", "龙", "欧", "粟", "陆", "潘", "姚", "林", "蒙", "杜",
+];
+const GIVEN_MALE: &[&str] = &[
+    "伟", "强", "磊", "军", "勇", "杰", "涛", "明", "超", "华", "平", "志", "文", "国", "建", "光", "荣",
+    "胜",
+];
+const GIVEN_FEMALE: &[&str] = &[
+    "芳", "娜", "敏", "静", "丽", "艳", "娟", "秀", "英", "梅", "兰", "花", "燕", "玲", "霞", "琴", "萍",
+];
 /// Syllables of Miao and Dong personal names as they are commonly written in characters.
-const MINORITY_GIVEN: &[&str] = &["阿", "榜", "金", "妹", "略", "友", "桥", "耶", "岩", "乃", "培", "银", "亮", "老", "当", "报"];
+const MINORITY_GIVEN: &[&str] = &[
+    "阿", "榜", "金", "妹", "略", "友", "桥", "耶", "岩", "乃", "培", "银", "亮", "老", "当", "报",
+];
 
 /// A small, fast, seedable generator (SplitMix64): the same seed makes the same prefecture.
 #[derive(Debug, Clone)]
@@ -109,13 +153,20 @@ impl SyntheticPrefecture {
         let today = hie_core::time::today_in_china();
         let organisations = organisations();
         let mut seen = HashSet::with_capacity(n_residents);
-        let residents: Vec<Resident> = (0..n_residents).map(|_| resident(&mut rng, today, &mut seen)).collect();
+        let residents: Vec<Resident> = (0..n_residents)
+            .map(|_| resident(&mut rng, today, &mut seen))
+            .collect();
 
         let mut records = Vec::with_capacity(n_residents * 2);
         for (i, resident) in residents.iter().enumerate() {
-            let county = resident.demographics.division.as_ref().map_or("522601", |d| d.as_str());
-            let centres: Vec<usize> =
-                (0..TOWNSHIP_CENTRES.len()).filter(|&c| TOWNSHIP_CENTRES[c].1 == county).collect();
+            let county = resident
+                .demographics
+                .division
+                .as_ref()
+                .map_or("522601", |d| d.as_str());
+            let centres: Vec<usize> = (0..TOWNSHIP_CENTRES.len())
+                .filter(|&c| TOWNSHIP_CENTRES[c].1 == county)
+                .collect();
             let centre = centres[i % centres.len().max(1)];
             let code = township_code(centre);
             records.push(record(&code, &format!("JK{:08}", i + 1), resident, true));
@@ -124,8 +175,18 @@ impl SyntheticPrefecture {
             let code = OrganisationCode::parse(code).expect("hospital codes are valid");
             let mut next_number = 1;
             for resident in &residents {
-                let home = resident.demographics.division.as_ref().is_some_and(|d| d.as_str() == *county);
-                let share = if h < 2 { 0.25 } else if home { 0.40 } else { 0.02 };
+                let home = resident
+                    .demographics
+                    .division
+                    .as_ref()
+                    .is_some_and(|d| d.as_str() == *county);
+                let share = if h < 2 {
+                    0.25
+                } else if home {
+                    0.40
+                } else {
+                    0.02
+                };
                 if rng.chance(share) {
                     let with_id = rng.chance(0.9);
                     records.push(record(&code, &format!("MZ{:07}", next_number), resident, with_id));
@@ -133,7 +194,11 @@ impl SyntheticPrefecture {
                 }
             }
         }
-        SyntheticPrefecture { organisations, residents, records }
+        SyntheticPrefecture {
+            organisations,
+            residents,
+            records,
+        }
     }
 }
 
@@ -166,7 +231,11 @@ fn organisations() -> Vec<OrganisationDraft> {
         });
     }
     for (code, agency, kind) in [
-        ("QDN-CDC", "黔东南州疾病预防控制中心", OrganisationKind::PublicHealthAgency),
+        (
+            "QDN-CDC",
+            "黔东南州疾病预防控制中心",
+            OrganisationKind::PublicHealthAgency,
+        ),
         ("QDN-YB", "黔东南州医疗保障局", OrganisationKind::Insurer),
     ] {
         organisations.push(OrganisationDraft {
@@ -207,14 +276,20 @@ fn resident(rng: &mut Rng, today: NaiveDate, seen: &mut HashSet<String>) -> Resi
         GIVEN_FEMALE
     };
     for _ in 0..1 + rng.below(2) {
-        name.push_str(*rng.pick(given_pool));
+        let syllable: &&str = rng.pick(given_pool);
+        name.push_str(syllable);
     }
     let (county, _) = *rng.pick(&COUNTIES);
     let age_days = rng.below(95 * 365) as i64;
     let birth = (today - Duration::days(age_days)).max(NaiveDate::from_ymd_opt(1930, 1, 1).expect("valid"));
     let resident_id = loop {
         let sequence = rng.below(500) * 2 + usize::from(sex == Sex::Male);
-        let first_17 = format!("{county}{:04}{:02}{:02}{sequence:03}", birth.year(), birth.month(), birth.day());
+        let first_17 = format!(
+            "{county}{:04}{:02}{:02}{sequence:03}",
+            birth.year(),
+            birth.month(),
+            birth.day()
+        );
         let check = ResidentId::check_character(first_17.as_bytes()) as char;
         let candidate = format!("{first_17}{check}");
         if seen.insert(candidate.clone()) {
@@ -225,7 +300,11 @@ fn resident(rng: &mut Rng, today: NaiveDate, seen: &mut HashSet<String>) -> Resi
         let prefix = rng.pick(&["138", "139", "150", "151", "182", "187", "135", "136"]);
         Phone::parse(&format!("{prefix}{:08}", rng.next_u64() % 100_000_000)).expect("valid mobile")
     });
-    let village = format!("{}村{}组", rng.pick(&["平寨", "乌东", "控拜", "南猛", "季刀", "大利", "占里", "堂安"]), 1 + rng.below(9));
+    let village = format!(
+        "{}村{}组",
+        rng.pick(&["平寨", "乌东", "控拜", "南猛", "季刀", "大利", "占里", "堂安"]),
+        1 + rng.below(9)
+    );
     Resident {
         demographics: Demographics {
             name: PersonName::parse(&name).expect("generated names are valid"),
@@ -240,17 +319,35 @@ fn resident(rng: &mut Rng, today: NaiveDate, seen: &mut HashSet<String>) -> Resi
     }
 }
 
-fn record(organisation: &OrganisationCode, local: &str, resident: &Resident, with_id: bool) -> SourceRecordDraft {
-    let identifiers = if with_id { vec![Identifier::resident(&resident.resident_id)] } else { vec![] };
-    SourceRecordDraft::new(organisation.clone(), local, resident.demographics.clone(), identifiers)
-        .expect("generated records are valid")
+fn record(
+    organisation: &OrganisationCode,
+    local: &str,
+    resident: &Resident,
+    with_id: bool,
+) -> SourceRecordDraft {
+    let identifiers = if with_id {
+        vec![Identifier::resident(&resident.resident_id)]
+    } else {
+        vec![]
+    };
+    SourceRecordDraft::new(
+        organisation.clone(),
+        local,
+        resident.demographics.clone(),
+        identifiers,
+    )
+    .expect("generated records are valid")
 }
 
 /// Registers the organisations (those already registered are left as they are) and every
 /// record, in batches, printing progress to stderr.
 pub async fn load(exchange: &Exchange, prefecture: &SyntheticPrefecture) -> Result<(), String> {
     for organisation in &prefecture.organisations {
-        match exchange.directory.register_organisation(organisation.clone()).await {
+        match exchange
+            .directory
+            .register_organisation(organisation.clone())
+            .await
+        {
             Ok(_) | Err(hie_core::Error::AlreadyExists(_)) => {}
             Err(e) => return Err(e.to_string()),
         }
@@ -258,7 +355,11 @@ pub async fn load(exchange: &Exchange, prefecture: &SyntheticPrefecture) -> Resu
     let total = prefecture.records.len();
     let mut done = 0;
     for batch in prefecture.records.chunks(500) {
-        exchange.population.register_batch(batch).await.map_err(|e| e.to_string())?;
+        exchange
+            .population
+            .register_batch(batch)
+            .await
+            .map_err(|e| e.to_string())?;
         done += batch.len();
         if done % 10_000 < 500 || done == total {
             eprintln!("hie demo: {done} of {total} source records registered");
@@ -288,7 +389,12 @@ pub async fn run(settings: Settings, n_residents: usize, seed: u64) -> Result<()
 /// Three grpcurl commands that show a cross-reference, a search and a directory look-up.
 fn try_it(prefecture: &SyntheticPrefecture, address: &str) -> String {
     // A record of the first prefecture hospital whose resident is also known to the second.
-    let at = |code: &'static str| prefecture.records.iter().filter(move |r| r.organisation().as_str() == code);
+    let at = |code: &'static str| {
+        prefecture
+            .records
+            .iter()
+            .filter(move |r| r.organisation().as_str() == code)
+    };
     let example = at("QDN-H01")
         .filter(|r| r.resident_id().is_some())
         .find(|r| at("QDN-H02").any(|other| other.resident_id() == r.resident_id()))
@@ -302,13 +408,24 @@ fn try_it(prefecture: &SyntheticPrefecture, address: &str) -> String {
         )
     });
     // A resident of Leishan county born in the 1980s, so that the search finds at least them.
-    let born_in_the_1980s = |r: &&Resident| r.demographics.birth_date.is_some_and(|b| (1980..1990).contains(&b.date().year()));
+    let born_in_the_1980s = |r: &&Resident| {
+        r.demographics
+            .birth_date
+            .is_some_and(|b| (1980..1990).contains(&b.date().year()))
+    };
     let surname: String = prefecture
         .residents
         .iter()
-        .filter(|r| r.demographics.division.as_ref().is_some_and(|d| d.as_str() == "522634"))
+        .filter(|r| {
+            r.demographics
+                .division
+                .as_ref()
+                .is_some_and(|d| d.as_str() == "522634")
+        })
         .find(born_in_the_1980s)
-        .map_or("杨".to_owned(), |r| r.demographics.name.as_str().chars().take(1).collect());
+        .map_or("杨".to_owned(), |r| {
+            r.demographics.name.as_str().chars().take(1).collect()
+        });
     format!(
         "\nhie demo is serving on {address}. Try:\n\n{resolve}\n\
          # Residents of Leishan county named {surname}…, born in the 1980s:\n\
@@ -330,18 +447,43 @@ mod tests {
         let first = SyntheticPrefecture::generate(500, 7);
         let second = SyntheticPrefecture::generate(500, 7);
         assert_eq!(first.records, second.records);
-        assert_eq!(first.organisations.iter().filter(|o| o.kind == OrganisationKind::Hospital).count(), 6);
-        assert_eq!(first.organisations.iter().filter(|o| o.kind == OrganisationKind::TownshipHealthCentre).count(), 20);
-        let at_h01: HashSet<_> =
-            first.records.iter().filter(|r| r.organisation().as_str() == "QDN-H01").filter_map(|r| r.resident_id()).collect();
-        let at_h02 = first.records.iter().filter(|r| r.organisation().as_str() == "QDN-H02").filter_map(|r| r.resident_id());
+        assert_eq!(
+            first
+                .organisations
+                .iter()
+                .filter(|o| o.kind == OrganisationKind::Hospital)
+                .count(),
+            6
+        );
+        assert_eq!(
+            first
+                .organisations
+                .iter()
+                .filter(|o| o.kind == OrganisationKind::TownshipHealthCentre)
+                .count(),
+            20
+        );
+        let at_h01: HashSet<_> = first
+            .records
+            .iter()
+            .filter(|r| r.organisation().as_str() == "QDN-H01")
+            .filter_map(|r| r.resident_id())
+            .collect();
+        let at_h02 = first
+            .records
+            .iter()
+            .filter(|r| r.organisation().as_str() == "QDN-H02")
+            .filter_map(|r| r.resident_id());
         assert!(at_h02.filter(|id| at_h01.contains(id)).count() > 0);
     }
 
     #[test]
     fn every_generated_identity_number_agrees_with_birth_date_and_sex() {
         for resident in SyntheticPrefecture::generate(300, 11).residents {
-            resident.resident_id.check_agrees_with(resident.demographics.birth_date, resident.demographics.sex).unwrap();
+            resident
+                .resident_id
+                .check_agrees_with(resident.demographics.birth_date, resident.demographics.sex)
+                .unwrap();
         }
     }
 }

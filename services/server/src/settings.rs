@@ -68,7 +68,10 @@ impl Default for Settings {
 
 impl Default for DatabaseSettings {
     fn default() -> DatabaseSettings {
-        DatabaseSettings { url: SecretUrl::new(DEFAULT_DATABASE_URL), max_connections: 16 }
+        DatabaseSettings {
+            url: SecretUrl::new(DEFAULT_DATABASE_URL),
+            max_connections: 16,
+        }
     }
 }
 
@@ -78,7 +81,9 @@ impl Settings {
     pub fn load(file: Option<&Path>) -> Result<Settings, String> {
         let mut figment = Figment::from(Serialized::defaults(Settings::default()));
         match file {
-            Some(path) if !path.exists() => return Err(format!("the settings file {} does not exist", path.display())),
+            Some(path) if !path.exists() => {
+                return Err(format!("the settings file {} does not exist", path.display()));
+            }
             Some(path) => figment = figment.merge(Toml::file(path)),
             None if Path::new("hie.toml").exists() => figment = figment.merge(Toml::file("hie.toml")),
             None => {}
@@ -108,14 +113,21 @@ mod tests {
     }
 
     #[test]
+    #[allow(clippy::result_large_err)] // figment's own error type, in a test
     fn a_file_then_the_environment_override_the_defaults() {
         figment::Jail::expect_with(|jail| {
-            jail.create_file("hie.toml", "listen = \"127.0.0.1:7000\"\n[database]\nmax_connections = 4\n")?;
+            jail.create_file(
+                "hie.toml",
+                "listen = \"127.0.0.1:7000\"\n[database]\nmax_connections = 4\n",
+            )?;
             jail.set_env("HIE_DATABASE__URL", "postgres://postgres@127.0.0.1/hie");
             let settings = Settings::load(None).map_err(figment::Error::from)?;
             assert_eq!(settings.listen.to_string(), "127.0.0.1:7000");
             assert_eq!(settings.database.max_connections, 4);
-            assert_eq!(settings.database.url.expose(), "postgres://postgres@127.0.0.1/hie");
+            assert_eq!(
+                settings.database.url.expose(),
+                "postgres://postgres@127.0.0.1/hie"
+            );
             Ok(())
         });
     }

@@ -16,7 +16,13 @@ impl BirthDate {
     pub fn parse_on(text: &str, today: NaiveDate) -> Result<BirthDate, FieldError> {
         let text = text.trim();
         let well_formed = text.len() == 10
-            && text.bytes().enumerate().all(|(i, b)| if i == 4 || i == 7 { b == b'-' } else { b.is_ascii_digit() });
+            && text.bytes().enumerate().all(|(i, b)| {
+                if i == 4 || i == 7 {
+                    b == b'-'
+                } else {
+                    b.is_ascii_digit()
+                }
+            });
         if !well_formed {
             return Err(FieldError(format!(
                 "'{}' is not a date, expected YYYY-MM-DD",
@@ -59,7 +65,10 @@ mod tests {
 
     #[test]
     fn a_real_past_date_parses() {
-        assert_eq!(BirthDate::parse_on("1985-02-28", today()).unwrap().to_iso(), "1985-02-28");
+        assert_eq!(
+            BirthDate::parse_on("1985-02-28", today()).unwrap().to_iso(),
+            "1985-02-28"
+        );
         assert!(BirthDate::parse_on("2026-11-28", today()).is_ok());
     }
 

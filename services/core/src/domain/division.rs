@@ -50,7 +50,9 @@ pub(crate) fn check_province(two_digits: &str) -> Result<(), FieldError> {
     if PROVINCE_CODES.contains(&two_digits) {
         Ok(())
     } else {
-        Err(FieldError(format!("{two_digits} is not a province code of GB/T 2260")))
+        Err(FieldError(format!(
+            "{two_digits} is not a province code of GB/T 2260"
+        )))
     }
 }
 

@@ -80,7 +80,10 @@ impl Identifier {
     }
 
     /// An organisation's local patient number as an identifier.
-    pub fn local_patient_number(organisation: &OrganisationCode, number: &str) -> Result<Identifier, FieldError> {
+    pub fn local_patient_number(
+        organisation: &OrganisationCode,
+        number: &str,
+    ) -> Result<Identifier, FieldError> {
         let system = IdentifierSystem::LocalPatientNumber(organisation.clone());
         let value = Self::parse_value(&system, number)?;
         Ok(Identifier { system, value })
@@ -88,7 +91,10 @@ impl Identifier {
 
     /// A checked resident identity number as an identifier.
     pub fn resident(id: &ResidentId) -> Identifier {
-        Identifier { system: IdentifierSystem::ResidentId, value: id.as_str().to_owned() }
+        Identifier {
+            system: IdentifierSystem::ResidentId,
+            value: id.as_str().to_owned(),
+        }
     }
 
     fn parse_value(system: &IdentifierSystem, value: &str) -> Result<String, FieldError> {
@@ -100,14 +106,19 @@ impl Identifier {
                 if (5..=20).contains(&upper.len()) && upper.bytes().all(|b| b.is_ascii_alphanumeric()) {
                     Ok(upper)
                 } else {
-                    Err(FieldError::new("is not a passport number, expected 5 to 20 letters and digits"))
+                    Err(FieldError::new(
+                        "is not a passport number, expected 5 to 20 letters and digits",
+                    ))
                 }
             }
             IdentifierSystem::LocalPatientNumber(_) => {
                 if value.is_empty() {
                     Err(FieldError::new("must not be empty"))
                 } else if value.len() > 40 {
-                    Err(FieldError(format!("is {} characters long, at most 40 are allowed", value.chars().count())))
+                    Err(FieldError(format!(
+                        "is {} characters long, at most 40 are allowed",
+                        value.chars().count()
+                    )))
                 } else if !value.bytes().all(|b| b.is_ascii_graphic()) {
                     Err(FieldError::new("must be printable ASCII without spaces"))
                 } else {
@@ -153,14 +164,29 @@ mod tests {
 
     #[test]
     fn an_identifier_with_an_unknown_system_is_refused() {
-        assert!(matches!(Identifier::parse("urn:oid:1.2.3", "x"), Err(IdentifierError::System(_))));
-        assert!(matches!(Identifier::parse("urn:hie:org::patient", "x"), Err(IdentifierError::System(_))));
+        assert!(matches!(
+            Identifier::parse("urn:oid:1.2.3", "x"),
+            Err(IdentifierError::System(_))
+        ));
+        assert!(matches!(
+            Identifier::parse("urn:hie:org::patient", "x"),
+            Err(IdentifierError::System(_))
+        ));
     }
 
     #[test]
     fn a_value_that_does_not_fit_its_system_is_refused() {
-        assert!(matches!(Identifier::parse("urn:hie:id:resident", "110105194912310021"), Err(IdentifierError::Value(_))));
-        assert!(matches!(Identifier::parse("urn:hie:org:H1:patient", "a b"), Err(IdentifierError::Value(_))));
-        assert!(matches!(Identifier::parse("urn:hie:id:passport", "E1"), Err(IdentifierError::Value(_))));
+        assert!(matches!(
+            Identifier::parse("urn:hie:id:resident", "110105194912310021"),
+            Err(IdentifierError::Value(_))
+        ));
+        assert!(matches!(
+            Identifier::parse("urn:hie:org:H1:patient", "a b"),
+            Err(IdentifierError::Value(_))
+        ));
+        assert!(matches!(
+            Identifier::parse("urn:hie:id:passport", "E1"),
+            Err(IdentifierError::Value(_))
+        ));
     }
 }

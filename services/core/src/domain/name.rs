@@ -14,7 +14,10 @@ impl PersonName {
     pub fn parse(raw: &str) -> Result<PersonName, FieldError> {
         let folded = fold_full_width(raw);
         if let Some(c) = folded.chars().find(|c| c.is_control()) {
-            return Err(FieldError(format!("contains the control character U+{:04X}", c as u32)));
+            return Err(FieldError(format!(
+                "contains the control character U+{:04X}",
+                c as u32
+            )));
         }
         // Runs of white space inside a name carry no meaning; one space keeps the parts apart.
         let name = folded.split_whitespace().collect::<Vec<_>>().join(" ");
@@ -29,7 +32,9 @@ impl PersonName {
             )));
         }
         if !name.chars().any(char::is_alphabetic) {
-            return Err(FieldError::new("must contain at least one letter or Chinese character"));
+            return Err(FieldError::new(
+                "must contain at least one letter or Chinese character",
+            ));
         }
         Ok(PersonName(name))
     }

@@ -12,10 +12,19 @@ impl OrganisationCode {
             return Err(FieldError::new("must not be empty"));
         }
         if !(2..=40).contains(&code.len()) {
-            return Err(FieldError(format!("is {} characters long, expected 2 to 40", code.chars().count())));
+            return Err(FieldError(format!(
+                "is {} characters long, expected 2 to 40",
+                code.chars().count()
+            )));
         }
-        if let Some(c) = code.chars().find(|c| !(c.is_ascii_uppercase() || c.is_ascii_digit() || *c == '-')) {
-            return Err(FieldError(format!("contains '{}', expected only A-Z, 0-9 and '-'", c.escape_default())));
+        if let Some(c) = code
+            .chars()
+            .find(|c| !(c.is_ascii_uppercase() || c.is_ascii_digit() || *c == '-'))
+        {
+            return Err(FieldError(format!(
+                "contains '{}', expected only A-Z, 0-9 and '-'",
+                c.escape_default()
+            )));
         }
         Ok(OrganisationCode(code))
     }

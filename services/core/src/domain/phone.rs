@@ -12,11 +12,19 @@ impl Phone {
             match c {
                 '0'..='9' => digits.push(c),
                 ' ' | '-' | '(' | ')' | '+' => {}
-                _ => return Err(FieldError(format!("contains '{c}', expected digits, spaces, '-', '(', ')' or '+'"))),
+                _ => {
+                    return Err(FieldError(format!(
+                        "contains '{c}', expected digits, spaces, '-', '(', ')' or '+'"
+                    )));
+                }
             }
         }
         let national = if text.trim_start().starts_with('+') || digits.starts_with("0086") {
-            digits.strip_prefix("0086").or_else(|| digits.strip_prefix("86")).unwrap_or(&digits).to_owned()
+            digits
+                .strip_prefix("0086")
+                .or_else(|| digits.strip_prefix("86"))
+                .unwrap_or(&digits)
+                .to_owned()
         } else {
             digits
         };
@@ -48,12 +56,23 @@ mod tests {
         assert_eq!(Phone::parse("+86 138-8550-1234").unwrap().as_str(), "13885501234");
         assert_eq!(Phone::parse("0086 13885501234").unwrap().as_str(), "13885501234");
         assert_eq!(Phone::parse("(0855) 822-1234").unwrap().as_str(), "08558221234");
-        assert_eq!(Phone::parse("１３８８５５０１２３４").unwrap().as_str(), "13885501234");
+        assert_eq!(
+            Phone::parse("１３８８５５０１２３４").unwrap().as_str(),
+            "13885501234"
+        );
     }
 
     #[test]
     fn numbers_that_are_not_mainland_phones_are_refused() {
-        for text in ["12885501234", "1388550123", "138855012345", "8221234", "abc", "13885501234x", ""] {
+        for text in [
+            "12885501234",
+            "1388550123",
+            "138855012345",
+            "8221234",
+            "abc",
+            "13885501234x",
+            "",
+        ] {
             assert!(Phone::parse(text).is_err(), "{text}");
         }
     }

@@ -26,7 +26,10 @@ impl ResidentId {
         let id = text.trim().to_ascii_uppercase();
         let bytes = id.as_bytes();
         if bytes.len() != 18 {
-            return Err(FieldError(format!("has {} characters, expected 18", id.chars().count())));
+            return Err(FieldError(format!(
+                "has {} characters, expected 18",
+                id.chars().count()
+            )));
         }
         if !bytes[..17].iter().all(u8::is_ascii_digit) {
             return Err(FieldError::new("the first 17 characters must be digits"));
@@ -43,10 +46,21 @@ impl ResidentId {
         }
         check_province(&id[..2]).or_else(|_| {
             // 83 is the prefix of residence permits for residents from Taiwan (GB 11643 usage).
-            if &id[..2] == "83" { Ok(()) } else { Err(FieldError(format!("division prefix {} is not a province of GB/T 2260", &id[..2]))) }
+            if &id[..2] == "83" {
+                Ok(())
+            } else {
+                Err(FieldError(format!(
+                    "division prefix {} is not a province of GB/T 2260",
+                    &id[..2]
+                )))
+            }
         })?;
-        let birth = NaiveDate::parse_from_str(&id[6..14], "%Y%m%d")
-            .map_err(|_| FieldError(format!("embedded birth date {} is not a real calendar date", &id[6..14])))?;
+        let birth = NaiveDate::parse_from_str(&id[6..14], "%Y%m%d").map_err(|_| {
+            FieldError(format!(
+                "embedded birth date {} is not a real calendar date",
+                &id[6..14]
+            ))
+        })?;
         BirthDate::from_date(birth, today).map_err(|e| FieldError(format!("embedded birth date {}", e.0)))?;
         Ok(ResidentId(id))
     }
@@ -58,7 +72,11 @@ impl ResidentId {
 
     /// The ISO 7064 MOD 11-2 check character of 17 digits.
     pub fn check_character(first_17_digits: &[u8]) -> u8 {
-        let sum: u32 = first_17_digits.iter().zip(WEIGHTS).map(|(d, w)| u32::from(d - b'0') * w).sum();
+        let sum: u32 = first_17_digits
+            .iter()
+            .zip(WEIGHTS)
+            .map(|(d, w)| u32::from(d - b'0') * w)
+            .sum();
         CHECK_CHARACTERS[(sum % 11) as usize]
     }
 
@@ -73,7 +91,11 @@ impl ResidentId {
 
     /// The sex the sequence number encodes: odd for male, even for female.
     pub fn sex(&self) -> Sex {
-        if (self.0.as_bytes()[16] - b'0') % 2 == 1 { Sex::Male } else { Sex::Female }
+        if (self.0.as_bytes()[16] - b'0') % 2 == 1 {
+            Sex::Male
+        } else {
+            Sex::Female
+        }
     }
 
     /// The division code where the number was first issued, if it is a valid division code.
@@ -83,24 +105,28 @@ impl ResidentId {
 
     /// Checks the number against separately stated demographics: the birth date must agree, and
     /// the sex must agree when it is stated as male or female.
-    pub fn check_agrees_with(&self, birth_date: Option<BirthDate>, sex: Option<Sex>) -> Result<(), FieldError> {
-        if let Some(stated) = birth_date {
-            if stated.date() != self.birth_date() {
-                return Err(FieldError(format!(
-                    "embeds the birth date {}, but the stated birth date is {}",
-                    self.birth_date(),
-                    stated.date()
-                )));
-            }
+    pub fn check_agrees_with(
+        &self,
+        birth_date: Option<BirthDate>,
+        sex: Option<Sex>,
+    ) -> Result<(), FieldError> {
+        if let Some(stated) = birth_date
+            && stated.date() != self.birth_date()
+        {
+            return Err(FieldError(format!(
+                "embeds the birth date {}, but the stated birth date is {}",
+                self.birth_date(),
+                stated.date()
+            )));
         }
-        if let Some(stated) = sex.filter(|s| s.is_known()) {
-            if stated != self.sex() {
-                return Err(FieldError(format!(
-                    "its sex digit says {}, but the stated sex is {}",
-                    sex_word(self.sex()),
-                    sex_word(stated)
-                )));
-            }
+        if let Some(stated) = sex.filter(|s| s.is_known())
+            && stated != self.sex()
+        {
+            return Err(FieldError(format!(
+                "its sex digit says {}, but the stated sex is {}",
+                sex_word(self.sex()),
+                sex_word(stated)
+            )));
         }
         Ok(())
     }
@@ -131,7 +157,10 @@ mod tests {
 
     /// Appends the check character to 17 digits.
     fn with_check(first_17: &str) -> String {
-        format!("{first_17}{}", ResidentId::check_character(first_17.as_bytes()) as char)
+        format!(
+            "{first_17}{}",
+            ResidentId::check_character(first_17.as_bytes()) as char
+        )
     }
 
     #[test]
@@ -144,7 +173,12 @@ mod tests {
 
     #[test]
     fn a_lower_case_x_is_read_as_upper_case() {
-        assert_eq!(ResidentId::parse_on("11010519491231002x", today()).unwrap().as_str(), "11010519491231002X");
+        assert_eq!(
+            ResidentId::parse_on("11010519491231002x", today())
+                .unwrap()
+                .as_str(),
+            "11010519491231002X"
+        );
     }
 
     #[test]
@@ -162,20 +196,40 @@ mod tests {
     #[test]
     fn a_birth_date_in_the_future_or_on_the_31st_of_february_is_rejected() {
         let future = with_check("52260120300101123");
-        assert!(ResidentId::parse_on(&future, today()).unwrap_err().0.contains("in the future"));
+        assert!(
+            ResidentId::parse_on(&future, today())
+                .unwrap_err()
+                .0
+                .contains("in the future")
+        );
         let impossible = with_check("52260119850231123");
-        assert!(ResidentId::parse_on(&impossible, today()).unwrap_err().0.contains("not a real calendar date"));
+        assert!(
+            ResidentId::parse_on(&impossible, today())
+                .unwrap_err()
+                .0
+                .contains("not a real calendar date")
+        );
     }
 
     #[test]
     fn an_unknown_province_prefix_is_rejected() {
         let id = with_check("99260119850314123");
-        assert!(ResidentId::parse_on(&id, today()).unwrap_err().0.contains("province"));
+        assert!(
+            ResidentId::parse_on(&id, today())
+                .unwrap_err()
+                .0
+                .contains("province")
+        );
     }
 
     #[test]
     fn wrong_lengths_and_letters_are_rejected() {
-        for text in ["", "5226011985031412", "5226011985031412345", "5226011985O314123X"] {
+        for text in [
+            "",
+            "5226011985031412",
+            "5226011985031412345",
+            "5226011985O314123X",
+        ] {
             assert!(ResidentId::parse_on(text, today()).is_err(), "{text}");
         }
     }

@@ -23,11 +23,16 @@ impl BoundedText {
     pub fn parse(text: &str, max_chars: usize) -> Result<BoundedText, FieldError> {
         let trimmed = text.trim();
         if let Some(c) = trimmed.chars().find(|c| c.is_control()) {
-            return Err(FieldError(format!("contains the control character U+{:04X}", c as u32)));
+            return Err(FieldError(format!(
+                "contains the control character U+{:04X}",
+                c as u32
+            )));
         }
         let n_chars = trimmed.chars().count();
         if n_chars > max_chars {
-            return Err(FieldError(format!("is {n_chars} characters long, at most {max_chars} are allowed")));
+            return Err(FieldError(format!(
+                "is {n_chars} characters long, at most {max_chars} are allowed"
+            )));
         }
         Ok(BoundedText(trimmed.to_owned()))
     }

@@ -4,6 +4,8 @@ mod organisation;
 mod practitioner;
 mod service;
 
-pub use organisation::{HospitalGrade, Organisation, OrganisationDraft, OrganisationFilter, OrganisationKind};
+pub use organisation::{
+    HospitalGrade, Organisation, OrganisationDraft, OrganisationFilter, OrganisationKind,
+};
 pub use practitioner::{Practitioner, PractitionerDraft, PractitionerId, PractitionerRole};
 pub use service::DirectoryService;

@@ -105,7 +105,14 @@ impl OrganisationDraft {
                 ));
             }
         }
-        Ok(OrganisationDraft { code, name, kind, hospital_grade, division_code, active })
+        Ok(OrganisationDraft {
+            code,
+            name,
+            kind,
+            hospital_grade,
+            division_code,
+            active,
+        })
     }
 }
 
@@ -155,17 +162,26 @@ mod tests {
     fn a_hospital_needs_a_grade_and_nothing_else_may_have_one() {
         assert!(draft(OrganisationKind::Hospital, Some(HospitalGrade::TertiaryA)).is_ok());
         let error = draft(OrganisationKind::Hospital, None).unwrap_err();
-        assert!(matches!(error, Error::InvalidArgument { ref field, .. } if field == "organisation.hospital_grade"));
+        assert!(
+            matches!(error, Error::InvalidArgument { ref field, .. } if field == "organisation.hospital_grade")
+        );
         assert!(draft(OrganisationKind::VillageClinic, Some(HospitalGrade::PrimaryA)).is_err());
         assert!(draft(OrganisationKind::VillageClinic, None).is_ok());
     }
 
     #[test]
     fn text_codes_round_trip() {
-        for kind in [OrganisationKind::Hospital, OrganisationKind::Insurer, OrganisationKind::VillageClinic] {
+        for kind in [
+            OrganisationKind::Hospital,
+            OrganisationKind::Insurer,
+            OrganisationKind::VillageClinic,
+        ] {
             assert_eq!(OrganisationKind::from_code(kind.code()), Some(kind));
         }
-        assert_eq!(HospitalGrade::from_code("secondary_b"), Some(HospitalGrade::SecondaryB));
+        assert_eq!(
+            HospitalGrade::from_code("secondary_b"),
+            Some(HospitalGrade::SecondaryB)
+        );
         assert_eq!(HospitalGrade::from_code("fourth"), None);
     }
 }

@@ -41,7 +41,9 @@ impl PractitionerId {
         let text = text.trim();
         match text.strip_prefix("pr-").map(uuid::Uuid::try_parse) {
             Some(Ok(_)) => Ok(PractitionerId(text.to_owned())),
-            _ => Err(FieldError::new("is not a practitioner id, expected pr- and a UUID")),
+            _ => Err(FieldError::new(
+                "is not a practitioner id, expected pr- and a UUID",
+            )),
         }
     }
 

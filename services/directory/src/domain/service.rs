@@ -3,7 +3,9 @@ use hie_core::domain::OrganisationCode;
 use hie_core::page::{PageSize, PageToken, next_page};
 use hie_core::{Error, time};
 
-use super::{Organisation, OrganisationDraft, OrganisationFilter, Practitioner, PractitionerDraft, PractitionerId};
+use super::{
+    Organisation, OrganisationDraft, OrganisationFilter, Practitioner, PractitionerDraft, PractitionerId,
+};
 use crate::store::DirectoryStore;
 
 /// The directory's operations, on top of its store.
@@ -14,12 +16,18 @@ pub struct DirectoryService {
 
 impl DirectoryService {
     pub fn new(database: Database) -> DirectoryService {
-        DirectoryService { store: DirectoryStore::new(database) }
+        DirectoryService {
+            store: DirectoryStore::new(database),
+        }
     }
 
     pub async fn register_organisation(&self, draft: OrganisationDraft) -> Result<Organisation, Error> {
         let now = time::now();
-        let organisation = Organisation { draft, created_at: now, updated_at: now };
+        let organisation = Organisation {
+            draft,
+            created_at: now,
+            updated_at: now,
+        };
         self.store.insert_organisation(&organisation).await?;
         tracing::info!(organisation = %organisation.code(), "organisation registered");
         Ok(organisation)
@@ -27,7 +35,11 @@ impl DirectoryService {
 
     pub async fn update_organisation(&self, draft: OrganisationDraft) -> Result<Organisation, Error> {
         let existing = self.get_organisation(&draft.code).await?;
-        let organisation = Organisation { draft, created_at: existing.created_at, updated_at: time::now() };
+        let organisation = Organisation {
+            draft,
+            created_at: existing.created_at,
+            updated_at: time::now(),
+        };
         self.store.update_organisation(&organisation).await?;
         tracing::info!(organisation = %organisation.code(), active = organisation.is_active(), "organisation updated");
         Ok(organisation)
@@ -48,10 +60,14 @@ impl DirectoryService {
         code: &OrganisationCode,
     ) -> Result<Organisation, Error> {
         match self.store.organisation(code).await? {
-            None => Err(Error::precondition(field, format!("organisation {code} is not registered in the directory"))),
-            Some(organisation) if !organisation.is_active() => {
-                Err(Error::precondition(field, format!("organisation {code} is inactive")))
-            }
+            None => Err(Error::precondition(
+                field,
+                format!("organisation {code} is not registered in the directory"),
+            )),
+            Some(organisation) if !organisation.is_active() => Err(Error::precondition(
+                field,
+                format!("organisation {code} is inactive"),
+            )),
             Some(organisation) => Ok(organisation),
         }
     }
@@ -63,7 +79,10 @@ impl DirectoryService {
         page_token: Option<PageToken>,
     ) -> Result<(Vec<Organisation>, Option<PageToken>), Error> {
         let after = page_token.as_ref().map_or("", PageToken::last_key);
-        let mut page = self.store.organisations(filter, after, page_size.get() + 1).await?;
+        let mut page = self
+            .store
+            .organisations(filter, after, page_size.get() + 1)
+            .await?;
         let next = next_page(&mut page, page_size, |o| o.code().as_str());
         Ok((page, next))
     }
@@ -74,9 +93,15 @@ impl DirectoryService {
         request_id: &str,
         draft: PractitionerDraft,
     ) -> Result<Practitioner, Error> {
-        self.require_active_organisation("practitioner.organisation_code", &draft.organisation_code).await?;
+        self.require_active_organisation("practitioner.organisation_code", &draft.organisation_code)
+            .await?;
         let now = time::now();
-        let practitioner = Practitioner { id: PractitionerId::generate(), draft, created_at: now, updated_at: now };
+        let practitioner = Practitioner {
+            id: PractitionerId::generate(),
+            draft,
+            created_at: now,
+            updated_at: now,
+        };
         let stored = self.store.insert_practitioner(request_id, &practitioner).await?;
         if stored.id == practitioner.id {
             tracing::info!(practitioner = stored.id.as_str(), "practitioner registered");
@@ -84,12 +109,22 @@ impl DirectoryService {
         Ok(stored)
     }
 
-    pub async fn update_practitioner(&self, id: &PractitionerId, draft: PractitionerDraft) -> Result<Practitioner, Error> {
+    pub async fn update_practitioner(
+        &self,
+        id: &PractitionerId,
+        draft: PractitionerDraft,
+    ) -> Result<Practitioner, Error> {
         let existing = self.get_practitioner(id).await?;
         if existing.draft.organisation_code != draft.organisation_code {
-            self.require_active_organisation("practitioner.organisation_code", &draft.organisation_code).await?;
+            self.require_active_organisation("practitioner.organisation_code", &draft.organisation_code)
+                .await?;
         }
-        let practitioner = Practitioner { id: id.clone(), draft, created_at: existing.created_at, updated_at: time::now() };
+        let practitioner = Practitioner {
+            id: id.clone(),
+            draft,
+            created_at: existing.created_at,
+            updated_at: time::now(),
+        };
         self.store.update_practitioner(&practitioner).await?;
         Ok(practitioner)
     }
@@ -108,7 +143,10 @@ impl DirectoryService {
         page_token: Option<PageToken>,
     ) -> Result<(Vec<Practitioner>, Option<PageToken>), Error> {
         let after = page_token.as_ref().map_or("", PageToken::last_key);
-        let mut page = self.store.practitioners(organisation, after, page_size.get() + 1).await?;
+        let mut page = self
+            .store
+            .practitioners(organisation, after, page_size.get() + 1)
+            .await?;
         let next = next_page(&mut page, page_size, |p| p.id.as_str());
         Ok((page, next))
     }

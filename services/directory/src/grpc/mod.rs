@@ -38,7 +38,9 @@ impl Directory for DirectoryGrpc {
     ) -> Result<Response<proto::RegisterOrganisationResponse>, Status> {
         let draft = organisation_draft(request.into_inner().organisation)?;
         let organisation = self.directory.register_organisation(draft).await?;
-        Ok(Response::new(proto::RegisterOrganisationResponse { organisation: Some(organisation_to_proto(&organisation)) }))
+        Ok(Response::new(proto::RegisterOrganisationResponse {
+            organisation: Some(organisation_to_proto(&organisation)),
+        }))
     }
 
     #[tracing::instrument(skip_all)]
@@ -48,7 +50,9 @@ impl Directory for DirectoryGrpc {
     ) -> Result<Response<proto::UpdateOrganisationResponse>, Status> {
         let draft = organisation_draft(request.into_inner().organisation)?;
         let organisation = self.directory.update_organisation(draft).await?;
-        Ok(Response::new(proto::UpdateOrganisationResponse { organisation: Some(organisation_to_proto(&organisation)) }))
+        Ok(Response::new(proto::UpdateOrganisationResponse {
+            organisation: Some(organisation_to_proto(&organisation)),
+        }))
     }
 
     #[tracing::instrument(skip_all)]
@@ -58,7 +62,9 @@ impl Directory for DirectoryGrpc {
     ) -> Result<Response<proto::GetOrganisationResponse>, Status> {
         let code = OrganisationCode::parse(&request.into_inner().code).field("code")?;
         let organisation = self.directory.get_organisation(&code).await?;
-        Ok(Response::new(proto::GetOrganisationResponse { organisation: Some(organisation_to_proto(&organisation)) }))
+        Ok(Response::new(proto::GetOrganisationResponse {
+            organisation: Some(organisation_to_proto(&organisation)),
+        }))
     }
 
     #[tracing::instrument(skip_all)]
@@ -75,10 +81,17 @@ impl Directory for DirectoryGrpc {
             "" => None,
             code => Some(DivisionCode::parse(code).field("division_code")?),
         };
-        let filter = OrganisationFilter { kind, division, include_inactive: request.include_inactive };
+        let filter = OrganisationFilter {
+            kind,
+            division,
+            include_inactive: request.include_inactive,
+        };
         let page_size = PageSize::parse(request.page_size).field("page_size")?;
         let page_token = PageToken::parse(&request.page_token).field("page_token")?;
-        let (organisations, next) = self.directory.list_organisations(&filter, page_size, page_token).await?;
+        let (organisations, next) = self
+            .directory
+            .list_organisations(&filter, page_size, page_token)
+            .await?;
         Ok(Response::new(proto::ListOrganisationsResponse {
             organisations: organisations.iter().map(organisation_to_proto).collect(),
             next_page_token: next.map(|t| t.encode()).unwrap_or_default(),
@@ -94,7 +107,9 @@ impl Directory for DirectoryGrpc {
         let request_id = parse_request_id(&request.request_id).field("request_id")?;
         let (_, draft) = practitioner_draft(request.practitioner, false)?;
         let practitioner = self.directory.register_practitioner(&request_id, draft).await?;
-        Ok(Response::new(proto::RegisterPractitionerResponse { practitioner: Some(practitioner_to_proto(&practitioner)) }))
+        Ok(Response::new(proto::RegisterPractitionerResponse {
+            practitioner: Some(practitioner_to_proto(&practitioner)),
+        }))
     }
 
     #[tracing::instrument(skip_all)]
@@ -105,7 +120,9 @@ impl Directory for DirectoryGrpc {
         let (id, draft) = practitioner_draft(request.into_inner().practitioner, true)?;
         let id = id.ok_or_else(|| Error::invalid("practitioner.id", "must not be empty"))?;
         let practitioner = self.directory.update_practitioner(&id, draft).await?;
-        Ok(Response::new(proto::UpdatePractitionerResponse { practitioner: Some(practitioner_to_proto(&practitioner)) }))
+        Ok(Response::new(proto::UpdatePractitionerResponse {
+            practitioner: Some(practitioner_to_proto(&practitioner)),
+        }))
     }
 
     #[tracing::instrument(skip_all)]
@@ -115,7 +132,9 @@ impl Directory for DirectoryGrpc {
     ) -> Result<Response<proto::GetPractitionerResponse>, Status> {
         let id = PractitionerId::parse(&request.into_inner().id).field("id")?;
         let practitioner = self.directory.get_practitioner(&id).await?;
-        Ok(Response::new(proto::GetPractitionerResponse { practitioner: Some(practitioner_to_proto(&practitioner)) }))
+        Ok(Response::new(proto::GetPractitionerResponse {
+            practitioner: Some(practitioner_to_proto(&practitioner)),
+        }))
     }
 
     #[tracing::instrument(skip_all)]
@@ -130,8 +149,10 @@ impl Directory for DirectoryGrpc {
         };
         let page_size = PageSize::parse(request.page_size).field("page_size")?;
         let page_token = PageToken::parse(&request.page_token).field("page_token")?;
-        let (practitioners, next) =
-            self.directory.list_practitioners(organisation.as_ref(), page_size, page_token).await?;
+        let (practitioners, next) = self
+            .directory
+            .list_practitioners(organisation.as_ref(), page_size, page_token)
+            .await?;
         Ok(Response::new(proto::ListPractitionersResponse {
             practitioners: practitioners.iter().map(practitioner_to_proto).collect(),
             next_page_token: next.map(|t| t.encode()).unwrap_or_default(),
@@ -163,10 +184,16 @@ fn practitioner_draft(
     with_id: bool,
 ) -> Result<(Option<PractitionerId>, PractitionerDraft), Error> {
     let p = message.ok_or_else(|| Error::invalid("practitioner", "is required"))?;
-    let id = if with_id { Some(PractitionerId::parse(&p.id).field("practitioner.id")?) } else { None };
+    let id = if with_id {
+        Some(PractitionerId::parse(&p.id).field("practitioner.id")?)
+    } else {
+        None
+    };
     let draft = PractitionerDraft {
-        name: BoundedText::parse_required(&p.name, PractitionerDraft::MAX_NAME_CHARS).field("practitioner.name")?,
-        organisation_code: OrganisationCode::parse(&p.organisation_code).field("practitioner.organisation_code")?,
+        name: BoundedText::parse_required(&p.name, PractitionerDraft::MAX_NAME_CHARS)
+            .field("practitioner.name")?,
+        organisation_code: OrganisationCode::parse(&p.organisation_code)
+            .field("practitioner.organisation_code")?,
         role: role_from_proto(p.role).field("practitioner.role")?,
         specialty: BoundedText::parse(&p.specialty, PractitionerDraft::MAX_SPECIALTY_CHARS)
             .field("practitioner.specialty")?,
@@ -178,7 +205,9 @@ fn practitioner_draft(
 fn parse_request_id(text: &str) -> Result<String, hie_core::FieldError> {
     let text = text.trim();
     if text.is_empty() || text.len() > 64 || !text.bytes().all(|b| b.is_ascii_graphic()) {
-        return Err(hie_core::FieldError::new("must be 1 to 64 printable ASCII characters, for example a UUID"));
+        return Err(hie_core::FieldError::new(
+            "must be 1 to 64 printable ASCII characters, for example a UUID",
+        ));
     }
     Ok(text.to_owned())
 }
@@ -190,21 +219,44 @@ fn enum_from_proto<P: Copy + Into<i32>, D: Copy>(
     table: &[(P, D)],
     what: &str,
 ) -> Result<D, hie_core::FieldError> {
-    table.iter().find(|(p, _)| (*p).into() == value).map(|(_, d)| *d).ok_or_else(|| {
-        hie_core::FieldError(if value == 0 { format!("a {what} is required") } else { format!("{value} is not a known {what}") })
-    })
+    table
+        .iter()
+        .find(|(p, _)| (*p).into() == value)
+        .map(|(_, d)| *d)
+        .ok_or_else(|| {
+            hie_core::FieldError(if value == 0 {
+                format!("a {what} is required")
+            } else {
+                format!("{value} is not a known {what}")
+            })
+        })
 }
 
 fn enum_to_proto<P: Copy + Into<i32>, D: Copy + PartialEq>(value: D, table: &[(P, D)]) -> i32 {
-    table.iter().find(|(_, d)| *d == value).map_or(0, |(p, _)| (*p).into())
+    table
+        .iter()
+        .find(|(_, d)| *d == value)
+        .map_or(0, |(p, _)| (*p).into())
 }
 
 const KINDS: [(proto::OrganisationKind, OrganisationKind); 6] = [
     (proto::OrganisationKind::Hospital, OrganisationKind::Hospital),
-    (proto::OrganisationKind::TownshipHealthCentre, OrganisationKind::TownshipHealthCentre),
-    (proto::OrganisationKind::CommunityHealthCentre, OrganisationKind::CommunityHealthCentre),
-    (proto::OrganisationKind::VillageClinic, OrganisationKind::VillageClinic),
-    (proto::OrganisationKind::PublicHealthAgency, OrganisationKind::PublicHealthAgency),
+    (
+        proto::OrganisationKind::TownshipHealthCentre,
+        OrganisationKind::TownshipHealthCentre,
+    ),
+    (
+        proto::OrganisationKind::CommunityHealthCentre,
+        OrganisationKind::CommunityHealthCentre,
+    ),
+    (
+        proto::OrganisationKind::VillageClinic,
+        OrganisationKind::VillageClinic,
+    ),
+    (
+        proto::OrganisationKind::PublicHealthAgency,
+        OrganisationKind::PublicHealthAgency,
+    ),
     (proto::OrganisationKind::Insurer, OrganisationKind::Insurer),
 ];
 
@@ -225,11 +277,26 @@ const ROLES: [(proto::PractitionerRole, PractitionerRole); 8] = [
     (proto::PractitionerRole::Physician, PractitionerRole::Physician),
     (proto::PractitionerRole::Nurse, PractitionerRole::Nurse),
     (proto::PractitionerRole::Pharmacist, PractitionerRole::Pharmacist),
-    (proto::PractitionerRole::MedicalTechnician, PractitionerRole::MedicalTechnician),
-    (proto::PractitionerRole::VillageDoctor, PractitionerRole::VillageDoctor),
-    (proto::PractitionerRole::PublicHealthOfficer, PractitionerRole::PublicHealthOfficer),
-    (proto::PractitionerRole::RegistrationClerk, PractitionerRole::RegistrationClerk),
-    (proto::PractitionerRole::Administrator, PractitionerRole::Administrator),
+    (
+        proto::PractitionerRole::MedicalTechnician,
+        PractitionerRole::MedicalTechnician,
+    ),
+    (
+        proto::PractitionerRole::VillageDoctor,
+        PractitionerRole::VillageDoctor,
+    ),
+    (
+        proto::PractitionerRole::PublicHealthOfficer,
+        PractitionerRole::PublicHealthOfficer,
+    ),
+    (
+        proto::PractitionerRole::RegistrationClerk,
+        PractitionerRole::RegistrationClerk,
+    ),
+    (
+        proto::PractitionerRole::Administrator,
+        PractitionerRole::Administrator,
+    ),
 ];
 
 fn kind_from_proto(value: i32) -> Result<OrganisationKind, hie_core::FieldError> {

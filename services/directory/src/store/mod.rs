@@ -39,7 +39,8 @@ struct PractitionerRow {
     updated_at: i64,
 }
 
-const ORGANISATION_COLUMNS: &str = "code, name, kind, hospital_grade, division_code, active, created_at, updated_at";
+const ORGANISATION_COLUMNS: &str =
+    "code, name, kind, hospital_grade, division_code, active, created_at, updated_at";
 
 impl DirectoryStore {
     pub fn new(database: Database) -> DirectoryStore {
@@ -63,9 +64,10 @@ impl DirectoryStore {
         .execute(self.database.pool())
         .await;
         match result.map_err(Error::from) {
-            Err(Error::Conflict(_)) => {
-                Err(Error::AlreadyExists(format!("organisation {} is already registered", d.code)))
-            }
+            Err(Error::Conflict(_)) => Err(Error::AlreadyExists(format!(
+                "organisation {} is already registered",
+                d.code
+            ))),
             other => other.map(drop),
         }
     }
@@ -86,7 +88,10 @@ impl DirectoryStore {
         .execute(self.database.pool())
         .await?;
         if result.rows_affected() == 0 {
-            return Err(Error::NotFound(format!("organisation {} is not registered", d.code)));
+            return Err(Error::NotFound(format!(
+                "organisation {} is not registered",
+                d.code
+            )));
         }
         Ok(())
     }
@@ -126,7 +131,11 @@ impl DirectoryStore {
 
     /// Inserts the practitioner unless `request_id` was used before; returns what is stored under
     /// `request_id` either way.
-    pub async fn insert_practitioner(&self, request_id: &str, practitioner: &Practitioner) -> Result<Practitioner, Error> {
+    pub async fn insert_practitioner(
+        &self,
+        request_id: &str,
+        practitioner: &Practitioner,
+    ) -> Result<Practitioner, Error> {
         let d = &practitioner.draft;
         sqlx::query(
             "INSERT INTO practitioners (id, request_id, name, organisation_code, role, specialty, active, created_at, updated_at) \
@@ -169,7 +178,10 @@ impl DirectoryStore {
         .execute(self.database.pool())
         .await?;
         if result.rows_affected() == 0 {
-            return Err(Error::NotFound(format!("practitioner {} is not registered", practitioner.id.as_str())));
+            return Err(Error::NotFound(format!(
+                "practitioner {} is not registered",
+                practitioner.id.as_str()
+            )));
         }
         Ok(())
     }
@@ -226,7 +238,11 @@ impl TryFrom<OrganisationRow> for Organisation {
             division_code: DivisionCode::parse(&row.division_code).map_err(|_| bad())?,
             active: row.active != 0,
         };
-        Ok(Organisation { draft, created_at: time::from_micros(row.created_at), updated_at: time::from_micros(row.updated_at) })
+        Ok(Organisation {
+            draft,
+            created_at: time::from_micros(row.created_at),
+            updated_at: time::from_micros(row.updated_at),
+        })
     }
 }
 

@@ -18,7 +18,10 @@ pub enum BlockingKey {
 
 impl BlockingKey {
     pub fn identifier(identifier: &Identifier) -> BlockingKey {
-        BlockingKey::Identifier { system: identifier.system_uri(), value: identifier.value().to_owned() }
+        BlockingKey::Identifier {
+            system: identifier.system_uri(),
+            value: identifier.value().to_owned(),
+        }
     }
 
     /// The key as one string, for the lock that serialises registrations sharing it.
@@ -62,7 +65,11 @@ pub struct DeterministicMatcher;
 
 impl Matcher for DeterministicMatcher {
     fn blocking_keys(&self, record: &SourceRecordDraft) -> Vec<BlockingKey> {
-        record.resident_id().map(|id| BlockingKey::identifier(&Identifier::resident(&id))).into_iter().collect()
+        record
+            .resident_id()
+            .map(|id| BlockingKey::identifier(&Identifier::resident(&id)))
+            .into_iter()
+            .collect()
     }
 
     fn decide(&self, record: &SourceRecordDraft, candidates: &[Candidate]) -> MatchDecision {
@@ -73,7 +80,11 @@ impl Matcher for DeterministicMatcher {
         // the smallest id keeps the choice stable should that ever not hold.
         candidates
             .iter()
-            .filter(|c| c.identifiers.iter().any(|i| i.as_resident_id().as_ref() == Some(&resident_id)))
+            .filter(|c| {
+                c.identifiers
+                    .iter()
+                    .any(|i| i.as_resident_id().as_ref() == Some(&resident_id))
+            })
             .map(|c| &c.person_id)
             .min()
             .map_or(MatchDecision::NewPerson, |p| MatchDecision::Link(p.clone()))
@@ -108,7 +119,10 @@ mod tests {
     #[test]
     fn the_same_resident_id_links_to_the_existing_person() {
         let person = PersonId::generate();
-        let decision = DeterministicMatcher.decide(&record(&["11010519491231002X"]), &[candidate(&person, "11010519491231002X")]);
+        let decision = DeterministicMatcher.decide(
+            &record(&["11010519491231002X"]),
+            &[candidate(&person, "11010519491231002X")],
+        );
         assert_eq!(decision, MatchDecision::Link(person));
     }
 
@@ -116,13 +130,24 @@ mod tests {
     fn a_different_resident_id_or_none_makes_a_new_person() {
         let person = PersonId::generate();
         let other = with_check("11010519491231004");
-        assert_eq!(DeterministicMatcher.decide(&record(&["11010519491231002X"]), &[candidate(&person, &other)]), MatchDecision::NewPerson);
-        assert_eq!(DeterministicMatcher.decide(&record(&[]), &[candidate(&person, &other)]), MatchDecision::NewPerson);
+        assert_eq!(
+            DeterministicMatcher.decide(&record(&["11010519491231002X"]), &[candidate(&person, &other)]),
+            MatchDecision::NewPerson
+        );
+        assert_eq!(
+            DeterministicMatcher.decide(&record(&[]), &[candidate(&person, &other)]),
+            MatchDecision::NewPerson
+        );
     }
 
     #[test]
     fn only_a_record_with_a_resident_id_has_a_blocking_key() {
-        assert_eq!(DeterministicMatcher.blocking_keys(&record(&["11010519491231002X"])).len(), 1);
+        assert_eq!(
+            DeterministicMatcher
+                .blocking_keys(&record(&["11010519491231002X"]))
+                .len(),
+            1
+        );
         assert!(DeterministicMatcher.blocking_keys(&record(&[])).is_empty());
     }
 }

@@ -1,7 +1,7 @@
 use hie_core::Error;
 use hie_core::domain::{
-    BirthDate, BoundedText, DivisionCode, Ethnicity, Identifier, IdentifierSystem, OrganisationCode, PersonName, Phone,
-    ResidentId, Sex,
+    BirthDate, BoundedText, DivisionCode, Ethnicity, Identifier, IdentifierSystem, OrganisationCode,
+    PersonName, Phone, ResidentId, Sex,
 };
 
 /// Demographics as one source states them. Every field but the name may be missing.
@@ -47,7 +47,11 @@ impl SourceRecordDraft {
         if identifiers.len() > Self::MAX_IDENTIFIERS {
             return Err(Error::invalid(
                 "identifiers",
-                format!("has {} entries, at most {} are allowed", identifiers.len(), Self::MAX_IDENTIFIERS),
+                format!(
+                    "has {} entries, at most {} are allowed",
+                    identifiers.len(),
+                    Self::MAX_IDENTIFIERS
+                ),
             ));
         }
         let mut resident_id: Option<ResidentId> = None;
@@ -75,7 +79,12 @@ impl SourceRecordDraft {
                 kept.push(identifier);
             }
         }
-        Ok(SourceRecordDraft { organisation, local_patient_number: local, demographics, identifiers: kept })
+        Ok(SourceRecordDraft {
+            organisation,
+            local_patient_number: local,
+            demographics,
+            identifiers: kept,
+        })
     }
 
     pub fn organisation(&self) -> &OrganisationCode {
@@ -127,7 +136,10 @@ pub(crate) mod tests {
     }
 
     pub fn with_check(first_17: &str) -> String {
-        format!("{first_17}{}", ResidentId::check_character(first_17.as_bytes()) as char)
+        format!(
+            "{first_17}{}",
+            ResidentId::check_character(first_17.as_bytes()) as char
+        )
     }
 
     fn organisation() -> OrganisationCode {
@@ -136,9 +148,17 @@ pub(crate) mod tests {
 
     #[test]
     fn a_record_keeps_its_local_number_as_an_identifier_of_its_organisation() {
-        let draft = SourceRecordDraft::new(organisation(), "MZ001", demographics("王芳", "2", "1949-12-31"), vec![])
-            .unwrap();
-        assert_eq!(draft.local_patient_number().system_uri(), "urn:hie:org:QDN-H01:patient");
+        let draft = SourceRecordDraft::new(
+            organisation(),
+            "MZ001",
+            demographics("王芳", "2", "1949-12-31"),
+            vec![],
+        )
+        .unwrap();
+        assert_eq!(
+            draft.local_patient_number().system_uri(),
+            "urn:hie:org:QDN-H01:patient"
+        );
         assert_eq!(draft.all_identifiers().count(), 1);
     }
 
@@ -160,7 +180,10 @@ pub(crate) mod tests {
             organisation(),
             "MZ001",
             demographics("王芳", "2", "1949-12-31"),
-            vec![resident("11010519491231002X"), resident(&with_check("11010519491231004"))],
+            vec![
+                resident("11010519491231002X"),
+                resident(&with_check("11010519491231004")),
+            ],
         );
         assert!(error.is_err());
     }
@@ -168,10 +191,16 @@ pub(crate) mod tests {
     #[test]
     fn another_organisations_local_number_cannot_be_asserted() {
         let other = Identifier::parse("urn:hie:org:QDN-H02:patient", "123").unwrap();
-        let error =
-            SourceRecordDraft::new(organisation(), "MZ001", demographics("王芳", "2", "1949-12-31"), vec![other])
-                .unwrap_err();
-        assert!(matches!(error, Error::InvalidArgument { ref field, .. } if field == "identifiers[0].system"));
+        let error = SourceRecordDraft::new(
+            organisation(),
+            "MZ001",
+            demographics("王芳", "2", "1949-12-31"),
+            vec![other],
+        )
+        .unwrap_err();
+        assert!(
+            matches!(error, Error::InvalidArgument { ref field, .. } if field == "identifiers[0].system")
+        );
     }
 
     #[test]

@@ -9,8 +9,8 @@ use hie_directory::DirectoryService;
 use sqlx::AnyConnection;
 
 use super::{
-    CrossReference, MatchDecision, Matcher, Person, PersonId, SearchCriteria, SourceRecord, SourceRecordDraft,
-    SourceRecordId,
+    CrossReference, MatchDecision, Matcher, Person, PersonId, SearchCriteria, SourceRecord,
+    SourceRecordDraft, SourceRecordId,
 };
 use crate::store::PopulationStore;
 
@@ -40,13 +40,23 @@ pub struct PopulationService {
 }
 
 impl PopulationService {
-    pub fn new(database: Database, directory: DirectoryService, matcher: Arc<dyn Matcher>) -> PopulationService {
-        PopulationService { store: PopulationStore::new(database), directory, matcher }
+    pub fn new(
+        database: Database,
+        directory: DirectoryService,
+        matcher: Arc<dyn Matcher>,
+    ) -> PopulationService {
+        PopulationService {
+            store: PopulationStore::new(database),
+            directory,
+            matcher,
+        }
     }
 
     /// Registers or updates one source record, in one transaction.
     pub async fn register(&self, draft: &SourceRecordDraft) -> Result<Registration, Error> {
-        self.directory.require_active_organisation("organisation_code", draft.organisation()).await?;
+        self.directory
+            .require_active_organisation("organisation_code", draft.organisation())
+            .await?;
         let mut transaction = self.store.begin_write().await?;
         let registration = self.register_in(&mut transaction, draft).await?;
         transaction.commit().await?;
@@ -57,9 +67,12 @@ impl PopulationService {
     /// bulk loads (migrations, the demo, benchmarks), where one transaction per record would be
     /// dominated by commits.
     pub async fn register_batch(&self, drafts: &[SourceRecordDraft]) -> Result<Vec<Registration>, Error> {
-        let organisations: BTreeSet<&OrganisationCode> = drafts.iter().map(SourceRecordDraft::organisation).collect();
+        let organisations: BTreeSet<&OrganisationCode> =
+            drafts.iter().map(SourceRecordDraft::organisation).collect();
         for organisation in organisations {
-            self.directory.require_active_organisation("organisation_code", organisation).await?;
+            self.directory
+                .require_active_organisation("organisation_code", organisation)
+                .await?;
         }
         let mut transaction = self.store.begin_write().await?;
         let mut registrations = Vec::with_capacity(drafts.len());
@@ -70,18 +83,32 @@ impl PopulationService {
         Ok(registrations)
     }
 
-    async fn register_in(&self, conn: &mut AnyConnection, draft: &SourceRecordDraft) -> Result<Registration, Error> {
+    async fn register_in(
+        &self,
+        conn: &mut AnyConnection,
+        draft: &SourceRecordDraft,
+    ) -> Result<Registration, Error> {
         let keys = self.matcher.blocking_keys(draft);
         // Lock the record's own key and its blocking keys, in one global order so that two
         // registrations never wait on each other in a cycle.
         let mut locks: Vec<String> = keys.iter().map(|k| k.lock_name()).collect();
-        locks.push(format!("record|{}|{}", draft.organisation(), draft.local_patient_number().value()));
+        locks.push(format!(
+            "record|{}|{}",
+            draft.organisation(),
+            draft.local_patient_number().value()
+        ));
         locks.sort();
         locks.dedup();
         self.store.lock(conn, &locks).await?;
 
-        let existing = self.store.source_record_key(conn, draft.organisation(), draft.local_patient_number().value()).await?;
-        let candidates = self.store.candidates(conn, &keys, existing.as_ref().map(|(id, _)| id)).await?;
+        let existing = self
+            .store
+            .source_record_key(conn, draft.organisation(), draft.local_patient_number().value())
+            .await?;
+        let candidates = self
+            .store
+            .candidates(conn, &keys, existing.as_ref().map(|(id, _)| id))
+            .await?;
         let decision = self.matcher.decide(draft, &candidates);
         let now = time::now();
         let demographics = draft.demographics();
@@ -89,19 +116,31 @@ impl PopulationService {
         let Some((record_id, current_person)) = existing else {
             let (person_id, outcome) = match decision {
                 MatchDecision::Link(person_id) => {
-                    self.store.set_person_demographics(conn, &person_id, demographics, now).await?;
+                    self.store
+                        .set_person_demographics(conn, &person_id, demographics, now)
+                        .await?;
                     (person_id, RegistrationOutcome::JoinedPerson)
                 }
                 MatchDecision::NewPerson => {
                     let person_id = PersonId::generate();
-                    self.store.insert_person(conn, &person_id, demographics, now).await?;
+                    self.store
+                        .insert_person(conn, &person_id, demographics, now)
+                        .await?;
                     (person_id, RegistrationOutcome::CreatedPerson)
                 }
             };
             let record_id = SourceRecordId::generate();
-            self.store.insert_source_record(conn, &record_id, &person_id, draft, now).await?;
-            self.store.replace_identifiers(conn, &record_id, &person_id, draft).await?;
-            return Ok(Registration { person_id, source_record_id: record_id, outcome });
+            self.store
+                .insert_source_record(conn, &record_id, &person_id, draft, now)
+                .await?;
+            self.store
+                .replace_identifiers(conn, &record_id, &person_id, draft)
+                .await?;
+            return Ok(Registration {
+                person_id,
+                source_record_id: record_id,
+                outcome,
+            });
         };
 
         let person_id = match decision {
@@ -111,21 +150,38 @@ impl PopulationService {
             // contradicts the earlier link, so it stays.
             MatchDecision::NewPerson
                 if draft.resident_id().is_some()
-                    && self.store.has_other_records(conn, &current_person, &record_id).await? =>
+                    && self
+                        .store
+                        .has_other_records(conn, &current_person, &record_id)
+                        .await? =>
             {
                 let person_id = PersonId::generate();
-                self.store.insert_person(conn, &person_id, demographics, now).await?;
+                self.store
+                    .insert_person(conn, &person_id, demographics, now)
+                    .await?;
                 person_id
             }
             MatchDecision::NewPerson => current_person.clone(),
         };
-        self.store.update_source_record(conn, &record_id, &person_id, draft, now).await?;
-        self.store.replace_identifiers(conn, &record_id, &person_id, draft).await?;
-        self.store.set_person_demographics(conn, &person_id, demographics, now).await?;
+        self.store
+            .update_source_record(conn, &record_id, &person_id, draft, now)
+            .await?;
+        self.store
+            .replace_identifiers(conn, &record_id, &person_id, draft)
+            .await?;
+        self.store
+            .set_person_demographics(conn, &person_id, demographics, now)
+            .await?;
         if person_id != current_person {
-            self.store.refresh_person_from_latest_record(conn, &current_person, now).await?;
+            self.store
+                .refresh_person_from_latest_record(conn, &current_person, now)
+                .await?;
         }
-        Ok(Registration { person_id, source_record_id: record_id, outcome: RegistrationOutcome::UpdatedRecord })
+        Ok(Registration {
+            person_id,
+            source_record_id: record_id,
+            outcome: RegistrationOutcome::UpdatedRecord,
+        })
     }
 
     /// The person with the source records linked to it.
@@ -142,10 +198,12 @@ impl PopulationService {
 
     /// PIX query: the person an identifier belongs to, and every identifier of that person.
     pub async fn resolve(&self, identifier: &Identifier) -> Result<(PersonId, Vec<CrossReference>), Error> {
-        self.store
-            .resolve(identifier)
-            .await?
-            .ok_or_else(|| Error::NotFound(format!("no record carries this identifier of {}", identifier.system_uri())))
+        self.store.resolve(identifier).await?.ok_or_else(|| {
+            Error::NotFound(format!(
+                "no record carries this identifier of {}",
+                identifier.system_uri()
+            ))
+        })
     }
 
     /// PDQ: persons matching every criterion, in id order.
@@ -156,12 +214,18 @@ impl PopulationService {
         page_token: Option<PageToken>,
     ) -> Result<(Vec<Person>, Option<PageToken>), Error> {
         if criteria.is_empty() {
-            return Err(Error::invalid("name", "give at least one search criterion"));
+            return Err(Error::invalid(
+                "request",
+                "give at least one criterion: name, birth date, sex, division or identifier",
+            ));
         }
-        if let (Some(from), Some(to)) = (criteria.born_from, criteria.born_to) {
-            if from > to {
-                return Err(Error::invalid("birth_date_to", format!("{} is before birth_date_from", to.to_iso())));
-            }
+        if let (Some(from), Some(to)) = (criteria.born_from, criteria.born_to)
+            && from > to
+        {
+            return Err(Error::invalid(
+                "birth_date_to",
+                format!("{} is before birth_date_from", to.to_iso()),
+            ));
         }
         let after = page_token.as_ref().map_or("", PageToken::last_key);
         let mut persons = self.store.search(criteria, after, page_size.get() + 1).await?;

@@ -11,8 +11,8 @@ use hie_proto::population::population_registry_server::PopulationRegistry;
 use tonic::{Request, Response, Status};
 
 use crate::domain::{
-    CrossReference, Demographics, NameQuery, Person, PersonId, PopulationService, RegistrationOutcome, SearchCriteria,
-    SourceRecord, SourceRecordDraft,
+    CrossReference, Demographics, NameQuery, Person, PersonId, PopulationService, RegistrationOutcome,
+    SearchCriteria, SourceRecord, SourceRecordDraft,
 };
 
 /// The gRPC face of the population registry.
@@ -106,7 +106,12 @@ pub fn source_record_draft(request: proto::RegisterSourceRecordRequest) -> Resul
         .enumerate()
         .map(|(i, id)| parse_identifier(Some(id), &format!("identifiers[{i}]")))
         .collect::<Result<Vec<_>, _>>()?;
-    SourceRecordDraft::new(organisation, &request.local_patient_number, demographics, identifiers)
+    SourceRecordDraft::new(
+        organisation,
+        &request.local_patient_number,
+        demographics,
+        identifiers,
+    )
 }
 
 fn parse_identifier(message: Option<proto::Identifier>, field: &str) -> Result<Identifier, Error> {
@@ -135,7 +140,11 @@ fn parse_demographics(message: Option<proto::Demographics>) -> Result<Demographi
         birth_date: optional(&d.birth_date, "demographics.birth_date", BirthDate::parse)?,
         ethnicity: optional(&d.ethnicity, "demographics.ethnicity", Ethnicity::parse)?,
         phone: optional(&d.phone, "demographics.phone", Phone::parse)?,
-        division: optional(&address.division_code, "demographics.address.division_code", DivisionCode::parse)?,
+        division: optional(
+            &address.division_code,
+            "demographics.address.division_code",
+            DivisionCode::parse,
+        )?,
         address_line: BoundedText::parse(&address.line, Demographics::MAX_ADDRESS_LINE_CHARS)
             .field("demographics.address.line")?,
     })
@@ -154,13 +163,18 @@ fn search_criteria(request: &proto::SearchPersonsRequest) -> Result<SearchCriter
     let to = optional(&request.birth_date_to, "birth_date_to", BirthDate::parse)?;
     let (born_from, born_to) = match (exact, from, to) {
         (Some(_), Some(_), _) | (Some(_), _, Some(_)) => {
-            return Err(Error::invalid("birth_date", "give either birth_date or a range, not both"));
+            return Err(Error::invalid(
+                "birth_date",
+                "give either birth_date or a range, not both",
+            ));
         }
         (Some(date), None, None) => (Some(date), Some(date)),
         (None, from, to) => (from, to),
     };
     let identifier = match &request.identifier {
-        Some(id) if !(id.system.is_empty() && id.value.is_empty()) => Some(parse_identifier(Some(id.clone()), "identifier")?),
+        Some(id) if !(id.system.is_empty() && id.value.is_empty()) => {
+            Some(parse_identifier(Some(id.clone()), "identifier")?)
+        }
         _ => None,
     };
     Ok(SearchCriteria {
@@ -174,7 +188,10 @@ fn search_criteria(request: &proto::SearchPersonsRequest) -> Result<SearchCriter
 }
 
 fn identifier_to_proto(identifier: &Identifier) -> proto::Identifier {
-    proto::Identifier { system: identifier.system_uri(), value: identifier.value().to_owned() }
+    proto::Identifier {
+        system: identifier.system_uri(),
+        value: identifier.value().to_owned(),
+    }
 }
 
 fn demographics_to_proto(d: &Demographics) -> proto::Demographics {
@@ -183,9 +200,17 @@ fn demographics_to_proto(d: &Demographics) -> proto::Demographics {
         sex: d.sex.map(|s| s.code().to_owned()).unwrap_or_default(),
         birth_date: d.birth_date.map(BirthDate::to_iso).unwrap_or_default(),
         ethnicity: d.ethnicity.map(|e| e.code().to_owned()).unwrap_or_default(),
-        phone: d.phone.as_ref().map(|p| p.as_str().to_owned()).unwrap_or_default(),
+        phone: d
+            .phone
+            .as_ref()
+            .map(|p| p.as_str().to_owned())
+            .unwrap_or_default(),
         address: Some(proto::Address {
-            division_code: d.division.as_ref().map(|c| c.as_str().to_owned()).unwrap_or_default(),
+            division_code: d
+                .division
+                .as_ref()
+                .map(|c| c.as_str().to_owned())
+                .unwrap_or_default(),
             line: d.address_line.as_str().to_owned(),
         }),
     }

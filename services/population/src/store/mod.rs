@@ -6,13 +6,15 @@ use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
 use hie_core::db::Database;
-use hie_core::domain::{BirthDate, BoundedText, DivisionCode, Ethnicity, Identifier, OrganisationCode, PersonName, Phone, Sex};
+use hie_core::domain::{
+    BirthDate, BoundedText, DivisionCode, Ethnicity, Identifier, OrganisationCode, PersonName, Phone, Sex,
+};
 use hie_core::{Error, FieldError, time};
 use sqlx::{Any, AnyConnection, AssertSqlSafe, FromRow, Transaction};
 
 use crate::domain::{
-    BlockingKey, Candidate, CrossReference, Demographics, NameQuery, Person, PersonId, SearchCriteria, SourceRecord,
-    SourceRecordDraft, SourceRecordId,
+    BlockingKey, Candidate, CrossReference, Demographics, NameQuery, Person, PersonId, SearchCriteria,
+    SourceRecord, SourceRecordDraft, SourceRecordId,
 };
 
 #[derive(Clone, Debug)]
@@ -66,7 +68,10 @@ struct IdentifierRow {
 
 /// `$first, $first+1, …` for `n` values.
 fn placeholders(first: usize, n: usize) -> String {
-    (first..first + n).map(|i| format!("${i}")).collect::<Vec<_>>().join(", ")
+    (first..first + n)
+        .map(|i| format!("${i}"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 impl PopulationStore {
@@ -104,8 +109,13 @@ impl PopulationStore {
         .bind(local_patient_number)
         .fetch_optional(&mut *conn)
         .await?;
-        row.map(|(id, person)| Ok((stored_id(SourceRecordId::parse(&id))?, stored_id(PersonId::parse(&person))?)))
-            .transpose()
+        row.map(|(id, person)| {
+            Ok((
+                stored_id(SourceRecordId::parse(&id))?,
+                stored_id(PersonId::parse(&person))?,
+            ))
+        })
+        .transpose()
     }
 
     /// The records sharing a blocking key, without `exclude`, with their identifiers.
@@ -165,7 +175,10 @@ impl PopulationStore {
         }
         for row in query.fetch_all(&mut *conn).await? {
             let identifier = stored_identifier(&row.system, &row.value)?;
-            by_record.entry(row.source_record_id).or_default().push(identifier);
+            by_record
+                .entry(row.source_record_id)
+                .or_default()
+                .push(identifier);
         }
         Ok(by_record)
     }
@@ -234,10 +247,13 @@ impl PopulationStore {
         let sql = format!(
             "SELECT {DEMOGRAPHIC_COLUMNS} FROM source_records WHERE person_id = $1 ORDER BY updated_at DESC, id DESC LIMIT 1"
         );
-        let latest: Option<DemographicsRow> =
-            sqlx::query_as(AssertSqlSafe(sql)).bind(id.as_str()).fetch_optional(&mut *conn).await?;
+        let latest: Option<DemographicsRow> = sqlx::query_as(AssertSqlSafe(sql))
+            .bind(id.as_str())
+            .fetch_optional(&mut *conn)
+            .await?;
         if let Some(row) = latest {
-            self.set_person_demographics(conn, id, &row.into_domain()?, now).await?;
+            self.set_person_demographics(conn, id, &row.into_domain()?, now)
+                .await?;
         }
         Ok(())
     }
@@ -366,7 +382,10 @@ impl PopulationStore {
         }
         let mut identifiers: BTreeMap<String, Vec<Identifier>> = BTreeMap::new();
         for (person, system, value) in query.fetch_all(self.database.pool()).await? {
-            identifiers.entry(person).or_default().push(stored_identifier(&system, &value)?);
+            identifiers
+                .entry(person)
+                .or_default()
+                .push(stored_identifier(&system, &value)?);
         }
         rows.into_iter()
             .map(|row| {
@@ -387,8 +406,10 @@ impl PopulationStore {
             "SELECT id, organisation_code, local_patient_number, person_id, {DEMOGRAPHIC_COLUMNS}, created_at, updated_at \
              FROM source_records WHERE person_id = $1 ORDER BY organisation_code, local_patient_number"
         );
-        let rows: Vec<SourceRecordRow> =
-            sqlx::query_as(AssertSqlSafe(sql)).bind(person.as_str()).fetch_all(self.database.pool()).await?;
+        let rows: Vec<SourceRecordRow> = sqlx::query_as(AssertSqlSafe(sql))
+            .bind(person.as_str())
+            .fetch_all(self.database.pool())
+            .await?;
         let ids: Vec<String> = rows.iter().map(|r| r.id.clone()).collect();
         let mut connection = self.database.pool().acquire().await?;
         let mut identifiers = self.identifiers_of_records(&mut connection, &ids).await?;
@@ -409,7 +430,10 @@ impl PopulationStore {
     }
 
     /// The person carrying `identifier` and all of that person's cross-references.
-    pub async fn resolve(&self, identifier: &Identifier) -> Result<Option<(PersonId, Vec<CrossReference>)>, Error> {
+    pub async fn resolve(
+        &self,
+        identifier: &Identifier,
+    ) -> Result<Option<(PersonId, Vec<CrossReference>)>, Error> {
         let rows: Vec<IdentifierRow> = sqlx::query_as(include_str!("queries/resolve.sql"))
             .bind(identifier.system_uri())
             .bind(identifier.value())
@@ -433,7 +457,12 @@ impl PopulationStore {
     }
 
     /// Up to `limit` persons after the id `after` matching `criteria`, in id order.
-    pub async fn search(&self, criteria: &SearchCriteria, after: &str, limit: u32) -> Result<Vec<Person>, Error> {
+    pub async fn search(
+        &self,
+        criteria: &SearchCriteria,
+        after: &str,
+        limit: u32,
+    ) -> Result<Vec<Person>, Error> {
         let mut binds: Vec<String> = vec![after.to_owned()];
         // Adds a bound value and returns its placeholder.
         let mut placeholder = |value: String| {
@@ -442,7 +471,9 @@ impl PopulationStore {
         };
         let mut conditions = vec!["r.person_id > $1".to_owned()];
         match &criteria.name {
-            Some(NameQuery::Exact(name)) => conditions.push(format!("r.name_key = {}", placeholder(name.search_key()))),
+            Some(NameQuery::Exact(name)) => {
+                conditions.push(format!("r.name_key = {}", placeholder(name.search_key())))
+            }
             Some(NameQuery::Prefix(name)) => {
                 let pattern = format!("{}%", escape_like(&name.search_key()));
                 conditions.push(format!("r.name_key LIKE {} ESCAPE '\\'", placeholder(pattern)));
@@ -459,7 +490,10 @@ impl PopulationStore {
             conditions.push(format!("r.sex = {}", placeholder(sex.code().to_owned())));
         }
         if let Some(division) = &criteria.division {
-            conditions.push(format!("r.division_code LIKE {}", placeholder(format!("{}%", division.region_prefix()))));
+            conditions.push(format!(
+                "r.division_code LIKE {}",
+                placeholder(format!("{}%", division.region_prefix()))
+            ));
         }
         if let Some(identifier) = &criteria.identifier {
             let system = placeholder(identifier.system_uri());
@@ -519,7 +553,10 @@ impl DemographicColumns {
 
 impl DemographicsRow {
     fn into_domain(self) -> Result<Demographics, Error> {
-        fn optional<T>(value: Option<String>, parse: impl Fn(&str) -> Result<T, FieldError>) -> Result<Option<T>, Error> {
+        fn optional<T>(
+            value: Option<String>,
+            parse: impl Fn(&str) -> Result<T, FieldError>,
+        ) -> Result<Option<T>, Error> {
             value.as_deref().map(|v| stored_id(parse(v))).transpose()
         }
         Ok(Demographics {
@@ -529,7 +566,10 @@ impl DemographicsRow {
             ethnicity: optional(self.ethnicity, Ethnicity::parse)?,
             phone: optional(self.phone, Phone::parse)?,
             division: optional(self.division_code, DivisionCode::parse)?,
-            address_line: stored_id(BoundedText::parse(self.address_line.as_deref().unwrap_or(""), usize::MAX))?,
+            address_line: stored_id(BoundedText::parse(
+                self.address_line.as_deref().unwrap_or(""),
+                usize::MAX,
+            ))?,
         })
     }
 }
@@ -541,5 +581,6 @@ fn stored_id<T>(parsed: Result<T, FieldError>) -> Result<T, Error> {
 }
 
 fn stored_identifier(system: &str, value: &str) -> Result<Identifier, Error> {
-    Identifier::parse(system, value).map_err(|_| Error::Internal(format!("a stored identifier of {system} does not parse")))
+    Identifier::parse(system, value)
+        .map_err(|_| Error::Internal(format!("a stored identifier of {system} does not parse")))
 }
