@@ -150,7 +150,10 @@ impl SyntheticPrefecture {
     /// record in ten lacks the identity number, as real feeds do.
     pub fn generate(n_residents: usize, seed: u64) -> SyntheticPrefecture {
         let mut rng = Rng::new(seed);
-        let today = hie_core::time::today_in_china();
+        // A fixed reference date, not today, so that the same seed makes the same residents on
+        // any day and re-running the demo updates its records instead of adding new ones.
+        let reference = NaiveDate::from_ymd_opt(2026, 1, 1).expect("a valid date");
+        let today = reference.min(hie_core::time::today_in_china());
         let organisations = organisations();
         let mut seen = HashSet::with_capacity(n_residents);
         let residents: Vec<Resident> = (0..n_residents)
