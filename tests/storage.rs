@@ -24,6 +24,7 @@ on_every_backend!(
     a_failed_batch_writes_nothing,
     search_combines_criteria_and_pages_in_a_stable_order,
     concurrent_registrations_of_one_new_resident_make_one_person,
+    concurrent_resolves_each_get_their_own_answer,
 );
 
 async fn migrations_apply_twice_without_harm(db: TestDb) {
@@ -441,4 +442,51 @@ async fn concurrent_registrations_of_one_new_resident_make_one_person(db: TestDb
     assert_eq!(persons.len(), 1);
     assert_eq!(count(&exchange, "persons").await, 1);
     assert_eq!(count(&exchange, "source_records").await, 12);
+}
+
+async fn concurrent_resolves_each_get_their_own_answer(db: TestDb) {
+    let exchange = db.exchange().await;
+    register_organisations(&exchange).await;
+    let mut expected = Vec::new();
+    for n in 0..20 {
+        let registration = exchange
+            .population
+            .register(&draft(request(
+                "QDN-H01",
+                &format!("MZ{n}"),
+                "龙榜",
+                Some(&woman(n)),
+            )))
+            .await
+            .unwrap();
+        expected.push(registration.person_id);
+    }
+    // Many resolves at once are answered in shared batches; each must still get its own person,
+    // and an unknown identifier in the same batch its own NOT_FOUND.
+    let mut tasks = tokio::task::JoinSet::new();
+    for round in 0..5 {
+        for n in 0..21u32 {
+            let population = exchange.population.clone();
+            tasks.spawn(async move {
+                let by_local = round % 2 == 0;
+                let identifier = if by_local {
+                    Identifier::parse("urn:hie:org:QDN-H01:patient", &format!("MZ{n}")).unwrap()
+                } else {
+                    Identifier::parse("urn:hie:id:resident", &woman(n)).unwrap()
+                };
+                (n, population.resolve(&identifier).await)
+            });
+        }
+    }
+    while let Some(joined) = tasks.join_next().await {
+        let (n, result) = joined.unwrap();
+        match expected.get(n as usize) {
+            Some(person) => {
+                let (resolved, references) = result.unwrap();
+                assert_eq!(&resolved, person);
+                assert_eq!(references.len(), 2, "the identity number and the local number");
+            }
+            None => assert!(matches!(result, Err(Error::NotFound(_))), "{result:?}"),
+        }
+    }
 }

@@ -67,7 +67,11 @@ impl Database {
         };
         let options = AnyPoolOptions::new()
             .max_connections(max_connections.max(1))
-            .acquire_timeout(Duration::from_secs(10));
+            .acquire_timeout(Duration::from_secs(10))
+            // sqlx pings a connection before every hand-out by default: a second round trip per
+            // query on the hot path. A broken connection surfaces as an error on its first use
+            // instead, and the pool replaces it.
+            .test_before_acquire(false);
         let options = match backend {
             // WAL lets readers go on while one writer writes; NORMAL synchronisation is durable
             // across application crashes, and the busy timeout queues writers instead of failing.
@@ -115,6 +119,13 @@ impl Database {
             Backend::Postgres => self.pool.begin().await?,
         };
         Ok(transaction)
+    }
+
+    /// Refreshes the planner's statistics. After a bulk load, before autovacuum (PostgreSQL) or
+    /// anything (SQLite) has done it, the planner believes the tables empty and may scan them.
+    pub async fn analyze(&self) -> Result<(), Error> {
+        self.pool.execute("ANALYZE").await?;
+        Ok(())
     }
 
     pub async fn close(&self) {

@@ -5,7 +5,7 @@ use tonic_types::{ErrorDetails, StatusExt};
 
 /// What went wrong in a call. Expected outcomes (bad input, missing things, refusals) are split
 /// from unexpected ones (`Internal`), whose cause is logged but never sent to the caller.
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
 pub enum Error {
     /// A field of the request is malformed; names the field and says what was expected.
     #[error("{field}: {reason}")]

@@ -245,7 +245,7 @@ async fn load_in_parallel(
     while let Some(result) = tasks.join_next().await {
         result.map_err(|e| e.to_string())??;
     }
-    Ok(())
+    exchange.database.analyze().await.map_err(|e| e.to_string())
 }
 
 async fn count_persons(database: &Database) -> Result<i64, String> {

@@ -71,7 +71,13 @@ impl Cli {
         let (listen, database) = match &self.command {
             Command::Serve(serve) | Command::Demo(DemoArgs { serve, .. }) => (serve.listen, &serve.database),
             Command::Migrate(database) => (None, database),
-            Command::Bench(_) => return Ok(settings),
+            Command::Bench(_) => {
+                // Benchmarks print JSON; per-request information logs would only add noise.
+                if std::env::var_os("HIE_LOG").is_none() {
+                    settings.log = "warn".into();
+                }
+                return Ok(settings);
+            }
         };
         if let Some(listen) = listen {
             settings.listen = listen;

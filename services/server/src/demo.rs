@@ -368,7 +368,7 @@ pub async fn load(exchange: &Exchange, prefecture: &SyntheticPrefecture) -> Resu
             eprintln!("hie demo: {done} of {total} source records registered");
         }
     }
-    Ok(())
+    exchange.database.analyze().await.map_err(|e| e.to_string())
 }
 
 /// `hie demo`: serve the embedded database with the synthetic prefecture loaded.

@@ -12,7 +12,7 @@ use super::{
     CrossReference, MatchDecision, Matcher, Person, PersonId, SearchCriteria, SourceRecord,
     SourceRecordDraft, SourceRecordId,
 };
-use crate::store::PopulationStore;
+use crate::store::{PopulationStore, ResolveBatcher};
 
 /// What a registration did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -35,6 +35,7 @@ pub struct Registration {
 #[derive(Clone, Debug)]
 pub struct PopulationService {
     store: PopulationStore,
+    resolver: ResolveBatcher,
     directory: DirectoryService,
     matcher: Arc<dyn Matcher>,
 }
@@ -45,8 +46,10 @@ impl PopulationService {
         directory: DirectoryService,
         matcher: Arc<dyn Matcher>,
     ) -> PopulationService {
+        let store = PopulationStore::new(database);
         PopulationService {
-            store: PopulationStore::new(database),
+            resolver: ResolveBatcher::new(store.clone()),
+            store,
             directory,
             matcher,
         }
@@ -198,7 +201,7 @@ impl PopulationService {
 
     /// PIX query: the person an identifier belongs to, and every identifier of that person.
     pub async fn resolve(&self, identifier: &Identifier) -> Result<(PersonId, Vec<CrossReference>), Error> {
-        self.store.resolve(identifier).await?.ok_or_else(|| {
+        self.resolver.resolve(identifier.clone()).await?.ok_or_else(|| {
             Error::NotFound(format!(
                 "no record carries this identifier of {}",
                 identifier.system_uri()

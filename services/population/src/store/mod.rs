@@ -2,10 +2,14 @@
 //! Write functions take the connection of the caller's transaction, so that a registration is
 //! all or nothing.
 
+mod resolve_batcher;
+
+pub use resolve_batcher::ResolveBatcher;
+
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
-use hie_core::db::Database;
+use hie_core::db::{Backend, Database};
 use hie_core::domain::{
     BirthDate, BoundedText, DivisionCode, Ethnicity, Identifier, OrganisationCode, PersonName, Phone, Sex,
 };
@@ -58,12 +62,21 @@ struct SourceRecordRow {
 }
 
 #[derive(FromRow)]
-struct IdentifierRow {
+struct ResolvedRow {
+    asked_system: String,
+    asked_value: String,
     person_id: String,
     system: String,
     value: String,
     organisation_code: String,
     source_record_id: String,
+}
+
+#[derive(FromRow)]
+struct IdentifierRow {
+    source_record_id: String,
+    system: String,
+    value: String,
 }
 
 /// `$first, $first+1, …` for `n` values.
@@ -84,8 +97,12 @@ impl PopulationStore {
     }
 
     /// Takes the named locks until the end of the transaction. On PostgreSQL the upsert locks the
-    /// row; on SQLite the transaction already holds the database's write lock.
+    /// row. On SQLite it is not needed: a write transaction there already holds the database's
+    /// one write lock (`BEGIN IMMEDIATE`), so writers are serialised anyway.
     pub async fn lock(&self, conn: &mut AnyConnection, names: &[String]) -> Result<(), Error> {
+        if self.database.backend() == Backend::Sqlite {
+            return Ok(());
+        }
         for name in names {
             sqlx::query("INSERT INTO match_locks (key) VALUES ($1) ON CONFLICT (key) DO UPDATE SET key = excluded.key")
                 .bind(name)
@@ -165,8 +182,7 @@ impl PopulationStore {
             return Ok(by_record);
         }
         let sql = format!(
-            "SELECT person_id, system, value, organisation_code, source_record_id FROM person_identifiers \
-             WHERE source_record_id IN ({}) ORDER BY system, value",
+            "SELECT source_record_id, system, value FROM person_identifiers WHERE source_record_id IN ({}) ORDER BY system, value",
             placeholders(1, record_ids.len())
         );
         let mut query = sqlx::query_as::<_, IdentifierRow>(AssertSqlSafe(sql));
@@ -342,19 +358,36 @@ impl PopulationStore {
             .bind(record.as_str())
             .execute(&mut *conn)
             .await?;
-        for identifier in draft.all_identifiers() {
-            sqlx::query(
-                "INSERT INTO person_identifiers (source_record_id, system, value, person_id, organisation_code) \
-                 VALUES ($1, $2, $3, $4, $5)",
-            )
+        self.insert_identifiers(conn, record, person, draft).await
+    }
+
+    /// Inserts every identifier a new record asserts, in one statement.
+    pub async fn insert_identifiers(
+        &self,
+        conn: &mut AnyConnection,
+        record: &SourceRecordId,
+        person: &PersonId,
+        draft: &SourceRecordDraft,
+    ) -> Result<(), Error> {
+        let identifiers: Vec<_> = draft.all_identifiers().collect();
+        // $1 record, $2 person, $3 organisation; then a system and a value per identifier.
+        let rows: Vec<String> = (0..identifiers.len())
+            .map(|i| format!("($1, ${}, ${}, $2, $3)", 4 + 2 * i, 5 + 2 * i))
+            .collect();
+        let sql = format!(
+            "INSERT INTO person_identifiers (source_record_id, system, value, person_id, organisation_code) VALUES {}",
+            rows.join(", ")
+        );
+        let mut query = sqlx::query(AssertSqlSafe(sql))
             .bind(record.as_str())
-            .bind(identifier.system_uri())
-            .bind(identifier.value())
             .bind(person.as_str())
-            .bind(draft.organisation().as_str())
-            .execute(&mut *conn)
-            .await?;
+            .bind(draft.organisation().as_str());
+        for identifier in identifiers {
+            query = query
+                .bind(identifier.system_uri())
+                .bind(identifier.value().to_owned());
         }
+        query.execute(&mut *conn).await?;
         Ok(())
     }
 
@@ -429,31 +462,60 @@ impl PopulationStore {
             .collect()
     }
 
-    /// The person carrying `identifier` and all of that person's cross-references.
-    pub async fn resolve(
+    /// For each identifier, the person carrying it and all of that person's cross-references, in
+    /// one query for the whole batch. When (against the matching rules) an identifier is carried
+    /// by two persons, the one with the smallest id answers.
+    pub async fn resolve_many(
         &self,
-        identifier: &Identifier,
-    ) -> Result<Option<(PersonId, Vec<CrossReference>)>, Error> {
-        let rows: Vec<IdentifierRow> = sqlx::query_as(include_str!("queries/resolve.sql"))
-            .bind(identifier.system_uri())
-            .bind(identifier.value())
-            .fetch_all(self.database.pool())
-            .await?;
-        let Some(first) = rows.first() else {
-            return Ok(None);
-        };
-        let person = stored_id(PersonId::parse(&first.person_id))?;
-        let references = rows
-            .into_iter()
-            .map(|row| {
-                Ok(CrossReference {
-                    identifier: stored_identifier(&row.system, &row.value)?,
-                    organisation: stored_id(OrganisationCode::parse(&row.organisation_code))?,
-                    source_record_id: stored_id(SourceRecordId::parse(&row.source_record_id))?,
-                })
+        identifiers: &[Identifier],
+    ) -> Result<Vec<Option<(PersonId, Vec<CrossReference>)>>, Error> {
+        if identifiers.is_empty() {
+            return Ok(Vec::new());
+        }
+        // Batches are padded to a power of two by repeating the last identifier, so that the
+        // statement cache holds a handful of shapes rather than one per batch size.
+        let padded = identifiers.len().next_power_of_two();
+        let asked: Vec<String> = (0..padded)
+            .map(|i| format!("(i.system = ${} AND i.value = ${})", 2 * i + 1, 2 * i + 2))
+            .collect();
+        let sql = format!(
+            "SELECT DISTINCT i.system AS asked_system, i.value AS asked_value, x.person_id, x.system, x.value, \
+             x.organisation_code, x.source_record_id \
+             FROM person_identifiers i JOIN person_identifiers x ON x.person_id = i.person_id \
+             WHERE {} \
+             ORDER BY asked_system, asked_value, x.person_id, x.system, x.value, x.organisation_code, x.source_record_id",
+            asked.join(" OR ")
+        );
+        let mut query = sqlx::query_as::<_, ResolvedRow>(AssertSqlSafe(sql));
+        for i in 0..padded {
+            let identifier = &identifiers[i.min(identifiers.len() - 1)];
+            query = query
+                .bind(identifier.system_uri())
+                .bind(identifier.value().to_owned());
+        }
+        let mut by_identifier: BTreeMap<(String, String), (PersonId, Vec<CrossReference>)> = BTreeMap::new();
+        for row in query.fetch_all(self.database.pool()).await? {
+            let person = stored_id(PersonId::parse(&row.person_id))?;
+            let reference = CrossReference {
+                identifier: stored_identifier(&row.system, &row.value)?,
+                organisation: stored_id(OrganisationCode::parse(&row.organisation_code))?,
+                source_record_id: stored_id(SourceRecordId::parse(&row.source_record_id))?,
+            };
+            let (first_person, references) = by_identifier
+                .entry((row.asked_system, row.asked_value))
+                .or_insert_with(|| (person.clone(), Vec::new()));
+            if *first_person == person {
+                references.push(reference);
+            }
+        }
+        Ok(identifiers
+            .iter()
+            .map(|identifier| {
+                by_identifier
+                    .get(&(identifier.system_uri(), identifier.value().to_owned()))
+                    .cloned()
             })
-            .collect::<Result<_, Error>>()?;
-        Ok(Some((person, references)))
+            .collect())
     }
 
     /// Up to `limit` persons after the id `after` matching `criteria`, in id order.
