@@ -365,7 +365,7 @@ pub async fn load(exchange: &Exchange, prefecture: &SyntheticPrefecture) -> Resu
             .map_err(|e| e.to_string())?;
         done += batch.len();
         if done % 10_000 < 500 || done == total {
-            eprintln!("hie demo: {done} of {total} source records registered");
+            eprintln!("hie: {done} of {total} source records registered");
         }
     }
     exchange.database.analyze().await.map_err(|e| e.to_string())
