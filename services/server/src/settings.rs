@@ -89,7 +89,13 @@ impl Settings {
             None => {}
         }
         figment
-            .merge(Env::prefixed("HIE_").split("__"))
+            // HIE_TEST_* and HIE_BENCH_* belong to the tests and benchmarks, not to the server;
+            // every other HIE_* variable must be a setting, so that a typo is an error.
+            .merge(
+                Env::prefixed("HIE_")
+                    .filter(|key| !key.starts_with("test_") && !key.starts_with("bench_"))
+                    .split("__"),
+            )
             .extract()
             .map_err(|e| format!("invalid settings: {e}"))
     }
@@ -121,6 +127,8 @@ mod tests {
                 "listen = \"127.0.0.1:7000\"\n[database]\nmax_connections = 4\n",
             )?;
             jail.set_env("HIE_DATABASE__URL", "postgres://postgres@127.0.0.1/hie");
+            jail.set_env("HIE_TEST_POSTGRES_URL", "postgres://elsewhere/x");
+            jail.set_env("HIE_BENCH_POSTGRES_URL", "postgres://elsewhere/y");
             let settings = Settings::load(None).map_err(figment::Error::from)?;
             assert_eq!(settings.listen.to_string(), "127.0.0.1:7000");
             assert_eq!(settings.database.max_connections, 4);
@@ -128,6 +136,16 @@ mod tests {
                 settings.database.url.expose(),
                 "postgres://postgres@127.0.0.1/hie"
             );
+            Ok(())
+        });
+    }
+
+    #[test]
+    #[allow(clippy::result_large_err)] // figment's own error type, in a test
+    fn an_unknown_hie_variable_is_an_error() {
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("HIE_LISTN", "127.0.0.1:7000");
+            assert!(Settings::load(None).unwrap_err().contains("listn"));
             Ok(())
         });
     }
