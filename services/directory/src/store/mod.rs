@@ -41,6 +41,8 @@ struct PractitionerRow {
 
 const ORGANISATION_COLUMNS: &str =
     "code, name, kind, hospital_grade, division_code, active, created_at, updated_at";
+const PRACTITIONER_COLUMNS: &str =
+    "id, name, organisation_code, role, specialty, active, created_at, updated_at";
 
 impl DirectoryStore {
     pub fn new(database: Database) -> DirectoryStore {
@@ -152,10 +154,9 @@ impl DirectoryStore {
         .bind(time::to_micros(practitioner.updated_at))
         .execute(self.database.pool())
         .await?;
-        let row: PractitionerRow = sqlx::query_as(
-            "SELECT id, name, organisation_code, role, specialty, active, created_at, updated_at \
-             FROM practitioners WHERE request_id = $1",
-        )
+        let row: PractitionerRow = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "SELECT {PRACTITIONER_COLUMNS} FROM practitioners WHERE request_id = $1"
+        )))
         .bind(request_id)
         .fetch_one(self.database.pool())
         .await?;
@@ -187,10 +188,9 @@ impl DirectoryStore {
     }
 
     pub async fn practitioner(&self, id: &PractitionerId) -> Result<Option<Practitioner>, Error> {
-        let row: Option<PractitionerRow> = sqlx::query_as(
-            "SELECT id, name, organisation_code, role, specialty, active, created_at, updated_at \
-             FROM practitioners WHERE id = $1",
-        )
+        let row: Option<PractitionerRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "SELECT {PRACTITIONER_COLUMNS} FROM practitioners WHERE id = $1"
+        )))
         .bind(id.as_str())
         .fetch_optional(self.database.pool())
         .await?;
@@ -203,10 +203,9 @@ impl DirectoryStore {
         after: &str,
         limit: u32,
     ) -> Result<Vec<Practitioner>, Error> {
-        let rows: Vec<PractitionerRow> = sqlx::query_as(
-            "SELECT id, name, organisation_code, role, specialty, active, created_at, updated_at \
-             FROM practitioners WHERE ($1 = '' OR organisation_code = $1) AND id > $2 ORDER BY id LIMIT $3",
-        )
+        let rows: Vec<PractitionerRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "SELECT {PRACTITIONER_COLUMNS} FROM practitioners WHERE ($1 = '' OR organisation_code = $1) AND id > $2 ORDER BY id LIMIT $3"
+        )))
         .bind(organisation.map_or("", OrganisationCode::as_str))
         .bind(after)
         .bind(i64::from(limit))

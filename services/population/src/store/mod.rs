@@ -206,22 +206,16 @@ impl PopulationStore {
         demographics: &Demographics,
         now: DateTime<Utc>,
     ) -> Result<(), Error> {
-        let d = DemographicColumns::of(demographics);
-        sqlx::query(
-            "INSERT INTO persons (id, name, sex, birth_date, ethnicity, phone, division_code, address_line, created_at, updated_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9)",
-        )
-        .bind(id.as_str())
-        .bind(d.name)
-        .bind(d.sex)
-        .bind(d.birth_date)
-        .bind(d.ethnicity)
-        .bind(d.phone)
-        .bind(d.division_code)
-        .bind(d.address_line)
-        .bind(time::to_micros(now))
-        .execute(&mut *conn)
-        .await?;
+        let sql = format!(
+            "INSERT INTO persons (id, {DEMOGRAPHIC_COLUMNS}, created_at, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9)"
+        );
+        let query = sqlx::query(AssertSqlSafe(sql)).bind(id.as_str());
+        DemographicColumns::of(demographics)
+            .bind(query)
+            .bind(time::to_micros(now))
+            .execute(&mut *conn)
+            .await?;
         Ok(())
     }
 
@@ -233,22 +227,16 @@ impl PopulationStore {
         demographics: &Demographics,
         now: DateTime<Utc>,
     ) -> Result<(), Error> {
-        let d = DemographicColumns::of(demographics);
-        sqlx::query(
+        let query = sqlx::query(
             "UPDATE persons SET name = $2, sex = $3, birth_date = $4, ethnicity = $5, phone = $6, division_code = $7, \
              address_line = $8, updated_at = $9 WHERE id = $1",
         )
-        .bind(id.as_str())
-        .bind(d.name)
-        .bind(d.sex)
-        .bind(d.birth_date)
-        .bind(d.ethnicity)
-        .bind(d.phone)
-        .bind(d.division_code)
-        .bind(d.address_line)
-        .bind(time::to_micros(now))
-        .execute(&mut *conn)
-        .await?;
+        .bind(id.as_str());
+        DemographicColumns::of(demographics)
+            .bind(query)
+            .bind(time::to_micros(now))
+            .execute(&mut *conn)
+            .await?;
         Ok(())
     }
 
@@ -297,20 +285,14 @@ impl PopulationStore {
         draft: &SourceRecordDraft,
         now: DateTime<Utc>,
     ) -> Result<(), Error> {
-        let d = DemographicColumns::of(draft.demographics());
-        sqlx::query(include_str!("queries/insert_source_record.sql"))
+        let query = sqlx::query(include_str!("queries/insert_source_record.sql"))
             .bind(id.as_str())
             .bind(draft.organisation().as_str())
             .bind(draft.local_patient_number().value())
-            .bind(person.as_str())
-            .bind(d.name)
+            .bind(person.as_str());
+        DemographicColumns::of(draft.demographics())
+            .bind(query)
             .bind(draft.demographics().name.search_key())
-            .bind(d.sex)
-            .bind(d.birth_date)
-            .bind(d.ethnicity)
-            .bind(d.phone)
-            .bind(d.division_code)
-            .bind(d.address_line)
             .bind(time::to_micros(now))
             .execute(&mut *conn)
             .await?;
@@ -325,24 +307,18 @@ impl PopulationStore {
         draft: &SourceRecordDraft,
         now: DateTime<Utc>,
     ) -> Result<(), Error> {
-        let d = DemographicColumns::of(draft.demographics());
-        sqlx::query(
-            "UPDATE source_records SET person_id = $2, name = $3, name_key = $4, sex = $5, birth_date = $6, \
-             ethnicity = $7, phone = $8, division_code = $9, address_line = $10, updated_at = $11 WHERE id = $1",
+        let query = sqlx::query(
+            "UPDATE source_records SET person_id = $2, name = $3, sex = $4, birth_date = $5, ethnicity = $6, \
+             phone = $7, division_code = $8, address_line = $9, name_key = $10, updated_at = $11 WHERE id = $1",
         )
         .bind(id.as_str())
-        .bind(person.as_str())
-        .bind(d.name)
-        .bind(draft.demographics().name.search_key())
-        .bind(d.sex)
-        .bind(d.birth_date)
-        .bind(d.ethnicity)
-        .bind(d.phone)
-        .bind(d.division_code)
-        .bind(d.address_line)
-        .bind(time::to_micros(now))
-        .execute(&mut *conn)
-        .await?;
+        .bind(person.as_str());
+        DemographicColumns::of(draft.demographics())
+            .bind(query)
+            .bind(draft.demographics().name.search_key())
+            .bind(time::to_micros(now))
+            .execute(&mut *conn)
+            .await?;
         Ok(())
     }
 
@@ -599,7 +575,21 @@ struct DemographicColumns {
     address_line: Option<String>,
 }
 
+type AnyQuery<'q> = sqlx::query::Query<'q, Any, <Any as sqlx::Database>::Arguments>;
+
 impl DemographicColumns {
+    /// Binds the seven columns in the order of [`DEMOGRAPHIC_COLUMNS`].
+    fn bind(self, query: AnyQuery<'_>) -> AnyQuery<'_> {
+        query
+            .bind(self.name)
+            .bind(self.sex)
+            .bind(self.birth_date)
+            .bind(self.ethnicity)
+            .bind(self.phone)
+            .bind(self.division_code)
+            .bind(self.address_line)
+    }
+
     fn of(d: &Demographics) -> DemographicColumns {
         DemographicColumns {
             name: d.name.as_str().to_owned(),

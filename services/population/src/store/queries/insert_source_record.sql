@@ -1,5 +1,6 @@
+-- $5 to $11 are the demographic columns, in the order of DEMOGRAPHIC_COLUMNS.
 INSERT INTO source_records (
     id, organisation_code, local_patient_number, person_id,
-    name, name_key, sex, birth_date, ethnicity, phone, division_code, address_line,
-    created_at, updated_at
+    name, sex, birth_date, ethnicity, phone, division_code, address_line,
+    name_key, created_at, updated_at
 ) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $13)
