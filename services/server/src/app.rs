@@ -20,6 +20,31 @@ use tonic::transport::server::TcpIncoming;
 
 use crate::Settings;
 
+/// Refuses to serve plaintext gRPC beyond loopback unless the operator explicitly allowed it for
+/// development, and then says so loudly. Until mutual TLS lands (the Trust issue), loopback is
+/// the only place plaintext is safe: calls carry patient data.
+pub fn check_plaintext_listen(listen: SocketAddr, allowed_on_network: bool) -> Result<(), Error> {
+    if listen.ip().is_loopback() {
+        return Ok(());
+    }
+    if allowed_on_network {
+        tracing::warn!(
+            %listen,
+            "INSECURE: serving plaintext gRPC on a network address (--insecure-plaintext-on-network); \
+             patient data crosses the network unencrypted and callers are not authenticated; development only"
+        );
+        return Ok(());
+    }
+    Err(Error::precondition(
+        "listen",
+        format!(
+            "refusing to serve plaintext gRPC on {listen}, which is not a loopback address: patient data would \
+             cross the network unencrypted. Listen on 127.0.0.1:<port> (or [::1]:<port>) and put a TLS-terminating \
+             proxy in front, or, for development only, add --insecure-plaintext-on-network"
+        ),
+    ))
+}
+
 /// The services of the exchange over one database.
 #[derive(Clone, Debug)]
 pub struct Exchange {
@@ -151,5 +176,22 @@ impl RunningServer {
         (&mut self.task)
             .await
             .map_err(|e| Error::Internal(format!("the server task failed: {e}")))?
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plaintext_is_served_on_loopback_only_unless_explicitly_allowed() {
+        assert!(check_plaintext_listen("127.0.0.1:50051".parse().unwrap(), false).is_ok());
+        assert!(check_plaintext_listen("[::1]:50051".parse().unwrap(), false).is_ok());
+        let refused = check_plaintext_listen("0.0.0.0:50051".parse().unwrap(), false).unwrap_err();
+        assert!(
+            refused.to_string().contains("--insecure-plaintext-on-network"),
+            "{refused}"
+        );
+        assert!(check_plaintext_listen("0.0.0.0:50051".parse().unwrap(), true).is_ok());
     }
 }

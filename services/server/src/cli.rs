@@ -50,6 +50,10 @@ pub struct ServeArgs {
     pub listen: Option<SocketAddr>,
     #[command(flatten)]
     pub database: DatabaseArgs,
+    /// Serve plaintext gRPC on an address other than loopback. For development only: every call,
+    /// patient data included, crosses the network unencrypted and unauthenticated.
+    #[arg(long)]
+    pub insecure_plaintext_on_network: bool,
 }
 
 #[derive(Debug, Args)]
@@ -108,9 +112,17 @@ pub fn run(cli: Cli) -> ExitCode {
     };
     let result = runtime.block_on(async move {
         match cli.command {
-            Command::Serve(_) => serve(settings).await,
+            Command::Serve(args) => serve(settings, args.insecure_plaintext_on_network).await,
             Command::Migrate(_) => migrate(&settings).await,
-            Command::Demo(args) => demo::run(settings, args.residents, args.seed).await,
+            Command::Demo(args) => {
+                demo::run(
+                    settings,
+                    args.residents,
+                    args.seed,
+                    args.serve.insecure_plaintext_on_network,
+                )
+                .await
+            }
             Command::Bench(command) => bench::run(command).await,
         }
     });
@@ -133,7 +145,8 @@ fn init_logging(filter: &str) {
         .try_init();
 }
 
-async fn serve(settings: Settings) -> Result<(), String> {
+async fn serve(settings: Settings, plaintext_on_network: bool) -> Result<(), String> {
+    crate::app::check_plaintext_listen(settings.listen, plaintext_on_network).map_err(|e| e.to_string())?;
     let exchange = Exchange::open(&settings).await.map_err(|e| e.to_string())?;
     let server = exchange.start(settings.listen).await.map_err(|e| e.to_string())?;
     serve_until_interrupted(server).await

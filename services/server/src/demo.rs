@@ -372,7 +372,13 @@ pub async fn load(exchange: &Exchange, prefecture: &SyntheticPrefecture) -> Resu
 }
 
 /// `hie demo`: serve the embedded database with the synthetic prefecture loaded.
-pub async fn run(settings: Settings, n_residents: usize, seed: u64) -> Result<(), String> {
+pub async fn run(
+    settings: Settings,
+    n_residents: usize,
+    seed: u64,
+    plaintext_on_network: bool,
+) -> Result<(), String> {
+    crate::app::check_plaintext_listen(settings.listen, plaintext_on_network).map_err(|e| e.to_string())?;
     let exchange = Exchange::open(&settings).await.map_err(|e| e.to_string())?;
     eprintln!("hie demo: generating {n_residents} residents of a Qiandongnan-like prefecture (seed {seed})");
     let prefecture = SyntheticPrefecture::generate(n_residents, seed);
