@@ -10,3 +10,4 @@ mod bad_input;
 mod e2e;
 mod harness;
 mod storage;
+mod trust;

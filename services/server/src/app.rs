@@ -19,6 +19,26 @@ use tonic::transport::Server;
 use tonic::transport::server::TcpIncoming;
 
 use crate::Settings;
+use crate::authn::AuthenticateLayer;
+use crate::settings::TlsSettings;
+
+fn read(path: &std::path::Path, what: &str) -> Result<Vec<u8>, Error> {
+    std::fs::read(path)
+        .map_err(|e| Error::precondition("tls", format!("cannot read the {what} {}: {e}", path.display())))
+}
+
+fn server_tls_config(tls: &TlsSettings) -> Result<tonic::transport::ServerTlsConfig, Error> {
+    use tonic::transport::{Certificate, Identity, ServerTlsConfig};
+    let identity = Identity::from_pem(
+        read(&tls.cert, "server certificate")?,
+        read(&tls.key, "server key")?,
+    );
+    let client_ca = Certificate::from_pem(read(&tls.client_ca, "client CA certificate")?);
+    // With a client CA root, a client certificate is required (client_auth_optional is false).
+    Ok(ServerTlsConfig::new()
+        .identity(identity)
+        .client_ca_root(client_ca))
+}
 
 /// Refuses to serve plaintext gRPC beyond loopback unless the operator explicitly allowed it for
 /// development, and then says so loudly. Until mutual TLS lands (the Trust issue), loopback is
@@ -83,6 +103,16 @@ impl Exchange {
     /// Binds `settings.listen` (port 0 picks a free port) and serves every service, with
     /// `grpc.health.v1.Health` and server reflection, until [`RunningServer::stop`].
     pub async fn start(self, listen: SocketAddr) -> Result<RunningServer, Error> {
+        self.start_with(listen, None).await
+    }
+
+    /// Like [`Exchange::start`], with mutual TLS when `tls` is given: the server presents its
+    /// certificate, and every call must come with a registered client certificate.
+    pub async fn start_with(
+        self,
+        listen: SocketAddr,
+        tls: Option<&TlsSettings>,
+    ) -> Result<RunningServer, Error> {
         let listener = TcpListener::bind(listen)
             .await
             .map_err(|e| Error::Unavailable(format!("cannot listen on {listen}: {e}")))?;
@@ -109,7 +139,14 @@ impl Exchange {
             .build_v1alpha()
             .map_err(|e| Error::Internal(e.to_string()))?;
 
-        let router = Server::builder()
+        let mut builder = Server::builder();
+        if let Some(tls) = tls {
+            builder = builder
+                .tls_config(server_tls_config(tls)?)
+                .map_err(|e| Error::Internal(format!("the TLS configuration is unusable: {e}")))?;
+        }
+        let router = builder
+            .layer(AuthenticateLayer::new(self.directory.clone(), tls.is_some()))
             .add_service(health_service)
             .add_service(reflection_v1)
             .add_service(reflection_v1alpha)
@@ -126,7 +163,7 @@ impl Exchange {
                 .await
                 .map_err(|e| Error::Internal(format!("the gRPC server failed: {e}")))
         });
-        tracing::info!(%address, backend = ?self.database.backend(), "hie is serving");
+        tracing::info!(%address, backend = ?self.database.backend(), mutual_tls = tls.is_some(), "hie is serving");
         Ok(RunningServer {
             address,
             stop,

@@ -34,6 +34,44 @@ pub enum Command {
     /// Measure the exchange; prints JSON.
     #[command(subcommand)]
     Bench(bench::BenchCommand),
+    /// A development certificate authority for mutual TLS.
+    #[command(subcommand)]
+    Certs(CertsCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CertsCommand {
+    /// Create the CA and the server's certificate (for localhost, 127.0.0.1 and --server-name).
+    Init {
+        /// Where the files go.
+        #[arg(long, default_value = "hie-data/pki")]
+        dir: PathBuf,
+        /// A further DNS name or IP address the server is reached at; repeatable.
+        #[arg(long = "server-name")]
+        server_names: Vec<String>,
+    },
+    /// Issue an organisation's client certificate and register its fingerprint in the directory
+    /// of the configured database. The organisation must be registered.
+    Issue {
+        /// The organisation's code.
+        #[arg(long)]
+        org: String,
+        #[arg(long, default_value = "hie-data/pki")]
+        dir: PathBuf,
+        #[command(flatten)]
+        database: DatabaseArgs,
+    },
+    /// Revoke a client certificate: connections presenting it are refused from now on.
+    Revoke {
+        /// The certificate file (PEM) to revoke.
+        #[arg(long, conflicts_with = "fingerprint", required_unless_present = "fingerprint")]
+        cert: Option<PathBuf>,
+        /// Or its SHA-256 fingerprint, in hex.
+        #[arg(long)]
+        fingerprint: Option<String>,
+        #[command(flatten)]
+        database: DatabaseArgs,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -74,7 +112,11 @@ impl Cli {
         let mut settings = Settings::load(self.config.as_deref())?;
         let (listen, database) = match &self.command {
             Command::Serve(serve) | Command::Demo(DemoArgs { serve, .. }) => (serve.listen, &serve.database),
-            Command::Migrate(database) => (None, database),
+            Command::Migrate(database)
+            | Command::Certs(CertsCommand::Issue { database, .. } | CertsCommand::Revoke { database, .. }) => {
+                (None, database)
+            }
+            Command::Certs(CertsCommand::Init { .. }) => return Ok(settings),
             Command::Bench(_) => {
                 // Benchmarks print JSON; per-request information logs would only add noise.
                 if std::env::var_os("HIE_LOG").is_none() {
@@ -124,6 +166,7 @@ pub fn run(cli: Cli) -> ExitCode {
                 .await
             }
             Command::Bench(command) => bench::run(command).await,
+            Command::Certs(command) => certs(&settings, command).await,
         }
     });
     match result {
@@ -146,9 +189,15 @@ fn init_logging(filter: &str) {
 }
 
 async fn serve(settings: Settings, plaintext_on_network: bool) -> Result<(), String> {
-    crate::app::check_plaintext_listen(settings.listen, plaintext_on_network).map_err(|e| e.to_string())?;
+    if settings.tls.is_none() {
+        crate::app::check_plaintext_listen(settings.listen, plaintext_on_network)
+            .map_err(|e| e.to_string())?;
+    }
     let exchange = Exchange::open(&settings).await.map_err(|e| e.to_string())?;
-    let server = exchange.start(settings.listen).await.map_err(|e| e.to_string())?;
+    let server = exchange
+        .start_with(settings.listen, settings.tls.as_ref())
+        .await
+        .map_err(|e| e.to_string())?;
     serve_until_interrupted(server).await
 }
 
@@ -188,4 +237,67 @@ async fn migrate(settings: &Settings) -> Result<(), String> {
     database.close().await;
     eprintln!("hie: the {:?} database is up to date", database.backend());
     Ok(())
+}
+
+async fn certs(settings: &Settings, command: CertsCommand) -> Result<(), String> {
+    use crate::pki::{self, PkiFolder};
+    match command {
+        CertsCommand::Init { dir, server_names } => {
+            let folder = PkiFolder::new(dir);
+            pki::init(&folder, &server_names)?;
+            println!(
+                "created {} and the server certificate {}; serve with mutual TLS by adding to hie.toml:\n\n\
+                 [tls]\ncert = \"{}\"\nkey = \"{}\"\nclient_ca = \"{}\"",
+                folder.ca_cert().display(),
+                folder.server_cert().display(),
+                folder.server_cert().display(),
+                folder.server_key().display(),
+                folder.ca_cert().display()
+            );
+            Ok(())
+        }
+        CertsCommand::Issue { org, dir, .. } => {
+            let code = hie_core::domain::OrganisationCode::parse(&org).map_err(|e| format!("--org: {e}"))?;
+            let exchange = Exchange::open(settings).await.map_err(|e| e.to_string())?;
+            exchange
+                .directory
+                .get_organisation(&code)
+                .await
+                .map_err(|e| format!("{e}; register it first"))?;
+            let folder = PkiFolder::new(dir);
+            let fingerprint = pki::issue_organisation(&folder, code.as_str())?;
+            exchange
+                .directory
+                .register_certificate(&code, &fingerprint)
+                .await
+                .map_err(|e| e.to_string())?;
+            println!(
+                "issued {} (key {}) for {code}, fingerprint {fingerprint}, registered in the directory",
+                folder.organisation_cert(code.as_str()).display(),
+                folder.organisation_key(code.as_str()).display()
+            );
+            Ok(())
+        }
+        CertsCommand::Revoke {
+            cert, fingerprint, ..
+        } => {
+            let fingerprint = match (cert, fingerprint) {
+                (Some(path), _) => {
+                    let pem = std::fs::read_to_string(&path)
+                        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+                    pki::fingerprint_of_pem(&pem)?
+                }
+                (None, Some(fingerprint)) => fingerprint.trim().to_ascii_lowercase(),
+                (None, None) => return Err("give --cert FILE or --fingerprint HEX".into()),
+            };
+            let exchange = Exchange::open(settings).await.map_err(|e| e.to_string())?;
+            exchange
+                .directory
+                .revoke_certificate(&fingerprint)
+                .await
+                .map_err(|e| e.to_string())?;
+            println!("revoked {fingerprint}");
+            Ok(())
+        }
+    }
 }

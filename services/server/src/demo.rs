@@ -378,7 +378,10 @@ pub async fn run(
     seed: u64,
     plaintext_on_network: bool,
 ) -> Result<(), String> {
-    crate::app::check_plaintext_listen(settings.listen, plaintext_on_network).map_err(|e| e.to_string())?;
+    if settings.tls.is_none() {
+        crate::app::check_plaintext_listen(settings.listen, plaintext_on_network)
+            .map_err(|e| e.to_string())?;
+    }
     let exchange = Exchange::open(&settings).await.map_err(|e| e.to_string())?;
     eprintln!("hie demo: generating {n_residents} residents of a Qiandongnan-like prefecture (seed {seed})");
     let prefecture = SyntheticPrefecture::generate(n_residents, seed);
@@ -390,7 +393,10 @@ pub async fn run(
         prefecture.records.len(),
         started.elapsed().as_secs_f64()
     );
-    let server = exchange.start(settings.listen).await.map_err(|e| e.to_string())?;
+    let server = exchange
+        .start_with(settings.listen, settings.tls.as_ref())
+        .await
+        .map_err(|e| e.to_string())?;
     println!("{}", try_it(&prefecture, &server.address().to_string()));
     crate::cli::serve_until_interrupted(server).await
 }

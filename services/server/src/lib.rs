@@ -5,9 +5,11 @@
 //! It owns no tables and no business rules: those belong to the service crates it composes.
 
 pub mod app;
+pub mod authn;
 pub mod bench;
 pub mod cli;
 pub mod demo;
+pub mod pki;
 pub mod settings;
 
 pub use app::{Exchange, RunningServer};

@@ -19,6 +19,21 @@ pub struct Settings {
     pub migrate_on_start: bool,
     /// The log filter, in `tracing` syntax (for example `info` or `hie=debug,sqlx=warn`).
     pub log: String,
+    /// Mutual TLS. When set, every call must present a client certificate issued by `client_ca`
+    /// and registered in the directory for an active organisation.
+    pub tls: Option<TlsSettings>,
+}
+
+/// The files of the server's TLS identity and the CA its clients' certificates come from.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct TlsSettings {
+    /// The server's certificate chain, PEM.
+    pub cert: std::path::PathBuf,
+    /// The server's private key, PEM.
+    pub key: std::path::PathBuf,
+    /// The CA that issues organisations' client certificates, PEM.
+    pub client_ca: std::path::PathBuf,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -62,6 +77,7 @@ impl Default for Settings {
             database: DatabaseSettings::default(),
             migrate_on_start: true,
             log: "info".into(),
+            tls: None,
         }
     }
 }

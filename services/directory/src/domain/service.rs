@@ -6,7 +6,7 @@ use hie_core::{Error, time};
 use super::{
     Organisation, OrganisationDraft, OrganisationFilter, Practitioner, PractitionerDraft, PractitionerId,
 };
-use crate::store::DirectoryStore;
+use crate::store::{CertificateRegistration, DirectoryStore};
 
 /// The directory's operations, on top of its store.
 #[derive(Clone, Debug)]
@@ -149,5 +149,33 @@ impl DirectoryService {
             .await?;
         let next = next_page(&mut page, page_size, |p| p.id.as_str());
         Ok((page, next))
+    }
+
+    /// Registers a client certificate, by fingerprint, as one the organisation may connect with.
+    pub async fn register_certificate(
+        &self,
+        organisation: &OrganisationCode,
+        fingerprint: &str,
+    ) -> Result<(), Error> {
+        self.get_organisation(organisation).await?;
+        self.store.insert_certificate(fingerprint, organisation).await?;
+        tracing::info!(%organisation, fingerprint, "client certificate registered");
+        Ok(())
+    }
+
+    /// Revokes a client certificate: connections presenting it are refused from now on.
+    pub async fn revoke_certificate(&self, fingerprint: &str) -> Result<(), Error> {
+        if !self.store.revoke_certificate(fingerprint).await? {
+            return Err(Error::NotFound(format!(
+                "no unrevoked certificate has the fingerprint {fingerprint}"
+            )));
+        }
+        tracing::warn!(fingerprint, "client certificate revoked");
+        Ok(())
+    }
+
+    /// The organisation a client certificate belongs to, if registered.
+    pub async fn certificate(&self, fingerprint: &str) -> Result<Option<CertificateRegistration>, Error> {
+        self.store.certificate(fingerprint).await
     }
 }

@@ -265,3 +265,62 @@ impl TryFrom<PractitionerRow> for Practitioner {
         })
     }
 }
+
+/// Whether a certificate fingerprint is registered, for which organisation, and whether revoked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CertificateRegistration {
+    pub organisation: OrganisationCode,
+    pub revoked: bool,
+}
+
+impl DirectoryStore {
+    pub async fn insert_certificate(
+        &self,
+        fingerprint: &str,
+        organisation: &OrganisationCode,
+    ) -> Result<(), Error> {
+        let result = sqlx::query(
+            "INSERT INTO organisation_certificates (fingerprint, organisation_code, registered_at) VALUES ($1, $2, $3)",
+        )
+        .bind(fingerprint)
+        .bind(organisation.as_str())
+        .bind(time::to_micros(time::now()))
+        .execute(self.database.pool())
+        .await;
+        match result.map_err(Error::from) {
+            Err(Error::Conflict(_)) => Err(Error::AlreadyExists(format!(
+                "certificate {fingerprint} is already registered"
+            ))),
+            other => other.map(drop),
+        }
+    }
+
+    /// Marks a certificate revoked; returns false when no such certificate is registered.
+    pub async fn revoke_certificate(&self, fingerprint: &str) -> Result<bool, Error> {
+        let result = sqlx::query(
+            "UPDATE organisation_certificates SET revoked_at = $2 WHERE fingerprint = $1 AND revoked_at IS NULL",
+        )
+        .bind(fingerprint)
+        .bind(time::to_micros(time::now()))
+        .execute(self.database.pool())
+        .await?;
+        Ok(result.rows_affected() > 0)
+    }
+
+    pub async fn certificate(&self, fingerprint: &str) -> Result<Option<CertificateRegistration>, Error> {
+        let row: Option<(String, Option<i64>)> = sqlx::query_as(
+            "SELECT organisation_code, revoked_at FROM organisation_certificates WHERE fingerprint = $1",
+        )
+        .bind(fingerprint)
+        .fetch_optional(self.database.pool())
+        .await?;
+        row.map(|(code, revoked_at)| {
+            Ok(CertificateRegistration {
+                organisation: OrganisationCode::parse(&code)
+                    .map_err(|_| corrupt("certificate", fingerprint))?,
+                revoked: revoked_at.is_some(),
+            })
+        })
+        .transpose()
+    }
+}

@@ -1,6 +1,7 @@
 //! The `hie.population.v1.PopulationRegistry` gRPC service: maps proto messages to domain types,
 //! answering every malformed field as `INVALID_ARGUMENT` naming it, and domain results back.
 
+use hie_core::context::CallerOrganisation;
 use hie_core::domain::{
     BirthDate, BoundedText, DivisionCode, Ethnicity, Identifier, OrganisationCode, PersonName, Phone, Sex,
 };
@@ -38,7 +39,25 @@ impl PopulationRegistry for PopulationGrpc {
         &self,
         request: Request<proto::RegisterSourceRecordRequest>,
     ) -> Result<Response<proto::RegisterSourceRecordResponse>, Status> {
-        let draft = source_record_draft(request.into_inner())?;
+        let caller = request.extensions().get::<CallerOrganisation>().cloned();
+        let mut message = request.into_inner();
+        if let Some(CallerOrganisation(caller)) = caller {
+            // Over mutual TLS an organisation submits only its own records: the certificate, not
+            // the request, says who it is.
+            if message.organisation_code.trim().is_empty() {
+                message.organisation_code = caller.to_string();
+            } else {
+                let claimed =
+                    OrganisationCode::parse(&message.organisation_code).field("organisation_code")?;
+                if claimed != caller {
+                    return Err(Error::PermissionDenied(format!(
+                        "organisation_code: {claimed} is not the calling organisation {caller}"
+                    ))
+                    .into());
+                }
+            }
+        }
+        let draft = source_record_draft(message)?;
         let registration = self.population.register(&draft).await?;
         let outcome = match registration.outcome {
             RegistrationOutcome::CreatedPerson => proto::RegistrationOutcome::CreatedPerson,

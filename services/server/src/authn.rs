@@ -1,0 +1,128 @@
+//! Authentication of every call on a mutual-TLS listener: the client certificate's SHA-256
+//! fingerprint must be registered in the directory for an active organisation, not revoked, and
+//! its `urn:hie:org:<CODE>` name must agree with that organisation. Anything else is answered
+//! `UNAUTHENTICATED` before any service sees the request. The organisation then travels in the
+//! request's extensions as [`CallerOrganisation`]; headers cannot claim another one.
+
+use std::task::{Context, Poll};
+
+use hie_core::context::CallerOrganisation;
+use hie_directory::DirectoryService;
+use tonic::Status;
+use tonic::codegen::{BoxFuture, Service, http};
+use tonic::transport::server::{TcpConnectInfo, TlsConnectInfo};
+
+use crate::pki;
+
+/// Wraps every service of a server in [`Authenticate`].
+#[derive(Clone, Debug)]
+pub struct AuthenticateLayer {
+    directory: DirectoryService,
+    required: bool,
+}
+
+impl AuthenticateLayer {
+    /// `required` is false only for a plaintext development server on loopback, where there is
+    /// no certificate to check and calls carry no caller organisation.
+    pub fn new(directory: DirectoryService, required: bool) -> AuthenticateLayer {
+        AuthenticateLayer { directory, required }
+    }
+}
+
+impl<S> tower_layer::Layer<S> for AuthenticateLayer {
+    type Service = Authenticate<S>;
+
+    fn layer(&self, inner: S) -> Authenticate<S> {
+        Authenticate {
+            inner,
+            directory: self.directory.clone(),
+            required: self.required,
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct Authenticate<S> {
+    inner: S,
+    directory: DirectoryService,
+    required: bool,
+}
+
+impl<S, B> Service<http::Request<B>> for Authenticate<S>
+where
+    S: Service<http::Request<B>, Response = http::Response<tonic::body::Body>> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+    B: Send + 'static,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = BoxFuture<Self::Response, Self::Error>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut request: http::Request<B>) -> Self::Future {
+        // The clone that was polled ready serves this call; a fresh clone waits for the next.
+        let ready = self.inner.clone();
+        let mut inner = std::mem::replace(&mut self.inner, ready);
+        let directory = self.directory.clone();
+        if !self.required {
+            return Box::pin(inner.call(request));
+        }
+        Box::pin(async move {
+            let certificate = request
+                .extensions()
+                .get::<TlsConnectInfo<TcpConnectInfo>>()
+                .and_then(|info| info.peer_certs())
+                .and_then(|certs| certs.first().map(|c| c.as_ref().to_vec()));
+            match authenticate(&directory, certificate.as_deref()).await {
+                Ok(caller) => {
+                    request.extensions_mut().insert(caller);
+                    inner.call(request).await
+                }
+                Err(status) => Ok(status.into_http()),
+            }
+        })
+    }
+}
+
+/// Decides who presented `certificate` (DER), or why nobody may.
+pub async fn authenticate(
+    directory: &DirectoryService,
+    certificate: Option<&[u8]>,
+) -> Result<CallerOrganisation, Status> {
+    let Some(der) = certificate else {
+        return Err(Status::unauthenticated("a client certificate is required"));
+    };
+    let fingerprint = pki::fingerprint(der);
+    let registration = directory
+        .certificate(&fingerprint)
+        .await
+        .map_err(|_| Status::unavailable("cannot check the client certificate right now"))?
+        .ok_or_else(|| {
+            Status::unauthenticated(format!("client certificate {fingerprint} is not registered"))
+        })?;
+    if registration.revoked {
+        return Err(Status::unauthenticated(format!(
+            "client certificate {fingerprint} was revoked"
+        )));
+    }
+    let named = pki::organisation_in_certificate(der);
+    if named.as_deref() != Some(registration.organisation.as_str()) {
+        return Err(Status::unauthenticated(
+            "the client certificate's urn:hie:org name does not match the organisation it is registered for",
+        ));
+    }
+    match directory.get_organisation(&registration.organisation).await {
+        Ok(organisation) if organisation.is_active() => Ok(CallerOrganisation(registration.organisation)),
+        Ok(_) => Err(Status::unauthenticated(format!(
+            "organisation {} is inactive",
+            registration.organisation
+        ))),
+        Err(_) => Err(Status::unauthenticated(format!(
+            "organisation {} is not registered",
+            registration.organisation
+        ))),
+    }
+}

@@ -1,0 +1,195 @@
+//! Mutual TLS, for real: a development CA from `hie certs`, TLS handshakes over TCP, the caller's
+//! organisation taken from its certificate.
+
+use hie_proto::population::population_registry_client::PopulationRegistryClient;
+use hie_proto::population::{Identifier, ResolveIdentifierRequest};
+use hie_server::RunningServer;
+use hie_server::pki::{self, PkiFolder};
+use hie_server::settings::TlsSettings;
+use tonic::Code;
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Identity};
+
+use crate::harness::{TestDb, register_organisations, request, woman};
+
+struct Fixture {
+    _db: TestDb,
+    folder: PkiFolder,
+    server: RunningServer,
+    _dir: tempfile::TempDir,
+}
+
+/// A server with mutual TLS; QDN-H01 and QDN-H02 have registered certificates.
+async fn fixture() -> Fixture {
+    let dir = tempfile::tempdir().unwrap();
+    let folder = PkiFolder::new(dir.path().join("pki"));
+    pki::init(&folder, &[]).unwrap();
+    let db = TestDb::sqlite().await;
+    let exchange = db.exchange().await;
+    register_organisations(&exchange).await;
+    for code in ["QDN-H01", "QDN-H02"] {
+        let fingerprint = pki::issue_organisation(&folder, code).unwrap();
+        let code = hie_core::domain::OrganisationCode::parse(code).unwrap();
+        exchange
+            .directory
+            .register_certificate(&code, &fingerprint)
+            .await
+            .unwrap();
+    }
+    let tls = TlsSettings {
+        cert: folder.server_cert(),
+        key: folder.server_key(),
+        client_ca: folder.ca_cert(),
+    };
+    let server = exchange
+        .start_with("127.0.0.1:0".parse().unwrap(), Some(&tls))
+        .await
+        .unwrap();
+    Fixture {
+        _db: db,
+        folder,
+        server,
+        _dir: dir,
+    }
+}
+
+/// A client trusting the fixture's CA, presenting `identity` (certificate and key files), if any.
+async fn client(
+    fixture: &Fixture,
+    identity: Option<(std::path::PathBuf, std::path::PathBuf)>,
+) -> Result<PopulationRegistryClient<Channel>, tonic::transport::Error> {
+    let ca = std::fs::read(fixture.folder.ca_cert()).unwrap();
+    let mut tls = ClientTlsConfig::new()
+        .ca_certificate(Certificate::from_pem(ca))
+        .domain_name("localhost");
+    if let Some((cert, key)) = identity {
+        tls = tls.identity(Identity::from_pem(
+            std::fs::read(cert).unwrap(),
+            std::fs::read(key).unwrap(),
+        ));
+    }
+    let url = format!("https://localhost:{}", fixture.server.address().port());
+    let channel = Channel::from_shared(url)
+        .unwrap()
+        .tls_config(tls)?
+        .connect()
+        .await?;
+    Ok(PopulationRegistryClient::new(channel))
+}
+
+fn identity_of(folder: &PkiFolder, code: &str) -> Option<(std::path::PathBuf, std::path::PathBuf)> {
+    Some((folder.organisation_cert(code), folder.organisation_key(code)))
+}
+
+/// Either the handshake or the first call must fail: rustls refuses during or right after it.
+async fn assert_refused(
+    client: Result<PopulationRegistryClient<Channel>, tonic::transport::Error>,
+) -> Option<Code> {
+    let Ok(mut client) = client else { return None };
+    let status = client
+        .register_source_record(request("QDN-H01", "MZ1", "吴阿妹", Some(&woman(1))))
+        .await
+        .unwrap_err();
+    assert_ne!(status.code(), Code::Ok);
+    Some(status.code())
+}
+
+#[tokio::test]
+async fn a_call_without_a_client_certificate_is_refused() {
+    let fixture = fixture().await;
+    assert_refused(client(&fixture, None).await).await;
+}
+
+#[tokio::test]
+async fn a_certificate_from_another_ca_is_refused() {
+    let fixture = fixture().await;
+    let other = tempfile::tempdir().unwrap();
+    let other_folder = PkiFolder::new(other.path());
+    pki::init(&other_folder, &[]).unwrap();
+    pki::issue_organisation(&other_folder, "QDN-H01").unwrap();
+    assert_refused(client(&fixture, identity_of(&other_folder, "QDN-H01")).await).await;
+}
+
+#[tokio::test]
+async fn a_certificate_the_directory_does_not_know_is_unauthenticated() {
+    let fixture = fixture().await;
+    // Issued by the right CA, but never registered for any organisation.
+    pki::issue_organisation(&fixture.folder, "QDN-T01").unwrap();
+    let mut client = client(&fixture, identity_of(&fixture.folder, "QDN-T01"))
+        .await
+        .unwrap();
+    let status = client
+        .register_source_record(request("", "MZ1", "吴阿妹", None))
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::Unauthenticated, "{status:?}");
+}
+
+#[tokio::test]
+async fn a_certificate_for_one_organisation_acts_as_it_whatever_the_request_claims() {
+    let fixture = fixture().await;
+    let mut h01 = client(&fixture, identity_of(&fixture.folder, "QDN-H01"))
+        .await
+        .unwrap();
+
+    // A header claiming another organisation is not read; an empty code means the caller's.
+    let mut claiming = tonic::Request::new(request("", "MZ1", "吴阿妹", Some(&woman(1))));
+    claiming
+        .metadata_mut()
+        .insert("x-hie-organisation", "QDN-H02".parse().unwrap());
+    h01.register_source_record(claiming).await.unwrap();
+    let resolved = h01
+        .resolve_identifier(ResolveIdentifierRequest {
+            identifier: Some(Identifier {
+                system: "urn:hie:org:QDN-H01:patient".into(),
+                value: "MZ1".into(),
+            }),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        resolved.cross_references.len(),
+        2,
+        "filed under QDN-H01, the certificate's organisation"
+    );
+
+    // Naming another organisation in the request is refused.
+    let status = h01
+        .register_source_record(request("QDN-H02", "MZ2", "吴阿妹", None))
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::PermissionDenied, "{status:?}");
+    assert!(
+        status.message().starts_with("organisation_code:"),
+        "{}",
+        status.message()
+    );
+}
+
+#[tokio::test]
+async fn a_revoked_certificate_is_refused_from_the_next_call_on() {
+    let fixture = fixture().await;
+    let mut h02 = client(&fixture, identity_of(&fixture.folder, "QDN-H02"))
+        .await
+        .unwrap();
+    h02.register_source_record(request("", "ZY1", "吴阿妹", Some(&woman(1))))
+        .await
+        .unwrap();
+
+    let pem = std::fs::read_to_string(fixture.folder.organisation_cert("QDN-H02")).unwrap();
+    let fingerprint = pki::fingerprint_of_pem(&pem).unwrap();
+    fixture
+        .server
+        .exchange()
+        .directory
+        .revoke_certificate(&fingerprint)
+        .await
+        .unwrap();
+
+    let status = h02
+        .register_source_record(request("", "ZY2", "吴阿妹", None))
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::Unauthenticated, "{status:?}");
+    assert!(status.message().contains("revoked"), "{}", status.message());
+}
