@@ -259,3 +259,31 @@ async fn a_search_without_criteria_is_refused(db: TestDb) {
         .unwrap_err();
     assert_eq!(status.code(), Code::InvalidArgument);
 }
+
+#[tokio::test]
+async fn a_call_without_its_request_context_names_the_missing_metadata() {
+    let db = TestDb::sqlite().await;
+    let server = started(&db).await;
+    let mut bare = hie_proto::population::population_registry_client::PopulationRegistryClient::new(
+        server.channel.clone(),
+    );
+    let status = bare
+        .register_source_record(request("QDN-H01", "MZ1", "吴阿妹", None))
+        .await
+        .unwrap_err();
+    assert_refused(&status, Code::InvalidArgument, "x-hie-user");
+
+    let mut unknown_purpose = tonic::Request::new(request("QDN-H01", "MZ1", "吴阿妹", None));
+    unknown_purpose
+        .metadata_mut()
+        .insert("x-hie-user", "dr-wu".parse().unwrap());
+    unknown_purpose
+        .metadata_mut()
+        .insert("x-hie-role", "clinician".parse().unwrap());
+    unknown_purpose
+        .metadata_mut()
+        .insert("x-hie-purpose", "curiosity".parse().unwrap());
+    let status = bare.register_source_record(unknown_purpose).await.unwrap_err();
+    assert_refused(&status, Code::InvalidArgument, "x-hie-purpose");
+    assert_eq!(count(server.exchange(), "source_records").await, 0);
+}

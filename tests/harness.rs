@@ -6,6 +6,7 @@ use hie_proto::population::population_registry_client::PopulationRegistryClient;
 use hie_proto::population::{Address, Demographics, Identifier, RegisterSourceRecordRequest};
 use hie_server::settings::SecretUrl;
 use hie_server::{Exchange, RunningServer, Settings};
+use tonic::codegen::InterceptedService;
 use tonic::transport::Channel;
 
 /// Generates one test per backend for each named async function taking a [`TestDb`].
@@ -130,9 +131,26 @@ pub struct TestServer {
     pub channel: Channel,
 }
 
+/// A population client whose every call carries a request context (user, role, purpose).
+pub type PopulationClient = PopulationRegistryClient<InterceptedService<Channel, ContextInterceptor>>;
+pub type ContextInterceptor = fn(tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status>;
+
+/// Asserts a clinician treating the patient: the context an ordinary clinical call carries.
+pub fn clinician_treating(mut request: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
+    let metadata = request.metadata_mut();
+    metadata.insert("x-hie-user", "dr-wu".parse().expect("ASCII"));
+    metadata.insert("x-hie-role", "clinician".parse().expect("ASCII"));
+    metadata.insert("x-hie-purpose", "treatment".parse().expect("ASCII"));
+    Ok(request)
+}
+
+pub fn population_client(channel: Channel) -> PopulationClient {
+    PopulationRegistryClient::with_interceptor(channel, clinician_treating as ContextInterceptor)
+}
+
 impl TestServer {
-    pub fn population(&self) -> PopulationRegistryClient<Channel> {
-        PopulationRegistryClient::new(self.channel.clone())
+    pub fn population(&self) -> PopulationClient {
+        population_client(self.channel.clone())
     }
 
     pub fn directory(&self) -> DirectoryClient<Channel> {

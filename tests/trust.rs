@@ -1,7 +1,6 @@
 //! Mutual TLS, for real: a development CA from `hie certs`, TLS handshakes over TCP, the caller's
 //! organisation taken from its certificate.
 
-use hie_proto::population::population_registry_client::PopulationRegistryClient;
 use hie_proto::population::{Identifier, ResolveIdentifierRequest};
 use hie_server::RunningServer;
 use hie_server::pki::{self, PkiFolder};
@@ -9,7 +8,7 @@ use hie_server::settings::TlsSettings;
 use tonic::Code;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Identity};
 
-use crate::harness::{TestDb, register_organisations, request, woman};
+use crate::harness::{PopulationClient, TestDb, population_client, register_organisations, request, woman};
 
 struct Fixture {
     _db: TestDb,
@@ -56,7 +55,7 @@ async fn fixture() -> Fixture {
 async fn client(
     fixture: &Fixture,
     identity: Option<(std::path::PathBuf, std::path::PathBuf)>,
-) -> Result<PopulationRegistryClient<Channel>, tonic::transport::Error> {
+) -> Result<PopulationClient, tonic::transport::Error> {
     let ca = std::fs::read(fixture.folder.ca_cert()).unwrap();
     let mut tls = ClientTlsConfig::new()
         .ca_certificate(Certificate::from_pem(ca))
@@ -73,7 +72,7 @@ async fn client(
         .tls_config(tls)?
         .connect()
         .await?;
-    Ok(PopulationRegistryClient::new(channel))
+    Ok(population_client(channel))
 }
 
 fn identity_of(folder: &PkiFolder, code: &str) -> Option<(std::path::PathBuf, std::path::PathBuf)> {
@@ -81,9 +80,7 @@ fn identity_of(folder: &PkiFolder, code: &str) -> Option<(std::path::PathBuf, st
 }
 
 /// Either the handshake or the first call must fail: rustls refuses during or right after it.
-async fn assert_refused(
-    client: Result<PopulationRegistryClient<Channel>, tonic::transport::Error>,
-) -> Option<Code> {
+async fn assert_refused(client: Result<PopulationClient, tonic::transport::Error>) -> Option<Code> {
     let Ok(mut client) = client else { return None };
     let status = client
         .register_source_record(request("QDN-H01", "MZ1", "吴阿妹", Some(&woman(1))))

@@ -401,6 +401,10 @@ pub async fn run(
     crate::cli::serve_until_interrupted(server).await
 }
 
+/// The request context every population call carries: who asks, in what role, and why.
+const CONTEXT: &str =
+    "-H 'x-hie-user: demo-clerk' -H 'x-hie-role: registration_clerk' -H 'x-hie-purpose: treatment'";
+
 /// Three grpcurl commands that show a cross-reference, a search and a directory look-up.
 fn try_it(prefecture: &SyntheticPrefecture, address: &str) -> String {
     // A record of the first prefecture hospital whose resident is also known to the second.
@@ -417,7 +421,7 @@ fn try_it(prefecture: &SyntheticPrefecture, address: &str) -> String {
     let resolve = example.map_or_else(String::new, |r| {
         format!(
             "# Which records, at every organisation, belong to the patient QDN-H01 knows as {local}:\n\
-             grpcurl -plaintext -d '{{\"identifier\": {{\"system\": \"urn:hie:org:QDN-H01:patient\", \"value\": \"{local}\"}}}}' \\\n  \
+             grpcurl -plaintext {CONTEXT} -d '{{\"identifier\": {{\"system\": \"urn:hie:org:QDN-H01:patient\", \"value\": \"{local}\"}}}}' \\\n  \
              {address} hie.population.v1.PopulationRegistry/ResolveIdentifier\n",
             local = r.local_patient_number().value()
         )
@@ -444,7 +448,7 @@ fn try_it(prefecture: &SyntheticPrefecture, address: &str) -> String {
     format!(
         "\nhie demo is serving on {address}. Try:\n\n{resolve}\n\
          # Residents of Leishan county named {surname}…, born in the 1980s:\n\
-         grpcurl -plaintext -d '{{\"name\": \"{surname}*\", \"birth_date_from\": \"1980-01-01\", \"birth_date_to\": \"1989-12-31\", \"division_code\": \"522634\", \"page_size\": 5}}' \\\n  \
+         grpcurl -plaintext {CONTEXT} -d '{{\"name\": \"{surname}*\", \"birth_date_from\": \"1980-01-01\", \"birth_date_to\": \"1989-12-31\", \"division_code\": \"522634\", \"page_size\": 5}}' \\\n  \
          {address} hie.population.v1.PopulationRegistry/SearchPersons\n\n\
          # The hospitals of the prefecture:\n\
          grpcurl -plaintext -d '{{\"kind\": \"ORGANISATION_KIND_HOSPITAL\", \"division_code\": \"522600\", \"page_size\": 10}}' \\\n  \

@@ -1,7 +1,7 @@
 //! The `hie.population.v1.PopulationRegistry` gRPC service: maps proto messages to domain types,
 //! answering every malformed field as `INVALID_ARGUMENT` naming it, and domain results back.
 
-use hie_core::context::CallerOrganisation;
+use hie_core::context::{CallerOrganisation, RequestContext};
 use hie_core::domain::{
     BirthDate, BoundedText, DivisionCode, Ethnicity, Identifier, OrganisationCode, PersonName, Phone, Sex,
 };
@@ -39,6 +39,7 @@ impl PopulationRegistry for PopulationGrpc {
         &self,
         request: Request<proto::RegisterSourceRecordRequest>,
     ) -> Result<Response<proto::RegisterSourceRecordResponse>, Status> {
+        let _context = RequestContext::of(&request)?;
         let caller = request.extensions().get::<CallerOrganisation>().cloned();
         let mut message = request.into_inner();
         if let Some(CallerOrganisation(caller)) = caller {
@@ -77,6 +78,7 @@ impl PopulationRegistry for PopulationGrpc {
         &self,
         request: Request<proto::GetPersonRequest>,
     ) -> Result<Response<proto::GetPersonResponse>, Status> {
+        let _context = RequestContext::of(&request)?;
         let id = PersonId::parse(&request.into_inner().person_id).field("person_id")?;
         let (person, records) = self.population.person(&id).await?;
         Ok(Response::new(proto::GetPersonResponse {
@@ -90,6 +92,7 @@ impl PopulationRegistry for PopulationGrpc {
         &self,
         request: Request<proto::ResolveIdentifierRequest>,
     ) -> Result<Response<proto::ResolveIdentifierResponse>, Status> {
+        let _context = RequestContext::of(&request)?;
         let identifier = parse_identifier(request.into_inner().identifier, "identifier")?;
         let (person_id, references) = self.population.resolve(&identifier).await?;
         Ok(Response::new(proto::ResolveIdentifierResponse {
@@ -103,6 +106,7 @@ impl PopulationRegistry for PopulationGrpc {
         &self,
         request: Request<proto::SearchPersonsRequest>,
     ) -> Result<Response<proto::SearchPersonsResponse>, Status> {
+        let _context = RequestContext::of(&request)?;
         let request = request.into_inner();
         let criteria = search_criteria(&request)?;
         let page_size = PageSize::parse(request.page_size).field("page_size")?;
