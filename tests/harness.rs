@@ -247,3 +247,15 @@ pub async fn count(exchange: &Exchange, table: &str) -> i64 {
         .unwrap();
     n
 }
+
+/// The request context of the storage tests: a clinician treating the patient.
+pub fn ctx() -> hie_core::context::RequestContext {
+    hie_core::context::RequestContext::from_metadata(
+        &clinician_treating(tonic::Request::new(()))
+            .unwrap()
+            .metadata()
+            .clone(),
+        None,
+    )
+    .expect("a complete context")
+}

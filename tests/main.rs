@@ -6,6 +6,7 @@
 //! `postgres://postgres@127.0.0.1:5432/postgres`). When it is unreachable the PostgreSQL variants
 //! are skipped with a message, except under `CI=true`, where they fail.
 
+mod audit;
 mod bad_input;
 mod e2e;
 mod harness;

@@ -10,7 +10,7 @@ use hie_directory::domain::{
 };
 use hie_population::domain::{NameQuery, RegistrationOutcome, SearchCriteria};
 
-use crate::harness::{TestDb, count, draft, on_every_backend, register_organisations, request, woman};
+use crate::harness::{TestDb, count, ctx, draft, on_every_backend, register_organisations, request, woman};
 
 on_every_backend!(
     migrations_apply_twice_without_harm,
@@ -170,15 +170,24 @@ async fn the_same_resident_id_from_two_hospitals_joins_one_person(db: TestDb) {
     register_organisations(&exchange).await;
     let population = &exchange.population;
     let first = population
-        .register(&draft(request("QDN-H01", "MZ001", "吴阿妹", Some(&woman(1)))))
+        .register(
+            &ctx(),
+            &draft(request("QDN-H01", "MZ001", "吴阿妹", Some(&woman(1)))),
+        )
         .await
         .unwrap();
     let second = population
-        .register(&draft(request("QDN-H02", "ZY-77", "吴阿妹", Some(&woman(1)))))
+        .register(
+            &ctx(),
+            &draft(request("QDN-H02", "ZY-77", "吴阿妹", Some(&woman(1)))),
+        )
         .await
         .unwrap();
     let stranger = population
-        .register(&draft(request("QDN-H02", "ZY-78", "吴阿妹", Some(&woman(2)))))
+        .register(
+            &ctx(),
+            &draft(request("QDN-H02", "ZY-78", "吴阿妹", Some(&woman(2)))),
+        )
         .await
         .unwrap();
     assert_eq!(first.outcome, RegistrationOutcome::CreatedPerson);
@@ -188,7 +197,7 @@ async fn the_same_resident_id_from_two_hospitals_joins_one_person(db: TestDb) {
     assert_ne!(stranger.person_id, first.person_id);
 
     let local = Identifier::parse("urn:hie:org:QDN-H02:patient", "ZY-77").unwrap();
-    let (person, references) = population.resolve(&local).await.unwrap();
+    let (person, references) = population.resolve(&ctx(), &local).await.unwrap();
     assert_eq!(person, first.person_id);
     let pairs: Vec<(String, String, &str)> = references
         .iter()
@@ -217,7 +226,7 @@ async fn the_same_resident_id_from_two_hospitals_joins_one_person(db: TestDb) {
             ),
         ]
     );
-    let (person, records) = population.person(&first.person_id).await.unwrap();
+    let (person, records) = population.person(&ctx(), &first.person_id).await.unwrap();
     assert_eq!(records.len(), 2);
     assert_eq!(
         person.identifiers.len(),
@@ -231,11 +240,17 @@ async fn the_same_local_number_again_updates_its_record_and_never_adds_one(db: T
     register_organisations(&exchange).await;
     let population = &exchange.population;
     let first = population
-        .register(&draft(request("QDN-H01", "MZ001", "吴阿妹", Some(&woman(1)))))
+        .register(
+            &ctx(),
+            &draft(request("QDN-H01", "MZ001", "吴阿妹", Some(&woman(1)))),
+        )
         .await
         .unwrap();
     let again = population
-        .register(&draft(request("QDN-H01", "MZ001", "吴阿美", Some(&woman(1)))))
+        .register(
+            &ctx(),
+            &draft(request("QDN-H01", "MZ001", "吴阿美", Some(&woman(1)))),
+        )
         .await
         .unwrap();
     assert_eq!(again.outcome, RegistrationOutcome::UpdatedRecord);
@@ -243,7 +258,7 @@ async fn the_same_local_number_again_updates_its_record_and_never_adds_one(db: T
     assert_eq!(again.person_id, first.person_id);
     assert_eq!(count(&exchange, "source_records").await, 1);
     assert_eq!(count(&exchange, "persons").await, 1);
-    let (person, records) = population.person(&first.person_id).await.unwrap();
+    let (person, records) = population.person(&ctx(), &first.person_id).await.unwrap();
     assert_eq!(person.demographics.name.as_str(), "吴阿美");
     assert_eq!(records[0].demographics.name.as_str(), "吴阿美");
 }
@@ -253,26 +268,35 @@ async fn a_record_whose_resident_id_changes_leaves_for_its_own_person(db: TestDb
     register_organisations(&exchange).await;
     let population = &exchange.population;
     let h1 = population
-        .register(&draft(request("QDN-H01", "MZ001", "吴阿妹", Some(&woman(1)))))
+        .register(
+            &ctx(),
+            &draft(request("QDN-H01", "MZ001", "吴阿妹", Some(&woman(1)))),
+        )
         .await
         .unwrap();
     let h2 = population
-        .register(&draft(request("QDN-H02", "ZY-77", "吴阿妹", Some(&woman(1)))))
+        .register(
+            &ctx(),
+            &draft(request("QDN-H02", "ZY-77", "吴阿妹", Some(&woman(1)))),
+        )
         .await
         .unwrap();
     assert_eq!(h1.person_id, h2.person_id);
     // QDN-H02 corrects a mistyped identity number: its record now describes someone else.
     let corrected = population
-        .register(&draft(request("QDN-H02", "ZY-77", "吴阿妹", Some(&woman(3)))))
+        .register(
+            &ctx(),
+            &draft(request("QDN-H02", "ZY-77", "吴阿妹", Some(&woman(3)))),
+        )
         .await
         .unwrap();
     assert_ne!(corrected.person_id, h1.person_id);
     assert_eq!(corrected.source_record_id, h2.source_record_id);
-    let (_, records) = population.person(&h1.person_id).await.unwrap();
+    let (_, records) = population.person(&ctx(), &h1.person_id).await.unwrap();
     assert_eq!(records.len(), 1);
     let by_new_id = Identifier::parse("urn:hie:id:resident", &woman(3)).unwrap();
     assert_eq!(
-        population.resolve(&by_new_id).await.unwrap().0,
+        population.resolve(&ctx(), &by_new_id).await.unwrap().0,
         corrected.person_id
     );
     assert_eq!(
@@ -288,7 +312,10 @@ async fn a_record_from_an_unknown_or_inactive_organisation_writes_nothing(db: Te
     for organisation in ["QDN-H77", "QDN-H09"] {
         let refused = exchange
             .population
-            .register(&draft(request(organisation, "MZ001", "吴阿妹", Some(&woman(1)))))
+            .register(
+                &ctx(),
+                &draft(request(organisation, "MZ001", "吴阿妹", Some(&woman(1)))),
+            )
             .await;
         assert!(
             matches!(refused, Err(Error::FailedPrecondition { ref field, .. }) if field == "organisation_code"),
@@ -306,7 +333,7 @@ async fn a_failed_batch_writes_nothing(db: TestDb) {
         draft(request("QDN-H01", "MZ001", "吴阿妹", Some(&woman(1)))),
         draft(request("QDN-H09", "MZ002", "吴阿妹", Some(&woman(2)))),
     ];
-    assert!(exchange.population.register_batch(&batch).await.is_err());
+    assert!(exchange.population.register_batch(&ctx(), &batch).await.is_err());
     assert_eq!(count(&exchange, "source_records").await, 0);
     assert_eq!(count(&exchange, "person_identifiers").await, 0);
 }
@@ -319,12 +346,10 @@ async fn search_combines_criteria_and_pages_in_a_stable_order(db: TestDb) {
     for n in 0..7 {
         let name = if n % 2 == 0 { "杨秀英" } else { "杨秀" };
         let registration = population
-            .register(&draft(request(
-                "QDN-H01",
-                &format!("MZ{n}"),
-                name,
-                Some(&woman(n)),
-            )))
+            .register(
+                &ctx(),
+                &draft(request("QDN-H01", &format!("MZ{n}"), name, Some(&woman(n)))),
+            )
             .await
             .unwrap();
         expected.push(registration.person_id);
@@ -338,9 +363,12 @@ async fn search_combines_criteria_and_pages_in_a_stable_order(db: TestDb) {
         .as_mut()
         .unwrap()
         .division_code = "522631".into();
-    population.register(&draft(elsewhere)).await.unwrap();
+    population.register(&ctx(), &draft(elsewhere)).await.unwrap();
     population
-        .register(&draft(request("QDN-H01", "MZ-W", "王芳", Some(&woman(101)))))
+        .register(
+            &ctx(),
+            &draft(request("QDN-H01", "MZ-W", "王芳", Some(&woman(101)))),
+        )
         .await
         .unwrap();
 
@@ -353,7 +381,7 @@ async fn search_combines_criteria_and_pages_in_a_stable_order(db: TestDb) {
     let mut token: Option<PageToken> = None;
     loop {
         let (page, next) = population
-            .search(&criteria, PageSize::parse(3).unwrap(), token)
+            .search(&ctx(), &criteria, PageSize::parse(3).unwrap(), token)
             .await
             .unwrap();
         found.extend(page.into_iter().map(|p| p.id));
@@ -373,7 +401,7 @@ async fn search_combines_criteria_and_pages_in_a_stable_order(db: TestDb) {
         ..SearchCriteria::default()
     };
     let (page, _) = population
-        .search(&exact, PageSize::parse(200).unwrap(), None)
+        .search(&ctx(), &exact, PageSize::parse(200).unwrap(), None)
         .await
         .unwrap();
     assert_eq!(page.len(), 5, "four in Kaili and one in Liping");
@@ -383,7 +411,7 @@ async fn search_combines_criteria_and_pages_in_a_stable_order(db: TestDb) {
         ..SearchCriteria::default()
     };
     let (page, _) = population
-        .search(&by_identifier, PageSize::parse(10).unwrap(), None)
+        .search(&ctx(), &by_identifier, PageSize::parse(10).unwrap(), None)
         .await
         .unwrap();
     assert_eq!(page.len(), 1);
@@ -398,7 +426,7 @@ async fn search_combines_criteria_and_pages_in_a_stable_order(db: TestDb) {
     };
     assert_eq!(
         population
-            .search(&in_range, PageSize::parse(200).unwrap(), None)
+            .search(&ctx(), &in_range, PageSize::parse(200).unwrap(), None)
             .await
             .unwrap()
             .0
@@ -411,7 +439,7 @@ async fn search_combines_criteria_and_pages_in_a_stable_order(db: TestDb) {
     };
     assert!(
         population
-            .search(&out_of_range, PageSize::parse(200).unwrap(), None)
+            .search(&ctx(), &out_of_range, PageSize::parse(200).unwrap(), None)
             .await
             .unwrap()
             .0
@@ -432,7 +460,7 @@ async fn concurrent_registrations_of_one_new_resident_make_one_person(db: TestDb
         let population = exchange.population.clone();
         tasks.spawn(async move {
             let request = request(organisation, &format!("N{i}"), "龙榜", Some(&woman(9)));
-            population.register(&draft(request)).await
+            population.register(&ctx(), &draft(request)).await
         });
     }
     let mut persons = std::collections::BTreeSet::new();
@@ -451,12 +479,10 @@ async fn concurrent_resolves_each_get_their_own_answer(db: TestDb) {
     for n in 0..20 {
         let registration = exchange
             .population
-            .register(&draft(request(
-                "QDN-H01",
-                &format!("MZ{n}"),
-                "龙榜",
-                Some(&woman(n)),
-            )))
+            .register(
+                &ctx(),
+                &draft(request("QDN-H01", &format!("MZ{n}"), "龙榜", Some(&woman(n)))),
+            )
             .await
             .unwrap();
         expected.push(registration.person_id);
@@ -474,7 +500,7 @@ async fn concurrent_resolves_each_get_their_own_answer(db: TestDb) {
                 } else {
                     Identifier::parse("urn:hie:id:resident", &woman(n)).unwrap()
                 };
-                (n, population.resolve(&identifier).await)
+                (n, population.resolve(&ctx(), &identifier).await)
             });
         }
     }

@@ -79,6 +79,19 @@ pub struct RequestContext {
 }
 
 impl RequestContext {
+    /// The context of a bulk load run by an operator (the demo, benchmarks, migrations): no
+    /// organisation, an administrator, and the reason in the audit trail.
+    pub fn bulk_load(user_id: &str, reason: &str) -> RequestContext {
+        RequestContext {
+            organisation: None,
+            user_id: user_id.to_owned(),
+            role: Role::Administrator,
+            purpose: Purpose::Treatment,
+            reason: Some(reason.to_owned()),
+            request_id: uuid::Uuid::now_v7().to_string(),
+        }
+    }
+
     /// The context of a gRPC request: its metadata, and the organisation its connection
     /// authenticated as.
     pub fn of<T>(request: &tonic::Request<T>) -> Result<RequestContext, Error> {

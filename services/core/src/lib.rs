@@ -6,6 +6,7 @@
 //! This crate must never hold a service's business rules, and its domain types must never be
 //! constructible in an invalid state: every one is built through a `parse` that checks it.
 
+pub mod batch;
 pub mod context;
 pub mod db;
 pub mod domain;

@@ -5,6 +5,7 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use hie_access::AuditTrail;
 use hie_core::Error;
 use hie_core::db::Database;
 use hie_directory::DirectoryService;
@@ -71,6 +72,7 @@ pub struct Exchange {
     pub database: Database,
     pub directory: DirectoryService,
     pub population: PopulationService,
+    pub audit: AuditTrail,
 }
 
 impl Exchange {
@@ -88,15 +90,18 @@ impl Exchange {
     /// Composes the services over an open database.
     pub fn over(database: Database) -> Exchange {
         let directory = DirectoryService::new(database.clone());
+        let audit = AuditTrail::new(database.clone());
         let population = PopulationService::new(
             database.clone(),
             directory.clone(),
+            audit.clone(),
             Arc::new(DeterministicMatcher),
         );
         Exchange {
             database,
             directory,
             population,
+            audit,
         }
     }
 

@@ -235,7 +235,13 @@ async fn load_in_parallel(
         tasks.spawn(async move {
             for batch in partition.chunks(500) {
                 population
-                    .register_batch(batch)
+                    .register_batch(
+                        &hie_core::context::RequestContext::bulk_load(
+                            "hie-bench",
+                            "synthetic population load",
+                        ),
+                        batch,
+                    )
                     .await
                     .map_err(|e| e.to_string())?;
             }

@@ -37,6 +37,16 @@ pub enum Command {
     /// A development certificate authority for mutual TLS.
     #[command(subcommand)]
     Certs(CertsCommand),
+    /// The audit trail.
+    #[command(subcommand)]
+    Audit(AuditCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AuditCommand {
+    /// Walk the hash chain of the audit trail; name the first edited event, or the gap where
+    /// events were deleted. Exits 1 when the chain is broken.
+    Verify(DatabaseArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -113,6 +123,7 @@ impl Cli {
         let (listen, database) = match &self.command {
             Command::Serve(serve) | Command::Demo(DemoArgs { serve, .. }) => (serve.listen, &serve.database),
             Command::Migrate(database)
+            | Command::Audit(AuditCommand::Verify(database))
             | Command::Certs(CertsCommand::Issue { database, .. } | CertsCommand::Revoke { database, .. }) => {
                 (None, database)
             }
@@ -167,6 +178,7 @@ pub fn run(cli: Cli) -> ExitCode {
             }
             Command::Bench(command) => bench::run(command).await,
             Command::Certs(command) => certs(&settings, command).await,
+            Command::Audit(AuditCommand::Verify(_)) => verify_audit(&settings).await,
         }
     });
     match result {
@@ -299,5 +311,16 @@ async fn certs(settings: &Settings, command: CertsCommand) -> Result<(), String>
             println!("revoked {fingerprint}");
             Ok(())
         }
+    }
+}
+
+async fn verify_audit(settings: &Settings) -> Result<(), String> {
+    let exchange = Exchange::open(settings).await.map_err(|e| e.to_string())?;
+    match exchange.audit.verify().await.map_err(|e| e.to_string())? {
+        Ok(n_events) => {
+            println!("audit trail intact: {n_events} events, every hash verified");
+            Ok(())
+        }
+        Err(broken) => Err(format!("audit trail broken: {broken}")),
     }
 }

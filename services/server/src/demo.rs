@@ -360,7 +360,10 @@ pub async fn load(exchange: &Exchange, prefecture: &SyntheticPrefecture) -> Resu
     for batch in prefecture.records.chunks(500) {
         exchange
             .population
-            .register_batch(batch)
+            .register_batch(
+                &hie_core::context::RequestContext::bulk_load("hie-demo", "synthetic population load"),
+                batch,
+            )
             .await
             .map_err(|e| e.to_string())?;
         done += batch.len();

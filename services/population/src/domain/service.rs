@@ -1,6 +1,8 @@
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
+use hie_access::{AuditEvent, AuditTrail, Outcome};
+use hie_core::context::RequestContext;
 use hie_core::db::Database;
 use hie_core::domain::{Identifier, OrganisationCode};
 use hie_core::page::{PageSize, PageToken, next_page};
@@ -37,6 +39,7 @@ pub struct PopulationService {
     store: PopulationStore,
     resolver: ResolveBatcher,
     directory: DirectoryService,
+    audit: AuditTrail,
     matcher: Arc<dyn Matcher>,
 }
 
@@ -44,6 +47,7 @@ impl PopulationService {
     pub fn new(
         database: Database,
         directory: DirectoryService,
+        audit: AuditTrail,
         matcher: Arc<dyn Matcher>,
     ) -> PopulationService {
         let store = PopulationStore::new(database);
@@ -51,25 +55,53 @@ impl PopulationService {
             resolver: ResolveBatcher::new(store.clone()),
             store,
             directory,
+            audit,
             matcher,
         }
     }
 
     /// Registers or updates one source record, in one transaction.
-    pub async fn register(&self, draft: &SourceRecordDraft) -> Result<Registration, Error> {
-        self.directory
-            .require_active_organisation("organisation_code", draft.organisation())
-            .await?;
-        let mut transaction = self.store.begin_write().await?;
-        let registration = self.register_in(&mut transaction, draft).await?;
-        transaction.commit().await?;
-        Ok(registration)
+    /// The audit event of a registration is written in the same transaction; a registration
+    /// that fails leaves an event of its own.
+    pub async fn register(
+        &self,
+        context: &RequestContext,
+        draft: &SourceRecordDraft,
+    ) -> Result<Registration, Error> {
+        let registered = async {
+            self.directory
+                .require_active_organisation("organisation_code", draft.organisation())
+                .await?;
+            let mut transaction = self.store.begin_write().await?;
+            let registration = self.register_in(&mut transaction, draft).await?;
+            hie_access::store::append_in(&mut transaction, &[registered_event(context, &registration)])
+                .await?;
+            transaction.commit().await?;
+            Ok(registration)
+        }
+        .await;
+        if let Err(error) = &registered {
+            let event = AuditEvent::new(
+                context,
+                "population.register",
+                None,
+                "source_record",
+                None,
+                outcome_of(error),
+            );
+            self.audit.record(event).await?;
+        }
+        registered
     }
 
     /// Registers many records in one transaction: all of them or, on the first error, none. For
     /// bulk loads (migrations, the demo, benchmarks), where one transaction per record would be
     /// dominated by commits.
-    pub async fn register_batch(&self, drafts: &[SourceRecordDraft]) -> Result<Vec<Registration>, Error> {
+    pub async fn register_batch(
+        &self,
+        context: &RequestContext,
+        drafts: &[SourceRecordDraft],
+    ) -> Result<Vec<Registration>, Error> {
         let organisations: BTreeSet<&OrganisationCode> =
             drafts.iter().map(SourceRecordDraft::organisation).collect();
         for organisation in organisations {
@@ -82,6 +114,11 @@ impl PopulationService {
         for draft in drafts {
             registrations.push(self.register_in(&mut transaction, draft).await?);
         }
+        let events: Vec<AuditEvent> = registrations
+            .iter()
+            .map(|r| registered_event(context, r))
+            .collect();
+        hie_access::store::append_in(&mut transaction, &events).await?;
         transaction.commit().await?;
         Ok(registrations)
     }
@@ -188,7 +225,11 @@ impl PopulationService {
     }
 
     /// The person with the source records linked to it.
-    pub async fn person(&self, id: &PersonId) -> Result<(Person, Vec<SourceRecord>), Error> {
+    pub async fn person(
+        &self,
+        context: &RequestContext,
+        id: &PersonId,
+    ) -> Result<(Person, Vec<SourceRecord>), Error> {
         let person = self
             .store
             .persons(std::slice::from_ref(id))
@@ -196,22 +237,34 @@ impl PopulationService {
             .pop()
             .ok_or_else(|| Error::NotFound(format!("person {} does not exist", id.as_str())))?;
         let records = self.store.source_records_of(id).await?;
+        self.audit
+            .record(read_event(context, "population.get_person", &person.id))
+            .await?;
         Ok((person, records))
     }
 
     /// PIX query: the person an identifier belongs to, and every identifier of that person.
-    pub async fn resolve(&self, identifier: &Identifier) -> Result<(PersonId, Vec<CrossReference>), Error> {
-        self.resolver.resolve(identifier.clone()).await?.ok_or_else(|| {
+    pub async fn resolve(
+        &self,
+        context: &RequestContext,
+        identifier: &Identifier,
+    ) -> Result<(PersonId, Vec<CrossReference>), Error> {
+        let (person, references) = self.resolver.resolve(identifier.clone()).await?.ok_or_else(|| {
             Error::NotFound(format!(
                 "no record carries this identifier of {}",
                 identifier.system_uri()
             ))
-        })
+        })?;
+        self.audit
+            .record(read_event(context, "population.resolve", &person))
+            .await?;
+        Ok((person, references))
     }
 
     /// PDQ: persons matching every criterion, in id order.
     pub async fn search(
         &self,
+        context: &RequestContext,
         criteria: &SearchCriteria,
         page_size: PageSize,
         page_token: Option<PageToken>,
@@ -233,6 +286,43 @@ impl PopulationService {
         let after = page_token.as_ref().map_or("", PageToken::last_key);
         let mut persons = self.store.search(criteria, after, page_size.get() + 1).await?;
         let next = next_page(&mut persons, page_size, |p| p.id.as_str());
+        // Each person found sees the search in their access log.
+        let events = persons
+            .iter()
+            .map(|p| read_event(context, "population.search", &p.id))
+            .collect();
+        self.audit.record_all(events).await?;
         Ok((persons, next))
+    }
+}
+
+fn registered_event(context: &RequestContext, registration: &Registration) -> AuditEvent {
+    AuditEvent::new(
+        context,
+        "population.register",
+        Some(registration.person_id.as_str().to_owned()),
+        "source_record",
+        Some(registration.source_record_id.as_str().to_owned()),
+        Outcome::Permitted,
+    )
+}
+
+fn read_event(context: &RequestContext, action: &str, person: &PersonId) -> AuditEvent {
+    let id = person.as_str().to_owned();
+    AuditEvent::new(
+        context,
+        action,
+        Some(id.clone()),
+        "person",
+        Some(id),
+        Outcome::Permitted,
+    )
+}
+
+/// How a failed call is recorded: a refusal as denied, anything else as failed.
+fn outcome_of(error: &Error) -> Outcome {
+    match error {
+        Error::PermissionDenied(reason) => Outcome::Denied(reason.clone()),
+        other => Outcome::Failed(other.to_string()),
     }
 }

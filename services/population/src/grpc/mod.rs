@@ -39,7 +39,7 @@ impl PopulationRegistry for PopulationGrpc {
         &self,
         request: Request<proto::RegisterSourceRecordRequest>,
     ) -> Result<Response<proto::RegisterSourceRecordResponse>, Status> {
-        let _context = RequestContext::of(&request)?;
+        let context = RequestContext::of(&request)?;
         let caller = request.extensions().get::<CallerOrganisation>().cloned();
         let mut message = request.into_inner();
         if let Some(CallerOrganisation(caller)) = caller {
@@ -59,7 +59,7 @@ impl PopulationRegistry for PopulationGrpc {
             }
         }
         let draft = source_record_draft(message)?;
-        let registration = self.population.register(&draft).await?;
+        let registration = self.population.register(&context, &draft).await?;
         let outcome = match registration.outcome {
             RegistrationOutcome::CreatedPerson => proto::RegistrationOutcome::CreatedPerson,
             RegistrationOutcome::JoinedPerson => proto::RegistrationOutcome::JoinedPerson,
@@ -78,9 +78,9 @@ impl PopulationRegistry for PopulationGrpc {
         &self,
         request: Request<proto::GetPersonRequest>,
     ) -> Result<Response<proto::GetPersonResponse>, Status> {
-        let _context = RequestContext::of(&request)?;
+        let context = RequestContext::of(&request)?;
         let id = PersonId::parse(&request.into_inner().person_id).field("person_id")?;
-        let (person, records) = self.population.person(&id).await?;
+        let (person, records) = self.population.person(&context, &id).await?;
         Ok(Response::new(proto::GetPersonResponse {
             person: Some(person_to_proto(&person)),
             source_records: records.iter().map(source_record_to_proto).collect(),
@@ -92,9 +92,9 @@ impl PopulationRegistry for PopulationGrpc {
         &self,
         request: Request<proto::ResolveIdentifierRequest>,
     ) -> Result<Response<proto::ResolveIdentifierResponse>, Status> {
-        let _context = RequestContext::of(&request)?;
+        let context = RequestContext::of(&request)?;
         let identifier = parse_identifier(request.into_inner().identifier, "identifier")?;
-        let (person_id, references) = self.population.resolve(&identifier).await?;
+        let (person_id, references) = self.population.resolve(&context, &identifier).await?;
         Ok(Response::new(proto::ResolveIdentifierResponse {
             person_id: person_id.as_str().to_owned(),
             cross_references: references.iter().map(cross_reference_to_proto).collect(),
@@ -106,12 +106,15 @@ impl PopulationRegistry for PopulationGrpc {
         &self,
         request: Request<proto::SearchPersonsRequest>,
     ) -> Result<Response<proto::SearchPersonsResponse>, Status> {
-        let _context = RequestContext::of(&request)?;
+        let context = RequestContext::of(&request)?;
         let request = request.into_inner();
         let criteria = search_criteria(&request)?;
         let page_size = PageSize::parse(request.page_size).field("page_size")?;
         let page_token = PageToken::parse(&request.page_token).field("page_token")?;
-        let (persons, next) = self.population.search(&criteria, page_size, page_token).await?;
+        let (persons, next) = self
+            .population
+            .search(&context, &criteria, page_size, page_token)
+            .await?;
         Ok(Response::new(proto::SearchPersonsResponse {
             persons: persons.iter().map(person_to_proto).collect(),
             next_page_token: next.map(|t| t.encode()).unwrap_or_default(),
