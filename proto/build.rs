@@ -3,6 +3,7 @@
 use prost::Message;
 
 const PROTOS: &[&str] = &[
+    "hie/access/v1/access.proto",
     "hie/directory/v1/directory.proto",
     "hie/population/v1/population.proto",
 ];

@@ -140,3 +140,96 @@ async fn an_edited_event_is_named_and_a_deleted_one_is_a_gap(db: TestDb) {
         Err(ChainBreak::Truncated { head: 4, last: 1 })
     );
 }
+
+mod over_the_network {
+    use hie_proto::access::access_service_client::AccessServiceClient;
+    use hie_proto::access::{PatientAccessLogRequest, QueryAuditRequest};
+    use hie_proto::population::{Identifier, ResolveIdentifierRequest};
+    use tonic::Code;
+
+    use crate::harness::{TestDb, register_organisations, request, woman};
+
+    fn as_role<T>(message: T, role: &str) -> tonic::Request<T> {
+        let mut request = tonic::Request::new(message);
+        request
+            .metadata_mut()
+            .insert("x-hie-user", "officer-1".parse().unwrap());
+        request.metadata_mut().insert("x-hie-role", role.parse().unwrap());
+        request
+            .metadata_mut()
+            .insert("x-hie-purpose", "patient_request".parse().unwrap());
+        request
+    }
+
+    #[tokio::test]
+    async fn a_patient_sees_who_looked_and_a_privacy_officer_queries_the_trail() {
+        let db = TestDb::sqlite().await;
+        let server = db.server().await;
+        register_organisations(server.exchange()).await;
+        let mut population = server.population();
+        let registered = population
+            .register_source_record(request("QDN-H01", "MZ1", "吴阿妹", Some(&woman(1))))
+            .await
+            .unwrap()
+            .into_inner();
+        let identifier = Identifier {
+            system: "urn:hie:org:QDN-H01:patient".into(),
+            value: "MZ1".into(),
+        };
+        population
+            .resolve_identifier(ResolveIdentifierRequest {
+                identifier: Some(identifier),
+            })
+            .await
+            .unwrap();
+
+        let mut access = AccessServiceClient::new(server.channel.clone());
+        let log = PatientAccessLogRequest {
+            person_id: registered.person_id.clone(),
+            page_size: 10,
+            page_token: String::new(),
+        };
+        let events = access
+            .patient_access_log(as_role(log.clone(), "patient"))
+            .await
+            .unwrap()
+            .into_inner()
+            .events;
+        let actions: Vec<&str> = events.iter().map(|e| e.action.as_str()).collect();
+        assert_eq!(
+            actions,
+            ["population.resolve", "population.register"],
+            "newest first"
+        );
+        assert!(
+            events
+                .iter()
+                .all(|e| e.user_id == "dr-wu" && e.purpose == "treatment" && !e.emergency)
+        );
+
+        let status = access
+            .patient_access_log(as_role(log, "insurer"))
+            .await
+            .unwrap_err();
+        assert_eq!(status.code(), Code::PermissionDenied);
+
+        let query = QueryAuditRequest {
+            outcome: "denied".into(),
+            page_size: 10,
+            ..Default::default()
+        };
+        let status = access
+            .query_audit(as_role(query.clone(), "clinician"))
+            .await
+            .unwrap_err();
+        assert_eq!(status.code(), Code::PermissionDenied);
+        let denied = access
+            .query_audit(as_role(query, "administrator"))
+            .await
+            .unwrap()
+            .into_inner()
+            .events;
+        assert_eq!(denied.len(), 1, "the insurer's refused look at the access log");
+        assert_eq!(denied[0].role, "insurer");
+    }
+}

@@ -2,6 +2,12 @@
 //! that generates code; every service maps these types to its own domain types at its boundary,
 //! so that proto types never reach domain logic.
 
+/// `hie.access.v1`: the audit trail as patients and privacy officers see it.
+pub mod access {
+    #![allow(missing_docs, clippy::all)]
+    tonic::include_proto!("hie.access.v1");
+}
+
 /// `hie.directory.v1`: organisations and practitioners.
 pub mod directory {
     #![allow(missing_docs, clippy::all)]

@@ -6,6 +6,7 @@
 //! It owns the `audit_events` and `audit_head` tables. It must never update or delete an event.
 
 pub mod domain;
+pub mod grpc;
 pub mod store;
 
 pub use domain::{AuditEvent, ChainBreak, Outcome};

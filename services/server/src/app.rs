@@ -6,6 +6,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use hie_access::AuditTrail;
+use hie_access::grpc::AccessGrpc;
 use hie_core::Error;
 use hie_core::db::Database;
 use hie_directory::DirectoryService;
@@ -130,6 +131,9 @@ impl Exchange {
             .set_serving::<hie_proto::directory::directory_server::DirectoryServer<DirectoryGrpc>>()
             .await;
         health_reporter
+            .set_serving::<hie_proto::access::access_service_server::AccessServiceServer<AccessGrpc>>()
+            .await;
+        health_reporter
             .set_serving::<hie_proto::population::population_registry_server::PopulationRegistryServer<PopulationGrpc>>()
             .await;
         let reflection = || {
@@ -155,6 +159,7 @@ impl Exchange {
             .add_service(health_service)
             .add_service(reflection_v1)
             .add_service(reflection_v1alpha)
+            .add_service(AccessGrpc::new(self.audit.clone()).into_server())
             .add_service(DirectoryGrpc::new(self.directory.clone()).into_server())
             .add_service(PopulationGrpc::new(self.population.clone()).into_server());
 

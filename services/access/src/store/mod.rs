@@ -12,6 +12,17 @@ use sqlx::{AnyConnection, FromRow};
 
 use crate::domain::{AuditEvent, ChainBreak, ChainVerifier, Outcome};
 
+/// Which events a query returns; `None` means any.
+#[derive(Debug, Clone, Default)]
+pub struct AuditFilter {
+    pub person_id: Option<String>,
+    pub organisation: Option<String>,
+    pub user_id: Option<String>,
+    pub outcome: Option<String>,
+    pub from: Option<chrono::DateTime<chrono::Utc>>,
+    pub to: Option<chrono::DateTime<chrono::Utc>>,
+}
+
 /// The audit trail.
 #[derive(Clone, Debug)]
 pub struct AuditTrail {
@@ -144,6 +155,31 @@ impl AuditTrail {
     /// Appends several events and returns once all are committed.
     pub async fn record_all(&self, events: Vec<AuditEvent>) -> Result<Vec<i64>, Error> {
         self.writer.submit_all(events).await
+    }
+
+    /// Stored events matching `filter`, newest first, before the sequence number `before`.
+    pub async fn events(
+        &self,
+        filter: &AuditFilter,
+        before: i64,
+        limit: u32,
+    ) -> Result<Vec<(i64, AuditEvent)>, Error> {
+        let rows: Vec<StoredEvent> = sqlx::query_as(
+            "SELECT * FROM audit_events WHERE ($1 = '' OR person_id = $1) AND ($2 = '' OR organisation_code = $2) \
+             AND ($3 = '' OR user_id = $3) AND ($4 = '' OR outcome = $4) AND occurred_at >= $5 AND occurred_at < $6 \
+             AND sequence < $7 ORDER BY sequence DESC LIMIT $8",
+        )
+        .bind(filter.person_id.clone().unwrap_or_default())
+        .bind(filter.organisation.clone().unwrap_or_default())
+        .bind(filter.user_id.clone().unwrap_or_default())
+        .bind(filter.outcome.clone().unwrap_or_default())
+        .bind(filter.from.map_or(i64::MIN, time::to_micros))
+        .bind(filter.to.map_or(i64::MAX, time::to_micros))
+        .bind(before)
+        .bind(i64::from(limit))
+        .fetch_all(self.database.pool())
+        .await?;
+        Ok(rows.iter().map(|row| (row.sequence, row.event())).collect())
     }
 
     /// Walks the whole chain; `Ok(Ok(n))` when all `n` events are intact.
