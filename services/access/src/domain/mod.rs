@@ -1,4 +1,6 @@
-//! Audit events, their canonical encoding and the hash chain.
+//! Audit events, their canonical encoding and the hash chain; consent and its decision point.
+
+pub mod consent;
 
 use chrono::{DateTime, Utc};
 use hie_core::context::RequestContext;

@@ -1,0 +1,365 @@
+//! Consent (IHE BPPC-like): each person's directives, the region's policy, and the one decision
+//! point every read of a person's data goes through. `decide` is a pure function of the request
+//! context, the data category, the directives, the policy and the time.
+
+use std::collections::BTreeSet;
+
+use chrono::{DateTime, Utc};
+use hie_core::context::{Purpose, RequestContext};
+
+/// What kind of data a read touches. The sensitive ones are shared only with the person's explicit
+/// consent for that category.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum DataCategory {
+    Demographics,
+    General,
+    MentalHealth,
+    HivSti,
+    ReproductiveHealth,
+    SubstanceUse,
+}
+
+impl DataCategory {
+    pub const SENSITIVE: [DataCategory; 4] = [
+        DataCategory::MentalHealth,
+        DataCategory::HivSti,
+        DataCategory::ReproductiveHealth,
+        DataCategory::SubstanceUse,
+    ];
+
+    pub fn is_sensitive(self) -> bool {
+        Self::SENSITIVE.contains(&self)
+    }
+
+    pub fn code(self) -> &'static str {
+        match self {
+            DataCategory::Demographics => "demographics",
+            DataCategory::General => "general",
+            DataCategory::MentalHealth => "mental_health",
+            DataCategory::HivSti => "hiv_sti",
+            DataCategory::ReproductiveHealth => "reproductive_health",
+            DataCategory::SubstanceUse => "substance_use",
+        }
+    }
+
+    pub fn from_code(code: &str) -> Option<DataCategory> {
+        [
+            DataCategory::Demographics,
+            DataCategory::General,
+            DataCategory::MentalHealth,
+            DataCategory::HivSti,
+            DataCategory::ReproductiveHealth,
+            DataCategory::SubstanceUse,
+        ]
+        .into_iter()
+        .find(|c| c.code() == code)
+    }
+}
+
+/// A time-limited grant of access to an organisation or a practitioner (for example for a
+/// telemedicine consult). It does not open the sensitive categories.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Grant {
+    pub organisation: Option<String>,
+    pub practitioner: Option<String>,
+    pub expires_at: DateTime<Utc>,
+}
+
+/// One person's directives.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ConsentDirectives {
+    /// The person's own choice: share (`Some(true)`), withhold (`Some(false)`), or the region's
+    /// default (`None`).
+    pub sharing: Option<bool>,
+    pub allowed_organisations: BTreeSet<String>,
+    pub denied_organisations: BTreeSet<String>,
+    pub consented_categories: BTreeSet<DataCategory>,
+    pub grants: Vec<Grant>,
+}
+
+/// The region's policy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConsentPolicy {
+    /// Opt-out regions share unless the person withheld; opt-in regions only when they agreed.
+    pub opt_in: bool,
+    /// Whether emergency access (break-the-glass) overrides a refusal.
+    pub emergency_override: bool,
+}
+
+impl Default for ConsentPolicy {
+    fn default() -> Self {
+        ConsentPolicy {
+            opt_in: false,
+            emergency_override: true,
+        }
+    }
+}
+
+/// What the decision point decided.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Decision {
+    /// Permitted; `emergency` when only the emergency override permitted it, or when the
+    /// purpose was emergency at all (always flagged).
+    Permit {
+        emergency: bool,
+    },
+    Deny(String),
+}
+
+/// The one decision point.
+pub fn decide(
+    context: &RequestContext,
+    category: DataCategory,
+    directives: &ConsentDirectives,
+    policy: &ConsentPolicy,
+    now: DateTime<Utc>,
+) -> Decision {
+    let emergency = context.purpose == Purpose::Emergency;
+    match refusal(context, category, directives, policy, now) {
+        None => Decision::Permit { emergency },
+        Some(_) if emergency && policy.emergency_override => Decision::Permit { emergency: true },
+        Some(reason) => Decision::Deny(reason),
+    }
+}
+
+/// Why the data may not be shared with this caller, if it may not.
+fn refusal(
+    context: &RequestContext,
+    category: DataCategory,
+    directives: &ConsentDirectives,
+    policy: &ConsentPolicy,
+    now: DateTime<Utc>,
+) -> Option<String> {
+    let organisation = context.organisation.as_ref().map(|o| o.to_string());
+    if let Some(organisation) = &organisation
+        && directives.denied_organisations.contains(organisation)
+    {
+        return Some(format!(
+            "the patient withheld consent from organisation {organisation}"
+        ));
+    }
+    if category.is_sensitive() && !directives.consented_categories.contains(&category) {
+        return Some(format!(
+            "{} data is shared only with the patient's explicit consent",
+            category.code()
+        ));
+    }
+    let allowed = organisation
+        .as_ref()
+        .is_some_and(|o| directives.allowed_organisations.contains(o));
+    let granted = directives.grants.iter().any(|grant| {
+        grant.expires_at > now
+            && (grant.organisation.is_some() && grant.organisation == organisation
+                || grant.practitioner.as_deref() == Some(context.user_id.as_str()))
+    });
+    if allowed || granted {
+        return None;
+    }
+    let shares = directives.sharing.unwrap_or(!policy.opt_in);
+    if !shares {
+        return Some(if directives.sharing.is_some() {
+            "the patient opted out of sharing".to_owned()
+        } else {
+            "the patient has not opted in to sharing".to_owned()
+        });
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::Duration;
+    use hie_core::context::Role;
+    use hie_core::domain::OrganisationCode;
+
+    use super::*;
+
+    fn context(organisation: &str, purpose: Purpose) -> RequestContext {
+        RequestContext {
+            organisation: Some(OrganisationCode::parse(organisation).unwrap()),
+            user_id: "dr-wu".into(),
+            role: Role::Clinician,
+            purpose,
+            reason: (purpose == Purpose::Emergency).then(|| "unconscious on arrival".into()),
+            request_id: "r".into(),
+        }
+    }
+
+    fn now() -> DateTime<Utc> {
+        hie_core::time::from_micros(1_800_000_000_000_000)
+    }
+
+    fn opted_out_of(organisation: &str) -> ConsentDirectives {
+        ConsentDirectives {
+            denied_organisations: [organisation.to_owned()].into(),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn an_opt_out_region_shares_by_default_and_an_opt_in_region_does_not() {
+        let treatment = context("QDN-H01", Purpose::Treatment);
+        let none = ConsentDirectives::default();
+        assert_eq!(
+            decide(
+                &treatment,
+                DataCategory::General,
+                &none,
+                &ConsentPolicy::default(),
+                now()
+            ),
+            Decision::Permit { emergency: false }
+        );
+        let opt_in = ConsentPolicy {
+            opt_in: true,
+            emergency_override: true,
+        };
+        assert!(matches!(
+            decide(&treatment, DataCategory::General, &none, &opt_in, now()),
+            Decision::Deny(_)
+        ));
+        let agreed = ConsentDirectives {
+            sharing: Some(true),
+            ..Default::default()
+        };
+        assert_eq!(
+            decide(&treatment, DataCategory::General, &agreed, &opt_in, now()),
+            Decision::Permit { emergency: false }
+        );
+    }
+
+    #[test]
+    fn a_denied_organisation_is_refused_with_the_reason_and_others_are_not() {
+        let directives = opted_out_of("QDN-H02");
+        let refused = decide(
+            &context("QDN-H02", Purpose::Treatment),
+            DataCategory::General,
+            &directives,
+            &ConsentPolicy::default(),
+            now(),
+        );
+        assert_eq!(
+            refused,
+            Decision::Deny("the patient withheld consent from organisation QDN-H02".into())
+        );
+        let other = decide(
+            &context("QDN-H01", Purpose::Treatment),
+            DataCategory::General,
+            &directives,
+            &ConsentPolicy::default(),
+            now(),
+        );
+        assert_eq!(other, Decision::Permit { emergency: false });
+    }
+
+    #[test]
+    fn emergency_access_overrides_a_refusal_where_policy_allows_and_is_flagged() {
+        let directives = opted_out_of("QDN-H02");
+        let emergency = context("QDN-H02", Purpose::Emergency);
+        assert_eq!(
+            decide(
+                &emergency,
+                DataCategory::General,
+                &directives,
+                &ConsentPolicy::default(),
+                now()
+            ),
+            Decision::Permit { emergency: true }
+        );
+        let strict = ConsentPolicy {
+            opt_in: false,
+            emergency_override: false,
+        };
+        assert!(matches!(
+            decide(&emergency, DataCategory::General, &directives, &strict, now()),
+            Decision::Deny(_)
+        ));
+    }
+
+    #[test]
+    fn a_sensitive_category_needs_its_own_consent() {
+        let treatment = context("QDN-H01", Purpose::Treatment);
+        let none = ConsentDirectives::default();
+        assert!(matches!(
+            decide(
+                &treatment,
+                DataCategory::MentalHealth,
+                &none,
+                &ConsentPolicy::default(),
+                now()
+            ),
+            Decision::Deny(_)
+        ));
+        let consented = ConsentDirectives {
+            consented_categories: [DataCategory::MentalHealth].into(),
+            ..Default::default()
+        };
+        assert_eq!(
+            decide(
+                &treatment,
+                DataCategory::MentalHealth,
+                &consented,
+                &ConsentPolicy::default(),
+                now()
+            ),
+            Decision::Permit { emergency: false }
+        );
+        assert!(matches!(
+            decide(
+                &treatment,
+                DataCategory::HivSti,
+                &consented,
+                &ConsentPolicy::default(),
+                now()
+            ),
+            Decision::Deny(_)
+        ));
+    }
+
+    #[test]
+    fn a_grant_opens_access_until_it_expires() {
+        let opt_in = ConsentPolicy {
+            opt_in: true,
+            emergency_override: true,
+        };
+        let grant = |expires_at| ConsentDirectives {
+            grants: vec![Grant {
+                organisation: Some("QDN-H01".into()),
+                practitioner: None,
+                expires_at,
+            }],
+            ..Default::default()
+        };
+        let treatment = context("QDN-H01", Purpose::Treatment);
+        assert_eq!(
+            decide(
+                &treatment,
+                DataCategory::General,
+                &grant(now() + Duration::hours(1)),
+                &opt_in,
+                now()
+            ),
+            Decision::Permit { emergency: false }
+        );
+        assert!(matches!(
+            decide(
+                &treatment,
+                DataCategory::General,
+                &grant(now() - Duration::hours(1)),
+                &opt_in,
+                now()
+            ),
+            Decision::Deny(_)
+        ));
+        assert!(matches!(
+            decide(
+                &treatment,
+                DataCategory::MentalHealth,
+                &grant(now() + Duration::hours(1)),
+                &opt_in,
+                now()
+            ),
+            Decision::Deny(_)
+        ));
+    }
+}
