@@ -56,6 +56,14 @@ async fn client(
     fixture: &Fixture,
     identity: Option<(std::path::PathBuf, std::path::PathBuf)>,
 ) -> Result<PopulationClient, tonic::transport::Error> {
+    Ok(population_client(channel(fixture, identity).await?))
+}
+
+/// A mutual-TLS channel to the fixture's server.
+async fn channel(
+    fixture: &Fixture,
+    identity: Option<(std::path::PathBuf, std::path::PathBuf)>,
+) -> Result<Channel, tonic::transport::Error> {
     let ca = std::fs::read(fixture.folder.ca_cert()).unwrap();
     let mut tls = ClientTlsConfig::new()
         .ca_certificate(Certificate::from_pem(ca))
@@ -67,12 +75,11 @@ async fn client(
         ));
     }
     let url = format!("https://localhost:{}", fixture.server.address().port());
-    let channel = Channel::from_shared(url)
+    Channel::from_shared(url)
         .unwrap()
         .tls_config(tls)?
         .connect()
-        .await?;
-    Ok(population_client(channel))
+        .await
 }
 
 fn identity_of(folder: &PkiFolder, code: &str) -> Option<(std::path::PathBuf, std::path::PathBuf)> {
@@ -189,4 +196,118 @@ async fn a_revoked_certificate_is_refused_from_the_next_call_on() {
         .unwrap_err();
     assert_eq!(status.code(), Code::Unauthenticated, "{status:?}");
     assert!(status.message().contains("revoked"), "{}", status.message());
+}
+
+/// A request with the given role and purpose (and reason, for emergencies).
+fn with_context<T>(message: T, role: &str, purpose: &str, reason: Option<&str>) -> tonic::Request<T> {
+    let mut request = tonic::Request::new(message);
+    let metadata = request.metadata_mut();
+    metadata.insert("x-hie-user", "dr-long".parse().unwrap());
+    metadata.insert("x-hie-role", role.parse().unwrap());
+    metadata.insert("x-hie-purpose", purpose.parse().unwrap());
+    if let Some(reason) = reason {
+        metadata.insert("x-hie-reason", reason.parse().unwrap());
+    }
+    request
+}
+
+#[tokio::test]
+async fn an_opted_out_hospital_is_refused_unless_it_breaks_the_glass_which_the_patient_sees() {
+    use hie_proto::access::access_service_client::AccessServiceClient;
+    use hie_proto::access::{ConsentDirectives, PatientAccessLogRequest, SetConsentRequest};
+    use hie_proto::population::population_registry_client::PopulationRegistryClient;
+
+    let fixture = fixture().await;
+    let h01_channel = channel(&fixture, identity_of(&fixture.folder, "QDN-H01"))
+        .await
+        .unwrap();
+    let h02_channel = channel(&fixture, identity_of(&fixture.folder, "QDN-H02"))
+        .await
+        .unwrap();
+    let registered = population_client(h01_channel.clone())
+        .register_source_record(request("", "MZ1", "吴阿妹", Some(&woman(1))))
+        .await
+        .unwrap()
+        .into_inner();
+    population_client(h02_channel.clone())
+        .register_source_record(request("", "ZY1", "吴阿妹", Some(&woman(1))))
+        .await
+        .unwrap();
+
+    // The patient, at QDN-H01's desk, withholds consent from QDN-H02.
+    let mut access = AccessServiceClient::new(h01_channel.clone());
+    let directives = ConsentDirectives {
+        denied_organisations: vec!["QDN-H02".into()],
+        ..Default::default()
+    };
+    let set = SetConsentRequest {
+        person_id: registered.person_id.clone(),
+        directives: Some(directives),
+    };
+    access
+        .set_consent(with_context(set, "patient", "patient_request", None))
+        .await
+        .unwrap();
+
+    let own_number = || ResolveIdentifierRequest {
+        identifier: Some(Identifier {
+            system: "urn:hie:org:QDN-H02:patient".into(),
+            value: "ZY1".into(),
+        }),
+    };
+    let mut h02 = PopulationRegistryClient::new(h02_channel.clone());
+    let refused = h02
+        .resolve_identifier(with_context(own_number(), "clinician", "treatment", None))
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), Code::PermissionDenied, "{refused:?}");
+    assert!(
+        refused
+            .message()
+            .contains("withheld consent from organisation QDN-H02"),
+        "{}",
+        refused.message()
+    );
+
+    // Break-the-glass: purpose emergency with a reason is permitted, and flagged.
+    let reason = "%E6%98%8F%E8%BF%B7%E9%80%81%E8%AF%8A"; // 昏迷送诊, percent-encoded
+    let resolved = h02
+        .resolve_identifier(with_context(own_number(), "clinician", "emergency", Some(reason)))
+        .await
+        .unwrap();
+    assert_eq!(resolved.into_inner().person_id, registered.person_id);
+
+    let log = PatientAccessLogRequest {
+        person_id: registered.person_id.clone(),
+        page_size: 20,
+        page_token: String::new(),
+    };
+    let events = access
+        .patient_access_log(with_context(log, "patient", "patient_request", None))
+        .await
+        .unwrap()
+        .into_inner()
+        .events;
+    let h02_resolves: Vec<_> = events
+        .iter()
+        .filter(|e| e.organisation_code == "QDN-H02" && e.action == "population.resolve")
+        .collect();
+    assert_eq!(h02_resolves.len(), 2);
+    assert!(
+        h02_resolves[0].emergency
+            && h02_resolves[0].outcome == "permitted"
+            && h02_resolves[0].reason == "昏迷送诊"
+    );
+    assert!(!h02_resolves[1].emergency && h02_resolves[1].outcome == "denied");
+    assert_eq!(
+        fixture
+            .server
+            .exchange()
+            .audit
+            .verify()
+            .await
+            .unwrap()
+            .map(|n| n > 0),
+        Ok(true)
+    );
 }

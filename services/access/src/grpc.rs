@@ -7,17 +7,23 @@ use hie_proto::access as proto;
 use hie_proto::access::access_service_server::AccessService;
 use tonic::{Request, Response, Status};
 
+use crate::AccessGate;
+use crate::domain::consent::{ConsentDirectives, DataCategory, Grant};
 use crate::domain::{AuditEvent, Outcome};
 use crate::store::{AuditFilter, AuditTrail};
 
 #[derive(Clone, Debug)]
 pub struct AccessGrpc {
+    access: AccessGate,
     audit: AuditTrail,
 }
 
 impl AccessGrpc {
-    pub fn new(audit: AuditTrail) -> AccessGrpc {
-        AccessGrpc { audit }
+    pub fn new(access: AccessGate) -> AccessGrpc {
+        AccessGrpc {
+            audit: access.audit().clone(),
+            access,
+        }
     }
 
     pub fn into_server(self) -> proto::access_service_server::AccessServiceServer<AccessGrpc> {
@@ -61,6 +67,77 @@ impl AccessGrpc {
 
 #[tonic::async_trait]
 impl AccessService for AccessGrpc {
+    #[tracing::instrument(skip_all)]
+    async fn set_consent(
+        &self,
+        request: Request<proto::SetConsentRequest>,
+    ) -> Result<Response<proto::SetConsentResponse>, Status> {
+        let context = RequestContext::of(&request)?;
+        let request = request.into_inner();
+        let person_id = parse_person_id(&request.person_id).field("person_id")?;
+        let directives = directives_from_proto(request.directives)?;
+        let person = Some(person_id.clone());
+        if !matches!(
+            context.role,
+            Role::Patient | Role::RegistrationClerk | Role::Administrator
+        ) {
+            let reason = format!("role {} may not set a patient's consent", context.role.code());
+            let event = AuditEvent::new(
+                &context,
+                "access.set_consent",
+                person.clone(),
+                "consent",
+                person,
+                Outcome::Denied(reason.clone()),
+            );
+            self.audit.record(event).await?;
+            return Err(Error::PermissionDenied(reason).into());
+        }
+        let database = self.access.consent().database();
+        let mut transaction = database.begin_write().await?;
+        self.access
+            .consent()
+            .set_in(&mut transaction, &person_id, &directives, &context.user_id)
+            .await?;
+        let event = AuditEvent::new(
+            &context,
+            "access.set_consent",
+            person.clone(),
+            "consent",
+            person,
+            Outcome::Permitted,
+        );
+        crate::store::append_in(&mut transaction, &[event]).await?;
+        transaction.commit().await.map_err(Error::from)?;
+        Ok(Response::new(proto::SetConsentResponse {
+            directives: Some(directives_to_proto(&directives)),
+        }))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn get_consent(
+        &self,
+        request: Request<proto::GetConsentRequest>,
+    ) -> Result<Response<proto::GetConsentResponse>, Status> {
+        let context = RequestContext::of(&request)?;
+        let person_id = parse_person_id(&request.into_inner().person_id).field("person_id")?;
+        let directives = self.access.consent().directives(&person_id).await?;
+        let person = Some(person_id.clone());
+        self.audit
+            .record(AuditEvent::new(
+                &context,
+                "access.get_consent",
+                person.clone(),
+                "consent",
+                person,
+                Outcome::Permitted,
+            ))
+            .await?;
+        Ok(Response::new(proto::GetConsentResponse {
+            directives: Some(directives_to_proto(&directives)),
+        }))
+    }
+
     #[tracing::instrument(skip_all)]
     async fn patient_access_log(
         &self,
@@ -176,5 +253,122 @@ fn event_to_proto(sequence: i64, event: &AuditEvent) -> proto::AccessEvent {
         outcome_reason: event.outcome.reason().unwrap_or_default().to_owned(),
         emergency: event.emergency,
         request_id: event.request_id.clone(),
+    }
+}
+
+fn directives_from_proto(message: Option<proto::ConsentDirectives>) -> Result<ConsentDirectives, Error> {
+    let d = message.ok_or_else(|| Error::invalid("directives", "is required"))?;
+    let organisations =
+        |codes: &[String], field: &str| -> Result<std::collections::BTreeSet<String>, Error> {
+            codes
+                .iter()
+                .enumerate()
+                .map(|(i, code)| {
+                    hie_core::domain::OrganisationCode::parse(code)
+                        .map(|c| c.to_string())
+                        .field(&format!("directives.{field}[{i}]"))
+                })
+                .collect()
+        };
+    let sharing = match proto::Sharing::try_from(d.sharing) {
+        Ok(proto::Sharing::Unspecified) => None,
+        Ok(proto::Sharing::Share) => Some(true),
+        Ok(proto::Sharing::Withhold) => Some(false),
+        Err(_) => {
+            return Err(Error::invalid(
+                "directives.sharing",
+                format!("{} is not a sharing choice", d.sharing),
+            ));
+        }
+    };
+    let consented_categories = d
+        .consented_categories
+        .iter()
+        .enumerate()
+        .map(|(i, code)| {
+            DataCategory::from_code(code.trim())
+                .filter(|c| c.is_sensitive())
+                .ok_or_else(|| {
+                    Error::invalid(
+                        format!("directives.consented_categories[{i}]"),
+                        "expected mental_health, hiv_sti, reproductive_health or substance_use",
+                    )
+                })
+        })
+        .collect::<Result<_, _>>()?;
+    let grants = d
+        .grants
+        .iter()
+        .enumerate()
+        .map(|(i, g)| {
+            let field = format!("directives.grants[{i}]");
+            let organisation = match g.organisation_code.trim() {
+                "" => None,
+                code => Some(
+                    hie_core::domain::OrganisationCode::parse(code)
+                        .field(&format!("{field}.organisation_code"))?
+                        .to_string(),
+                ),
+            };
+            let practitioner = Some(g.practitioner_id.trim().to_owned()).filter(|p| !p.is_empty());
+            if let Some(p) = &practitioner
+                && (p.len() > 64 || p.contains(['|', ';', ',']))
+            {
+                return Err(Error::invalid(
+                    format!("{field}.practitioner_id"),
+                    "at most 64 characters, without | ; or ,",
+                ));
+            }
+            if organisation.is_none() == practitioner.is_none() {
+                return Err(Error::invalid(
+                    field,
+                    "name exactly one of organisation_code and practitioner_id",
+                ));
+            }
+            let expires_at = g
+                .expire_time
+                .as_ref()
+                .and_then(|t| chrono::DateTime::from_timestamp(t.seconds, t.nanos.max(0) as u32))
+                .ok_or_else(|| Error::invalid(format!("{field}.expire_time"), "is required"))?;
+            Ok(Grant {
+                organisation,
+                practitioner,
+                expires_at,
+            })
+        })
+        .collect::<Result<_, Error>>()?;
+    Ok(ConsentDirectives {
+        sharing,
+        allowed_organisations: organisations(&d.allowed_organisations, "allowed_organisations")?,
+        denied_organisations: organisations(&d.denied_organisations, "denied_organisations")?,
+        consented_categories,
+        grants,
+    })
+}
+
+fn directives_to_proto(d: &ConsentDirectives) -> proto::ConsentDirectives {
+    proto::ConsentDirectives {
+        sharing: match d.sharing {
+            None => proto::Sharing::Unspecified,
+            Some(true) => proto::Sharing::Share,
+            Some(false) => proto::Sharing::Withhold,
+        }
+        .into(),
+        allowed_organisations: d.allowed_organisations.iter().cloned().collect(),
+        denied_organisations: d.denied_organisations.iter().cloned().collect(),
+        consented_categories: d
+            .consented_categories
+            .iter()
+            .map(|c| c.code().to_owned())
+            .collect(),
+        grants: d
+            .grants
+            .iter()
+            .map(|g| proto::ConsentGrant {
+                organisation_code: g.organisation.clone().unwrap_or_default(),
+                practitioner_id: g.practitioner.clone().unwrap_or_default(),
+                expire_time: Some(hie_proto::timestamp(g.expires_at)),
+            })
+            .collect(),
     }
 }

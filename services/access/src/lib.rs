@@ -6,8 +6,10 @@
 //! It owns the `audit_events` and `audit_head` tables. It must never update or delete an event.
 
 pub mod domain;
+pub mod gate;
 pub mod grpc;
 pub mod store;
 
 pub use domain::{AuditEvent, ChainBreak, Outcome};
+pub use gate::AccessGate;
 pub use store::AuditTrail;

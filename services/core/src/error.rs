@@ -123,11 +123,14 @@ impl From<sqlx::Error> for Error {
     }
 }
 
-/// SQLite answers `SQLITE_BUSY` (5) or `SQLITE_LOCKED` (6) when another writer holds the
-/// database past the busy timeout; PostgreSQL answers 40001/40P01 on serialisation failure or
-/// deadlock. Both mean "retry", not "broken".
+/// SQLite answers `SQLITE_BUSY` (5, and its extended codes 261, 517, 773) or `SQLITE_LOCKED`
+/// (6, 262) when another connection holds the database past the busy timeout; PostgreSQL answers
+/// 40001/40P01 on serialisation failure or deadlock. All mean "retry", not "broken".
 fn is_busy(db: &dyn sqlx::error::DatabaseError) -> bool {
-    matches!(db.code().as_deref(), Some("5" | "6" | "40001" | "40P01"))
+    matches!(
+        db.code().as_deref(),
+        Some("5" | "6" | "261" | "262" | "517" | "773" | "40001" | "40P01")
+    )
 }
 
 #[cfg(test)]

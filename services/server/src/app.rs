@@ -5,8 +5,10 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use hie_access::AuditTrail;
+use hie_access::domain::consent::ConsentPolicy;
 use hie_access::grpc::AccessGrpc;
+use hie_access::store::consent::ConsentStore;
+use hie_access::{AccessGate, AuditTrail};
 use hie_core::Error;
 use hie_core::db::Database;
 use hie_directory::DirectoryService;
@@ -74,6 +76,7 @@ pub struct Exchange {
     pub directory: DirectoryService,
     pub population: PopulationService,
     pub audit: AuditTrail,
+    pub access: AccessGate,
 }
 
 impl Exchange {
@@ -85,17 +88,22 @@ impl Exchange {
         if settings.migrate_on_start {
             database.migrate().await?;
         }
-        Ok(Exchange::over(database))
+        let policy = ConsentPolicy {
+            opt_in: settings.consent.opt_in,
+            emergency_override: settings.consent.emergency_override,
+        };
+        Ok(Exchange::over(database, policy))
     }
 
     /// Composes the services over an open database.
-    pub fn over(database: Database) -> Exchange {
+    pub fn over(database: Database, policy: ConsentPolicy) -> Exchange {
         let directory = DirectoryService::new(database.clone());
         let audit = AuditTrail::new(database.clone());
+        let access = AccessGate::new(ConsentStore::new(database.clone()), audit.clone(), policy);
         let population = PopulationService::new(
             database.clone(),
             directory.clone(),
-            audit.clone(),
+            access.clone(),
             Arc::new(DeterministicMatcher),
         );
         Exchange {
@@ -103,6 +111,7 @@ impl Exchange {
             directory,
             population,
             audit,
+            access,
         }
     }
 
@@ -159,7 +168,7 @@ impl Exchange {
             .add_service(health_service)
             .add_service(reflection_v1)
             .add_service(reflection_v1alpha)
-            .add_service(AccessGrpc::new(self.audit.clone()).into_server())
+            .add_service(AccessGrpc::new(self.access.clone()).into_server())
             .add_service(DirectoryGrpc::new(self.directory.clone()).into_server())
             .add_service(PopulationGrpc::new(self.population.clone()).into_server());
 

@@ -22,6 +22,28 @@ pub struct Settings {
     /// Mutual TLS. When set, every call must present a client certificate issued by `client_ca`
     /// and registered in the directory for an active organisation.
     pub tls: Option<TlsSettings>,
+    pub consent: ConsentSettings,
+}
+
+/// The region's consent policy.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct ConsentSettings {
+    /// Opt-in: a person's data is shared only once they agreed. The default, opt-out, shares
+    /// unless they withheld.
+    pub opt_in: bool,
+    /// Whether emergency access with a reason (break-the-glass) overrides a refusal. It is
+    /// always flagged in the audit trail and the patient's access log.
+    pub emergency_override: bool,
+}
+
+impl Default for ConsentSettings {
+    fn default() -> ConsentSettings {
+        ConsentSettings {
+            opt_in: false,
+            emergency_override: true,
+        }
+    }
 }
 
 /// The files of the server's TLS identity and the CA its clients' certificates come from.
@@ -78,6 +100,7 @@ impl Default for Settings {
             migrate_on_start: true,
             log: "info".into(),
             tls: None,
+            consent: ConsentSettings::default(),
         }
     }
 }

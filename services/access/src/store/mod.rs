@@ -3,6 +3,8 @@
 //! Reads' events go through a batcher that appends many in one transaction (group commit): an
 //! audited read costs a share of a commit, not a commit of its own.
 
+pub mod consent;
+
 use std::sync::Arc;
 
 use hie_core::batch::Batcher;

@@ -1,7 +1,8 @@
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
-use hie_access::{AuditEvent, AuditTrail, Outcome};
+use hie_access::domain::consent::DataCategory;
+use hie_access::{AccessGate, AuditEvent, Outcome};
 use hie_core::context::RequestContext;
 use hie_core::db::Database;
 use hie_core::domain::{Identifier, OrganisationCode};
@@ -39,7 +40,7 @@ pub struct PopulationService {
     store: PopulationStore,
     resolver: ResolveBatcher,
     directory: DirectoryService,
-    audit: AuditTrail,
+    access: AccessGate,
     matcher: Arc<dyn Matcher>,
 }
 
@@ -47,7 +48,7 @@ impl PopulationService {
     pub fn new(
         database: Database,
         directory: DirectoryService,
-        audit: AuditTrail,
+        access: AccessGate,
         matcher: Arc<dyn Matcher>,
     ) -> PopulationService {
         let store = PopulationStore::new(database);
@@ -55,7 +56,7 @@ impl PopulationService {
             resolver: ResolveBatcher::new(store.clone()),
             store,
             directory,
-            audit,
+            access,
             matcher,
         }
     }
@@ -89,7 +90,7 @@ impl PopulationService {
                 None,
                 outcome_of(error),
             );
-            self.audit.record(event).await?;
+            self.access.audit().record(event).await?;
         }
         registered
     }
@@ -236,10 +237,15 @@ impl PopulationService {
             .await?
             .pop()
             .ok_or_else(|| Error::NotFound(format!("person {} does not exist", id.as_str())))?;
-        let records = self.store.source_records_of(id).await?;
-        self.audit
-            .record(read_event(context, "population.get_person", &person.id))
+        self.access
+            .read(
+                context,
+                "population.get_person",
+                person.id.as_str(),
+                DataCategory::Demographics,
+            )
             .await?;
+        let records = self.store.source_records_of(id).await?;
         Ok((person, records))
     }
 
@@ -255,8 +261,13 @@ impl PopulationService {
                 identifier.system_uri()
             ))
         })?;
-        self.audit
-            .record(read_event(context, "population.resolve", &person))
+        self.access
+            .read(
+                context,
+                "population.resolve",
+                person.as_str(),
+                DataCategory::Demographics,
+            )
             .await?;
         Ok((person, references))
     }
@@ -286,12 +297,15 @@ impl PopulationService {
         let after = page_token.as_ref().map_or("", PageToken::last_key);
         let mut persons = self.store.search(criteria, after, page_size.get() + 1).await?;
         let next = next_page(&mut persons, page_size, |p| p.id.as_str());
-        // Each person found sees the search in their access log.
-        let events = persons
-            .iter()
-            .map(|p| read_event(context, "population.search", &p.id))
-            .collect();
-        self.audit.record_all(events).await?;
+        // Each person found sees the search in their access log; those who withheld consent
+        // from the caller are left out of the page (and their log says so).
+        let ids: Vec<String> = persons.iter().map(|p| p.id.as_str().to_owned()).collect();
+        let visible = self
+            .access
+            .filter(context, "population.search", &ids, DataCategory::Demographics)
+            .await?;
+        let mut visible = visible.into_iter();
+        persons.retain(|_| visible.next().unwrap_or(false));
         Ok((persons, next))
     }
 }
@@ -303,18 +317,6 @@ fn registered_event(context: &RequestContext, registration: &Registration) -> Au
         Some(registration.person_id.as_str().to_owned()),
         "source_record",
         Some(registration.source_record_id.as_str().to_owned()),
-        Outcome::Permitted,
-    )
-}
-
-fn read_event(context: &RequestContext, action: &str, person: &PersonId) -> AuditEvent {
-    let id = person.as_str().to_owned();
-    AuditEvent::new(
-        context,
-        action,
-        Some(id.clone()),
-        "person",
-        Some(id),
         Outcome::Permitted,
     )
 }
