@@ -65,6 +65,8 @@ pub struct ResolveArgs {
 pub struct CallFigures {
     pub calls: usize,
     pub errors: usize,
+    /// The first error, so that a run full of errors says why.
+    pub first_error: Option<String>,
     pub throughput_per_second: f64,
     pub p50_microseconds: u64,
     pub p99_microseconds: u64,
@@ -275,7 +277,7 @@ async fn connect(url: &str, n: usize) -> Result<Vec<Channel>, String> {
     Ok(channels)
 }
 
-type CallFuture = std::pin::Pin<Box<dyn std::future::Future<Output = bool> + Send>>;
+type CallFuture = std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), String>> + Send>>;
 
 fn health_call(channel: Channel, _call: usize) -> CallFuture {
     Box::pin(async move {
@@ -284,7 +286,8 @@ fn health_call(channel: Channel, _call: usize) -> CallFuture {
                 service: String::new(),
             })
             .await
-            .is_ok()
+            .map(drop)
+            .map_err(|status| format!("{:?}: {}", status.code(), status.message()))
     })
 }
 
@@ -295,12 +298,28 @@ fn resolve_call(
     move |channel, call| {
         let identifier = targets[call % targets.len()].clone();
         Box::pin(async move {
+            // A registration clerk looking a patient up for treatment: the ordinary reception call.
+            let mut request = tonic::Request::new(ResolveIdentifierRequest {
+                identifier: Some(identifier),
+            });
+            let metadata = request.metadata_mut();
+            metadata.insert(
+                "x-hie-user",
+                tonic::metadata::MetadataValue::from_static("bench-clerk"),
+            );
+            metadata.insert(
+                "x-hie-role",
+                tonic::metadata::MetadataValue::from_static("registration_clerk"),
+            );
+            metadata.insert(
+                "x-hie-purpose",
+                tonic::metadata::MetadataValue::from_static("treatment"),
+            );
             PopulationRegistryClient::new(channel)
-                .resolve_identifier(ResolveIdentifierRequest {
-                    identifier: Some(identifier),
-                })
+                .resolve_identifier(request)
                 .await
-                .is_ok()
+                .map(drop)
+                .map_err(|status| format!("{:?}: {}", status.code(), status.message()))
         })
     }
 }
@@ -320,24 +339,30 @@ where
         workers.spawn(async move {
             let mut latencies = Vec::new();
             let mut errors = 0;
+            let mut first_error = None;
             let mut n = worker * 7919;
             while Instant::now() < deadline {
                 let sent = Instant::now();
-                if call(channel.clone(), n).await {
-                    latencies.push(sent.elapsed().as_micros() as u64);
-                } else {
-                    errors += 1;
+                match call(channel.clone(), n).await {
+                    Ok(()) => latencies.push(sent.elapsed().as_micros() as u64),
+                    Err(error) => {
+                        errors += 1;
+                        first_error.get_or_insert(error);
+                    }
                 }
                 n += 1;
             }
-            (latencies, errors)
+            (latencies, errors, first_error)
         });
     }
     let mut latencies = Vec::new();
     let mut errors = 0;
-    while let Some(Ok((mut worker_latencies, worker_errors))) = workers.join_next().await {
+    let mut first_error = None;
+    while let Some(Ok((mut worker_latencies, worker_errors, worker_first_error))) = workers.join_next().await
+    {
         latencies.append(&mut worker_latencies);
         errors += worker_errors;
+        first_error = first_error.or(worker_first_error);
     }
     let elapsed = started.elapsed().as_secs_f64();
     latencies.sort_unstable();
@@ -350,6 +375,7 @@ where
     CallFigures {
         calls: latencies.len(),
         errors,
+        first_error,
         throughput_per_second: latencies.len() as f64 / elapsed,
         p50_microseconds: percentile(0.50),
         p99_microseconds: percentile(0.99),
