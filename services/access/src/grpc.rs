@@ -30,6 +30,37 @@ impl AccessGrpc {
         proto::access_service_server::AccessServiceServer::new(self)
     }
 
+    /// The person's own business (their consent, their access log) is for the person, a clerk
+    /// helping them at a desk, or an administrator; anyone else is refused, and the refusal is
+    /// audited.
+    async fn require_patient_side_role(
+        &self,
+        context: &RequestContext,
+        action: &str,
+        person_id: &str,
+        resource_type: &str,
+        what: &str,
+    ) -> Result<(), Error> {
+        if matches!(
+            context.role,
+            Role::Patient | Role::RegistrationClerk | Role::Administrator
+        ) {
+            return Ok(());
+        }
+        let reason = format!("role {} may not {what}", context.role.code());
+        let person = Some(person_id.to_owned());
+        let event = AuditEvent::new(
+            context,
+            action,
+            person,
+            resource_type,
+            None,
+            Outcome::Denied(reason.clone()),
+        );
+        self.audit.record(event).await?;
+        Err(Error::PermissionDenied(reason))
+    }
+
     /// A page of events newest first, and the token of the next.
     async fn page(
         &self,
@@ -77,22 +108,14 @@ impl AccessService for AccessGrpc {
         let person_id = parse_person_id(&request.person_id).field("person_id")?;
         let directives = directives_from_proto(request.directives)?;
         let person = Some(person_id.clone());
-        if !matches!(
-            context.role,
-            Role::Patient | Role::RegistrationClerk | Role::Administrator
-        ) {
-            let reason = format!("role {} may not set a patient's consent", context.role.code());
-            let event = AuditEvent::new(
-                &context,
-                "access.set_consent",
-                person.clone(),
-                "consent",
-                person,
-                Outcome::Denied(reason.clone()),
-            );
-            self.audit.record(event).await?;
-            return Err(Error::PermissionDenied(reason).into());
-        }
+        self.require_patient_side_role(
+            &context,
+            "access.set_consent",
+            &person_id,
+            "consent",
+            "set a patient's consent",
+        )
+        .await?;
         let database = self.access.consent().database();
         let mut transaction = database.begin_write().await?;
         self.access
@@ -148,22 +171,14 @@ impl AccessService for AccessGrpc {
         let person_id = parse_person_id(&request.person_id).field("person_id")?;
         // The log tells which hospitals a person visited: the person, a clerk helping them at a
         // desk, or a privacy officer may read it, and the reading is audited like any other.
-        if !matches!(
-            context.role,
-            Role::Patient | Role::RegistrationClerk | Role::Administrator
-        ) {
-            let reason = format!("role {} may not read a patient's access log", context.role.code());
-            let event = AuditEvent::new(
-                &context,
-                "access.patient_access_log",
-                Some(person_id),
-                "access_log",
-                None,
-                Outcome::Denied(reason.clone()),
-            );
-            self.audit.record(event).await?;
-            return Err(Error::PermissionDenied(reason).into());
-        }
+        self.require_patient_side_role(
+            &context,
+            "access.patient_access_log",
+            &person_id,
+            "access_log",
+            "read a patient's access log",
+        )
+        .await?;
         let filter = AuditFilter {
             person_id: Some(person_id.clone()),
             ..AuditFilter::default()
