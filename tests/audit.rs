@@ -65,7 +65,7 @@ async fn reads_and_writes_leave_one_event_each_and_the_chain_verifies(db: TestDb
         .unwrap();
     assert_eq!(failed, "failed");
 
-    assert_eq!(exchange.audit.verify().await.unwrap(), Ok(6));
+    assert_eq!(exchange.access.audit().verify().await.unwrap(), Ok(6));
 }
 
 async fn concurrent_audited_reads_keep_one_unbroken_chain(db: TestDb) {
@@ -90,7 +90,7 @@ async fn concurrent_audited_reads_keep_one_unbroken_chain(db: TestDb) {
     while let Some(result) = tasks.join_next().await {
         result.unwrap().unwrap();
     }
-    assert_eq!(exchange.audit.verify().await.unwrap(), Ok(41));
+    assert_eq!(exchange.access.audit().verify().await.unwrap(), Ok(41));
 }
 
 async fn an_edited_event_is_named_and_a_deleted_one_is_a_gap(db: TestDb) {
@@ -107,7 +107,7 @@ async fn an_edited_event_is_named_and_a_deleted_one_is_a_gap(db: TestDb) {
             .await
             .unwrap();
     }
-    assert_eq!(exchange.audit.verify().await.unwrap(), Ok(4));
+    assert_eq!(exchange.access.audit().verify().await.unwrap(), Ok(4));
     let pool = exchange.database.pool();
 
     sqlx::query("UPDATE audit_events SET user_id = 'someone-else' WHERE sequence = 2")
@@ -115,7 +115,7 @@ async fn an_edited_event_is_named_and_a_deleted_one_is_a_gap(db: TestDb) {
         .await
         .unwrap();
     assert_eq!(
-        exchange.audit.verify().await.unwrap(),
+        exchange.access.audit().verify().await.unwrap(),
         Err(ChainBreak::Edited { sequence: 2 })
     );
 
@@ -124,7 +124,7 @@ async fn an_edited_event_is_named_and_a_deleted_one_is_a_gap(db: TestDb) {
         .await
         .unwrap();
     assert_eq!(
-        exchange.audit.verify().await.unwrap(),
+        exchange.access.audit().verify().await.unwrap(),
         Err(ChainBreak::Gap {
             expected: 2,
             found: 3
@@ -136,7 +136,7 @@ async fn an_edited_event_is_named_and_a_deleted_one_is_a_gap(db: TestDb) {
         .await
         .unwrap();
     assert_eq!(
-        exchange.audit.verify().await.unwrap(),
+        exchange.access.audit().verify().await.unwrap(),
         Err(ChainBreak::Truncated { head: 4, last: 1 })
     );
 }

@@ -303,7 +303,8 @@ async fn an_opted_out_hospital_is_refused_unless_it_breaks_the_glass_which_the_p
         fixture
             .server
             .exchange()
-            .audit
+            .access
+            .audit()
             .verify()
             .await
             .unwrap()

@@ -75,7 +75,6 @@ pub struct Exchange {
     pub database: Database,
     pub directory: DirectoryService,
     pub population: PopulationService,
-    pub audit: AuditTrail,
     pub access: AccessGate,
 }
 
@@ -99,7 +98,7 @@ impl Exchange {
     pub fn over(database: Database, policy: ConsentPolicy) -> Exchange {
         let directory = DirectoryService::new(database.clone());
         let audit = AuditTrail::new(database.clone());
-        let access = AccessGate::new(ConsentStore::new(database.clone()), audit.clone(), policy);
+        let access = AccessGate::new(ConsentStore::new(database.clone()), audit, policy);
         let population = PopulationService::new(
             database.clone(),
             directory.clone(),
@@ -110,7 +109,6 @@ impl Exchange {
             database,
             directory,
             population,
-            audit,
             access,
         }
     }

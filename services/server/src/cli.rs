@@ -316,7 +316,13 @@ async fn certs(settings: &Settings, command: CertsCommand) -> Result<(), String>
 
 async fn verify_audit(settings: &Settings) -> Result<(), String> {
     let exchange = Exchange::open(settings).await.map_err(|e| e.to_string())?;
-    match exchange.audit.verify().await.map_err(|e| e.to_string())? {
+    match exchange
+        .access
+        .audit()
+        .verify()
+        .await
+        .map_err(|e| e.to_string())?
+    {
         Ok(n_events) => {
             println!("audit trail intact: {n_events} events, every hash verified");
             Ok(())

@@ -290,12 +290,7 @@ impl PopulationStore {
             .bind(draft.organisation().as_str())
             .bind(draft.local_patient_number().value())
             .bind(person.as_str());
-        DemographicColumns::of(draft.demographics())
-            .bind(query)
-            .bind(draft.demographics().name.search_key())
-            .bind(time::to_micros(now))
-            .execute(&mut *conn)
-            .await?;
+        bind_record_content(query, draft, now).execute(&mut *conn).await?;
         Ok(())
     }
 
@@ -313,12 +308,7 @@ impl PopulationStore {
         )
         .bind(id.as_str())
         .bind(person.as_str());
-        DemographicColumns::of(draft.demographics())
-            .bind(query)
-            .bind(draft.demographics().name.search_key())
-            .bind(time::to_micros(now))
-            .execute(&mut *conn)
-            .await?;
+        bind_record_content(query, draft, now).execute(&mut *conn).await?;
         Ok(())
     }
 
@@ -576,6 +566,19 @@ struct DemographicColumns {
 }
 
 type AnyQuery<'q> = sqlx::query::Query<'q, Any, <Any as sqlx::Database>::Arguments>;
+
+/// Binds what a record's submission sets, in the order both record statements list it: the
+/// demographic columns, the name key, the time.
+fn bind_record_content<'q>(
+    query: AnyQuery<'q>,
+    draft: &SourceRecordDraft,
+    now: DateTime<Utc>,
+) -> AnyQuery<'q> {
+    DemographicColumns::of(draft.demographics())
+        .bind(query)
+        .bind(draft.demographics().name.search_key())
+        .bind(time::to_micros(now))
+}
 
 impl DemographicColumns {
     /// Binds the seven columns in the order of [`DEMOGRAPHIC_COLUMNS`].
