@@ -240,7 +240,10 @@ pub fn draft(request: RegisterSourceRecordRequest) -> hie_population::domain::So
 }
 
 /// How many rows a table holds.
+/// Rows in `table`, once the audit events of reads answered so far are committed (they are
+/// written behind the answer).
 pub async fn count(exchange: &Exchange, table: &str) -> i64 {
+    exchange.access.audit().flush().await.unwrap();
     let (n,): (i64,) = sqlx::query_as(sqlx::AssertSqlSafe(format!("SELECT COUNT(*) FROM {table}")))
         .fetch_one(exchange.database.pool())
         .await

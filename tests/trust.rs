@@ -170,18 +170,32 @@ async fn a_certificate_for_one_organisation_acts_as_it_whatever_the_request_clai
     );
 }
 
-#[tokio::test]
-async fn a_revoked_certificate_is_refused_from_the_next_call_on() {
-    let fixture = fixture().await;
-    let mut h02 = client(&fixture, identity_of(&fixture.folder, "QDN-H02"))
+/// QDN-H02's client, after one call that passed (so that the server has seen its certificate),
+/// and the certificate's fingerprint.
+async fn h02_after_one_call(fixture: &Fixture) -> (PopulationClient, String) {
+    let mut h02 = client(fixture, identity_of(&fixture.folder, "QDN-H02"))
         .await
         .unwrap();
     h02.register_source_record(request("", "ZY1", "吴阿妹", Some(&woman(1))))
         .await
         .unwrap();
-
     let pem = std::fs::read_to_string(fixture.folder.organisation_cert("QDN-H02")).unwrap();
-    let fingerprint = pki::fingerprint_of_pem(&pem).unwrap();
+    (h02, pki::fingerprint_of_pem(&pem).unwrap())
+}
+
+async fn assert_refused_as_revoked(h02: &mut PopulationClient) {
+    let status = h02
+        .register_source_record(request("", "ZY2", "吴阿妹", None))
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::Unauthenticated, "{status:?}");
+    assert!(status.message().contains("revoked"), "{}", status.message());
+}
+
+#[tokio::test]
+async fn a_revoked_certificate_is_refused_from_the_next_call_on() {
+    let fixture = fixture().await;
+    let (mut h02, fingerprint) = h02_after_one_call(&fixture).await;
     fixture
         .server
         .exchange()
@@ -189,13 +203,21 @@ async fn a_revoked_certificate_is_refused_from_the_next_call_on() {
         .revoke_certificate(&fingerprint)
         .await
         .unwrap();
+    assert_refused_as_revoked(&mut h02).await;
+}
 
-    let status = h02
-        .register_source_record(request("", "ZY2", "吴阿妹", None))
+#[tokio::test]
+async fn a_certificate_revoked_by_another_process_is_refused_within_the_recheck_interval() {
+    let fixture = fixture().await;
+    let (mut h02, fingerprint) = h02_after_one_call(&fixture).await;
+    // As `hie certs revoke` does: another directory over the same database, which this server's
+    // directory hears nothing from.
+    hie_directory::DirectoryService::new(fixture.server.exchange().database.clone())
+        .revoke_certificate(&fingerprint)
         .await
-        .unwrap_err();
-    assert_eq!(status.code(), Code::Unauthenticated, "{status:?}");
-    assert!(status.message().contains("revoked"), "{}", status.message());
+        .unwrap();
+    tokio::time::sleep(hie_server::authn::RECHECK_AFTER + std::time::Duration::from_millis(200)).await;
+    assert_refused_as_revoked(&mut h02).await;
 }
 
 /// A request with the given role and purpose (and reason, for emergencies).

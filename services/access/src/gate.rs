@@ -1,13 +1,25 @@
 //! The access gate: every read of a person's data asks it, and it decides (consent), records
-//! (audit) and answers, in that order, so that no read escapes either.
+//! (audit) and answers, in that order, so that no read escapes either. Reads are decided in
+//! batches (one look-up of directives, one audit append for all of them), because on the hot path
+//! (a reception desk resolving a card) the round trips, not the decisions, are the cost.
 
 use hie_core::Error;
 use hie_core::context::RequestContext;
 
-use crate::domain::consent::{ConsentPolicy, DataCategory, Decision, decide};
+use crate::domain::consent::{ConsentDirectives, ConsentPolicy, DataCategory, Decision, decide};
 use crate::domain::{AuditEvent, Outcome};
 use crate::store::AuditTrail;
 use crate::store::consent::ConsentStore;
+
+/// One read to decide: who asks (the context) to do what (the action) with which category of
+/// whose data.
+#[derive(Debug, Clone, Copy)]
+pub struct Read<'a> {
+    pub context: &'a RequestContext,
+    pub action: &'a str,
+    pub person_id: &'a str,
+    pub category: DataCategory,
+}
 
 #[derive(Clone, Debug)]
 pub struct AccessGate {
@@ -33,23 +45,53 @@ impl AccessGate {
         &self.consent
     }
 
-    async fn decision(
-        &self,
-        context: &RequestContext,
-        person_id: &str,
-        category: DataCategory,
-    ) -> Result<Decision, Error> {
-        let directives = self.consent.directives(person_id).await?;
-        Ok(decide(
-            context,
-            category,
-            &directives,
-            &self.policy,
-            hie_core::time::now(),
-        ))
+    /// Decides every read, records every decision in the audit trail, and answers each: permitted,
+    /// or `PERMISSION_DENIED` with the reason. The events are committed behind the answer
+    /// ([`AuditTrail::record_behind`]): waiting for the commit tripled the cost of a resolve. The
+    /// outer error is a failure of the whole (the database), when nothing may be answered.
+    pub async fn decide_all(&self, reads: &[Read<'_>]) -> Result<Vec<Result<(), Error>>, Error> {
+        let persons: Vec<&str> = reads.iter().map(|read| read.person_id).collect();
+        let directives = self.consent.directives_of(&persons).await?;
+        self.decide_all_given(reads, &directives).await
     }
 
-    /// Permits a read of one person's data, or refuses it with the reason; audited either way.
+    /// Like [`AccessGate::decide_all`], with each person's directives already read (joined to
+    /// the caller's own look-up; see [`crate::store::consent::directive_columns`]).
+    pub async fn decide_all_given(
+        &self,
+        reads: &[Read<'_>],
+        directives: &[ConsentDirectives],
+    ) -> Result<Vec<Result<(), Error>>, Error> {
+        if directives.len() != reads.len() {
+            return Err(Error::Internal("reads and directives do not pair up".into()));
+        }
+        let now = hie_core::time::now();
+        let mut answers = Vec::with_capacity(reads.len());
+        let mut events = Vec::with_capacity(reads.len());
+        for (read, directives) in reads.iter().zip(directives) {
+            let (outcome, answer) = match decide(read.context, read.category, directives, &self.policy, now) {
+                Decision::Permit { .. } => (Outcome::Permitted, Ok(())),
+                Decision::Deny(reason) => (
+                    Outcome::Denied(reason.clone()),
+                    Err(Error::PermissionDenied(reason)),
+                ),
+            };
+            let person = Some(read.person_id.to_owned());
+            events.push(AuditEvent::new(
+                read.context,
+                read.action,
+                person.clone(),
+                "person",
+                person,
+                outcome,
+            ));
+            answers.push(answer);
+        }
+        self.audit.record_behind(events).await?;
+        Ok(answers)
+    }
+
+    /// Permits one read of one person's data, or refuses it with the reason; audited either way.
     pub async fn read(
         &self,
         context: &RequestContext,
@@ -57,26 +99,16 @@ impl AccessGate {
         person_id: &str,
         category: DataCategory,
     ) -> Result<(), Error> {
-        let decision = self.decision(context, person_id, category).await?;
-        let (outcome, result) = match decision {
-            Decision::Permit { .. } => (Outcome::Permitted, Ok(())),
-            Decision::Deny(reason) => (
-                Outcome::Denied(reason.clone()),
-                Err(Error::PermissionDenied(reason)),
-            ),
+        let read = Read {
+            context,
+            action,
+            person_id,
+            category,
         };
-        let person = Some(person_id.to_owned());
-        self.audit
-            .record(AuditEvent::new(
-                context,
-                action,
-                person.clone(),
-                "person",
-                person,
-                outcome,
-            ))
-            .await?;
-        result
+        self.decide_all(&[read])
+            .await?
+            .pop()
+            .unwrap_or_else(|| Err(Error::Internal("a read went undecided".into())))
     }
 
     /// For a search: which of these persons the caller may see. Every person found is audited,
@@ -88,25 +120,15 @@ impl AccessGate {
         person_ids: &[String],
         category: DataCategory,
     ) -> Result<Vec<bool>, Error> {
-        let mut visible = Vec::with_capacity(person_ids.len());
-        let mut events = Vec::with_capacity(person_ids.len());
-        for person_id in person_ids {
-            let outcome = match self.decision(context, person_id, category).await? {
-                Decision::Permit { .. } => Outcome::Permitted,
-                Decision::Deny(reason) => Outcome::Denied(reason),
-            };
-            visible.push(outcome == Outcome::Permitted);
-            let person = Some(person_id.clone());
-            events.push(AuditEvent::new(
+        let reads: Vec<Read> = person_ids
+            .iter()
+            .map(|person_id| Read {
                 context,
                 action,
-                person.clone(),
-                "person",
-                person,
-                outcome,
-            ));
-        }
-        self.audit.record_all(events).await?;
-        Ok(visible)
+                person_id,
+                category,
+            })
+            .collect();
+        Ok(self.decide_all(&reads).await?.iter().map(Result::is_ok).collect())
     }
 }

@@ -221,7 +221,10 @@ impl RunningServer {
             .task
             .await
             .map_err(|e| Error::Internal(format!("the server task failed: {e}")))?;
+        // Reads answered before the stop have their audit events committed before the database closes.
+        let flushed = self.exchange.access.audit().flush().await;
         self.exchange.database.close().await;
+        flushed?;
         served
     }
 

@@ -1,9 +1,7 @@
-//! Consent directives: one row per person, read through a batcher on the hot path.
+//! Consent directives: one row per person; a batch of reads looks its persons up in one query.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 
-use hie_core::batch::Batcher;
 use hie_core::db::Database;
 use hie_core::{Error, time};
 use sqlx::{AnyConnection, AssertSqlSafe, FromRow};
@@ -13,28 +11,65 @@ use crate::domain::consent::{ConsentDirectives, DataCategory, Grant};
 #[derive(FromRow)]
 struct DirectivesRow {
     person_id: String,
+    #[sqlx(flatten)]
+    stored: StoredDirectives,
+}
+
+/// A person's directives as stored, from a row that selected [`directive_columns`] (all NULL when
+/// the person never set any). Other registries join the directives to their own look-up of the
+/// person, so that a guarded read costs one round trip to the database, not two.
+#[derive(FromRow, Debug, Default)]
+pub struct StoredDirectives {
     sharing: Option<i64>,
-    allowed_organisations: String,
-    denied_organisations: String,
-    consented_categories: String,
-    grants: String,
+    allowed_organisations: Option<String>,
+    denied_organisations: Option<String>,
+    consented_categories: Option<String>,
+    grants: Option<String>,
+}
+
+const DIRECTIVE_COLUMNS: [(&str, &str); 5] = [
+    ("sharing", "BIGINT"),
+    ("allowed_organisations", "TEXT"),
+    ("denied_organisations", "TEXT"),
+    ("consented_categories", "TEXT"),
+    ("grants", "TEXT"),
+];
+
+/// The select-list items that [`StoredDirectives`] reads, from the `consent_directives` table
+/// aliased `alias` (joined with `LEFT JOIN consent_directives <alias> ON <alias>.person_id = …`),
+/// or all NULL when `alias` is `None`.
+pub fn directive_columns(alias: Option<&str>) -> String {
+    DIRECTIVE_COLUMNS
+        .iter()
+        .map(|(column, sql_type)| match alias {
+            Some(alias) => format!("{alias}.{column} AS {column}"),
+            None => format!("CAST(NULL AS {sql_type}) AS {column}"),
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 fn split(text: &str) -> impl Iterator<Item = &str> {
     text.split(',').filter(|part| !part.is_empty())
 }
 
-impl DirectivesRow {
-    fn directives(&self) -> ConsentDirectives {
+impl StoredDirectives {
+    pub fn directives(&self) -> ConsentDirectives {
+        fn text(column: &Option<String>) -> &str {
+            column.as_deref().unwrap_or("")
+        }
         ConsentDirectives {
             sharing: self.sharing.map(|s| s != 0),
-            allowed_organisations: split(&self.allowed_organisations).map(str::to_owned).collect(),
-            denied_organisations: split(&self.denied_organisations).map(str::to_owned).collect(),
-            consented_categories: split(&self.consented_categories)
+            allowed_organisations: split(text(&self.allowed_organisations))
+                .map(str::to_owned)
+                .collect(),
+            denied_organisations: split(text(&self.denied_organisations))
+                .map(str::to_owned)
+                .collect(),
+            consented_categories: split(text(&self.consented_categories))
                 .filter_map(DataCategory::from_code)
                 .collect(),
-            grants: self
-                .grants
+            grants: text(&self.grants)
                 .split(';')
                 .filter_map(|grant| {
                     let mut parts = grant.split('|');
@@ -56,26 +91,46 @@ impl DirectivesRow {
 #[derive(Clone, Debug)]
 pub struct ConsentStore {
     database: Database,
-    reader: Batcher<String, ConsentDirectives>,
 }
 
 impl ConsentStore {
     pub fn new(database: Database) -> ConsentStore {
-        let for_reader = database.clone();
-        let reader = Batcher::new(
-            2,
-            64,
-            Arc::new(move |persons: Vec<String>| {
-                let database = for_reader.clone();
-                Box::pin(async move { directives_of(&database, &persons).await })
-            }),
-        );
-        ConsentStore { database, reader }
+        ConsentStore { database }
     }
 
     /// A person's directives (the empty directive when they never set any).
     pub async fn directives(&self, person_id: &str) -> Result<ConsentDirectives, Error> {
-        self.reader.submit(person_id.to_owned()).await
+        let mut directives = self.directives_of(&[person_id]).await?;
+        Ok(directives.pop().unwrap_or_default())
+    }
+
+    /// The directives of each person, in order, in one query.
+    pub async fn directives_of(&self, persons: &[&str]) -> Result<Vec<ConsentDirectives>, Error> {
+        if persons.is_empty() {
+            return Ok(Vec::new());
+        }
+        let list = (1..=persons.len())
+            .map(|i| format!("${i}"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let sql = format!(
+            "SELECT c.person_id, {} FROM consent_directives c WHERE c.person_id IN ({list})",
+            directive_columns(Some("c"))
+        );
+        let mut query = sqlx::query_as::<_, DirectivesRow>(AssertSqlSafe(sql));
+        for person in persons {
+            query = query.bind(person.to_string());
+        }
+        let found: BTreeMap<String, ConsentDirectives> = query
+            .fetch_all(self.database.pool())
+            .await?
+            .iter()
+            .map(|row| (row.person_id.clone(), row.stored.directives()))
+            .collect();
+        Ok(persons
+            .iter()
+            .map(|p| found.get(*p).cloned().unwrap_or_default())
+            .collect())
     }
 
     /// Replaces a person's directives inside the caller's transaction.
@@ -123,26 +178,4 @@ impl ConsentStore {
     pub fn database(&self) -> &Database {
         &self.database
     }
-}
-
-async fn directives_of(database: &Database, persons: &[String]) -> Result<Vec<ConsentDirectives>, Error> {
-    let list = (1..=persons.len())
-        .map(|i| format!("${i}"))
-        .collect::<Vec<_>>()
-        .join(", ");
-    let sql = format!("SELECT * FROM consent_directives WHERE person_id IN ({list})");
-    let mut query = sqlx::query_as::<_, DirectivesRow>(AssertSqlSafe(sql));
-    for person in persons {
-        query = query.bind(person.clone());
-    }
-    let found: BTreeMap<String, ConsentDirectives> = query
-        .fetch_all(database.pool())
-        .await?
-        .iter()
-        .map(|row| (row.person_id.clone(), row.directives()))
-        .collect();
-    Ok(persons
-        .iter()
-        .map(|p| found.get(p).cloned().unwrap_or_default())
-        .collect())
 }

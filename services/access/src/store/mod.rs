@@ -6,11 +6,14 @@
 pub mod consent;
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use hie_core::batch::Batcher;
-use hie_core::db::Database;
+use hie_core::db::{Backend, Database};
 use hie_core::{Error, time};
-use sqlx::{AnyConnection, FromRow};
+use serde::Serialize;
+use sqlx::{AnyConnection, AssertSqlSafe, FromRow};
+use tokio::sync::Semaphore;
 
 use crate::domain::{AuditEvent, ChainBreak, ChainVerifier, Outcome};
 
@@ -30,7 +33,14 @@ pub struct AuditFilter {
 pub struct AuditTrail {
     database: Database,
     writer: Batcher<AuditEvent, i64>,
+    /// One permit per read event that may be answered before its event is committed.
+    uncommitted: Arc<Semaphore>,
 }
+
+/// How many events of answered reads may wait for their commit at once. A full backlog makes
+/// reads wait for the audit trail: when it cannot be written, reads stop (fail closed) instead of
+/// going unrecorded.
+const MOST_UNCOMMITTED: u32 = 4096;
 
 #[derive(FromRow)]
 struct StoredEvent {
@@ -79,99 +89,229 @@ impl StoredEvent {
     }
 }
 
-/// The columns of an audit event row, and how many rows one INSERT carries (well under both
-/// backends' limits on bound parameters).
-const COLUMNS: usize = 17;
-const ROWS_PER_INSERT: usize = 100;
+/// The columns of an audit event row, in the order of [`ChainedRow`]'s fields.
+const COLUMNS: [&str; 17] = [
+    "sequence",
+    "occurred_at",
+    "request_id",
+    "organisation_code",
+    "user_id",
+    "role",
+    "purpose",
+    "reason",
+    "action",
+    "person_id",
+    "resource_type",
+    "resource_id",
+    "outcome",
+    "outcome_reason",
+    "emergency",
+    "previous_hash",
+    "hash",
+];
+
+/// One event with its place in the chain, as the JSON object the append statements read: a batch
+/// of events travels as one JSON array in one bound parameter, so that every append is the same
+/// prepared statement whatever its size.
+#[derive(Serialize)]
+struct ChainedRow<'a> {
+    sequence: i64,
+    occurred_at: i64,
+    request_id: &'a str,
+    organisation_code: Option<&'a str>,
+    user_id: &'a str,
+    role: &'a str,
+    purpose: &'a str,
+    reason: Option<&'a str>,
+    action: &'a str,
+    person_id: Option<&'a str>,
+    resource_type: &'a str,
+    resource_id: Option<&'a str>,
+    outcome: &'static str,
+    outcome_reason: Option<&'a str>,
+    emergency: i16,
+    previous_hash: String,
+    hash: String,
+}
+
+/// Chains `events` after the event `last` whose hash is `last_hash`: the rows as one JSON array,
+/// their sequence numbers, and the new head's hash.
+fn chain(events: &[AuditEvent], last: i64, last_hash: &str) -> Result<(String, Vec<i64>, String), Error> {
+    let mut previous_hash = last_hash.to_owned();
+    let mut rows = Vec::with_capacity(events.len());
+    for (offset, event) in events.iter().enumerate() {
+        let sequence = last + 1 + offset as i64;
+        let hash = event.chain_hash(sequence, &previous_hash);
+        rows.push(ChainedRow {
+            sequence,
+            occurred_at: time::to_micros(event.occurred_at),
+            request_id: &event.request_id,
+            organisation_code: event.organisation.as_deref(),
+            user_id: &event.user_id,
+            role: &event.role,
+            purpose: &event.purpose,
+            reason: event.reason.as_deref(),
+            action: &event.action,
+            person_id: event.person_id.as_deref(),
+            resource_type: &event.resource_type,
+            resource_id: event.resource_id.as_deref(),
+            outcome: event.outcome.code(),
+            outcome_reason: event.outcome.reason(),
+            emergency: i16::from(event.emergency),
+            previous_hash: std::mem::replace(&mut previous_hash, hash.clone()),
+            hash,
+        });
+    }
+    let sequences = rows.iter().map(|row| row.sequence).collect();
+    let json = serde_json::to_string(&rows).map_err(|e| Error::Internal(e.to_string()))?;
+    Ok((json, sequences, previous_hash))
+}
+
+/// `INSERT INTO audit_events … SELECT` of the rows in the JSON array bound at `$parameter`, with
+/// `condition` after the FROM. The two backends unpack JSON differently; the rest is shared.
+fn insert_from_json(backend: Backend, parameter: usize, condition: &str) -> String {
+    let columns = COLUMNS.join(", ");
+    let rows = match backend {
+        Backend::Postgres => {
+            format!("SELECT {columns} FROM json_populate_recordset(NULL::audit_events, ${parameter}::json)")
+        }
+        Backend::Sqlite => {
+            let extracted: Vec<String> = COLUMNS
+                .iter()
+                .map(|column| format!("json_extract(value, '$.{column}') AS {column}"))
+                .collect();
+            format!("SELECT {} FROM json_each(${parameter})", extracted.join(", "))
+        }
+    };
+    format!("INSERT INTO audit_events ({columns}) {rows} {condition}")
+}
+
+fn backend_of(conn: &AnyConnection) -> Backend {
+    if conn.backend_name().eq_ignore_ascii_case("sqlite") {
+        Backend::Sqlite
+    } else {
+        Backend::Postgres
+    }
+}
 
 /// Appends `events` to the chain inside the caller's transaction; returns their sequence numbers.
+/// The head row is locked first, so that concurrent appends take their turns.
 pub async fn append_in(conn: &mut AnyConnection, events: &[AuditEvent]) -> Result<Vec<i64>, Error> {
     if events.is_empty() {
         return Ok(Vec::new());
     }
-    let (last, mut previous_hash): (i64, String) = sqlx::query_as(
+    let (last, last_hash): (i64, String) = sqlx::query_as(
         "UPDATE audit_head SET sequence = sequence + $1 WHERE id = 1 RETURNING sequence, hash",
     )
     .bind(events.len() as i64)
     .fetch_one(&mut *conn)
     .await?;
-    let first = last - events.len() as i64 + 1;
-    let mut sequences = Vec::with_capacity(events.len());
-    // Chain first, then write in multi-row statements: one statement per event made a batch of
-    // audited reads cost a round trip per read inside the one transaction that orders the chain.
-    let mut rows = Vec::with_capacity(events.len());
-    for (offset, event) in events.iter().enumerate() {
-        let sequence = first + offset as i64;
-        let hash = event.chain_hash(sequence, &previous_hash);
-        rows.push((
-            sequence,
-            event,
-            std::mem::replace(&mut previous_hash, hash.clone()),
-            hash,
-        ));
-        sequences.push(sequence);
-    }
-    for chunk in rows.chunks(ROWS_PER_INSERT) {
-        let placeholders: Vec<String> = (0..chunk.len())
-            .map(|row| {
-                let first = row * COLUMNS + 1;
-                let list: Vec<String> = (first..first + COLUMNS).map(|n| format!("${n}")).collect();
-                format!("({})", list.join(", "))
-            })
-            .collect();
-        let sql = format!(
-            "INSERT INTO audit_events (sequence, occurred_at, request_id, organisation_code, user_id, role, purpose, \
-             reason, action, person_id, resource_type, resource_id, outcome, outcome_reason, emergency, previous_hash, hash) \
-             VALUES {}",
-            placeholders.join(", ")
-        );
-        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
-        for (sequence, event, previous, hash) in chunk {
-            query = query
-                .bind(*sequence)
-                .bind(time::to_micros(event.occurred_at))
-                .bind(event.request_id.clone())
-                .bind(event.organisation.clone())
-                .bind(event.user_id.clone())
-                .bind(event.role.clone())
-                .bind(event.purpose.clone())
-                .bind(event.reason.clone())
-                .bind(event.action.clone())
-                .bind(event.person_id.clone())
-                .bind(event.resource_type.clone())
-                .bind(event.resource_id.clone())
-                .bind(event.outcome.code())
-                .bind(event.outcome.reason().map(str::to_owned))
-                .bind(i64::from(event.emergency))
-                .bind(previous.clone())
-                .bind(hash.clone());
-        }
-        query.execute(&mut *conn).await?;
-    }
+    let (rows, sequences, head_hash) = chain(events, last - events.len() as i64, &last_hash)?;
+    let insert = insert_from_json(backend_of(conn), 1, "");
+    sqlx::query(AssertSqlSafe(insert))
+        .bind(rows)
+        .execute(&mut *conn)
+        .await?;
     sqlx::query("UPDATE audit_head SET hash = $1 WHERE id = 1")
-        .bind(previous_hash)
+        .bind(head_hash)
         .execute(&mut *conn)
         .await?;
     Ok(sequences)
 }
 
+/// The group writer's side of the chain. On PostgreSQL it appends a batch in one statement that
+/// moves the head only if it is still where the writer expects it (and inserts nothing otherwise),
+/// so an append costs one round trip instead of five. The writer chains each batch after the head
+/// the previous batch will leave, before that batch has committed: two batches are in flight at
+/// once, the second's statement waiting on the head row until the first commits. When the head
+/// is elsewhere (a registration or another replica moved it, or the batch before failed), it reads
+/// the head again and retries; after a few misses it takes the head's lock as registrations do.
+#[derive(Debug)]
+struct GroupWriter {
+    database: Database,
+    /// The head the last batch sent will leave, once it commits; `None` when unknown.
+    expected_head: tokio::sync::Mutex<Option<(i64, String)>>,
+    optimistic_append: String,
+}
+
+/// How many batches may be in flight at once.
+const WRITERS_IN_FLIGHT: usize = 2;
+/// How many times the optimistic append is tried before the locking one.
+const OPTIMISTIC_TRIES: usize = 3;
+
+impl GroupWriter {
+    fn new(database: Database) -> GroupWriter {
+        GroupWriter {
+            optimistic_append: insert_from_json(Backend::Postgres, 4, "WHERE EXISTS (SELECT 1 FROM moved)")
+                .replacen(
+                    "INSERT",
+                    "WITH moved AS (UPDATE audit_head SET sequence = $1, hash = $2 \
+                 WHERE id = 1 AND sequence = $3 RETURNING id) INSERT",
+                    1,
+                ),
+            database,
+            expected_head: tokio::sync::Mutex::new(None),
+        }
+    }
+
+    async fn append(&self, events: Vec<AuditEvent>) -> Result<Vec<i64>, Error> {
+        if self.database.backend() == Backend::Postgres {
+            for _ in 0..OPTIMISTIC_TRIES {
+                let (last, rows, sequences, head_hash) = {
+                    let mut expected = self.expected_head.lock().await;
+                    let (last, last_hash): (i64, String) = match expected.take() {
+                        Some(head) => head,
+                        None => {
+                            sqlx::query_as("SELECT sequence, hash FROM audit_head WHERE id = 1")
+                                .fetch_one(self.database.pool())
+                                .await?
+                        }
+                    };
+                    let (rows, sequences, head_hash) = chain(&events, last, &last_hash)?;
+                    *expected = Some((last + events.len() as i64, head_hash.clone()));
+                    (last, rows, sequences, head_hash)
+                };
+                let inserted = sqlx::query(AssertSqlSafe(self.optimistic_append.as_str()))
+                    .bind(last + events.len() as i64)
+                    .bind(head_hash)
+                    .bind(last)
+                    .bind(rows)
+                    .execute(self.database.pool())
+                    .await;
+                match inserted {
+                    Ok(done) if done.rows_affected() == events.len() as u64 => return Ok(sequences),
+                    // The head was elsewhere: whatever was chained after this batch is wrong too.
+                    Ok(_) => *self.expected_head.lock().await = None,
+                    Err(error) => {
+                        *self.expected_head.lock().await = None;
+                        return Err(error.into());
+                    }
+                }
+            }
+        }
+        let mut transaction = self.database.begin_write().await?;
+        let sequences = append_in(&mut transaction, &events).await?;
+        transaction.commit().await?;
+        Ok(sequences)
+    }
+}
+
 impl AuditTrail {
     pub fn new(database: Database) -> AuditTrail {
-        let for_writer = database.clone();
+        let group_writer = Arc::new(GroupWriter::new(database.clone()));
         let writer = Batcher::new(
-            1,
+            WRITERS_IN_FLIGHT,
             256,
             Arc::new(move |events: Vec<AuditEvent>| {
-                let database = for_writer.clone();
-                Box::pin(async move {
-                    let mut transaction = database.begin_write().await?;
-                    let sequences = append_in(&mut transaction, &events).await?;
-                    transaction.commit().await?;
-                    Ok(sequences)
-                })
+                let group_writer = group_writer.clone();
+                Box::pin(async move { group_writer.append(events).await })
             }),
         );
-        AuditTrail { database, writer }
+        AuditTrail {
+            database,
+            writer,
+            uncommitted: Arc::new(Semaphore::new(MOST_UNCOMMITTED as usize)),
+        }
     }
 
     /// Appends one event in a transaction of its own (shared with concurrent events), and
@@ -185,6 +325,48 @@ impl AuditTrail {
         self.writer.submit_all(events).await
     }
 
+    /// Appends the events of reads behind their answer: returns once they are queued for the
+    /// group writer, which commits them within a batch or two. A failed append is retried until
+    /// it succeeds, holding its place in the backlog, so that events are never dropped and reads
+    /// stop when the backlog is full. Events queued and not yet committed are lost only if the
+    /// process dies (a few milliseconds of reads); [`AuditTrail::flush`] waits for them.
+    pub async fn record_behind(&self, events: Vec<AuditEvent>) -> Result<(), Error> {
+        let Ok(n) = u32::try_from(events.len()).map(|n| n.min(MOST_UNCOMMITTED)) else {
+            return self.record_all(events).await.map(drop);
+        };
+        if n as usize != events.len() {
+            return self.record_all(events).await.map(drop);
+        }
+        let backlog = self
+            .uncommitted
+            .clone()
+            .acquire_many_owned(n)
+            .await
+            .map_err(|_| Error::Unavailable("the audit trail is closed".into()))?;
+        let writer = self.writer.clone();
+        tokio::spawn(async move {
+            let mut delay = Duration::from_millis(50);
+            while let Err(error) = writer.submit_all(events.clone()).await {
+                tracing::error!(%error, "cannot commit audit events of answered reads; retrying (reads wait while the backlog is full)");
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(5));
+            }
+            drop(backlog);
+        });
+        Ok(())
+    }
+
+    /// Waits until every event recorded behind an answer so far is committed.
+    pub async fn flush(&self) -> Result<(), Error> {
+        let everything = self
+            .uncommitted
+            .acquire_many(MOST_UNCOMMITTED)
+            .await
+            .map_err(|_| Error::Unavailable("the audit trail is closed".into()))?;
+        drop(everything);
+        Ok(())
+    }
+
     /// Stored events matching `filter`, newest first, before the sequence number `before`.
     pub async fn events(
         &self,
@@ -192,6 +374,7 @@ impl AuditTrail {
         before: i64,
         limit: u32,
     ) -> Result<Vec<(i64, AuditEvent)>, Error> {
+        self.flush().await?;
         let rows: Vec<StoredEvent> = sqlx::query_as(
             "SELECT * FROM audit_events WHERE ($1 = '' OR person_id = $1) AND ($2 = '' OR organisation_code = $2) \
              AND ($3 = '' OR user_id = $3) AND ($4 = '' OR outcome = $4) AND occurred_at >= $5 AND occurred_at < $6 \
@@ -212,6 +395,7 @@ impl AuditTrail {
 
     /// Walks the whole chain; `Ok(Ok(n))` when all `n` events are intact.
     pub async fn verify(&self) -> Result<Result<i64, ChainBreak>, Error> {
+        self.flush().await?;
         let (head,): (i64,) = sqlx::query_as("SELECT sequence FROM audit_head WHERE id = 1")
             .fetch_one(self.database.pool())
             .await?;

@@ -1,3 +1,6 @@
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
 use hie_core::db::Database;
 use hie_core::domain::OrganisationCode;
 use hie_core::page::{PageSize, PageToken, next_page};
@@ -12,13 +15,26 @@ use crate::store::{CertificateRegistration, DirectoryStore};
 #[derive(Clone, Debug)]
 pub struct DirectoryService {
     store: DirectoryStore,
+    /// Counts the changes made through this service that can take trust away (a certificate
+    /// revoked, an organisation updated), so that caches of who may connect know to re-check.
+    trust_changes: Arc<AtomicU64>,
 }
 
 impl DirectoryService {
     pub fn new(database: Database) -> DirectoryService {
         DirectoryService {
             store: DirectoryStore::new(database),
+            trust_changes: Arc::default(),
         }
+    }
+
+    /// Changes every time this service revokes a certificate or updates an organisation.
+    pub fn trust_changes(&self) -> u64 {
+        self.trust_changes.load(Ordering::Acquire)
+    }
+
+    fn trust_changed(&self) {
+        self.trust_changes.fetch_add(1, Ordering::AcqRel);
     }
 
     pub async fn register_organisation(&self, draft: OrganisationDraft) -> Result<Organisation, Error> {
@@ -41,6 +57,7 @@ impl DirectoryService {
             updated_at: time::now(),
         };
         self.store.update_organisation(&organisation).await?;
+        self.trust_changed();
         tracing::info!(organisation = %organisation.code(), active = organisation.is_active(), "organisation updated");
         Ok(organisation)
     }
@@ -170,6 +187,7 @@ impl DirectoryService {
                 "no unrevoked certificate has the fingerprint {fingerprint}"
             )));
         }
+        self.trust_changed();
         tracing::warn!(fingerprint, "client certificate revoked");
         Ok(())
     }

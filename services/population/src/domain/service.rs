@@ -53,7 +53,7 @@ impl PopulationService {
     ) -> PopulationService {
         let store = PopulationStore::new(database);
         PopulationService {
-            resolver: ResolveBatcher::new(store.clone()),
+            resolver: ResolveBatcher::new(store.clone(), access.clone()),
             store,
             directory,
             access,
@@ -255,21 +255,7 @@ impl PopulationService {
         context: &RequestContext,
         identifier: &Identifier,
     ) -> Result<(PersonId, Vec<CrossReference>), Error> {
-        let (person, references) = self.resolver.resolve(identifier.clone()).await?.ok_or_else(|| {
-            Error::NotFound(format!(
-                "no record carries this identifier of {}",
-                identifier.system_uri()
-            ))
-        })?;
-        self.access
-            .read(
-                context,
-                "population.resolve",
-                person.as_str(),
-                DataCategory::Demographics,
-            )
-            .await?;
-        Ok((person, references))
+        self.resolver.resolve(context, identifier).await
     }
 
     /// PDQ: persons matching every criterion, in id order.

@@ -140,7 +140,7 @@ pub fn source_record_draft(request: proto::RegisterSourceRecordRequest) -> Resul
     )
 }
 
-fn parse_identifier(message: Option<proto::Identifier>, field: &str) -> Result<Identifier, Error> {
+pub fn parse_identifier(message: Option<proto::Identifier>, field: &str) -> Result<Identifier, Error> {
     let message = message.ok_or_else(|| Error::invalid(field, "is required"))?;
     Identifier::parse(&message.system, &message.value).map_err(|e| e.at(field))
 }
@@ -265,7 +265,7 @@ fn source_record_to_proto(record: &SourceRecord) -> proto::SourceRecord {
     }
 }
 
-fn cross_reference_to_proto(reference: &CrossReference) -> proto::CrossReference {
+pub fn cross_reference_to_proto(reference: &CrossReference) -> proto::CrossReference {
     proto::CrossReference {
         identifier: Some(identifier_to_proto(&reference.identifier)),
         organisation_code: reference.organisation.as_str().to_owned(),

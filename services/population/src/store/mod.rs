@@ -4,11 +4,13 @@
 
 mod resolve_batcher;
 
-pub use resolve_batcher::ResolveBatcher;
+pub use resolve_batcher::{MAX_BATCH, QUERY_SLOTS, ResolveBatcher};
 
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
+use hie_access::domain::consent::ConsentDirectives;
+use hie_access::store::consent::{StoredDirectives, directive_columns};
 use hie_core::db::{Backend, Database};
 use hie_core::domain::{
     BirthDate, BoundedText, DivisionCode, Ethnicity, Identifier, OrganisationCode, PersonName, Phone, Sex,
@@ -70,7 +72,13 @@ struct ResolvedRow {
     value: String,
     organisation_code: String,
     source_record_id: String,
+    #[sqlx(flatten)]
+    consent: StoredDirectives,
 }
+
+/// A resolved identifier: its person, every identifier of that person, and (when asked for) the
+/// person's consent directives.
+pub type ResolvedIdentifier = (PersonId, Vec<CrossReference>, ConsentDirectives);
 
 #[derive(FromRow)]
 struct IdentifierRow {
@@ -429,12 +437,14 @@ impl PopulationStore {
     }
 
     /// For each identifier, the person carrying it and all of that person's cross-references, in
-    /// one query for the whole batch. When (against the matching rules) an identifier is carried
-    /// by two persons, the one with the smallest id answers.
+    /// one query for the whole batch, with the person's consent directives joined in when
+    /// `with_consent` (empty otherwise). When (against the matching rules) an identifier is
+    /// carried by two persons, the one with the smallest id answers.
     pub async fn resolve_many(
         &self,
         identifiers: &[Identifier],
-    ) -> Result<Vec<Option<(PersonId, Vec<CrossReference>)>>, Error> {
+        with_consent: bool,
+    ) -> Result<Vec<Option<ResolvedIdentifier>>, Error> {
         if identifiers.is_empty() {
             return Ok(Vec::new());
         }
@@ -446,10 +456,16 @@ impl PopulationStore {
             .collect();
         let sql = format!(
             "SELECT DISTINCT i.system AS asked_system, i.value AS asked_value, x.person_id, x.system, x.value, \
-             x.organisation_code, x.source_record_id \
-             FROM person_identifiers i JOIN person_identifiers x ON x.person_id = i.person_id \
+             x.organisation_code, x.source_record_id, {} \
+             FROM person_identifiers i JOIN person_identifiers x ON x.person_id = i.person_id {} \
              WHERE {} \
              ORDER BY asked_system, asked_value, x.person_id, x.system, x.value, x.organisation_code, x.source_record_id",
+            directive_columns(with_consent.then_some("c")),
+            if with_consent {
+                "LEFT JOIN consent_directives c ON c.person_id = x.person_id"
+            } else {
+                ""
+            },
             asked.join(" OR ")
         );
         let mut query = sqlx::query_as::<_, ResolvedRow>(AssertSqlSafe(sql));
@@ -459,7 +475,7 @@ impl PopulationStore {
                 .bind(identifier.system_uri())
                 .bind(identifier.value().to_owned());
         }
-        let mut by_identifier: BTreeMap<(String, String), (PersonId, Vec<CrossReference>)> = BTreeMap::new();
+        let mut by_identifier: BTreeMap<(String, String), ResolvedIdentifier> = BTreeMap::new();
         for row in query.fetch_all(self.database.pool()).await? {
             let person = stored_id(PersonId::parse(&row.person_id))?;
             let reference = CrossReference {
@@ -467,9 +483,9 @@ impl PopulationStore {
                 organisation: stored_id(OrganisationCode::parse(&row.organisation_code))?,
                 source_record_id: stored_id(SourceRecordId::parse(&row.source_record_id))?,
             };
-            let (first_person, references) = by_identifier
+            let (first_person, references, _) = by_identifier
                 .entry((row.asked_system, row.asked_value))
-                .or_insert_with(|| (person.clone(), Vec::new()));
+                .or_insert_with(|| (person.clone(), Vec::new(), row.consent.directives()));
             if *first_person == person {
                 references.push(reference);
             }

@@ -2,6 +2,8 @@
 //! in the same run (the empty gRPC health check), because this kind of machine is shared and
 //! noisy: the ratio travels between machines better than the absolute figure.
 
+mod baseline;
+
 use std::time::{Duration, Instant};
 
 use clap::{Args, Subcommand, ValueEnum};
@@ -9,13 +11,14 @@ use hie_core::db::{self, Database};
 use hie_proto::population::population_registry_client::PopulationRegistryClient;
 use hie_proto::population::{Identifier as ProtoIdentifier, ResolveIdentifierRequest};
 use serde::Serialize;
-use tonic::transport::Channel;
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Identity};
 use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_client::HealthClient;
 
 use crate::Exchange;
 use crate::demo::{Rng, SyntheticPrefecture, load};
-use crate::settings::{SecretUrl, Settings};
+use crate::pki::{self, PkiFolder};
+use crate::settings::{SecretUrl, Settings, TlsSettings};
 
 #[derive(Debug, Subcommand)]
 pub enum BenchCommand {
@@ -58,6 +61,10 @@ pub struct ResolveArgs {
     /// Over how many HTTP/2 connections the calls are spread (connections are reused).
     #[arg(long, default_value_t = 4)]
     pub connections: usize,
+    /// Serve the registry with mutual TLS (a scratch development CA; the calling hospital's
+    /// certificate registered in the directory), as production does.
+    #[arg(long)]
+    pub tls: bool,
 }
 
 /// Throughput and latency of one kind of call.
@@ -78,11 +85,21 @@ pub struct ResolveFigures {
     pub persons: i64,
     pub source_records: usize,
     pub load_seconds: f64,
+    /// The empty call (health check), plaintext loopback: the floor of any call.
     pub empty_call: CallFigures,
+    /// ResolveIdentifier's look-up alone, plaintext, no request context, consent or audit.
+    pub resolve_unguarded: CallFigures,
+    /// ResolveIdentifier as the exchange serves it: request context, consent decision and an
+    /// audit event committed before the answer; over mutual TLS with `--tls`.
     pub resolve: CallFigures,
-    /// Resolve throughput as a share of the empty call's: the target is at least 0.5 on PostgreSQL.
-    pub resolve_to_empty_throughput: f64,
-    pub resolve_to_empty_p50_latency: f64,
+    /// The empty call over the same transport as `resolve` (mutual TLS with `--tls`).
+    pub empty_call_same_transport: CallFigures,
+    /// Unguarded resolve throughput as a share of the empty call's (the Foundation target: ≥ 0.5).
+    pub unguarded_resolve_to_empty_throughput: f64,
+    /// What the trust layer costs per call: guarded / unguarded p50 latency (target ≤ 1.5).
+    pub trust_cost_p50_latency: f64,
+    /// The same at steady state as throughput: unguarded / guarded calls per second (target ≤ 1.5).
+    pub trust_cost_per_call: f64,
 }
 
 pub async fn run(command: BenchCommand) -> Result<(), String> {
@@ -150,11 +167,26 @@ async fn resolve_on(
     load_in_parallel(&exchange, prefecture, n_loaders).await?;
     let load_seconds = started.elapsed().as_secs_f64();
     let persons = count_persons(&exchange.database).await?;
-    let server = exchange
-        .start("127.0.0.1:0".parse().map_err(|_| "bad address")?)
-        .await
-        .map_err(|e| e.to_string())?;
-    let channels = connect(&server.url(), args.connections).await?;
+    let folder = tempfile::tempdir().map_err(|e| format!("cannot make a scratch folder: {e}"))?;
+    let (trusted_channels, server) = if args.tls {
+        let tls = scratch_pki(&exchange, prefecture, folder.path()).await?;
+        let server = exchange
+            .clone()
+            .start_with(loopback(), Some(&tls.server))
+            .await
+            .map_err(|e| e.to_string())?;
+        let url = format!("https://localhost:{}", server.address().port());
+        (connect(&url, args.connections, Some(&tls.client)).await?, server)
+    } else {
+        let server = exchange
+            .clone()
+            .start(loopback())
+            .await
+            .map_err(|e| e.to_string())?;
+        (connect(&server.url(), args.connections, None).await?, server)
+    };
+    let unguarded = baseline::serve(exchange.database.clone()).await?;
+    let plain_channels = connect(&unguarded.url, args.connections, None).await?;
 
     // What to resolve: local patient numbers and identity numbers of random records.
     let mut rng = Rng::new(7);
@@ -174,32 +206,97 @@ async fn resolve_on(
 
     let duration = Duration::from_secs(args.seconds);
     eprintln!(
-        "hie bench: {backend}: measuring the empty call and resolve, {} s each",
+        "hie bench: {backend}: measuring the empty call, unguarded and guarded resolve, {} s each",
         args.seconds
     );
-    // A short warm-up of each, so that neither pays for connection set-up or cold caches.
-    measure(&channels, args.concurrency, Duration::from_secs(1), health_call).await;
-    measure(
-        &channels,
-        args.concurrency,
-        Duration::from_secs(1),
-        resolve_call(&targets),
-    )
-    .await;
-    let empty_call = measure(&channels, args.concurrency, duration, health_call).await;
-    let resolve = measure(&channels, args.concurrency, duration, resolve_call(&targets)).await;
+    let warm_up = Duration::from_secs(1);
+    let c = args.concurrency;
+    // A short warm-up of each, so that none pays for connection set-up or cold caches.
+    measure(&plain_channels, c, warm_up, health_call).await;
+    measure(&trusted_channels, c, warm_up, health_call).await;
+    measure(&plain_channels, c, warm_up, resolve_call(&targets)).await;
+    measure(&trusted_channels, c, warm_up, resolve_call(&targets)).await;
+    let empty_call = measure(&plain_channels, c, duration, health_call).await;
+    let resolve_unguarded = measure(&plain_channels, c, duration, resolve_call(&targets)).await;
+    let resolve = measure(&trusted_channels, c, duration, resolve_call(&targets)).await;
+    let empty_call_same_transport = measure(&trusted_channels, c, duration, health_call).await;
     server.stop().await.map_err(|e| e.to_string())?;
+    unguarded.stop().await;
     Ok(ResolveFigures {
         backend,
         persons,
         source_records: prefecture.records.len(),
         load_seconds,
-        resolve_to_empty_throughput: resolve.throughput_per_second
-            / empty_call.throughput_per_second.max(1e-9),
-        resolve_to_empty_p50_latency: resolve.p50_microseconds as f64
-            / empty_call.p50_microseconds.max(1) as f64,
+        unguarded_resolve_to_empty_throughput: ratio(
+            resolve_unguarded.throughput_per_second,
+            empty_call.throughput_per_second,
+        ),
+        trust_cost_p50_latency: ratio(
+            resolve.p50_microseconds as f64,
+            resolve_unguarded.p50_microseconds as f64,
+        ),
+        trust_cost_per_call: ratio(
+            resolve_unguarded.throughput_per_second,
+            resolve.throughput_per_second,
+        ),
         empty_call,
+        resolve_unguarded,
         resolve,
+        empty_call_same_transport,
+    })
+}
+
+fn ratio(numerator: f64, denominator: f64) -> f64 {
+    numerator / denominator.max(1e-9)
+}
+
+fn loopback() -> std::net::SocketAddr {
+    std::net::SocketAddr::from(([127, 0, 0, 1], 0))
+}
+
+struct ScratchTls {
+    server: TlsSettings,
+    client: ClientTlsConfig,
+}
+
+/// A development CA in `folder`, and a certificate for the prefecture's first hospital,
+/// registered in the directory as production registers it.
+async fn scratch_pki(
+    exchange: &Exchange,
+    prefecture: &SyntheticPrefecture,
+    folder: &std::path::Path,
+) -> Result<ScratchTls, String> {
+    let pki_folder = PkiFolder::new(folder.join("pki"));
+    pki::init(&pki_folder, &[])?;
+    let organisation = prefecture
+        .organisations
+        .first()
+        .ok_or("the synthetic prefecture has no organisation")?
+        .code
+        .clone();
+    let fingerprint = pki::issue_organisation(&pki_folder, organisation.as_str())?;
+    exchange
+        .directory
+        .register_certificate(&organisation, &fingerprint)
+        .await
+        .map_err(|e| e.to_string())?;
+    let read = |path: std::path::PathBuf| {
+        std::fs::read(&path).map_err(|e| format!("cannot read {}: {e}", path.display()))
+    };
+    let client = ClientTlsConfig::new()
+        .ca_certificate(Certificate::from_pem(read(pki_folder.ca_cert())?))
+        .domain_name("localhost")
+        .identity(Identity::from_pem(
+            read(pki_folder.organisation_cert(organisation.as_str()))?,
+            read(pki_folder.organisation_key(organisation.as_str()))?,
+        ));
+    Ok(ScratchTls {
+        server: TlsSettings {
+            cert: pki_folder.server_cert(),
+            key: pki_folder.server_key(),
+            client_ca: pki_folder.ca_cert(),
+        },
+        client,
     })
 }
 
@@ -264,11 +361,14 @@ async fn count_persons(database: &Database) -> Result<i64, String> {
     Ok(n)
 }
 
-async fn connect(url: &str, n: usize) -> Result<Vec<Channel>, String> {
+async fn connect(url: &str, n: usize, tls: Option<&ClientTlsConfig>) -> Result<Vec<Channel>, String> {
     let mut channels = Vec::new();
     for _ in 0..n.max(1) {
-        let channel = Channel::from_shared(url.to_owned())
-            .map_err(|e| e.to_string())?
+        let mut endpoint = Channel::from_shared(url.to_owned()).map_err(|e| e.to_string())?;
+        if let Some(tls) = tls {
+            endpoint = endpoint.tls_config(tls.clone()).map_err(|e| e.to_string())?;
+        }
+        let channel = endpoint
             .connect()
             .await
             .map_err(|e| format!("cannot connect to the benchmark server: {e}"))?;
