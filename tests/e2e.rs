@@ -13,7 +13,82 @@ use crate::harness::{TestDb, on_every_backend, register_organisations, request, 
 on_every_backend!(
     each_hospitals_number_resolves_to_the_others_over_the_network,
     health_and_reflection_answer_for_every_service,
+    only_an_administrator_changes_the_directory_and_every_change_is_audited,
 );
+
+async fn only_an_administrator_changes_the_directory_and_every_change_is_audited(db: TestDb) {
+    use hie_proto::directory::directory_client::DirectoryClient;
+    use hie_proto::directory::{GetOrganisationRequest, Organisation, RegisterOrganisationRequest};
+
+    let server = db.server().await;
+    let organisation = || Organisation {
+        code: "QDN-C07".into(),
+        name: "凯里市社区卫生服务中心".into(),
+        kind: hie_proto::directory::OrganisationKind::CommunityHealthCentre as i32,
+        division_code: "522601".into(),
+        active: true,
+        ..Default::default()
+    };
+    let register = || RegisterOrganisationRequest {
+        organisation: Some(organisation()),
+    };
+
+    // No context at all: the caller is told which header is missing.
+    let mut bare = DirectoryClient::new(server.channel.clone());
+    let status = bare.register_organisation(register()).await.unwrap_err();
+    assert_eq!(status.code(), tonic::Code::InvalidArgument, "{status:?}");
+    assert!(status.message().contains("x-hie-"), "{}", status.message());
+    let status = bare
+        .get_organisation(GetOrganisationRequest {
+            code: "QDN-C07".into(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), tonic::Code::InvalidArgument, "{status:?}");
+
+    // A clinician may read the directory, not change it; the refusal is audited.
+    let mut clinician = DirectoryClient::with_interceptor(
+        server.channel.clone(),
+        crate::harness::clinician_treating as crate::harness::ContextInterceptor,
+    );
+    let status = clinician.register_organisation(register()).await.unwrap_err();
+    assert_eq!(status.code(), tonic::Code::PermissionDenied, "{status:?}");
+    assert!(status.message().contains("administrator"), "{}", status.message());
+
+    server
+        .directory()
+        .register_organisation(register())
+        .await
+        .unwrap();
+    let read = clinician
+        .get_organisation(GetOrganisationRequest {
+            code: "QDN-C07".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(read.organisation.unwrap().code, "QDN-C07");
+
+    let events = server
+        .exchange()
+        .access
+        .audit()
+        .events(&Default::default(), i64::MAX, 10)
+        .await
+        .unwrap();
+    let outcomes: Vec<(&str, &str, Option<&str>)> = events
+        .iter()
+        .rev()
+        .map(|(_, e)| (e.action.as_str(), e.outcome.code(), e.resource_id.as_deref()))
+        .collect();
+    assert_eq!(
+        outcomes,
+        [
+            ("directory.register_organisation", "denied", Some("QDN-C07")),
+            ("directory.register_organisation", "permitted", Some("QDN-C07")),
+        ]
+    );
+}
 
 async fn each_hospitals_number_resolves_to_the_others_over_the_network(db: TestDb) {
     let server = db.server().await;

@@ -144,6 +144,15 @@ pub fn clinician_treating(mut request: tonic::Request<()>) -> Result<tonic::Requ
     Ok(request)
 }
 
+/// Asserts the region's administrator, who maintains the directory.
+pub fn administrator(mut request: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
+    let metadata = request.metadata_mut();
+    metadata.insert("x-hie-user", "admin-yang".parse().expect("ASCII"));
+    metadata.insert("x-hie-role", "administrator".parse().expect("ASCII"));
+    metadata.insert("x-hie-purpose", "treatment".parse().expect("ASCII"));
+    Ok(request)
+}
+
 pub fn population_client(channel: Channel) -> PopulationClient {
     PopulationRegistryClient::with_interceptor(channel, clinician_treating as ContextInterceptor)
 }
@@ -153,8 +162,9 @@ impl TestServer {
         population_client(self.channel.clone())
     }
 
-    pub fn directory(&self) -> DirectoryClient<Channel> {
-        DirectoryClient::new(self.channel.clone())
+    /// The directory, as the region's administrator.
+    pub fn directory(&self) -> DirectoryClient<InterceptedService<Channel, ContextInterceptor>> {
+        DirectoryClient::with_interceptor(self.channel.clone(), administrator as ContextInterceptor)
     }
 
     pub fn exchange(&self) -> &Exchange {

@@ -167,7 +167,9 @@ impl Exchange {
             .add_service(reflection_v1)
             .add_service(reflection_v1alpha)
             .add_service(AccessGrpc::new(self.access.clone()).into_server())
-            .add_service(DirectoryGrpc::new(self.directory.clone()).into_server())
+            .add_service(
+                DirectoryGrpc::new(self.directory.clone(), self.access.audit().clone()).into_server(),
+            )
             .add_service(PopulationGrpc::new(self.population.clone()).into_server());
 
         let (stop, stopped) = oneshot::channel::<()>();

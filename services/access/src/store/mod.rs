@@ -9,6 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use hie_core::batch::Batcher;
+use hie_core::context::RequestContext;
 use hie_core::db::{Backend, Database};
 use hie_core::{Error, time};
 use serde::Serialize;
@@ -323,6 +324,34 @@ impl AuditTrail {
     /// Appends several events and returns once all are committed.
     pub async fn record_all(&self, events: Vec<AuditEvent>) -> Result<Vec<i64>, Error> {
         self.writer.submit_all(events).await
+    }
+
+    /// Runs `write` when `permitted` and records what came of it in the trail (committed before
+    /// this returns): permitted when the write succeeded, failed with its error when it did not,
+    /// denied with the reason when it was not permitted. For writes that touch no person's data
+    /// (the directory's); a person's data is written with its event in one transaction.
+    pub async fn audited_write<T>(
+        &self,
+        context: &RequestContext,
+        action: &str,
+        resource: (&str, Option<String>),
+        permitted: Result<(), String>,
+        write: impl Future<Output = Result<T, Error>>,
+    ) -> Result<T, Error> {
+        let (resource_type, resource_id) = resource;
+        let (outcome, result) = match permitted {
+            Err(reason) => (
+                Outcome::Denied(reason.clone()),
+                Err(Error::PermissionDenied(reason)),
+            ),
+            Ok(()) => match write.await {
+                Ok(written) => (Outcome::Permitted, Ok(written)),
+                Err(error) => (Outcome::Failed(error.to_string()), Err(error)),
+            },
+        };
+        let event = AuditEvent::new(context, action, None, resource_type, resource_id, outcome);
+        self.record(event).await?;
+        result
     }
 
     /// Appends the events of reads behind their answer: returns once they are queued for the

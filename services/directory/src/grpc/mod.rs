@@ -1,6 +1,8 @@
 //! The `hie.directory.v1.Directory` gRPC service: maps proto messages to domain types, with
 //! every malformed field answered as `INVALID_ARGUMENT` naming it, and domain results back.
 
+use hie_access::AuditTrail;
+use hie_core::context::{RequestContext, Role};
 use hie_core::domain::{BoundedText, DivisionCode, OrganisationCode};
 use hie_core::page::{PageSize, PageToken};
 use hie_core::{Error, ResultExt};
@@ -13,15 +15,28 @@ use crate::domain::{
     Practitioner, PractitionerDraft, PractitionerId, PractitionerRole,
 };
 
-/// The gRPC face of the directory.
+/// The gRPC face of the directory. Every call carries a request context; changes are for
+/// administrators only and each one, permitted, refused or failed, is in the audit trail.
 #[derive(Clone, Debug)]
 pub struct DirectoryGrpc {
     directory: DirectoryService,
+    audit: AuditTrail,
+}
+
+/// Who may change the directory: the region's administrators. Hospitals read it.
+fn administrators_only(context: &RequestContext) -> Result<(), String> {
+    match context.role {
+        Role::Administrator => Ok(()),
+        role => Err(format!(
+            "role {} may not change the directory; only an administrator may",
+            role.code()
+        )),
+    }
 }
 
 impl DirectoryGrpc {
-    pub fn new(directory: DirectoryService) -> DirectoryGrpc {
-        DirectoryGrpc { directory }
+    pub fn new(directory: DirectoryService, audit: AuditTrail) -> DirectoryGrpc {
+        DirectoryGrpc { directory, audit }
     }
 
     pub fn into_server(self) -> proto::directory_server::DirectoryServer<DirectoryGrpc> {
@@ -36,8 +51,19 @@ impl Directory for DirectoryGrpc {
         &self,
         request: Request<proto::RegisterOrganisationRequest>,
     ) -> Result<Response<proto::RegisterOrganisationResponse>, Status> {
+        let context = RequestContext::of(&request)?;
         let draft = organisation_draft(request.into_inner().organisation)?;
-        let organisation = self.directory.register_organisation(draft).await?;
+        let code = Some(draft.code.to_string());
+        let organisation = self
+            .audit
+            .audited_write(
+                &context,
+                "directory.register_organisation",
+                ("organisation", code),
+                administrators_only(&context),
+                self.directory.register_organisation(draft),
+            )
+            .await?;
         Ok(Response::new(proto::RegisterOrganisationResponse {
             organisation: Some(organisation_to_proto(&organisation)),
         }))
@@ -48,8 +74,19 @@ impl Directory for DirectoryGrpc {
         &self,
         request: Request<proto::UpdateOrganisationRequest>,
     ) -> Result<Response<proto::UpdateOrganisationResponse>, Status> {
+        let context = RequestContext::of(&request)?;
         let draft = organisation_draft(request.into_inner().organisation)?;
-        let organisation = self.directory.update_organisation(draft).await?;
+        let code = Some(draft.code.to_string());
+        let organisation = self
+            .audit
+            .audited_write(
+                &context,
+                "directory.update_organisation",
+                ("organisation", code),
+                administrators_only(&context),
+                self.directory.update_organisation(draft),
+            )
+            .await?;
         Ok(Response::new(proto::UpdateOrganisationResponse {
             organisation: Some(organisation_to_proto(&organisation)),
         }))
@@ -60,6 +97,8 @@ impl Directory for DirectoryGrpc {
         &self,
         request: Request<proto::GetOrganisationRequest>,
     ) -> Result<Response<proto::GetOrganisationResponse>, Status> {
+        // Reads carry a context too (the directory holds no patient data, so no consent applies).
+        RequestContext::of(&request)?;
         let code = OrganisationCode::parse(&request.into_inner().code).field("code")?;
         let organisation = self.directory.get_organisation(&code).await?;
         Ok(Response::new(proto::GetOrganisationResponse {
@@ -72,6 +111,7 @@ impl Directory for DirectoryGrpc {
         &self,
         request: Request<proto::ListOrganisationsRequest>,
     ) -> Result<Response<proto::ListOrganisationsResponse>, Status> {
+        RequestContext::of(&request)?;
         let request = request.into_inner();
         let kind = match proto::OrganisationKind::try_from(request.kind) {
             Ok(proto::OrganisationKind::Unspecified) => None,
@@ -103,10 +143,20 @@ impl Directory for DirectoryGrpc {
         &self,
         request: Request<proto::RegisterPractitionerRequest>,
     ) -> Result<Response<proto::RegisterPractitionerResponse>, Status> {
+        let context = RequestContext::of(&request)?;
         let request = request.into_inner();
         let request_id = parse_request_id(&request.request_id).field("request_id")?;
         let (_, draft) = practitioner_draft(request.practitioner, false)?;
-        let practitioner = self.directory.register_practitioner(&request_id, draft).await?;
+        let practitioner = self
+            .audit
+            .audited_write(
+                &context,
+                "directory.register_practitioner",
+                ("practitioner", None),
+                administrators_only(&context),
+                self.directory.register_practitioner(&request_id, draft),
+            )
+            .await?;
         Ok(Response::new(proto::RegisterPractitionerResponse {
             practitioner: Some(practitioner_to_proto(&practitioner)),
         }))
@@ -117,9 +167,19 @@ impl Directory for DirectoryGrpc {
         &self,
         request: Request<proto::UpdatePractitionerRequest>,
     ) -> Result<Response<proto::UpdatePractitionerResponse>, Status> {
+        let context = RequestContext::of(&request)?;
         let (id, draft) = practitioner_draft(request.into_inner().practitioner, true)?;
         let id = id.ok_or_else(|| Error::invalid("practitioner.id", "must not be empty"))?;
-        let practitioner = self.directory.update_practitioner(&id, draft).await?;
+        let practitioner = self
+            .audit
+            .audited_write(
+                &context,
+                "directory.update_practitioner",
+                ("practitioner", Some(id.as_str().to_owned())),
+                administrators_only(&context),
+                self.directory.update_practitioner(&id, draft),
+            )
+            .await?;
         Ok(Response::new(proto::UpdatePractitionerResponse {
             practitioner: Some(practitioner_to_proto(&practitioner)),
         }))
@@ -130,6 +190,7 @@ impl Directory for DirectoryGrpc {
         &self,
         request: Request<proto::GetPractitionerRequest>,
     ) -> Result<Response<proto::GetPractitionerResponse>, Status> {
+        RequestContext::of(&request)?;
         let id = PractitionerId::parse(&request.into_inner().id).field("id")?;
         let practitioner = self.directory.get_practitioner(&id).await?;
         Ok(Response::new(proto::GetPractitionerResponse {
@@ -142,6 +203,7 @@ impl Directory for DirectoryGrpc {
         &self,
         request: Request<proto::ListPractitionersRequest>,
     ) -> Result<Response<proto::ListPractitionersResponse>, Status> {
+        RequestContext::of(&request)?;
         let request = request.into_inner();
         let organisation = match request.organisation_code.trim() {
             "" => None,
