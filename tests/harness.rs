@@ -249,7 +249,6 @@ pub fn draft(request: RegisterSourceRecordRequest) -> hie_population::domain::So
     hie_population::grpc::source_record_draft(request).expect("the test request is valid")
 }
 
-/// How many rows a table holds.
 /// Rows in `table`, once the audit events of reads answered so far are committed (they are
 /// written behind the answer).
 pub async fn count(exchange: &Exchange, table: &str) -> i64 {

@@ -334,3 +334,142 @@ async fn an_opted_out_hospital_is_refused_unless_it_breaks_the_glass_which_the_p
         Ok(true)
     );
 }
+
+#[tokio::test]
+async fn a_psychiatric_hospitals_record_shows_elsewhere_only_with_consent_to_share_mental_health() {
+    use hie_access::domain::consent::DataCategory;
+    use hie_core::domain::{BoundedText, DivisionCode, OrganisationCode};
+    use hie_directory::domain::{HospitalGrade, OrganisationDraft, OrganisationKind};
+    use hie_proto::access::access_service_client::AccessServiceClient;
+    use hie_proto::access::{ConsentDirectives, SetConsentRequest};
+    use hie_proto::population::GetPersonRequest;
+    use hie_proto::population::population_registry_client::PopulationRegistryClient;
+
+    let fixture = fixture().await;
+    let exchange = fixture.server.exchange();
+    let psychiatric = OrganisationDraft::new(
+        "organisation",
+        OrganisationCode::parse("QDN-JSB").unwrap(),
+        BoundedText::parse_required("黔东南州第二人民医院（精神专科）", 100).unwrap(),
+        OrganisationKind::Hospital,
+        Some(HospitalGrade::SecondaryA),
+        DivisionCode::parse("522601").unwrap(),
+        true,
+    )
+    .unwrap()
+    .with_sensitive_category(
+        "organisation.sensitive_category",
+        Some(DataCategory::MentalHealth),
+    )
+    .unwrap();
+    exchange
+        .directory
+        .register_organisation(psychiatric)
+        .await
+        .unwrap();
+    exchange
+        .population
+        .register(
+            &crate::harness::ctx(),
+            &crate::harness::draft(request("QDN-JSB", "JSB-7", "吴阿妹", Some(&woman(1)))),
+        )
+        .await
+        .unwrap();
+
+    let h01_channel = channel(&fixture, identity_of(&fixture.folder, "QDN-H01"))
+        .await
+        .unwrap();
+    let registered = population_client(h01_channel.clone())
+        .register_source_record(request("", "MZ1", "吴阿妹", Some(&woman(1))))
+        .await
+        .unwrap()
+        .into_inner();
+    let mut h01 = PopulationRegistryClient::new(h01_channel.clone());
+    let resolve = |system: &str, value: &str| {
+        with_context(
+            ResolveIdentifierRequest {
+                identifier: Some(Identifier {
+                    system: system.into(),
+                    value: value.into(),
+                }),
+            },
+            "clinician",
+            "treatment",
+            None,
+        )
+    };
+    let organisations_seen = |references: &[hie_proto::population::CrossReference]| {
+        let mut seen: Vec<String> = references.iter().map(|r| r.organisation_code.clone()).collect();
+        seen.sort();
+        seen.dedup();
+        seen
+    };
+
+    // Without consent to mental health: the psychiatric record does not show, by any road.
+    let resolved = h01
+        .resolve_identifier(resolve("urn:hie:org:QDN-H01:patient", "MZ1"))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(resolved.person_id, registered.person_id);
+    assert_eq!(organisations_seen(&resolved.cross_references), ["QDN-H01"]);
+    let person = h01
+        .get_person(with_context(
+            GetPersonRequest {
+                person_id: registered.person_id.clone(),
+            },
+            "clinician",
+            "treatment",
+            None,
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    let record_keepers: Vec<&str> = person
+        .source_records
+        .iter()
+        .map(|r| r.organisation_code.as_str())
+        .collect();
+    assert_eq!(record_keepers, ["QDN-H01"]);
+    let person_identifiers = person.person.unwrap().identifiers;
+    assert!(
+        person_identifiers.iter().all(|i| !i.system.contains("QDN-JSB")),
+        "{person_identifiers:?}"
+    );
+    let refused = h01
+        .resolve_identifier(resolve("urn:hie:org:QDN-JSB:patient", "JSB-7"))
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), Code::PermissionDenied, "{refused:?}");
+    assert!(
+        refused.message().contains("mental_health"),
+        "{}",
+        refused.message()
+    );
+
+    // The patient consents to share mental health: now it shows.
+    AccessServiceClient::new(h01_channel.clone())
+        .set_consent(with_context(
+            SetConsentRequest {
+                person_id: registered.person_id.clone(),
+                directives: Some(ConsentDirectives {
+                    consented_categories: vec!["mental_health".into()],
+                    ..Default::default()
+                }),
+            },
+            "patient",
+            "patient_request",
+            None,
+        ))
+        .await
+        .unwrap();
+    let resolved = h01
+        .resolve_identifier(resolve("urn:hie:org:QDN-H01:patient", "MZ1"))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        organisations_seen(&resolved.cross_references),
+        ["QDN-H01", "QDN-JSB"]
+    );
+}

@@ -301,14 +301,12 @@ fn directives_from_proto(message: Option<proto::ConsentDirectives>) -> Result<Co
         .iter()
         .enumerate()
         .map(|(i, code)| {
-            DataCategory::from_code(code.trim())
-                .filter(|c| c.is_sensitive())
-                .ok_or_else(|| {
-                    Error::invalid(
-                        format!("directives.consented_categories[{i}]"),
-                        "expected mental_health, hiv_sti, reproductive_health or substance_use",
-                    )
-                })
+            DataCategory::sensitive_from_code(code.trim()).ok_or_else(|| {
+                Error::invalid(
+                    format!("directives.consented_categories[{i}]"),
+                    "expected mental_health, hiv_sti, reproductive_health or substance_use",
+                )
+            })
         })
         .collect::<Result<_, _>>()?;
     let grants = d

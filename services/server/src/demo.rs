@@ -221,6 +221,7 @@ fn organisations() -> Vec<OrganisationDraft> {
             hospital_grade: Some(grade),
             division_code: division(county),
             active: true,
+            sensitive_category: None,
         });
     }
     for (i, (centre, county)) in TOWNSHIP_CENTRES.iter().enumerate() {
@@ -231,6 +232,7 @@ fn organisations() -> Vec<OrganisationDraft> {
             hospital_grade: None,
             division_code: division(county),
             active: true,
+            sensitive_category: None,
         });
     }
     for (code, agency, kind) in [
@@ -248,6 +250,7 @@ fn organisations() -> Vec<OrganisationDraft> {
             hospital_grade: None,
             division_code: division("522600"),
             active: true,
+            sensitive_category: None,
         });
     }
     organisations

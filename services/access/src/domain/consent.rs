@@ -31,6 +31,11 @@ impl DataCategory {
         Self::SENSITIVE.contains(&self)
     }
 
+    /// The sensitive category with this code; `None` for any other code, sensitive or not.
+    pub fn sensitive_from_code(code: &str) -> Option<DataCategory> {
+        Self::from_code(code).filter(|c| c.is_sensitive())
+    }
+
     pub fn code(self) -> &'static str {
         match self {
             DataCategory::Demographics => "demographics",

@@ -1,4 +1,5 @@
 use chrono::{DateTime, Utc};
+use hie_access::domain::consent::DataCategory;
 use hie_core::Error;
 use hie_core::domain::{BoundedText, DivisionCode, OrganisationCode};
 
@@ -75,6 +76,10 @@ pub struct OrganisationDraft {
     pub hospital_grade: Option<HospitalGrade>,
     pub division_code: DivisionCode,
     pub active: bool,
+    /// Set where the organisation's very records reveal a sensitive category (a psychiatric
+    /// hospital, an HIV/STI clinic, a family-planning station, a methadone clinic): they are shared
+    /// only where the person consented to that category.
+    pub sensitive_category: Option<DataCategory>,
 }
 
 impl OrganisationDraft {
@@ -112,7 +117,28 @@ impl OrganisationDraft {
             hospital_grade,
             division_code,
             active,
+            sensitive_category: None,
         })
+    }
+
+    /// Marks the organisation's records as revealing `category`, which must be sensitive.
+    pub fn with_sensitive_category(
+        mut self,
+        field: &str,
+        category: Option<DataCategory>,
+    ) -> Result<OrganisationDraft, Error> {
+        if let Some(category) = category.filter(|c| !c.is_sensitive()) {
+            return Err(Error::invalid(
+                field,
+                format!(
+                    "{} is not a sensitive category; use one of {}",
+                    category.code(),
+                    DataCategory::SENSITIVE.map(DataCategory::code).join(", ")
+                ),
+            ));
+        }
+        self.sensitive_category = category;
+        Ok(self)
     }
 }
 

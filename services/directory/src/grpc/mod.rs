@@ -2,6 +2,7 @@
 //! every malformed field answered as `INVALID_ARGUMENT` naming it, and domain results back.
 
 use hie_access::AuditTrail;
+use hie_access::domain::consent::DataCategory;
 use hie_core::context::{RequestContext, Role};
 use hie_core::domain::{BoundedText, DivisionCode, OrganisationCode};
 use hie_core::page::{PageSize, PageToken};
@@ -236,6 +237,18 @@ fn organisation_draft(message: Option<proto::Organisation>) -> Result<Organisati
         grade,
         DivisionCode::parse(&o.division_code).field("organisation.division_code")?,
         o.active,
+    )?
+    .with_sensitive_category(
+        "organisation.sensitive_category",
+        match o.sensitive_category.trim() {
+            "" => None,
+            code => Some(DataCategory::from_code(code).ok_or_else(|| {
+                Error::invalid(
+                    "organisation.sensitive_category",
+                    "expected mental_health, hiv_sti, reproductive_health or substance_use",
+                )
+            })?),
+        },
     )
 }
 
@@ -384,6 +397,10 @@ pub fn organisation_to_proto(organisation: &Organisation) -> proto::Organisation
         active: d.active,
         create_time: Some(hie_proto::timestamp(organisation.created_at)),
         update_time: Some(hie_proto::timestamp(organisation.updated_at)),
+        sensitive_category: d
+            .sensitive_category
+            .map(|c| c.code().to_owned())
+            .unwrap_or_default(),
     }
 }
 

@@ -1,5 +1,6 @@
 //! SQL for organisations and practitioners; written once for SQLite and PostgreSQL.
 
+use hie_access::domain::consent::DataCategory;
 use hie_core::db::Database;
 use hie_core::domain::{BoundedText, DivisionCode, OrganisationCode};
 use hie_core::{Error, time};
@@ -25,6 +26,7 @@ struct OrganisationRow {
     active: i64,
     created_at: i64,
     updated_at: i64,
+    sensitive_category: Option<String>,
 }
 
 #[derive(FromRow)]
@@ -40,7 +42,7 @@ struct PractitionerRow {
 }
 
 const ORGANISATION_COLUMNS: &str =
-    "code, name, kind, hospital_grade, division_code, active, created_at, updated_at";
+    "code, name, kind, hospital_grade, division_code, active, created_at, updated_at, sensitive_category";
 const PRACTITIONER_COLUMNS: &str =
     "id, name, organisation_code, role, specialty, active, created_at, updated_at";
 
@@ -52,8 +54,8 @@ impl DirectoryStore {
     pub async fn insert_organisation(&self, organisation: &Organisation) -> Result<(), Error> {
         let d = &organisation.draft;
         let result = sqlx::query(
-            "INSERT INTO organisations (code, name, kind, hospital_grade, division_code, active, created_at, updated_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+            "INSERT INTO organisations (code, name, kind, hospital_grade, division_code, active, created_at, updated_at, \
+             sensitive_category) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
         )
         .bind(d.code.as_str())
         .bind(d.name.as_str())
@@ -63,6 +65,7 @@ impl DirectoryStore {
         .bind(i64::from(d.active))
         .bind(time::to_micros(organisation.created_at))
         .bind(time::to_micros(organisation.updated_at))
+        .bind(d.sensitive_category.map(DataCategory::code))
         .execute(self.database.pool())
         .await;
         match result.map_err(Error::from) {
@@ -78,7 +81,7 @@ impl DirectoryStore {
         let d = &organisation.draft;
         let result = sqlx::query(
             "UPDATE organisations SET name = $2, kind = $3, hospital_grade = $4, division_code = $5, \
-             active = $6, updated_at = $7 WHERE code = $1",
+             active = $6, updated_at = $7, sensitive_category = $8 WHERE code = $1",
         )
         .bind(d.code.as_str())
         .bind(d.name.as_str())
@@ -87,6 +90,7 @@ impl DirectoryStore {
         .bind(d.division_code.as_str())
         .bind(i64::from(d.active))
         .bind(time::to_micros(organisation.updated_at))
+        .bind(d.sensitive_category.map(DataCategory::code))
         .execute(self.database.pool())
         .await?;
         if result.rows_affected() == 0 {
@@ -236,6 +240,10 @@ impl TryFrom<OrganisationRow> for Organisation {
             hospital_grade: grade,
             division_code: DivisionCode::parse(&row.division_code).map_err(|_| bad())?,
             active: row.active != 0,
+            sensitive_category: match &row.sensitive_category {
+                Some(code) => Some(DataCategory::sensitive_from_code(code).ok_or_else(bad)?),
+                None => None,
+            },
         };
         Ok(Organisation {
             draft,

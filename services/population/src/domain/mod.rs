@@ -5,6 +5,7 @@ mod person;
 mod record;
 mod search;
 mod service;
+pub mod visibility;
 
 pub use matching::{BlockingKey, Candidate, DeterministicMatcher, MatchDecision, Matcher};
 pub use person::{CrossReference, Person, PersonId, SourceRecord, SourceRecordId};

@@ -1,4 +1,5 @@
 use chrono::{DateTime, Utc};
+use hie_access::domain::consent::DataCategory;
 use hie_core::domain::{Identifier, OrganisationCode};
 use hie_core::error::FieldError;
 
@@ -73,6 +74,9 @@ pub struct CrossReference {
     pub identifier: Identifier,
     pub organisation: OrganisationCode,
     pub source_record_id: SourceRecordId,
+    /// The sensitive category the keeping organisation's records reveal, if any (see
+    /// [`super::visibility`]).
+    pub sensitive_category: Option<DataCategory>,
 }
 
 #[cfg(test)]

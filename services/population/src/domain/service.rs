@@ -2,10 +2,11 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use hie_access::domain::consent::DataCategory;
+use hie_access::gate::Read;
 use hie_access::{AccessGate, AuditEvent, Outcome};
 use hie_core::context::RequestContext;
 use hie_core::db::Database;
-use hie_core::domain::{Identifier, OrganisationCode};
+use hie_core::domain::{Identifier, IdentifierSystem, OrganisationCode};
 use hie_core::page::{PageSize, PageToken, next_page};
 use hie_core::{Error, time};
 use hie_directory::DirectoryService;
@@ -13,7 +14,7 @@ use sqlx::AnyConnection;
 
 use super::{
     CrossReference, MatchDecision, Matcher, Person, PersonId, SearchCriteria, SourceRecord,
-    SourceRecordDraft, SourceRecordId,
+    SourceRecordDraft, SourceRecordId, visibility,
 };
 use crate::store::{PopulationStore, ResolveBatcher};
 
@@ -237,15 +238,54 @@ impl PopulationService {
             .await?
             .pop()
             .ok_or_else(|| Error::NotFound(format!("person {} does not exist", id.as_str())))?;
-        self.access
-            .read(
-                context,
-                "population.get_person",
-                person.id.as_str(),
-                DataCategory::Demographics,
-            )
-            .await?;
         let records = self.store.source_records_of(id).await?;
+        let mut kept_by = Vec::new();
+        for record in &records {
+            let organisation = self.directory.get_organisation(&record.organisation).await?;
+            kept_by.push((record.organisation.clone(), organisation.draft.sensitive_category));
+        }
+        let categories = visibility::sensitive_categories(
+            context,
+            kept_by.iter().map(|(code, category)| (code, *category)),
+        );
+        let reads: Vec<Read> = std::iter::once(DataCategory::Demographics)
+            .chain(categories.iter().copied())
+            .map(|category| Read {
+                context,
+                action: "population.get_person",
+                person_id: person.id.as_str(),
+                category,
+            })
+            .collect();
+        let mut decisions = self.access.decide_all(&reads).await?.into_iter();
+        decisions
+            .next()
+            .unwrap_or_else(|| Err(Error::Internal("a read went undecided".into())))?;
+        let permitted: Vec<DataCategory> = categories
+            .iter()
+            .zip(decisions)
+            .filter(|(_, decision)| decision.is_ok())
+            .map(|(category, _)| *category)
+            .collect();
+        let records = records
+            .into_iter()
+            .zip(kept_by)
+            .filter(|(record, (_, category))| {
+                visibility::is_visible(context, &record.organisation, *category, &permitted)
+            })
+            .map(|(record, _)| record)
+            .collect::<Vec<_>>();
+        // The person's identifiers are those of the records the caller sees.
+        let mut identifiers: Vec<Identifier> = records
+            .iter()
+            .flat_map(|r| r.identifiers.iter().cloned())
+            .collect();
+        identifiers.sort_by_key(|i| (i.system_uri(), i.value().to_owned()));
+        identifiers.dedup();
+        let person = Person {
+            identifiers,
+            ..person
+        };
         Ok((person, records))
     }
 
@@ -292,6 +332,32 @@ impl PopulationService {
             .await?;
         let mut visible = visible.into_iter();
         persons.retain(|_| visible.next().unwrap_or(false));
+        // A search finds people; it never shows that someone is a patient of an organisation
+        // whose records reveal a sensitive category (GetPerson does, with consent).
+        let mut sensitive: BTreeSet<OrganisationCode> = BTreeSet::new();
+        let mut checked: BTreeSet<OrganisationCode> = BTreeSet::new();
+        for person in &persons {
+            for identifier in &person.identifiers {
+                if let IdentifierSystem::LocalPatientNumber(organisation) = identifier.system()
+                    && checked.insert(organisation.clone())
+                    && self
+                        .directory
+                        .get_organisation(organisation)
+                        .await?
+                        .draft
+                        .sensitive_category
+                        .is_some()
+                    && context.organisation.as_ref() != Some(organisation)
+                {
+                    sensitive.insert(organisation.clone());
+                }
+            }
+        }
+        for person in &mut persons {
+            person.identifiers.retain(|identifier| {
+                !matches!(identifier.system(), IdentifierSystem::LocalPatientNumber(o) if sensitive.contains(o))
+            });
+        }
         Ok((persons, next))
     }
 }

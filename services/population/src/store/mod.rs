@@ -9,7 +9,7 @@ pub use resolve_batcher::{MAX_BATCH, QUERY_SLOTS, ResolveBatcher};
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
-use hie_access::domain::consent::ConsentDirectives;
+use hie_access::domain::consent::{ConsentDirectives, DataCategory};
 use hie_access::store::consent::{StoredDirectives, directive_columns};
 use hie_core::db::{Backend, Database};
 use hie_core::domain::{
@@ -74,6 +74,7 @@ struct ResolvedRow {
     source_record_id: String,
     #[sqlx(flatten)]
     consent: StoredDirectives,
+    sensitive_category: Option<String>,
 }
 
 /// A resolved identifier: its person, every identifier of that person, and (when asked for) the
@@ -437,8 +438,9 @@ impl PopulationStore {
     }
 
     /// For each identifier, the person carrying it and all of that person's cross-references, in
-    /// one query for the whole batch, with the person's consent directives joined in when
-    /// `with_consent` (empty otherwise). When (against the matching rules) an identifier is
+    /// one query for the whole batch, with what the access decision needs joined in when
+    /// `with_consent`: the person's consent directives and each keeping organisation's sensitive
+    /// category (empty and none otherwise). When (against the matching rules) an identifier is
     /// carried by two persons, the one with the smallest id answers.
     pub async fn resolve_many(
         &self,
@@ -460,9 +462,17 @@ impl PopulationStore {
              FROM person_identifiers i JOIN person_identifiers x ON x.person_id = i.person_id {} \
              WHERE {} \
              ORDER BY asked_system, asked_value, x.person_id, x.system, x.value, x.organisation_code, x.source_record_id",
-            directive_columns(with_consent.then_some("c")),
             if with_consent {
-                "LEFT JOIN consent_directives c ON c.person_id = x.person_id"
+                format!("{}, o.sensitive_category", directive_columns(Some("c")))
+            } else {
+                format!(
+                    "{}, CAST(NULL AS TEXT) AS sensitive_category",
+                    directive_columns(None)
+                )
+            },
+            if with_consent {
+                "LEFT JOIN consent_directives c ON c.person_id = x.person_id \
+                 LEFT JOIN organisations o ON o.code = x.organisation_code"
             } else {
                 ""
             },
@@ -482,6 +492,12 @@ impl PopulationStore {
                 identifier: stored_identifier(&row.system, &row.value)?,
                 organisation: stored_id(OrganisationCode::parse(&row.organisation_code))?,
                 source_record_id: stored_id(SourceRecordId::parse(&row.source_record_id))?,
+                sensitive_category: match &row.sensitive_category {
+                    Some(code) => Some(DataCategory::sensitive_from_code(code).ok_or_else(|| {
+                        Error::Internal(format!("stored sensitive category {code} does not parse"))
+                    })?),
+                    None => None,
+                },
             };
             let (first_person, references, _) = by_identifier
                 .entry((row.asked_system, row.asked_value))

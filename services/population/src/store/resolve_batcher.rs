@@ -15,7 +15,7 @@ use hie_core::context::RequestContext;
 use hie_core::domain::Identifier;
 
 use super::PopulationStore;
-use crate::domain::{CrossReference, PersonId};
+use crate::domain::{CrossReference, PersonId, visibility};
 
 /// The most identifiers one query resolves.
 pub const MAX_BATCH: usize = 64;
@@ -63,47 +63,82 @@ async fn resolve_guarded(
     access: &AccessGate,
     requests: Vec<(RequestContext, Identifier)>,
 ) -> Result<Vec<Result<Resolved, Error>>, Error> {
+    const ACTION: &str = "population.resolve";
     let identifiers: Vec<Identifier> = requests
         .iter()
         .map(|(_, identifier)| identifier.clone())
         .collect();
-    let mut found = store.resolve_many(&identifiers, true).await?;
-    let directives: Vec<ConsentDirectives> = found
-        .iter_mut()
-        .filter_map(|found| {
-            found
-                .as_mut()
-                .map(|(_, _, directives)| std::mem::take(directives))
-        })
-        .collect();
-    let reads: Vec<Read> = requests
-        .iter()
-        .zip(&found)
-        .filter_map(|((context, _), found)| {
-            found.as_ref().map(|(person, _, _)| Read {
+    let found = store.resolve_many(&identifiers, true).await?;
+    // Per found person: the person's demographics, then each sensitive category among its
+    // references; `plans` remembers where each request's reads start and which categories follow.
+    let mut reads = Vec::new();
+    let mut directives: Vec<ConsentDirectives> = Vec::new();
+    let mut plans = Vec::with_capacity(found.len());
+    for ((context, _), found) in requests.iter().zip(&found) {
+        let Some((person, references, person_directives)) = found else {
+            plans.push(None);
+            continue;
+        };
+        let categories = visibility::sensitive_categories(
+            context,
+            references.iter().map(|r| (&r.organisation, r.sensitive_category)),
+        );
+        plans.push(Some((reads.len(), categories.clone())));
+        for category in std::iter::once(DataCategory::Demographics).chain(categories) {
+            reads.push(Read {
                 context,
-                action: "population.resolve",
+                action: ACTION,
                 person_id: person.as_str(),
-                category: DataCategory::Demographics,
-            })
-        })
-        .collect();
-    let mut decisions = access.decide_all_given(&reads, &directives).await?.into_iter();
+                category,
+            });
+            directives.push(person_directives.clone());
+        }
+    }
+    let mut decisions = access.decide_all_given(&reads, &directives).await?;
     drop(reads);
-    Ok(identifiers
-        .iter()
-        .zip(found)
-        .map(|(identifier, found)| {
-            let (person, references, _) = found.ok_or_else(|| {
-                Error::NotFound(format!(
-                    "no record carries this identifier of {}",
-                    identifier.system_uri()
-                ))
-            })?;
-            decisions
-                .next()
-                .unwrap_or_else(|| Err(Error::Internal("a resolve went undecided".into())))?;
-            Ok((person, references))
-        })
-        .collect())
+    let mut answers = Vec::with_capacity(found.len());
+    for (((context, identifier), found), plan) in requests.iter().zip(found).zip(plans) {
+        let (Some((person, references, _)), Some((start, categories))) = (found, plan) else {
+            answers.push(Err(Error::NotFound(format!(
+                "no record carries this identifier of {}",
+                identifier.system_uri()
+            ))));
+            continue;
+        };
+        let mut decided = |index: usize| {
+            std::mem::replace(
+                decisions
+                    .get_mut(index)
+                    .unwrap_or(&mut Err(Error::Internal("undecided".into()))),
+                Ok(()),
+            )
+        };
+        if let Err(denied) = decided(start) {
+            answers.push(Err(denied));
+            continue;
+        }
+        let permitted: Vec<DataCategory> = categories
+            .iter()
+            .enumerate()
+            .filter(|(k, _)| decided(start + 1 + k).is_ok())
+            .map(|(_, category)| *category)
+            .collect();
+        let visible = |r: &CrossReference| {
+            visibility::is_visible(context, &r.organisation, r.sensitive_category, &permitted)
+        };
+        // Asked by an identifier from a hidden record, the link itself is what must not show.
+        if let Some(hidden) = references
+            .iter()
+            .find(|r| r.identifier == *identifier && !visible(r))
+        {
+            answers.push(Err(Error::PermissionDenied(format!(
+                "this identifier belongs to records the person shares only with consent to {}",
+                hidden.sensitive_category.map_or("", DataCategory::code)
+            ))));
+            continue;
+        }
+        let references = references.into_iter().filter(|r| visible(r)).collect();
+        answers.push(Ok((person, references)));
+    }
+    Ok(answers)
 }
