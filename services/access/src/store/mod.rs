@@ -221,22 +221,25 @@ pub async fn append_in(conn: &mut AnyConnection, events: &[AuditEvent]) -> Resul
 }
 
 /// The group writer's side of the chain. On PostgreSQL it appends a batch in one statement that
-/// moves the head only if it is still where the writer expects it (and inserts nothing otherwise),
-/// so an append costs one round trip instead of five. The writer chains each batch after the head
-/// the previous batch will leave, before that batch has committed: two batches are in flight at
-/// once, the second's statement waiting on the head row until the first commits. When the head
-/// is elsewhere (a registration or another replica moved it, or the batch before failed), it reads
-/// the head again and retries; after a few misses it takes the head's lock as registrations do.
+/// moves the head only if it is still where the writer left it (and inserts nothing otherwise),
+/// so an append costs one round trip instead of five; it keeps a connection of its own, because a
+/// pooled connection costs another round trip each time it goes back to the pool (sqlx checks it).
+/// When the head is elsewhere (a registration or another replica moved it) the writer reads the
+/// head again and retries, and after a few misses takes the head's lock as registrations do.
 #[derive(Debug)]
 struct GroupWriter {
     database: Database,
-    /// The head the last batch sent will leave, once it commits; `None` when unknown.
-    expected_head: tokio::sync::Mutex<Option<(i64, String)>>,
+    own: tokio::sync::Mutex<WriterState>,
     optimistic_append: String,
 }
 
-/// How many batches may be in flight at once.
-const WRITERS_IN_FLIGHT: usize = 2;
+#[derive(Debug, Default)]
+struct WriterState {
+    connection: Option<AnyConnection>,
+    /// The head the last append left; `None` when unknown.
+    head: Option<(i64, String)>,
+}
+
 /// How many times the optimistic append is tried before the locking one.
 const OPTIMISTIC_TRIES: usize = 3;
 
@@ -251,43 +254,20 @@ impl GroupWriter {
                     1,
                 ),
             database,
-            expected_head: tokio::sync::Mutex::new(None),
+            own: tokio::sync::Mutex::default(),
         }
     }
 
     async fn append(&self, events: Vec<AuditEvent>) -> Result<Vec<i64>, Error> {
         if self.database.backend() == Backend::Postgres {
-            for _ in 0..OPTIMISTIC_TRIES {
-                let (last, rows, sequences, head_hash) = {
-                    let mut expected = self.expected_head.lock().await;
-                    let (last, last_hash): (i64, String) = match expected.take() {
-                        Some(head) => head,
-                        None => {
-                            sqlx::query_as("SELECT sequence, hash FROM audit_head WHERE id = 1")
-                                .fetch_one(self.database.pool())
-                                .await?
-                        }
-                    };
-                    let (rows, sequences, head_hash) = chain(&events, last, &last_hash)?;
-                    *expected = Some((last + events.len() as i64, head_hash.clone()));
-                    (last, rows, sequences, head_hash)
-                };
-                let inserted = sqlx::query(AssertSqlSafe(self.optimistic_append.as_str()))
-                    .bind(last + events.len() as i64)
-                    .bind(head_hash)
-                    .bind(last)
-                    .bind(rows)
-                    .execute(self.database.pool())
-                    .await;
-                match inserted {
-                    Ok(done) if done.rows_affected() == events.len() as u64 => return Ok(sequences),
-                    // The head was elsewhere: whatever was chained after this batch is wrong too.
-                    Ok(_) => *self.expected_head.lock().await = None,
-                    Err(error) => {
-                        *self.expected_head.lock().await = None;
-                        return Err(error.into());
-                    }
-                }
+            let mut state = self.own.lock().await;
+            let appended = self.append_optimistically(&mut state, &events).await;
+            if appended.is_err() {
+                // The connection may be broken: the next batch opens another.
+                *state = WriterState::default();
+            }
+            if let Some(sequences) = appended? {
+                return Ok(sequences);
             }
         }
         let mut transaction = self.database.begin_write().await?;
@@ -295,13 +275,50 @@ impl GroupWriter {
         transaction.commit().await?;
         Ok(sequences)
     }
+
+    /// The sequence numbers, or `None` when the head kept moving under the writer.
+    async fn append_optimistically(
+        &self,
+        state: &mut WriterState,
+        events: &[AuditEvent],
+    ) -> Result<Option<Vec<i64>>, Error> {
+        let connection = match &mut state.connection {
+            Some(connection) => connection,
+            none => none.insert(self.database.pool().acquire().await?.detach()),
+        };
+        for _ in 0..OPTIMISTIC_TRIES {
+            let (last, last_hash): (i64, String) = match state.head.take() {
+                Some(head) => head,
+                None => {
+                    sqlx::query_as("SELECT sequence, hash FROM audit_head WHERE id = 1")
+                        .fetch_one(&mut *connection)
+                        .await?
+                }
+            };
+            let (rows, sequences, head_hash) = chain(events, last, &last_hash)?;
+            let new_last = last + events.len() as i64;
+            let inserted = sqlx::query(AssertSqlSafe(self.optimistic_append.as_str()))
+                .bind(new_last)
+                .bind(head_hash.clone())
+                .bind(last)
+                .bind(rows)
+                .execute(&mut *connection)
+                .await?
+                .rows_affected();
+            if inserted == events.len() as u64 {
+                state.head = Some((new_last, head_hash));
+                return Ok(Some(sequences));
+            }
+        }
+        Ok(None)
+    }
 }
 
 impl AuditTrail {
     pub fn new(database: Database) -> AuditTrail {
         let group_writer = Arc::new(GroupWriter::new(database.clone()));
         let writer = Batcher::new(
-            WRITERS_IN_FLIGHT,
+            1,
             256,
             Arc::new(move |events: Vec<AuditEvent>| {
                 let group_writer = group_writer.clone();
