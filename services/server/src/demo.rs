@@ -457,7 +457,7 @@ fn try_it(prefecture: &SyntheticPrefecture, address: &str) -> String {
          grpcurl -plaintext {CONTEXT} -d '{{\"name\": \"{surname}*\", \"birth_date_from\": \"1980-01-01\", \"birth_date_to\": \"1989-12-31\", \"division_code\": \"522634\", \"page_size\": 5}}' \\\n  \
          {address} hie.population.v1.PopulationRegistry/SearchPersons\n\n\
          # The hospitals of the prefecture:\n\
-         grpcurl -plaintext -d '{{\"kind\": \"ORGANISATION_KIND_HOSPITAL\", \"division_code\": \"522600\", \"page_size\": 10}}' \\\n  \
+         grpcurl -plaintext {CONTEXT} -d '{{\"kind\": \"ORGANISATION_KIND_HOSPITAL\", \"division_code\": \"522600\", \"page_size\": 10}}' \\\n  \
          {address} hie.directory.v1.Directory/ListOrganisations\n\n\
          Press Ctrl-C to stop.\n"
     )
