@@ -9,6 +9,7 @@ use hie_population::domain::{NameQuery, SearchCriteria};
 use crate::harness::{TestDb, count, ctx, draft, on_every_backend, register_organisations, request, woman};
 
 on_every_backend!(
+    reads_wait_while_the_trail_cannot_be_written_and_no_event_is_lost,
     reads_and_writes_leave_one_event_each_and_the_chain_verifies,
     concurrent_audited_reads_keep_one_unbroken_chain,
     an_edited_event_is_named_and_a_deleted_one_is_a_gap,
@@ -232,4 +233,52 @@ mod over_the_network {
         assert_eq!(denied.len(), 1, "the insurer's refused look at the access log");
         assert_eq!(denied[0].role, "insurer");
     }
+}
+
+async fn reads_wait_while_the_trail_cannot_be_written_and_no_event_is_lost(db: TestDb) {
+    use std::time::Duration;
+
+    use hie_access::{AuditEvent, AuditTrail, Outcome};
+
+    let exchange = db.exchange().await;
+    let pool = exchange.database.pool();
+    // A backlog of two read events, so that the third read meets a full one.
+    let audit = AuditTrail::with_backlog(exchange.database.clone(), 2);
+    let read = |n: u32| {
+        let person = Some(format!("person-{n}"));
+        vec![AuditEvent::new(
+            &ctx(),
+            "population.resolve",
+            person.clone(),
+            "person",
+            person,
+            Outcome::Permitted,
+        )]
+    };
+
+    sqlx::query("ALTER TABLE audit_events RENAME TO audit_events_away")
+        .execute(pool)
+        .await
+        .unwrap();
+    audit.record_behind(read(1)).await.unwrap();
+    audit.record_behind(read(2)).await.unwrap();
+    let third = tokio::time::timeout(Duration::from_millis(500), audit.record_behind(read(3))).await;
+    assert!(
+        third.is_err(),
+        "with the trail unwritable and the backlog full, a read must wait, not answer unrecorded"
+    );
+
+    sqlx::query("ALTER TABLE audit_events_away RENAME TO audit_events")
+        .execute(pool)
+        .await
+        .unwrap();
+    tokio::time::timeout(Duration::from_secs(30), audit.record_behind(read(3)))
+        .await
+        .expect("once the trail is writable again, the waiting read goes on")
+        .unwrap();
+    assert_eq!(
+        audit.verify().await.unwrap(),
+        Ok(3),
+        "every queued event was committed, in one unbroken chain"
+    );
 }

@@ -36,12 +36,13 @@ pub struct AuditTrail {
     writer: Batcher<AuditEvent, i64>,
     /// One permit per read event that may be answered before its event is committed.
     uncommitted: Arc<Semaphore>,
+    most_uncommitted: u32,
 }
 
 /// How many events of answered reads may wait for their commit at once. A full backlog makes
 /// reads wait for the audit trail: when it cannot be written, reads stop (fail closed) instead of
 /// going unrecorded.
-const MOST_UNCOMMITTED: u32 = 4096;
+pub const MOST_UNCOMMITTED: u32 = 4096;
 
 #[derive(FromRow)]
 struct StoredEvent {
@@ -316,6 +317,13 @@ impl GroupWriter {
 
 impl AuditTrail {
     pub fn new(database: Database) -> AuditTrail {
+        AuditTrail::with_backlog(database, MOST_UNCOMMITTED)
+    }
+
+    /// An audit trail whose backlog of uncommitted read events holds `most_uncommitted` (at
+    /// least one); [`MOST_UNCOMMITTED`] in production.
+    pub fn with_backlog(database: Database, most_uncommitted: u32) -> AuditTrail {
+        let most_uncommitted = most_uncommitted.max(1);
         let group_writer = Arc::new(GroupWriter::new(database.clone()));
         let writer = Batcher::new(
             1,
@@ -328,7 +336,8 @@ impl AuditTrail {
         AuditTrail {
             database,
             writer,
-            uncommitted: Arc::new(Semaphore::new(MOST_UNCOMMITTED as usize)),
+            uncommitted: Arc::new(Semaphore::new(most_uncommitted as usize)),
+            most_uncommitted,
         }
     }
 
@@ -377,12 +386,11 @@ impl AuditTrail {
     /// stop when the backlog is full. Events queued and not yet committed are lost only if the
     /// process dies (a few milliseconds of reads); [`AuditTrail::flush`] waits for them.
     pub async fn record_behind(&self, events: Vec<AuditEvent>) -> Result<(), Error> {
-        let Ok(n) = u32::try_from(events.len()).map(|n| n.min(MOST_UNCOMMITTED)) else {
-            return self.record_all(events).await.map(drop);
+        // More events than the whole backlog holds are committed before the answer instead.
+        let n = match u32::try_from(events.len()) {
+            Ok(n) if n <= self.most_uncommitted => n,
+            _ => return self.record_all(events).await.map(drop),
         };
-        if n as usize != events.len() {
-            return self.record_all(events).await.map(drop);
-        }
         let backlog = self
             .uncommitted
             .clone()
@@ -406,7 +414,7 @@ impl AuditTrail {
     pub async fn flush(&self) -> Result<(), Error> {
         let everything = self
             .uncommitted
-            .acquire_many(MOST_UNCOMMITTED)
+            .acquire_many(self.most_uncommitted)
             .await
             .map_err(|_| Error::Unavailable("the audit trail is closed".into()))?;
         drop(everything);
