@@ -1,5 +1,6 @@
 //! Persons, source records, matching and search: the rules of the registry, with no I/O types.
 
+pub mod compare;
 mod matching;
 mod person;
 mod record;

@@ -1,0 +1,238 @@
+//! Field comparators for probabilistic matching (the MPI issue builds on these): pure functions
+//! from two values to a level of agreement. Strings are compared as Unicode characters, not bytes,
+//! so that 吴阿妹 and 吴阿梅 differ by one, as they should.
+
+/// Jaro–Winkler similarity in 0..=1 (1 for equal strings), with the usual prefix scale 0.1 over at
+/// most four characters.
+pub fn jaro_winkler(a: &str, b: &str) -> f64 {
+    let a: Vec<char> = a.chars().collect();
+    let b: Vec<char> = b.chars().collect();
+    let jaro = jaro(&a, &b);
+    let prefix = a.iter().zip(&b).take(4).take_while(|(x, y)| x == y).count();
+    jaro + prefix as f64 * 0.1 * (1.0 - jaro)
+}
+
+fn jaro(a: &[char], b: &[char]) -> f64 {
+    if a.is_empty() && b.is_empty() {
+        return 1.0;
+    }
+    if a.is_empty() || b.is_empty() {
+        return 0.0;
+    }
+    let window = (a.len().max(b.len()) / 2).saturating_sub(1);
+    let mut b_matched = vec![false; b.len()];
+    let mut a_matches = Vec::new();
+    for (i, x) in a.iter().enumerate() {
+        let from = i.saturating_sub(window);
+        let to = (i + window + 1).min(b.len());
+        if let Some(j) = (from..to).find(|&j| !b_matched[j] && b[j] == *x) {
+            b_matched[j] = true;
+            a_matches.push(*x);
+        }
+    }
+    if a_matches.is_empty() {
+        return 0.0;
+    }
+    let b_matches = b.iter().zip(&b_matched).filter(|(_, m)| **m).map(|(c, _)| *c);
+    let half_transpositions = a_matches.iter().zip(b_matches).filter(|(x, y)| **x != *y).count();
+    let m = a_matches.len() as f64;
+    let t = (half_transpositions / 2) as f64;
+    (m / a.len() as f64 + m / b.len() as f64 + (m - t) / m) / 3.0
+}
+
+/// The Damerau–Levenshtein distance: insertions, deletions, substitutions and transpositions of
+/// adjacent characters, each costing one (the unrestricted form, so "CA" → "ABC" is 2).
+pub fn damerau_levenshtein(a: &str, b: &str) -> usize {
+    let a: Vec<char> = a.chars().collect();
+    let b: Vec<char> = b.chars().collect();
+    let (n, m) = (a.len(), b.len());
+    let infinity = n + m;
+    // d[i + 1][j + 1] is the distance between a[..i] and b[..j]; row and column 0 hold infinity.
+    let mut d = vec![vec![0usize; m + 2]; n + 2];
+    d[0][0] = infinity;
+    for i in 0..=n {
+        d[i + 1][0] = infinity;
+        d[i + 1][1] = i;
+    }
+    for j in 0..=m {
+        d[0][j + 1] = infinity;
+        d[1][j + 1] = j;
+    }
+    let mut last_row_of: std::collections::HashMap<char, usize> = std::collections::HashMap::new();
+    for i in 1..=n {
+        let mut last_match_column = 0;
+        for j in 1..=m {
+            let i1 = last_row_of.get(&b[j - 1]).copied().unwrap_or(0);
+            let j1 = last_match_column;
+            let cost = if a[i - 1] == b[j - 1] {
+                last_match_column = j;
+                0
+            } else {
+                1
+            };
+            d[i + 1][j + 1] = (d[i][j] + cost)
+                .min(d[i + 1][j] + 1)
+                .min(d[i][j + 1] + 1)
+                .min(d[i1][j1] + (i - i1 - 1) + 1 + (j - j1 - 1));
+        }
+        last_row_of.insert(a[i - 1], i);
+    }
+    d[n + 1][m + 1]
+}
+
+/// How two dates of birth agree, from best to worst.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum DateAgreement {
+    Exact,
+    /// Day and month swapped (03-04 for 04-03): a common transcription error.
+    DayMonthSwapped,
+    /// One digit of YYYYMMDD differs, or two adjacent digits are transposed.
+    OneTypo,
+    Different,
+}
+
+/// Compares two dates given as (year, month, day).
+pub fn compare_dates(a: (i32, u32, u32), b: (i32, u32, u32)) -> DateAgreement {
+    if a == b {
+        return DateAgreement::Exact;
+    }
+    if a.0 == b.0 && a.1 == b.2 && a.2 == b.1 {
+        return DateAgreement::DayMonthSwapped;
+    }
+    let digits = |(y, m, d): (i32, u32, u32)| format!("{y:04}{m:02}{d:02}");
+    let (x, y) = (digits(a), digits(b));
+    let differing: Vec<usize> = x
+        .bytes()
+        .zip(y.bytes())
+        .enumerate()
+        .filter(|(_, (p, q))| p != q)
+        .map(|(i, _)| i)
+        .collect();
+    let transposed = differing.len() == 2
+        && differing[1] == differing[0] + 1
+        && x.as_bytes()[differing[0]] == y.as_bytes()[differing[1]]
+        && x.as_bytes()[differing[1]] == y.as_bytes()[differing[0]];
+    if x.len() == y.len() && (differing.len() == 1 || transposed) {
+        DateAgreement::OneTypo
+    } else {
+        DateAgreement::Different
+    }
+}
+
+/// Whether two phone numbers share their last `n` digits (other characters ignored): numbers
+/// change carriers and prefixes more often than their endings.
+pub fn phone_suffix_agrees(a: &str, b: &str, n: usize) -> bool {
+    let tail = |text: &str| -> Vec<char> {
+        let digits: Vec<char> = text.chars().filter(char::is_ascii_digit).collect();
+        digits[digits.len().saturating_sub(n)..].to_vec()
+    };
+    let (x, y) = (tail(a), tail(b));
+    x.len() == n && x == y
+}
+
+/// The share of address tokens two addresses have in common (Jaccard, 0..=1). Latin-script words
+/// are tokens; Chinese text, written without spaces, is split into overlapping character pairs.
+pub fn address_similarity(a: &str, b: &str) -> f64 {
+    let (x, y) = (address_tokens(a), address_tokens(b));
+    if x.is_empty() && y.is_empty() {
+        return 0.0;
+    }
+    let common = x.intersection(&y).count() as f64;
+    common / x.union(&y).count() as f64
+}
+
+fn address_tokens(text: &str) -> std::collections::BTreeSet<String> {
+    let mut tokens = std::collections::BTreeSet::new();
+    for word in text.split(|c: char| c.is_whitespace() || c == ',' || c == '，' || c == '、') {
+        let chars: Vec<char> = word.chars().flat_map(char::to_lowercase).collect();
+        if chars.iter().any(|c| !c.is_ascii()) && chars.len() > 1 {
+            tokens.extend(chars.windows(2).map(|pair| pair.iter().collect::<String>()));
+        } else if !chars.is_empty() {
+            tokens.insert(chars.into_iter().collect());
+        }
+    }
+    tokens
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn close(a: f64, b: f64) -> bool {
+        (a - b).abs() < 0.001
+    }
+
+    #[test]
+    fn jaro_winkler_matches_the_published_examples() {
+        assert!(
+            close(jaro_winkler("MARTHA", "MARHTA"), 0.961),
+            "{}",
+            jaro_winkler("MARTHA", "MARHTA")
+        );
+        assert!(
+            close(jaro_winkler("DWAYNE", "DUANE"), 0.840),
+            "{}",
+            jaro_winkler("DWAYNE", "DUANE")
+        );
+        assert!(
+            close(jaro_winkler("DIXON", "DICKSONX"), 0.813),
+            "{}",
+            jaro_winkler("DIXON", "DICKSONX")
+        );
+        assert_eq!(jaro_winkler("吴阿妹", "吴阿妹"), 1.0);
+        assert_eq!(jaro_winkler("", ""), 1.0);
+        assert_eq!(jaro_winkler("吴", ""), 0.0);
+        assert!(jaro_winkler("吴阿妹", "吴阿梅") > jaro_winkler("吴阿妹", "杨秀英"));
+    }
+
+    #[test]
+    fn damerau_levenshtein_counts_characters_and_adjacent_transpositions() {
+        assert_eq!(damerau_levenshtein("CA", "ABC"), 2);
+        assert_eq!(damerau_levenshtein("kitten", "sitting"), 3);
+        assert_eq!(damerau_levenshtein("吴阿妹", "吴阿梅"), 1);
+        assert_eq!(damerau_levenshtein("522601198503140021", "522601198530140021"), 1);
+        assert_eq!(damerau_levenshtein("", "abc"), 3);
+        assert_eq!(damerau_levenshtein("same", "same"), 0);
+    }
+
+    #[test]
+    fn dates_tolerate_a_swap_or_one_typo_and_nothing_more() {
+        assert_eq!(compare_dates((1985, 3, 14), (1985, 3, 14)), DateAgreement::Exact);
+        assert_eq!(
+            compare_dates((1985, 3, 4), (1985, 4, 3)),
+            DateAgreement::DayMonthSwapped
+        );
+        assert_eq!(
+            compare_dates((1985, 3, 14), (1985, 3, 15)),
+            DateAgreement::OneTypo
+        );
+        assert_eq!(
+            compare_dates((1985, 3, 14), (1958, 3, 14)),
+            DateAgreement::OneTypo
+        );
+        assert_eq!(
+            compare_dates((1985, 3, 14), (1986, 4, 14)),
+            DateAgreement::Different
+        );
+        assert_eq!(
+            compare_dates((1985, 3, 14), (1990, 7, 1)),
+            DateAgreement::Different
+        );
+    }
+
+    #[test]
+    fn phones_agree_on_their_endings() {
+        assert!(phone_suffix_agrees("138 0855 1234", "+86 13908551234", 7));
+        assert!(!phone_suffix_agrees("13808551234", "13808551235", 7));
+        assert!(!phone_suffix_agrees("1234", "1234", 7), "too short to say");
+    }
+
+    #[test]
+    fn addresses_share_tokens_in_either_script() {
+        assert_eq!(address_similarity("凯里市北京东路1号", "凯里市北京东路1号"), 1.0);
+        assert!(address_similarity("凯里市北京东路1号", "凯里市北京东路3号") >= 0.6);
+        assert!(address_similarity("凯里市北京东路1号", "黎平县德凤镇") < 0.1);
+        assert_eq!(address_similarity("12 Baker Street", "12 baker street"), 1.0);
+        assert_eq!(address_similarity("", ""), 0.0);
+    }
+}
