@@ -8,7 +8,7 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use sqlx::any::{AnyPoolOptions, install_default_drivers};
-use sqlx::{Any, AnyPool, Executor, Transaction};
+use sqlx::{Any, AnyConnection, AnyPool, Executor, Transaction};
 
 use crate::Error;
 
@@ -172,6 +172,45 @@ fn describe(error: &sqlx::Error) -> String {
         sqlx::Error::Configuration(e) => e.to_string(),
         sqlx::Error::PoolTimedOut => "timed out".into(),
         other => other.to_string(),
+    }
+}
+
+/// Connections held out of the pool for one hot path, one per batch that may run at once. sqlx
+/// checks every connection it takes back into its pool with a round trip to the database; a path
+/// that runs one statement per batch would pay two round trips for one.
+#[derive(Debug)]
+pub struct HeldConnections {
+    database: Database,
+    held: Vec<tokio::sync::Mutex<Option<AnyConnection>>>,
+}
+
+impl HeldConnections {
+    pub fn new(database: Database, n: usize) -> HeldConnections {
+        HeldConnections {
+            database,
+            held: (0..n.max(1)).map(|_| tokio::sync::Mutex::new(None)).collect(),
+        }
+    }
+
+    /// Runs `work` on a free held connection, opened on first use. After an error the
+    /// connection is let go (it may be broken) and the next use opens another.
+    pub async fn with<T>(
+        &self,
+        work: impl AsyncFnOnce(&mut AnyConnection) -> Result<T, Error>,
+    ) -> Result<T, Error> {
+        let mut slot = match self.held.iter().find_map(|slot| slot.try_lock().ok()) {
+            Some(free) => free,
+            None => self.held[0].lock().await,
+        };
+        let connection = match &mut *slot {
+            Some(connection) => connection,
+            empty => empty.insert(self.database.pool().acquire().await?.detach()),
+        };
+        let result = work(connection).await;
+        if result.is_err() {
+            *slot = None;
+        }
+        result
     }
 }
 

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use hie_core::batch::Batcher;
 use hie_core::context::RequestContext;
-use hie_core::db::{Backend, Database};
+use hie_core::db::{Backend, Database, HeldConnections};
 use hie_core::{Error, time};
 use serde::Serialize;
 use sqlx::{AnyConnection, AssertSqlSafe, FromRow};
@@ -223,22 +223,17 @@ pub async fn append_in(conn: &mut AnyConnection, events: &[AuditEvent]) -> Resul
 
 /// The group writer's side of the chain. On PostgreSQL it appends a batch in one statement that
 /// moves the head only if it is still where the writer left it (and inserts nothing otherwise),
-/// so an append costs one round trip instead of five; it keeps a connection of its own, because a
-/// pooled connection costs another round trip each time it goes back to the pool (sqlx checks it).
-/// When the head is elsewhere (a registration or another replica moved it) the writer reads the
-/// head again and retries, and after a few misses takes the head's lock as registrations do.
+/// so an append costs one round trip instead of five, on a connection held for it
+/// ([`HeldConnections`]). When the head is elsewhere (a registration or another replica moved it)
+/// the writer reads the head again and retries, and after a few misses takes the head's lock as
+/// registrations do.
 #[derive(Debug)]
 struct GroupWriter {
     database: Database,
-    own: tokio::sync::Mutex<WriterState>,
-    optimistic_append: String,
-}
-
-#[derive(Debug, Default)]
-struct WriterState {
-    connection: Option<AnyConnection>,
+    connection: HeldConnections,
     /// The head the last append left; `None` when unknown.
-    head: Option<(i64, String)>,
+    head: std::sync::Mutex<Option<(i64, String)>>,
+    optimistic_append: String,
 }
 
 /// How many times the optimistic append is tried before the locking one.
@@ -254,19 +249,25 @@ impl GroupWriter {
                  WHERE id = 1 AND sequence = $3 RETURNING id) INSERT",
                     1,
                 ),
+            connection: HeldConnections::new(database.clone(), 1),
             database,
-            own: tokio::sync::Mutex::default(),
+            head: std::sync::Mutex::default(),
         }
+    }
+
+    fn take_head(&self) -> Option<(i64, String)> {
+        self.head
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .take()
     }
 
     async fn append(&self, events: Vec<AuditEvent>) -> Result<Vec<i64>, Error> {
         if self.database.backend() == Backend::Postgres {
-            let mut state = self.own.lock().await;
-            let appended = self.append_optimistically(&mut state, &events).await;
-            if appended.is_err() {
-                // The connection may be broken: the next batch opens another.
-                *state = WriterState::default();
-            }
+            let appended = self
+                .connection
+                .with(async |connection| self.append_optimistically(connection, &events).await)
+                .await;
             if let Some(sequences) = appended? {
                 return Ok(sequences);
             }
@@ -280,15 +281,11 @@ impl GroupWriter {
     /// The sequence numbers, or `None` when the head kept moving under the writer.
     async fn append_optimistically(
         &self,
-        state: &mut WriterState,
+        connection: &mut AnyConnection,
         events: &[AuditEvent],
     ) -> Result<Option<Vec<i64>>, Error> {
-        let connection = match &mut state.connection {
-            Some(connection) => connection,
-            none => none.insert(self.database.pool().acquire().await?.detach()),
-        };
         for _ in 0..OPTIMISTIC_TRIES {
-            let (last, last_hash): (i64, String) = match state.head.take() {
+            let (last, last_hash): (i64, String) = match self.take_head() {
                 Some(head) => head,
                 None => {
                     sqlx::query_as("SELECT sequence, hash FROM audit_head WHERE id = 1")
@@ -307,7 +304,8 @@ impl GroupWriter {
                 .await?
                 .rows_affected();
             if inserted == events.len() as u64 {
-                state.head = Some((new_last, head_hash));
+                *self.head.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) =
+                    Some((new_last, head_hash));
                 return Ok(Some(sequences));
             }
         }

@@ -97,6 +97,10 @@ fn placeholders(first: usize, n: usize) -> String {
 }
 
 impl PopulationStore {
+    pub fn database(&self) -> &Database {
+        &self.database
+    }
+
     pub fn new(database: Database) -> PopulationStore {
         PopulationStore { database }
     }
@@ -444,6 +448,7 @@ impl PopulationStore {
     /// carried by two persons, the one with the smallest id answers.
     pub async fn resolve_many(
         &self,
+        connection: &mut AnyConnection,
         identifiers: &[Identifier],
         with_consent: bool,
     ) -> Result<Vec<Option<ResolvedIdentifier>>, Error> {
@@ -486,7 +491,7 @@ impl PopulationStore {
                 .bind(identifier.value().to_owned());
         }
         let mut by_identifier: BTreeMap<(String, String), ResolvedIdentifier> = BTreeMap::new();
-        for row in query.fetch_all(self.database.pool()).await? {
+        for row in query.fetch_all(&mut *connection).await? {
             let person = stored_id(PersonId::parse(&row.person_id))?;
             let reference = CrossReference {
                 identifier: stored_identifier(&row.system, &row.value)?,

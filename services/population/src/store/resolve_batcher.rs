@@ -12,6 +12,7 @@ use hie_access::gate::Read;
 use hie_core::Error;
 use hie_core::batch::Batcher;
 use hie_core::context::RequestContext;
+use hie_core::db::HeldConnections;
 use hie_core::domain::Identifier;
 
 use super::PopulationStore;
@@ -35,13 +36,15 @@ pub struct ResolveBatcher {
 
 impl ResolveBatcher {
     pub fn new(store: PopulationStore, access: AccessGate) -> ResolveBatcher {
+        let connections = Arc::new(HeldConnections::new(store.database().clone(), QUERY_SLOTS));
         let batcher = Batcher::new(
             QUERY_SLOTS,
             MAX_BATCH,
             Arc::new(move |requests: Vec<(RequestContext, Identifier)>| {
                 let store = store.clone();
                 let access = access.clone();
-                Box::pin(async move { resolve_guarded(&store, &access, requests).await })
+                let connections = connections.clone();
+                Box::pin(async move { resolve_guarded(&store, &connections, &access, requests).await })
             }),
         );
         ResolveBatcher { batcher }
@@ -60,6 +63,7 @@ impl ResolveBatcher {
 
 async fn resolve_guarded(
     store: &PopulationStore,
+    connections: &HeldConnections,
     access: &AccessGate,
     requests: Vec<(RequestContext, Identifier)>,
 ) -> Result<Vec<Result<Resolved, Error>>, Error> {
@@ -68,7 +72,9 @@ async fn resolve_guarded(
         .iter()
         .map(|(_, identifier)| identifier.clone())
         .collect();
-    let found = store.resolve_many(&identifiers, true).await?;
+    let found = connections
+        .with(async |connection| store.resolve_many(connection, &identifiers, true).await)
+        .await?;
     // Per found person: the person's demographics, then each sensitive category among its
     // references; `plans` remembers where each request's reads start and which categories follow.
     let mut reads = Vec::new();

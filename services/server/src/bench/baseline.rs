@@ -7,6 +7,7 @@
 use std::sync::Arc;
 
 use hie_core::batch::Batcher;
+use hie_core::db::HeldConnections;
 use hie_core::domain::Identifier;
 use hie_population::domain::{CrossReference, PersonId};
 use hie_population::grpc::{cross_reference_to_proto, parse_identifier};
@@ -22,14 +23,18 @@ pub struct UnguardedResolve {
 impl UnguardedResolve {
     /// Batched as the registry batches resolves (same batch size and slots), minus the gate.
     pub fn server(database: hie_core::db::Database) -> PopulationRegistryServer<UnguardedResolve> {
+        let connections = Arc::new(HeldConnections::new(database.clone(), QUERY_SLOTS));
         let store = PopulationStore::new(database);
         let resolver = Batcher::new(
             QUERY_SLOTS,
             MAX_BATCH,
             Arc::new(move |identifiers: Vec<Identifier>| {
                 let store = store.clone();
+                let connections = connections.clone();
                 Box::pin(async move {
-                    let found = store.resolve_many(&identifiers, false).await?;
+                    let found = connections
+                        .with(async |connection| store.resolve_many(connection, &identifiers, false).await)
+                        .await?;
                     Ok(found
                         .into_iter()
                         .map(|found| found.map(|(person, references, _)| (person, references)))
