@@ -91,26 +91,6 @@ impl AccessGate {
         Ok(answers)
     }
 
-    /// Permits one read of one person's data, or refuses it with the reason; audited either way.
-    pub async fn read(
-        &self,
-        context: &RequestContext,
-        action: &str,
-        person_id: &str,
-        category: DataCategory,
-    ) -> Result<(), Error> {
-        let read = Read {
-            context,
-            action,
-            person_id,
-            category,
-        };
-        self.decide_all(&[read])
-            .await?
-            .pop()
-            .unwrap_or_else(|| Err(Error::Internal("a read went undecided".into())))
-    }
-
     /// For a search: which of these persons the caller may see. Every person found is audited,
     /// the hidden ones as denied.
     pub async fn filter(
