@@ -239,10 +239,20 @@ impl PopulationService {
             .pop()
             .ok_or_else(|| Error::NotFound(format!("person {} does not exist", id.as_str())))?;
         let records = self.store.source_records_of(id).await?;
-        let mut kept_by = Vec::new();
+        // Records are in organisation order: one directory look-up per organisation.
+        let mut kept_by: Vec<(OrganisationCode, Option<DataCategory>)> = Vec::with_capacity(records.len());
         for record in &records {
-            let organisation = self.directory.get_organisation(&record.organisation).await?;
-            kept_by.push((record.organisation.clone(), organisation.draft.sensitive_category));
+            let category = match kept_by.last() {
+                Some((organisation, category)) if *organisation == record.organisation => *category,
+                _ => {
+                    self.directory
+                        .get_organisation(&record.organisation)
+                        .await?
+                        .draft
+                        .sensitive_category
+                }
+            };
+            kept_by.push((record.organisation.clone(), category));
         }
         let categories = visibility::sensitive_categories(
             context,
