@@ -154,6 +154,54 @@ fn address_tokens(text: &str) -> std::collections::BTreeSet<String> {
     tokens
 }
 
+/// The characters of a name that carry sound: spaces and the middle dot that joins the parts of a
+/// transliterated minority name (阿依古丽·买买提) are left out.
+fn name_chars(name: &str) -> impl Iterator<Item = char> + '_ {
+    name.chars()
+        .filter(|c| !c.is_whitespace() && !matches!(c, '·' | '•' | '・'))
+}
+
+/// The toneless pinyin readings of each character of a name: several for a polyphonic character
+/// (单 dan, shan, chan), one for most; a character without a reading (Latin letters, digits)
+/// stands for itself, lower-cased.
+pub fn pinyin_readings(name: &str) -> Vec<Vec<&'static str>> {
+    use pinyin::ToPinyinMulti;
+    name_chars(name)
+        .map(|c| match c.to_pinyin_multi() {
+            Some(readings) => readings.into_iter().map(|r| r.plain()).collect(),
+            None => Vec::new(),
+        })
+        .collect()
+}
+
+/// Whether two Chinese names sound alike: as many characters, and each pair of characters shares
+/// a reading. This is how homophone substitutions (吴阿妹, 吴阿美), traditional and simplified
+/// forms (陳, 陈) and polyphonic surnames (单, 曾, 解, 仇, 区) compare equal; characters without a
+/// reading must be the same character.
+pub fn names_sound_alike(a: &str, b: &str) -> bool {
+    let (x, y) = (pinyin_readings(a), pinyin_readings(b));
+    let (chars_a, chars_b): (Vec<char>, Vec<char>) = (
+        a.chars()
+            .filter(|c| !c.is_whitespace() && *c != '·' && *c != '•')
+            .collect(),
+        b.chars()
+            .filter(|c| !c.is_whitespace() && *c != '·' && *c != '•')
+            .collect(),
+    );
+    !x.is_empty()
+        && x.len() == y.len()
+        && x.iter()
+            .zip(&y)
+            .zip(chars_a.iter().zip(&chars_b))
+            .all(|((p, q), (c, d))| {
+                if p.is_empty() || q.is_empty() {
+                    c.to_lowercase().eq(d.to_lowercase())
+                } else {
+                    p.iter().any(|reading| q.contains(reading))
+                }
+            })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -234,5 +282,54 @@ mod tests {
         assert!(address_similarity("凯里市北京东路1号", "黎平县德凤镇") < 0.1);
         assert_eq!(address_similarity("12 Baker Street", "12 baker street"), 1.0);
         assert_eq!(address_similarity("", ""), 0.0);
+    }
+
+    #[test]
+    fn chinese_names_sound_alike_through_homophones_forms_and_polyphonic_surnames() {
+        assert!(
+            names_sound_alike("吴阿妹", "吴阿美"),
+            "homophone 妹/美? {:?}",
+            pinyin_readings("妹美")
+        );
+        assert!(
+            names_sound_alike("陈小红", "陳小紅"),
+            "traditional and simplified"
+        );
+        assert!(names_sound_alike("单丽", "單麗"));
+        assert!(
+            pinyin_readings("单")[0].contains(&"shan"),
+            "{:?}",
+            pinyin_readings("单")
+        );
+        assert!(
+            pinyin_readings("曾")[0].contains(&"zeng"),
+            "{:?}",
+            pinyin_readings("曾")
+        );
+        assert!(
+            pinyin_readings("解")[0].contains(&"xie"),
+            "{:?}",
+            pinyin_readings("解")
+        );
+        assert!(
+            pinyin_readings("仇")[0].contains(&"qiu"),
+            "{:?}",
+            pinyin_readings("仇")
+        );
+        assert!(
+            pinyin_readings("区")[0].contains(&"ou"),
+            "{:?}",
+            pinyin_readings("区")
+        );
+        assert!(!names_sound_alike("吴阿妹", "杨阿妹"));
+        assert!(
+            !names_sound_alike("吴阿妹", "吴妹"),
+            "a missing character is not a homophone"
+        );
+        assert!(
+            names_sound_alike("阿依古丽·买买提", "阿依古丽买买提"),
+            "the middle dot of minority names is ignored"
+        );
+        assert!(!names_sound_alike("", ""));
     }
 }
