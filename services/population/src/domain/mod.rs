@@ -1,6 +1,7 @@
 //! Persons, source records, matching and search: the rules of the registry, with no I/O types.
 
 pub mod compare;
+pub mod fellegi_sunter;
 mod matching;
 mod person;
 mod record;
