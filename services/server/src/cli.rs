@@ -8,7 +8,7 @@ use clap::{Args, Parser, Subcommand};
 use hie_core::db::Database;
 
 use crate::settings::SecretUrl;
-use crate::{Exchange, Settings, bench, demo};
+use crate::{Exchange, Settings, bench, demo, linkage_cli, population_file};
 
 /// hie: a regional health-information exchange.
 #[derive(Debug, Parser)]
@@ -40,6 +40,32 @@ pub enum Command {
     /// The audit trail.
     #[command(subcommand)]
     Audit(AuditCommand),
+    /// Link two population files: one row per matched pair (left_id,right_id,probability).
+    Link(linkage_cli::LinkArgs),
+    /// Find the records of one person within a population file (id_1,id_2,probability).
+    Dedupe(linkage_cli::DedupeArgs),
+    /// Write synthetic data.
+    #[command(subcommand)]
+    Generate(GenerateCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum GenerateCommand {
+    /// A Chinese population file with realistic corruption, and its truth (record_id,person_id),
+    /// for `hie dedupe`; read it with the --map arguments this prints.
+    PopulationFile {
+        #[arg(long, default_value_t = 100_000)]
+        records: usize,
+        /// The share of records carrying the resident identity number.
+        #[arg(long, default_value_t = 0.8)]
+        resident_id_share: f64,
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        #[arg(long, value_name = "CSV")]
+        out: PathBuf,
+        #[arg(long, value_name = "CSV")]
+        truth: PathBuf,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -128,6 +154,8 @@ impl Cli {
                 (None, database)
             }
             Command::Certs(CertsCommand::Init { .. }) => return Ok(settings),
+            // Batch linkage works on files, not the database.
+            Command::Link(_) | Command::Dedupe(_) | Command::Generate(_) => return Ok(settings),
             Command::Bench(_) => {
                 // Benchmarks print JSON; per-request information logs would only add noise.
                 if std::env::var_os("HIE_LOG").is_none() {
@@ -179,6 +207,19 @@ pub fn run(cli: Cli) -> ExitCode {
             Command::Bench(command) => bench::run(command).await,
             Command::Certs(command) => certs(&settings, command).await,
             Command::Audit(AuditCommand::Verify(_)) => verify_audit(&settings).await,
+            Command::Link(args) => {
+                linkage_cli::link(&args).map(|summary| report_linkage(&summary, &args.out))
+            }
+            Command::Dedupe(args) => {
+                linkage_cli::dedupe(&args).map(|summary| report_linkage(&summary, &args.out))
+            }
+            Command::Generate(GenerateCommand::PopulationFile {
+                records,
+                resident_id_share,
+                seed,
+                out,
+                truth,
+            }) => generate_population_file(records, resident_id_share, seed, &out, &truth),
         }
     });
     match result {
@@ -188,6 +229,54 @@ pub fn run(cli: Cli) -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+fn report_linkage(summary: &linkage_cli::LinkageSummary, out: &std::path::Path) {
+    eprintln!(
+        "hie: {} records, {} candidate pairs compared, {} pairs written to {}{}",
+        summary.records,
+        summary.candidate_pairs,
+        summary.pairs_written,
+        out.display(),
+        if summary.warnings > 0 {
+            format!(" ({} warnings above)", summary.warnings)
+        } else {
+            String::new()
+        }
+    );
+}
+
+fn generate_population_file(
+    records: usize,
+    resident_id_share: f64,
+    seed: u64,
+    out: &std::path::Path,
+    truth: &std::path::Path,
+) -> Result<(), String> {
+    if !(0.0..=1.0).contains(&resident_id_share) {
+        return Err(format!(
+            "--resident-id-share {resident_id_share} must lie between 0 and 1"
+        ));
+    }
+    let options = population_file::GeneratorOptions {
+        records,
+        resident_id_share,
+        seed,
+    };
+    let generated = population_file::generate(&options);
+    population_file::write(&generated, out, truth).map_err(|e| format!("cannot write the files: {e}"))?;
+    let maps: Vec<String> = population_file::column_map()
+        .iter()
+        .map(|m| format!("--map {m}"))
+        .collect();
+    eprintln!(
+        "hie: wrote {} records to {} and the truth to {}; read it with: --id-column record_id {}",
+        generated.len(),
+        out.display(),
+        truth.display(),
+        maps.join(" ")
+    );
+    Ok(())
 }
 
 fn init_logging(filter: &str) {

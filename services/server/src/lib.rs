@@ -9,7 +9,9 @@ pub mod authn;
 pub mod bench;
 pub mod cli;
 pub mod demo;
+pub mod linkage_cli;
 pub mod pki;
+pub mod population_file;
 pub mod settings;
 
 pub use app::{Exchange, RunningServer};

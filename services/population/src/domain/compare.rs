@@ -5,14 +5,23 @@
 /// Jaro–Winkler similarity in 0..=1 (1 for equal strings), with the usual prefix scale 0.1 over at
 /// most four characters.
 pub fn jaro_winkler(a: &str, b: &str) -> f64 {
+    // ASCII strings (pinyin and sound keys, the hot case in linkage) are compared as bytes,
+    // without collecting characters.
+    if a.is_ascii() && b.is_ascii() {
+        return jaro_winkler_of(a.as_bytes(), b.as_bytes());
+    }
     let a: Vec<char> = a.chars().collect();
     let b: Vec<char> = b.chars().collect();
-    let jaro = jaro(&a, &b);
-    let prefix = a.iter().zip(&b).take(4).take_while(|(x, y)| x == y).count();
+    jaro_winkler_of(&a, &b)
+}
+
+fn jaro_winkler_of<T: PartialEq + Copy>(a: &[T], b: &[T]) -> f64 {
+    let jaro = jaro(a, b);
+    let prefix = a.iter().zip(b).take(4).take_while(|(x, y)| x == y).count();
     jaro + prefix as f64 * 0.1 * (1.0 - jaro)
 }
 
-fn jaro(a: &[char], b: &[char]) -> f64 {
+fn jaro<T: PartialEq + Copy>(a: &[T], b: &[T]) -> f64 {
     if a.is_empty() && b.is_empty() {
         return 1.0;
     }
@@ -21,21 +30,24 @@ fn jaro(a: &[char], b: &[char]) -> f64 {
     }
     let window = (a.len().max(b.len()) / 2).saturating_sub(1);
     let mut b_matched = vec![false; b.len()];
-    let mut a_matches = Vec::new();
+    let mut a_matched = vec![false; a.len()];
+    let mut n_matches = 0usize;
     for (i, x) in a.iter().enumerate() {
         let from = i.saturating_sub(window);
         let to = (i + window + 1).min(b.len());
         if let Some(j) = (from..to).find(|&j| !b_matched[j] && b[j] == *x) {
             b_matched[j] = true;
-            a_matches.push(*x);
+            a_matched[i] = true;
+            n_matches += 1;
         }
     }
-    if a_matches.is_empty() {
+    if n_matches == 0 {
         return 0.0;
     }
+    let a_matches = a.iter().zip(&a_matched).filter(|(_, m)| **m).map(|(c, _)| *c);
     let b_matches = b.iter().zip(&b_matched).filter(|(_, m)| **m).map(|(c, _)| *c);
-    let half_transpositions = a_matches.iter().zip(b_matches).filter(|(x, y)| **x != *y).count();
-    let m = a_matches.len() as f64;
+    let half_transpositions = a_matches.zip(b_matches).filter(|(x, y)| *x != *y).count();
+    let m = n_matches as f64;
     let t = (half_transpositions / 2) as f64;
     (m / a.len() as f64 + m / b.len() as f64 + (m - t) / m) / 3.0
 }
@@ -78,6 +90,33 @@ pub fn damerau_levenshtein(a: &str, b: &str) -> usize {
         last_row_of.insert(a[i - 1], i);
     }
     d[n + 1][m + 1]
+}
+
+/// Whether two strings differ by at most one insertion, deletion, substitution or transposition
+/// of adjacent characters: `damerau_levenshtein(a, b) <= 1` in one pass, without allocating.
+pub fn at_most_one_edit(a: &str, b: &str) -> bool {
+    let (mut x, mut y) = (a.chars(), b.chars());
+    loop {
+        match (x.next(), y.next()) {
+            (None, None) => return true,
+            (Some(p), Some(q)) if p == q => continue,
+            (p, q) => {
+                // The first difference. What follows must then match under one of the four edits.
+                let (rest_x, rest_y) = (x.clone(), y.clone());
+                let substitution = p.is_some() && q.is_some() && rest_x.clone().eq(rest_y.clone());
+                let deletion = p.is_some() && rest_x.clone().eq(q.into_iter().chain(rest_y.clone()));
+                let insertion = q.is_some() && p.into_iter().chain(rest_x.clone()).eq(rest_y.clone());
+                let transposition = {
+                    let (mut tx, mut ty) = (rest_x, rest_y);
+                    match (p, q, tx.next(), ty.next()) {
+                        (Some(p), Some(q), Some(p2), Some(q2)) => p == q2 && q == p2 && tx.eq(ty),
+                        _ => false,
+                    }
+                };
+                return substitution || deletion || insertion || transposition;
+            }
+        }
+    }
 }
 
 /// How two dates of birth agree, from best to worst.
@@ -241,6 +280,37 @@ mod tests {
         assert_eq!(damerau_levenshtein("522601198503140021", "522601198530140021"), 1);
         assert_eq!(damerau_levenshtein("", "abc"), 3);
         assert_eq!(damerau_levenshtein("same", "same"), 0);
+    }
+
+    #[test]
+    fn one_edit_agrees_with_the_full_distance() {
+        let words = [
+            "",
+            "a",
+            "ab",
+            "ba",
+            "abc",
+            "acb",
+            "abd",
+            "abcd",
+            "吴阿妹",
+            "吴阿梅",
+            "阿吴妹",
+            "吴妹",
+            "522601198503140021",
+            "522601198530140021",
+            "522601198503140012",
+            "52260119850314002",
+        ];
+        for a in words {
+            for b in words {
+                assert_eq!(
+                    at_most_one_edit(a, b),
+                    damerau_levenshtein(a, b) <= 1,
+                    "{a} / {b}"
+                );
+            }
+        }
     }
 
     #[test]

@@ -92,43 +92,48 @@ impl Model {
     /// expectation–maximisation, starting from `self`, for at most `iterations` rounds or until
     /// no probability moves by more than `tolerance`.
     pub fn estimate(&self, vectors: &[ComparisonVector], iterations: usize, tolerance: f64) -> Model {
+        let weighted: Vec<(ComparisonVector, f64)> = vectors.iter().map(|v| (v.clone(), 1.0)).collect();
+        self.estimate_weighted(&weighted, iterations, tolerance, false)
+    }
+
+    /// As [`Model::estimate`], with each distinct vector given once with how many pairs show it
+    /// (millions of pairs make a few thousand distinct vectors). With `keep_u`, u stays as it is
+    /// and only m and the match share are estimated: u is better taken from random pairs, which
+    /// blocking has not filtered.
+    pub fn estimate_weighted(
+        &self,
+        vectors: &[(ComparisonVector, f64)],
+        iterations: usize,
+        tolerance: f64,
+        keep_u: bool,
+    ) -> Model {
         let mut model = self.clone();
-        if vectors.is_empty() {
+        let total: f64 = vectors.iter().map(|(_, n)| n).sum();
+        if total <= 0.0 {
             return model;
         }
         for _ in 0..iterations {
             // Expectation: each pair's probability of being a match under the current model.
-            let posteriors: Vec<f64> = vectors.iter().map(|v| model.score(v).probability).collect();
+            let posteriors: Vec<f64> = vectors.iter().map(|(v, _)| model.score(v).probability).collect();
             // Maximisation: m and u as the posterior-weighted shares of each level.
-            let matches: f64 = posteriors.iter().sum();
+            let matches: f64 = posteriors.iter().zip(vectors).map(|(p, (_, n))| p * n).sum();
             let mut next = model.clone();
-            next.match_share = clamp(matches / vectors.len() as f64);
+            next.match_share = clamp(matches / total);
             for (f, field) in next.fields.iter_mut().enumerate() {
                 let levels = field.m.len();
                 let (mut m_counts, mut u_counts) = (vec![0.0; levels], vec![0.0; levels]);
-                for (vector, posterior) in vectors.iter().zip(&posteriors) {
+                for ((vector, n), posterior) in vectors.iter().zip(&posteriors) {
                     if let Some(Some(level)) = vector.get(f)
                         && *level < levels
                     {
-                        m_counts[*level] += posterior;
-                        u_counts[*level] += 1.0 - posterior;
+                        m_counts[*level] += posterior * n;
+                        u_counts[*level] += (1.0 - posterior) * n;
                     }
                 }
-                let normalise = |counts: Vec<f64>| -> Vec<f64> {
-                    let total: f64 = counts.iter().sum();
-                    counts
-                        .iter()
-                        .map(|c| {
-                            if total > 0.0 {
-                                clamp(c / total)
-                            } else {
-                                1.0 / levels as f64
-                            }
-                        })
-                        .collect()
-                };
-                field.m = normalise(m_counts);
-                field.u = normalise(u_counts);
+                field.m = normalise(&m_counts);
+                if !keep_u {
+                    field.u = normalise(&u_counts);
+                }
             }
             let moved = next
                 .fields
@@ -144,6 +149,21 @@ impl Model {
         }
         model
     }
+}
+
+/// Counts as shares, kept off 0 and 1; equal shares where nothing was counted.
+pub fn normalise(counts: &[f64]) -> Vec<f64> {
+    let total: f64 = counts.iter().sum();
+    counts
+        .iter()
+        .map(|c| {
+            if total > 0.0 {
+                clamp(c / total)
+            } else {
+                1.0 / counts.len() as f64
+            }
+        })
+        .collect()
 }
 
 #[cfg(test)]

@@ -2,6 +2,7 @@
 
 pub mod compare;
 pub mod fellegi_sunter;
+pub mod linkage;
 mod matching;
 mod person;
 mod record;

@@ -1,0 +1,247 @@
+//! A pair of profiles compared field by field into levels of agreement (0 = the best), packed
+//! into one number, a [`Pattern`], so that the scores of every possible pattern can be worked out
+//! once and looked up for millions of pairs.
+
+use super::super::compare::{DateAgreement, at_most_one_edit, compare_dates, jaro_winkler};
+use super::super::fellegi_sunter::ComparisonVector;
+use super::{NameSound, Profile};
+
+/// The compared fields and their levels of agreement, best first. The order is the order of
+/// comparison vectors and of a model's fields.
+///
+/// Where a person lives is one field, not four: a move changes street, city, postcode and
+/// province together, and counting each as separate evidence would count one move four times.
+pub const FIELDS: [(&str, &[&str]); 6] = [
+    (
+        "name",
+        &["same characters", "sounds alike", "similar", "different"],
+    ),
+    (
+        "birth_date",
+        &["same", "day and month swapped", "one typo", "different"],
+    ),
+    ("sex", &["same", "different"]),
+    ("resident_id", &["same", "one typo or transposition", "different"]),
+    ("phone", &["same", "same last 7 digits", "different"]),
+    (
+        "address",
+        &[
+            "mostly the same",
+            "partly the same",
+            "same city or postcode",
+            "different",
+        ],
+    ),
+];
+
+/// A comparison vector of the fields above.
+pub type Levels = [Option<usize>; 6];
+
+/// A comparison vector packed into one number: each field takes `levels + 1` values, 0 for
+/// missing and `level + 1` otherwise.
+pub type Pattern = u32;
+
+/// How many patterns there are: the size of a table indexed by pattern.
+pub fn pattern_count() -> usize {
+    FIELDS.iter().map(|(_, levels)| levels.len() + 1).product()
+}
+
+pub fn pack(levels: &Levels) -> Pattern {
+    let mut pattern = 0u32;
+    for ((_, names), level) in FIELDS.iter().zip(levels) {
+        pattern = pattern * (names.len() as u32 + 1) + level.map_or(0, |l| l as u32 + 1);
+    }
+    pattern
+}
+
+pub fn unpack(mut pattern: Pattern) -> ComparisonVector {
+    let mut vector = vec![None; FIELDS.len()];
+    for (i, (_, names)) in FIELDS.iter().enumerate().rev() {
+        let radix = names.len() as u32 + 1;
+        let value = pattern % radix;
+        pattern /= radix;
+        vector[i] = value.checked_sub(1).map(|l| l as usize);
+    }
+    vector
+}
+
+fn compare_names(a: &NameSound, b: &NameSound) -> usize {
+    if a.chars == b.chars {
+        0
+    } else if a.sounds_like(b) {
+        1
+    } else if jaro_winkler(&a.key, &b.key) >= 0.9
+        || (a.chars.chars().nth(2).is_some() && at_most_one_edit(&a.chars, &b.chars))
+    {
+        2
+    } else {
+        3
+    }
+}
+
+fn compare_birth_dates(a: (i32, u32, u32), b: (i32, u32, u32)) -> usize {
+    match compare_dates(a, b) {
+        DateAgreement::Exact => 0,
+        DateAgreement::DayMonthSwapped => 1,
+        DateAgreement::OneTypo => 2,
+        DateAgreement::Different => 3,
+    }
+}
+
+fn compare_identity_numbers(a: &str, b: &str) -> usize {
+    if a == b {
+        0
+    } else if a.len() == b.len() && at_most_one_edit(a, b) {
+        1
+    } else {
+        2
+    }
+}
+
+fn compare_phones(a: &str, b: &str) -> usize {
+    if a == b {
+        0
+    } else if a.len() >= 7 && b.len() >= 7 && a[a.len() - 7..] == b[b.len() - 7..] {
+        1
+    } else {
+        2
+    }
+}
+
+/// Jaccard similarity of two sorted, repeat-free token lists.
+fn token_overlap(a: &[u64], b: &[u64]) -> f64 {
+    let (mut i, mut j, mut common) = (0, 0, 0usize);
+    while i < a.len() && j < b.len() {
+        match a[i].cmp(&b[j]) {
+            std::cmp::Ordering::Less => i += 1,
+            std::cmp::Ordering::Greater => j += 1,
+            std::cmp::Ordering::Equal => {
+                common += 1;
+                i += 1;
+                j += 1;
+            }
+        }
+    }
+    common as f64 / (a.len() + b.len() - common) as f64
+}
+
+/// Street address first; failing that, the city or postcode; missing if neither record has
+/// anything to compare.
+fn compare_addresses(a: &Profile, b: &Profile) -> Option<usize> {
+    if !a.address.is_empty() && !b.address.is_empty() {
+        let overlap = token_overlap(&a.address, &b.address);
+        if overlap >= 0.7 {
+            return Some(0);
+        }
+        if overlap >= 0.3 {
+            return Some(1);
+        }
+    }
+    let same_city = both(a.city.as_ref(), b.city.as_ref(), |x, y| x == y);
+    let same_postcode = both(a.postcode.as_deref(), b.postcode.as_deref(), |x, y| x == y);
+    let compared_street = !a.address.is_empty() && !b.address.is_empty();
+    match (same_city, same_postcode) {
+        (Some(true), _) | (_, Some(true)) => Some(2),
+        (None, None) if !compared_street => None,
+        _ => Some(3),
+    }
+}
+
+fn both<T: ?Sized, U>(a: Option<&T>, b: Option<&T>, compare: impl Fn(&T, &T) -> U) -> Option<U> {
+    Some(compare(a?, b?))
+}
+
+/// Compares two profiles field by field.
+pub fn compare(a: &Profile, b: &Profile) -> Levels {
+    [
+        both(a.name.as_ref(), b.name.as_ref(), compare_names),
+        both(a.birth_date.as_ref(), b.birth_date.as_ref(), |x, y| {
+            compare_birth_dates(*x, *y)
+        }),
+        both(a.sex.as_ref(), b.sex.as_ref(), |x, y| usize::from(x != y)),
+        both(
+            a.resident_id.as_deref(),
+            b.resident_id.as_deref(),
+            compare_identity_numbers,
+        ),
+        both(a.phone.as_deref(), b.phone.as_deref(), compare_phones),
+        compare_addresses(a, b),
+    ]
+}
+
+/// The pair's pattern.
+pub fn compare_packed(a: &Profile, b: &Profile) -> Pattern {
+    pack(&compare(a, b))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::{Field, PersonFields};
+    use super::*;
+
+    fn profile(pairs: &[(Field, &str)]) -> Profile {
+        let mut fields = PersonFields::default();
+        for (field, value) in pairs {
+            fields.set(*field, value);
+        }
+        Profile::prepare(&fields).0
+    }
+
+    #[test]
+    fn patterns_pack_and_unpack_every_level_and_missing_fields() {
+        let levels = [Some(3), None, Some(1), Some(2), None, Some(0)];
+        assert_eq!(unpack(pack(&levels)), levels.to_vec());
+        assert!((pack(&[Some(3), Some(3), Some(1), Some(2), Some(2), Some(3)]) as usize) < pattern_count());
+    }
+
+    #[test]
+    fn a_homophone_a_swapped_date_and_a_transposed_id_still_agree_partly() {
+        let a = profile(&[
+            (Field::FullName, "吴阿妹"),
+            (Field::BirthDate, "1985-03-04"),
+            (Field::ResidentId, "522601198503040027"),
+            (Field::Phone, "13808551234"),
+            (Field::Address1, "凯里市北京东路1号"),
+        ]);
+        let b = profile(&[
+            (Field::FullName, "吴阿美"),
+            (Field::BirthDate, "1985-04-03"),
+            (Field::ResidentId, "522601198530040027"),
+            (Field::Phone, "+86 139 0855 1234"),
+            (Field::Address1, "凯里市北京东路3号"),
+        ]);
+        let levels = compare(&a, &b);
+        assert_eq!(levels[0], Some(1), "sounds alike");
+        assert_eq!(levels[1], Some(1), "day and month swapped");
+        assert_eq!(levels[2], None, "sex missing on both");
+        assert_eq!(levels[3], Some(1), "transposed digits");
+        assert_eq!(levels[4], Some(1), "same last seven digits");
+        assert_eq!(levels[5], Some(1), "{}", token_overlap(&a.address, &b.address));
+    }
+
+    #[test]
+    fn a_move_counts_once_and_the_same_city_counts_for_something() {
+        let street = |address: &str, city: &str| profile(&[(Field::Address1, address), (Field::City, city)]);
+        let home = street("北京东路1号", "凯里市");
+        assert_eq!(compare(&home, &street("北京东路1号", "凯里市"))[5], Some(0));
+        assert_eq!(compare(&home, &street("营盘东路9号", "凯里市"))[5], Some(2));
+        assert_eq!(compare(&home, &street("人民路3号", "黎平县"))[5], Some(3));
+        assert_eq!(compare(&home, &profile(&[(Field::Postcode, "556000")]))[5], None);
+    }
+
+    #[test]
+    fn different_people_disagree() {
+        let a = profile(&[
+            (Field::FullName, "王芳"),
+            (Field::Sex, "2"),
+            (Field::BirthDate, "19850314"),
+        ]);
+        let b = profile(&[
+            (Field::FullName, "杨秀英"),
+            (Field::Sex, "1"),
+            (Field::BirthDate, "19620101"),
+        ]);
+        let levels = compare(&a, &b);
+        assert_eq!(&levels[..3], &[Some(3), Some(3), Some(1)]);
+    }
+}

@@ -1,0 +1,568 @@
+//! Probabilistic record linkage: the engine behind online matching, re-matching and the batch
+//! linkage of population files (`hie link`, `hie dedupe`). Pure: no I/O.
+//!
+//! A record's fields ([`PersonFields`], as loose text, since migration files are loose) are
+//! prepared once into a [`Profile`]: names keyed by sound (toneless pinyin for Chinese, a
+//! consonant skeleton for Latin script), dates parsed, identity numbers and phones reduced to
+//! their characters, addresses to token hashes. [`blocking`] finds the pairs worth comparing,
+//! [`comparison`] turns a pair into a level of agreement per field, and [`model`] weighs the
+//! levels (Fellegi–Sunter, m and u estimated from the data by expectation–maximisation).
+
+pub mod blocking;
+pub mod comparison;
+pub mod model;
+pub mod phonetic;
+pub mod run;
+
+use std::hash::{Hash, Hasher};
+
+use super::compare::pinyin_readings;
+
+/// The fields a population file may map its columns to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Field {
+    FullName,
+    GivenName,
+    Surname,
+    BirthDate,
+    Sex,
+    ResidentId,
+    Phone,
+    StreetNumber,
+    Address1,
+    Address2,
+    City,
+    Postcode,
+    Province,
+}
+
+impl Field {
+    pub const ALL: [Field; 13] = [
+        Field::FullName,
+        Field::GivenName,
+        Field::Surname,
+        Field::BirthDate,
+        Field::Sex,
+        Field::ResidentId,
+        Field::Phone,
+        Field::StreetNumber,
+        Field::Address1,
+        Field::Address2,
+        Field::City,
+        Field::Postcode,
+        Field::Province,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Field::FullName => "full_name",
+            Field::GivenName => "given_name",
+            Field::Surname => "surname",
+            Field::BirthDate => "birth_date",
+            Field::Sex => "sex",
+            Field::ResidentId => "resident_id",
+            Field::Phone => "phone",
+            Field::StreetNumber => "street_number",
+            Field::Address1 => "address_1",
+            Field::Address2 => "address_2",
+            Field::City => "city",
+            Field::Postcode => "postcode",
+            Field::Province => "province",
+        }
+    }
+
+    pub fn parse(name: &str) -> Option<Field> {
+        Field::ALL.into_iter().find(|f| f.name() == name)
+    }
+}
+
+/// One record's fields as a source gives them: any may be missing. Extra columns ride along
+/// unchanged and take no part in matching.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PersonFields {
+    values: [Option<String>; 13],
+}
+
+impl PersonFields {
+    /// Sets a field; blank text counts as missing.
+    pub fn set(&mut self, field: Field, value: &str) {
+        let value = value.trim();
+        self.values[field as usize] = (!value.is_empty()).then(|| value.to_owned());
+    }
+
+    pub fn with(mut self, field: Field, value: &str) -> PersonFields {
+        self.set(field, value);
+        self
+    }
+
+    pub fn get(&self, field: Field) -> Option<&str> {
+        self.values[field as usize].as_deref()
+    }
+}
+
+/// Why a field's value could not be used. The record is still matched on its other fields.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FieldProblem {
+    pub field: Field,
+    pub reason: String,
+}
+
+/// Sex as matching sees it; anything that is not clearly male or female is missing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Sex {
+    Male,
+    Female,
+}
+
+/// A name prepared for comparison.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NameSound {
+    /// The name's characters without spaces or dots, lower-cased: equal means the same spelling.
+    pub chars: Box<str>,
+    /// Toneless pinyin of each character, several for a polyphonic one; empty for a Latin name.
+    pub readings: Box<[Box<[&'static str]>]>,
+    /// The sound key in written order: pinyin syllables (first reading) for Chinese, the words'
+    /// consonant skeletons for Latin script.
+    pub key: Box<str>,
+    /// The sound key with its words in alphabetical order, so that "Wang Fang" and "Fang Wang"
+    /// meet; for Chinese names the same as `key`.
+    pub sorted_key: Box<str>,
+    pub surname_key: Box<str>,
+    pub given_key: Box<str>,
+    /// The consonant skeleton of the whole name (of its pinyin, for Chinese), its parts in
+    /// alphabetical order: how a name in characters meets the same name in Latin letters
+    /// (拉姆·努尔 and Lhamo Nur).
+    pub skeleton: Box<str>,
+}
+
+fn sorted_concat(mut parts: Vec<String>) -> String {
+    parts.sort();
+    parts.concat()
+}
+
+/// Surnames of two characters: the rest of the name is the given name.
+const COMPOUND_SURNAMES: [&str; 22] = [
+    "欧阳", "司马", "诸葛", "上官", "东方", "皇甫", "尉迟", "公孙", "慕容", "长孙", "宇文", "司徒", "夏侯",
+    "轩辕", "令狐", "端木", "独孤", "南宫", "呼延", "澹台", "西门", "万俟",
+];
+
+fn is_han(c: char) -> bool {
+    matches!(c as u32, 0x3400..=0x4DBF | 0x4E00..=0x9FFF | 0xF900..=0xFAFF | 0x20000..=0x2FA1F)
+}
+
+impl NameSound {
+    /// Prepares a name. `surname` is the surname if the source gave it apart; otherwise a Chinese
+    /// name's surname is its first character (two for the compound surnames) and a Latin name's
+    /// its first word.
+    pub fn new(full_name: &str, surname: Option<&str>) -> Option<NameSound> {
+        if full_name.chars().any(is_han) {
+            Some(Self::chinese(full_name, surname))
+        } else {
+            Self::latin(full_name, surname)
+        }
+    }
+
+    fn chinese(name: &str, surname: Option<&str>) -> NameSound {
+        let chars: String = name
+            .chars()
+            .filter(|c| !c.is_whitespace() && !matches!(c, '·' | '•' | '・' | '.'))
+            .flat_map(char::to_lowercase)
+            .collect();
+        let readings: Vec<Box<[&'static str]>> = pinyin_readings(&chars)
+            .into_iter()
+            .map(Vec::into_boxed_slice)
+            .collect();
+        let syllables: Vec<String> = chars
+            .chars()
+            .zip(&readings)
+            .map(|(c, r)| r.first().map_or_else(|| c.to_string(), |s| (*s).to_owned()))
+            .collect();
+        let surname_chars = surname
+            .map(|s| s.chars().filter(|c| !c.is_whitespace()).count())
+            .unwrap_or_else(|| {
+                if COMPOUND_SURNAMES.iter().any(|s| chars.starts_with(s)) {
+                    2
+                } else {
+                    1
+                }
+            });
+        let surname_chars = surname_chars.min(syllables.len());
+        let key = syllables.concat();
+        // The parts of a transliterated name are kept apart by its middle dot; a Chinese name
+        // written without one is one part.
+        let parts: Vec<String> = name
+            .split(['·', '•', '・', ' '])
+            .filter(|part| !part.is_empty())
+            .map(|part| {
+                let syllables: String = pinyin_readings(part)
+                    .iter()
+                    .map(|r| r.first().copied().unwrap_or(""))
+                    .collect();
+                phonetic::word_key(&syllables)
+            })
+            .collect();
+        NameSound {
+            skeleton: sorted_concat(parts).into(),
+            chars: chars.into(),
+            readings: readings.into_boxed_slice(),
+            sorted_key: key.clone().into(),
+            key: key.into(),
+            surname_key: syllables[..surname_chars].concat().into(),
+            given_key: syllables[surname_chars..].concat().into(),
+        }
+    }
+
+    fn latin(name: &str, surname: Option<&str>) -> Option<NameSound> {
+        let words = phonetic::normalised_words(name);
+        if words.is_empty() {
+            return None;
+        }
+        let keys: Vec<String> = words.iter().map(|w| phonetic::word_key(w)).collect();
+        let mut sorted = keys.clone();
+        sorted.sort();
+        let surname_words = surname.map(phonetic::normalised_words).filter(|w| !w.is_empty());
+        let (surname_key, given_key) = match surname_words {
+            Some(surname_words) => {
+                let surname_keys: Vec<String> = surname_words.iter().map(|w| phonetic::word_key(w)).collect();
+                let given: Vec<&String> = keys.iter().filter(|k| !surname_keys.contains(k)).collect();
+                (
+                    surname_keys.join(" "),
+                    given.into_iter().cloned().collect::<Vec<_>>().join(" "),
+                )
+            }
+            None => (keys[0].clone(), keys[1..].join(" ")),
+        };
+        Some(NameSound {
+            skeleton: sorted_concat(keys.clone()).into(),
+            chars: words.concat().into(),
+            readings: Box::new([]),
+            key: keys.join(" ").into(),
+            sorted_key: sorted.join(" ").into(),
+            surname_key: surname_key.into(),
+            given_key: given_key.into(),
+        })
+    }
+
+    /// Whether two names, one in characters and one in Latin letters, sound alike.
+    fn sound_alike_across_scripts(&self, other: &NameSound) -> bool {
+        !self.skeleton.is_empty() && self.skeleton == other.skeleton
+    }
+
+    pub fn is_chinese(&self) -> bool {
+        !self.readings.is_empty()
+    }
+
+    /// Whether the two names sound alike: every character shares a reading (Chinese), or the
+    /// words' sound keys agree in some order (Latin script).
+    pub fn sounds_like(&self, other: &NameSound) -> bool {
+        if self.is_chinese() && other.is_chinese() {
+            self.readings.len() == other.readings.len()
+                && self
+                    .readings
+                    .iter()
+                    .zip(other.readings.iter())
+                    .zip(self.chars.chars().zip(other.chars.chars()))
+                    .all(|((p, q), (c, d))| {
+                        if p.is_empty() || q.is_empty() {
+                            c == d
+                        } else {
+                            p.iter().any(|r| q.contains(r))
+                        }
+                    })
+        } else if self.is_chinese() != other.is_chinese() {
+            self.sound_alike_across_scripts(other)
+        } else {
+            self.key == other.key || self.sorted_key == other.sorted_key
+        }
+    }
+}
+
+/// A record prepared for linkage: everything the comparators and blocking keys need, computed
+/// once, however many pairs the record is in.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Profile {
+    pub name: Option<NameSound>,
+    pub birth_date: Option<(i32, u32, u32)>,
+    pub sex: Option<Sex>,
+    pub resident_id: Option<Box<str>>,
+    pub phone: Option<Box<str>>,
+    /// Hashes of the address's tokens, sorted and without repeats.
+    pub address: Box<[u64]>,
+    pub city: Option<u64>,
+    /// The province is read but not compared: within a region nearly everyone shares it, and a
+    /// move to another province already shows in the city and postcode.
+    pub postcode: Option<Box<str>>,
+}
+
+/// A stable 64-bit hash (the same on every run and machine, unlike a `HashMap`'s).
+pub fn stable_hash<T: Hash + ?Sized>(value: &T) -> u64 {
+    #[allow(deprecated)]
+    let mut hasher = std::hash::SipHasher::new_with_keys(0x6869_655f_6c69_6e6b, 0x7072_6f66_696c_6573);
+    value.hash(&mut hasher);
+    hasher.finish()
+}
+
+/// Parses YYYYMMDD, YYYY-MM-DD or YYYY/MM/DD into a real calendar date.
+pub fn parse_birth_date(text: &str) -> Result<(i32, u32, u32), String> {
+    let digits: String = text.chars().filter(|c| !matches!(c, '-' | '/')).collect();
+    let separators_ok = match text.len() {
+        8 => true,
+        10 => {
+            let bytes = text.as_bytes();
+            (bytes[4] == b'-' && bytes[7] == b'-') || (bytes[4] == b'/' && bytes[7] == b'/')
+        }
+        _ => false,
+    };
+    if !separators_ok || digits.len() != 8 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(format!(
+            "'{}' is not a date, expected YYYYMMDD, YYYY-MM-DD or YYYY/MM/DD",
+            text.chars().take(12).collect::<String>()
+        ));
+    }
+    let (year, month, day) = (
+        digits[0..4].parse::<i32>().unwrap_or(0),
+        digits[4..6].parse::<u32>().unwrap_or(0),
+        digits[6..8].parse::<u32>().unwrap_or(0),
+    );
+    chrono::NaiveDate::from_ymd_opt(year, month, day)
+        .map(|_| (year, month, day))
+        .ok_or_else(|| format!("'{text}' is not a calendar date"))
+}
+
+fn parse_sex(text: &str) -> Result<Option<Sex>, String> {
+    match text.to_lowercase().as_str() {
+        "1" | "m" | "male" | "男" | "man" => Ok(Some(Sex::Male)),
+        "2" | "f" | "female" | "女" | "woman" => Ok(Some(Sex::Female)),
+        "0" | "9" | "u" | "unknown" | "未知" | "未说明" => Ok(None),
+        _ => Err(format!(
+            "'{}' is not a sex, expected 1/2, M/F, male/female or 男/女",
+            text.chars().take(12).collect::<String>()
+        )),
+    }
+}
+
+fn normalised_text(text: &str) -> String {
+    text.chars()
+        .filter(|c| !c.is_whitespace())
+        .flat_map(char::to_lowercase)
+        .collect()
+}
+
+/// An address's tokens: Latin-script words, and overlapping pairs of Chinese characters (Chinese
+/// addresses are written without spaces).
+fn address_token_hashes(parts: &[&str]) -> Box<[u64]> {
+    let mut tokens = Vec::new();
+    for part in parts {
+        for word in part.split(|c: char| c.is_whitespace() || matches!(c, ',' | '，' | '、' | '-' | '#')) {
+            let chars: Vec<char> = word.chars().flat_map(char::to_lowercase).collect();
+            if chars.iter().any(|c| !c.is_ascii()) && chars.len() > 1 {
+                tokens.extend(chars.windows(2).map(|pair| stable_hash(pair)));
+            } else if !chars.is_empty() {
+                tokens.push(stable_hash(&chars[..]));
+            }
+        }
+    }
+    tokens.sort_unstable();
+    tokens.dedup();
+    tokens.into_boxed_slice()
+}
+
+impl Profile {
+    /// Prepares a record. Values that cannot be used (a date that is not a date) are reported
+    /// and left out; the record is matched on the rest.
+    pub fn prepare(fields: &PersonFields) -> (Profile, Vec<FieldProblem>) {
+        let mut problems = Vec::new();
+        let full_name = match (
+            fields.get(Field::FullName),
+            fields.get(Field::Surname),
+            fields.get(Field::GivenName),
+        ) {
+            (Some(full), _, _) => Some(full.to_owned()),
+            (None, Some(surname), Some(given)) => {
+                if surname.chars().chain(given.chars()).any(is_han) {
+                    Some(format!("{surname}{given}"))
+                } else {
+                    Some(format!("{surname} {given}"))
+                }
+            }
+            (None, Some(one), None) | (None, None, Some(one)) => Some(one.to_owned()),
+            (None, None, None) => None,
+        };
+        let name = full_name.and_then(|n| NameSound::new(&n, fields.get(Field::Surname)));
+        let birth_date = fields.get(Field::BirthDate).and_then(|text| {
+            parse_birth_date(text)
+                .map_err(|reason| {
+                    problems.push(FieldProblem {
+                        field: Field::BirthDate,
+                        reason,
+                    })
+                })
+                .ok()
+        });
+        let sex = fields.get(Field::Sex).and_then(|text| {
+            parse_sex(text)
+                .map_err(|reason| {
+                    problems.push(FieldProblem {
+                        field: Field::Sex,
+                        reason,
+                    })
+                })
+                .ok()
+                .flatten()
+        });
+        let resident_id = fields
+            .get(Field::ResidentId)
+            .map(|id| {
+                id.chars()
+                    .filter(|c| c.is_ascii_alphanumeric())
+                    .collect::<String>()
+                    .to_uppercase()
+            })
+            .filter(|id| !id.is_empty())
+            .map(String::into_boxed_str);
+        let phone = fields.get(Field::Phone).and_then(|text| {
+            let digits: String = text.chars().filter(char::is_ascii_digit).collect();
+            // The country code is left off, so that +86 138… and 138… agree.
+            let digits = match digits.strip_prefix("86") {
+                Some(rest) if rest.len() == 11 => rest.to_owned(),
+                _ => digits,
+            };
+            (digits.len() >= 7).then(|| digits.into_boxed_str())
+        });
+        let address_parts: Vec<&str> = [Field::StreetNumber, Field::Address1, Field::Address2]
+            .into_iter()
+            .filter_map(|f| fields.get(f))
+            .collect();
+        let profile = Profile {
+            name,
+            birth_date,
+            sex,
+            resident_id,
+            phone,
+            address: address_token_hashes(&address_parts),
+            city: fields.get(Field::City).map(|c| stable_hash(&normalised_text(c))),
+            postcode: fields
+                .get(Field::Postcode)
+                .map(|p| normalised_text(p).into_boxed_str()),
+        };
+        (profile, problems)
+    }
+}
+
+/// Prepares many records on every available core, in order; the problems come with the index
+/// of their record.
+pub fn prepare_all(records: &[PersonFields]) -> (Vec<Profile>, Vec<(usize, FieldProblem)>) {
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).max(1);
+    let chunk = records.len().div_ceil(threads).max(1);
+    let parts: Vec<(Vec<Profile>, Vec<(usize, FieldProblem)>)> = std::thread::scope(|scope| {
+        let workers: Vec<_> = records
+            .chunks(chunk)
+            .enumerate()
+            .map(|(c, records)| {
+                scope.spawn(move || {
+                    let mut profiles = Vec::with_capacity(records.len());
+                    let mut problems = Vec::new();
+                    for (i, fields) in records.iter().enumerate() {
+                        let (profile, found) = Profile::prepare(fields);
+                        profiles.push(profile);
+                        problems.extend(found.into_iter().map(|p| (c * chunk + i, p)));
+                    }
+                    (profiles, problems)
+                })
+            })
+            .collect();
+        workers
+            .into_iter()
+            .map(|w| w.join().expect("preparing a record does not panic"))
+            .collect()
+    });
+    let mut profiles = Vec::with_capacity(records.len());
+    let mut problems = Vec::new();
+    for (p, q) in parts {
+        profiles.extend(p);
+        problems.extend(q);
+    }
+    (profiles, problems)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dates_are_read_in_three_spellings_and_must_be_real() {
+        assert_eq!(parse_birth_date("19850314"), Ok((1985, 3, 14)));
+        assert_eq!(parse_birth_date("1985-03-14"), Ok((1985, 3, 14)));
+        assert_eq!(parse_birth_date("1985/03/14"), Ok((1985, 3, 14)));
+        assert!(parse_birth_date("1985-02-30").unwrap_err().contains("calendar"));
+        assert!(parse_birth_date("14/03/1985").is_err());
+        assert!(parse_birth_date("1985-03/14").is_err());
+        assert!(parse_birth_date("1985031").is_err());
+    }
+
+    #[test]
+    fn a_field_that_cannot_be_used_is_reported_and_the_rest_is_kept() {
+        let fields = PersonFields::default()
+            .with(Field::FullName, "王芳")
+            .with(Field::BirthDate, "yesterday")
+            .with(Field::Sex, "x");
+        let (profile, problems) = Profile::prepare(&fields);
+        assert!(profile.name.is_some() && profile.birth_date.is_none() && profile.sex.is_none());
+        let fields: Vec<Field> = problems.iter().map(|p| p.field).collect();
+        assert_eq!(fields, vec![Field::BirthDate, Field::Sex]);
+    }
+
+    #[test]
+    fn chinese_names_key_by_pinyin_with_compound_surnames_apart() {
+        let name = NameSound::new("欧阳 小明", None).unwrap();
+        assert_eq!(&*name.key, "ouyangxiaoming");
+        assert_eq!(&*name.surname_key, "ouyang");
+        assert_eq!(&*name.given_key, "xiaoming");
+        let minority = NameSound::new("阿依古丽·买买提", None).unwrap();
+        assert!(minority.sounds_like(&NameSound::new("阿依古丽麦麦提", None).unwrap()));
+    }
+
+    #[test]
+    fn a_minority_name_in_characters_meets_its_latin_transliteration() {
+        let characters = NameSound::new("拉姆·努尔", None).unwrap();
+        assert!(characters.sounds_like(&NameSound::new("Lhamo Nur", None).unwrap()));
+        assert!(
+            NameSound::new("Nur Lhamo", None)
+                .unwrap()
+                .sounds_like(&characters)
+        );
+        assert!(!characters.sounds_like(&NameSound::new("Tashi Nur", None).unwrap()));
+    }
+
+    #[test]
+    fn latin_names_meet_in_either_order_and_spelling() {
+        let a = NameSound::new("Mamat Ali", None).unwrap();
+        let b = NameSound::new("Ali Memet", None).unwrap();
+        assert!(a.sounds_like(&b));
+        assert_eq!(a.surname_key, "mmt".into());
+        let fields = PersonFields::default()
+            .with(Field::Surname, "Memet")
+            .with(Field::GivenName, "Ali");
+        let c = Profile::prepare(&fields).0.name.unwrap();
+        assert_eq!((&*c.surname_key, &*c.given_key), ("mmt", "al"));
+    }
+
+    #[test]
+    fn surname_and_given_name_make_the_full_name_when_it_is_missing() {
+        let fields = PersonFields::default()
+            .with(Field::Surname, "王")
+            .with(Field::GivenName, "芳");
+        let (profile, _) = Profile::prepare(&fields);
+        assert_eq!(&*profile.name.unwrap().chars, "王芳");
+    }
+
+    #[test]
+    fn phones_lose_their_country_code_and_identity_numbers_their_spaces() {
+        let fields = PersonFields::default()
+            .with(Field::Phone, "+86 138-0855-1234")
+            .with(Field::ResidentId, " 52260119850314002x ");
+        let (profile, _) = Profile::prepare(&fields);
+        assert_eq!(profile.phone.as_deref(), Some("13808551234"));
+        assert_eq!(profile.resident_id.as_deref(), Some("52260119850314002X"));
+    }
+}

@@ -1,0 +1,145 @@
+//! One linkage run over a set of profiles: block, compare every candidate pair (on every core),
+//! train the model unless one is given, and keep the pairs at or above the threshold.
+
+use super::Profile;
+use super::blocking::{BlockingRule, candidate_pairs};
+use super::comparison::{Pattern, compare_packed};
+use super::model::{LinkageModel, count_patterns, train};
+
+/// The stages a run reports progress for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stage {
+    Blocking,
+    Comparing,
+    Training,
+    Scoring,
+}
+
+impl Stage {
+    pub fn name(self) -> &'static str {
+        match self {
+            Stage::Blocking => "blocking",
+            Stage::Comparing => "comparing",
+            Stage::Training => "training",
+            Stage::Scoring => "scoring",
+        }
+    }
+}
+
+/// Told how far a run has got: the stage, the work done and the work in all.
+pub trait Progress: Sync {
+    fn report(&self, stage: Stage, done: usize, total: usize);
+}
+
+/// Reports nothing.
+#[derive(Debug)]
+pub struct Quiet;
+
+impl Progress for Quiet {
+    fn report(&self, _: Stage, _: usize, _: usize) {}
+}
+
+/// A pair at or above the threshold. `first < second` index the run's profiles.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ScoredPair {
+    pub first: u32,
+    pub second: u32,
+    pub probability: f64,
+    pub pattern: Pattern,
+}
+
+/// What a run found, and the figures an operator wants to see.
+#[derive(Debug)]
+pub struct LinkageRun {
+    pub pairs: Vec<ScoredPair>,
+    pub model: LinkageModel,
+    /// The prior the pairs were scored with (see [`LinkageModel::prior`]).
+    pub prior: f64,
+    pub candidate_pairs: usize,
+    pub oversized_blocks: usize,
+}
+
+/// How a run goes.
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    pub rules: Vec<BlockingRule>,
+    /// A saved model to use instead of training one on the data.
+    pub model: Option<LinkageModel>,
+    pub threshold: f64,
+    /// `Some(n)`: the first `n` profiles are the left file, the rest the right (linkage).
+    pub left_len: Option<usize>,
+}
+
+/// Compares the pairs on every available core, reporting progress as chunks finish.
+fn compare_all(profiles: &[Profile], pairs: &[(u32, u32)], progress: &dyn Progress) -> Vec<Pattern> {
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).max(1);
+    let chunk = 65_536;
+    let total = pairs.len();
+    let done = std::sync::atomic::AtomicUsize::new(0);
+    let mut patterns = vec![0 as Pattern; pairs.len()];
+    let slices: Vec<(&[(u32, u32)], &mut [Pattern])> =
+        pairs.chunks(chunk).zip(patterns.chunks_mut(chunk)).collect();
+    let queue = std::sync::Mutex::new(slices);
+    std::thread::scope(|scope| {
+        for _ in 0..threads {
+            scope.spawn(|| {
+                loop {
+                    let next = queue.lock().map(|mut q| q.pop()).ok().flatten();
+                    let Some((pairs, out)) = next else { break };
+                    for ((i, j), pattern) in pairs.iter().zip(out.iter_mut()) {
+                        *pattern = compare_packed(&profiles[*i as usize], &profiles[*j as usize]);
+                    }
+                    let now = done.fetch_add(pairs.len(), std::sync::atomic::Ordering::Relaxed) + pairs.len();
+                    progress.report(Stage::Comparing, now, total);
+                }
+            });
+        }
+    });
+    patterns
+}
+
+pub fn run(profiles: &[Profile], options: &RunOptions, progress: &dyn Progress) -> LinkageRun {
+    progress.report(Stage::Blocking, 0, profiles.len());
+    let blocking = candidate_pairs(profiles, &options.rules, options.left_len);
+    progress.report(Stage::Blocking, profiles.len(), profiles.len());
+    let patterns = compare_all(profiles, &blocking.pairs, progress);
+    progress.report(Stage::Comparing, patterns.len(), patterns.len());
+    let model = match &options.model {
+        Some(model) => model.clone(),
+        None => {
+            progress.report(Stage::Training, 0, 1);
+            let model = train(profiles, &count_patterns(patterns.iter().copied()));
+            progress.report(Stage::Training, 1, 1);
+            model
+        }
+    };
+    let n = profiles.len() as f64;
+    let all_pairs = match options.left_len {
+        Some(left) => left as f64 * (n - left as f64),
+        None => n * (n - 1.0) / 2.0,
+    };
+    let prior = model.prior(blocking.pairs.len(), all_pairs);
+    let table = model.score_table(prior);
+    let pairs: Vec<ScoredPair> = blocking
+        .pairs
+        .iter()
+        .zip(&patterns)
+        .filter_map(|(&(first, second), &pattern)| {
+            let probability = table.probability(pattern);
+            (probability >= options.threshold).then_some(ScoredPair {
+                first,
+                second,
+                probability,
+                pattern,
+            })
+        })
+        .collect();
+    progress.report(Stage::Scoring, patterns.len(), patterns.len());
+    LinkageRun {
+        pairs,
+        model,
+        prior,
+        candidate_pairs: blocking.pairs.len(),
+        oversized_blocks: blocking.oversized_blocks,
+    }
+}
