@@ -214,12 +214,39 @@ pub fn woman(n: u32) -> String {
 }
 
 /// A registration request for a woman born 1985-03-14, with the given identity number (or none).
+/// Women with different identity numbers are different women: each has her own phone and house
+/// (taken from the number), so that matching, which weighs every field, tells them apart as it
+/// would tell apart real namesakes born the same day.
 pub fn request(
     organisation: &str,
     local: &str,
     name: &str,
     resident: Option<&str>,
 ) -> RegisterSourceRecordRequest {
+    const VILLAGES: [&str; 20] = [
+        "大牌坊",
+        "平寨",
+        "乌东",
+        "控拜",
+        "南猛",
+        "季刀",
+        "大利",
+        "占里",
+        "堂安",
+        "岜沙",
+        "郎德",
+        "西江",
+        "肇兴",
+        "地扪",
+        "黄岗",
+        "銮里",
+        "高增",
+        "小黄",
+        "加榜",
+        "岜扒",
+    ];
+    let house = resident.map_or("0".to_owned(), |id| id[14..17].to_owned());
+    let village = VILLAGES[house.parse::<usize>().unwrap_or(0) / 2 % VILLAGES.len()];
     RegisterSourceRecordRequest {
         organisation_code: organisation.into(),
         local_patient_number: local.into(),
@@ -228,10 +255,10 @@ pub fn request(
             sex: "2".into(),
             birth_date: "1985-03-14".into(),
             ethnicity: "06".into(),
-            phone: "13885501234".into(),
+            phone: format!("1388550{house:0>4}"),
             address: Some(Address {
                 division_code: "522601".into(),
-                line: "炉山镇大牌坊村".into(),
+                line: format!("{village}村{house}号"),
             }),
         }),
         identifiers: resident

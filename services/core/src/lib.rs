@@ -11,6 +11,7 @@ pub mod context;
 pub mod db;
 pub mod domain;
 pub mod error;
+pub mod outbox;
 pub mod page;
 pub mod time;
 

@@ -14,7 +14,7 @@ use hie_core::db::Database;
 use hie_directory::DirectoryService;
 use hie_directory::grpc::DirectoryGrpc;
 use hie_population::PopulationService;
-use hie_population::domain::DeterministicMatcher;
+use hie_population::domain::{MatchThresholds, ProbabilisticMatcher};
 use hie_population::grpc::PopulationGrpc;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
@@ -91,11 +91,17 @@ impl Exchange {
             opt_in: settings.consent.opt_in,
             emergency_override: settings.consent.emergency_override,
         };
-        Ok(Exchange::over(database, policy))
+        let thresholds = MatchThresholds::new(
+            settings.matching.link_threshold,
+            settings.matching.review_threshold,
+        )
+        .map_err(|e| Error::precondition("settings.matching", e.to_string()))?;
+        let matcher = hie_population::load_matcher(&database, thresholds).await?;
+        Ok(Exchange::over(database, policy, matcher))
     }
 
     /// Composes the services over an open database.
-    pub fn over(database: Database, policy: ConsentPolicy) -> Exchange {
+    pub fn over(database: Database, policy: ConsentPolicy, matcher: ProbabilisticMatcher) -> Exchange {
         let directory = DirectoryService::new(database.clone());
         let audit = AuditTrail::new(database.clone());
         let access = AccessGate::new(ConsentStore::new(database.clone()), audit, policy);
@@ -103,7 +109,8 @@ impl Exchange {
             database.clone(),
             directory.clone(),
             access.clone(),
-            Arc::new(DeterministicMatcher),
+            Arc::new(matcher.clone()),
+            matcher.thresholds(),
         );
         Exchange {
             database,

@@ -23,6 +23,26 @@ pub struct Settings {
     /// and registered in the directory for an active organisation.
     pub tls: Option<TlsSettings>,
     pub consent: ConsentSettings,
+    pub matching: MatchingSettings,
+}
+
+/// The thresholds of match probability for registrations.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct MatchingSettings {
+    /// At or above: the record joins the person.
+    pub link_threshold: f64,
+    /// At or above (and below link_threshold): the pair waits in the review queue.
+    pub review_threshold: f64,
+}
+
+impl Default for MatchingSettings {
+    fn default() -> MatchingSettings {
+        MatchingSettings {
+            link_threshold: 0.95,
+            review_threshold: 0.5,
+        }
+    }
 }
 
 /// The region's consent policy.
@@ -101,6 +121,7 @@ impl Default for Settings {
             log: "info".into(),
             tls: None,
             consent: ConsentSettings::default(),
+            matching: MatchingSettings::default(),
         }
     }
 }

@@ -1,38 +1,24 @@
-//! Matching: which existing person, if any, a source record describes. The registration path
-//! asks a [`Matcher`] for the record's blocking keys, the store finds the records sharing any of
-//! them (the candidates), and the matcher decides. This matcher is deterministic (the
-//! same resident identity number is the same person); a probabilistic matcher plugs in behind
-//! the same trait, with more kinds of blocking key.
+//! Matching on the registration path: which existing person, if any, a source record describes.
+//! The [`Matcher`] gives the record's blocking keys, the store finds the records sharing any of
+//! them (the candidates), and the matcher decides: link above the upper threshold, queue for
+//! review between the thresholds, a new person below. The matcher is the batch linkage engine's
+//! (`linkage`), so online matching, re-matching and `hie dedupe` weigh evidence the same way.
 
+use hie_core::Error;
 use hie_core::domain::Identifier;
 
+use super::linkage::blocking::{BlockingRule, default_rules};
+use super::linkage::comparison::{FIELDS, Pattern, compare_packed, unpack};
+use super::linkage::model::{LinkageModel, ScoreTable};
+use super::linkage::{Field, PersonFields, Profile};
 use super::{Demographics, PersonId, SourceRecordDraft, SourceRecordId};
 
-/// A key that narrows the search for candidates: only records sharing a key with the new record
-/// are compared with it.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum BlockingKey {
-    /// Records asserting the same identifier.
-    Identifier { system: String, value: String },
-}
+/// A blocking key: a rule's hash of the record's values. Records sharing a key are compared.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct BlockingKey(pub i64);
 
-impl BlockingKey {
-    pub fn identifier(identifier: &Identifier) -> BlockingKey {
-        BlockingKey::Identifier {
-            system: identifier.system_uri(),
-            value: identifier.value().to_owned(),
-        }
-    }
-
-    /// The key as one string, for the lock that serialises registrations sharing it.
-    pub fn lock_name(&self) -> String {
-        match self {
-            BlockingKey::Identifier { system, value } => format!("id|{system}|{value}"),
-        }
-    }
-}
-
-/// An existing source record that shares a blocking key with the record being registered.
+/// An existing source record that shares a blocking key with the record being registered (or
+/// belongs to the same person as the record being updated).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Candidate {
     pub person_id: PersonId,
@@ -41,13 +27,89 @@ pub struct Candidate {
     pub identifiers: Vec<Identifier>,
 }
 
+/// The thresholds of match probability: at or above `link` a record joins the person; at or
+/// above `review` (and below `link`) the pair waits for a person to decide.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct MatchThresholds {
+    link: f64,
+    review: f64,
+}
+
+impl MatchThresholds {
+    pub fn new(link: f64, review: f64) -> Result<MatchThresholds, Error> {
+        for (field, value) in [("link_threshold", link), ("review_threshold", review)] {
+            if !(0.0..=1.0).contains(&value) {
+                return Err(Error::invalid(
+                    field,
+                    format!("is {value}, expected a probability in 0..=1"),
+                ));
+            }
+        }
+        if review > link {
+            return Err(Error::invalid(
+                "review_threshold",
+                format!("is {review}, above link_threshold {link}: the thresholds are out of order"),
+            ));
+        }
+        Ok(MatchThresholds { link, review })
+    }
+
+    pub fn link(&self) -> f64 {
+        self.link
+    }
+
+    pub fn review(&self) -> f64 {
+        self.review
+    }
+}
+
+impl Default for MatchThresholds {
+    fn default() -> MatchThresholds {
+        MatchThresholds {
+            link: 0.95,
+            review: 0.5,
+        }
+    }
+}
+
+/// A candidate person and how well the record matches them (their best-matching record).
+#[derive(Debug, Clone, PartialEq)]
+pub struct PossibleMatch {
+    pub person_id: PersonId,
+    pub source_record_id: SourceRecordId,
+    pub probability: f64,
+    pub pattern: Pattern,
+}
+
 /// What the matcher decided for a record.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum MatchDecision {
-    /// The record describes this existing person.
-    Link(PersonId),
-    /// No existing person matches.
-    NewPerson,
+    /// The record describes this existing person. `review` holds other persons close enough to
+    /// ask about (possible duplicates).
+    Link {
+        best: PossibleMatch,
+        review: Vec<PossibleMatch>,
+    },
+    /// No existing person is likely enough; `review` holds those that might be.
+    NewPerson { review: Vec<PossibleMatch> },
+}
+
+/// One field's part in a decision.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FieldWeight {
+    pub field: &'static str,
+    /// The level of agreement, or `None` when either record lacks the field.
+    pub agreement: Option<&'static str>,
+    /// log2(m/u) at that level: positive for evidence of a match.
+    pub weight: f64,
+}
+
+/// Why two records were, or were not, linked.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Explanation {
+    pub probability: f64,
+    pub weight: f64,
+    pub fields: Vec<FieldWeight>,
 }
 
 /// Decides which person a record describes. Pure: no I/O, so that it can be tested and replayed.
@@ -57,37 +119,165 @@ pub trait Matcher: Send + Sync + std::fmt::Debug {
 
     /// Decides among `candidates`, which never include the record itself.
     fn decide(&self, record: &SourceRecordDraft, candidates: &[Candidate]) -> MatchDecision;
+
+    /// The per-field account of a possible match.
+    fn explain(&self, pattern: Pattern) -> Explanation;
+
+    /// The version of the model deciding (0 for the built-in one).
+    fn model_version(&self) -> i64;
 }
 
-/// Links records that carry the same resident identity number, and nothing else.
-#[derive(Debug, Clone, Default)]
-pub struct DeterministicMatcher;
+/// The fields of a registered record as linkage reads them.
+pub fn person_fields(demographics: &Demographics, identifiers: &[Identifier]) -> PersonFields {
+    let mut fields = PersonFields::default().with(Field::FullName, demographics.name.as_str());
+    if let Some(sex) = demographics.sex {
+        fields.set(Field::Sex, sex.code());
+    }
+    if let Some(birth_date) = demographics.birth_date {
+        fields.set(Field::BirthDate, &birth_date.to_iso());
+    }
+    if let Some(resident_id) = identifiers.iter().find_map(Identifier::as_resident_id) {
+        fields.set(Field::ResidentId, resident_id.as_str());
+    }
+    if let Some(phone) = &demographics.phone {
+        fields.set(Field::Phone, phone.as_str());
+    }
+    fields.set(Field::Address1, demographics.address_line.as_str());
+    // The division code (county level) is where the person lives, the city of a population file.
+    if let Some(division) = &demographics.division {
+        fields.set(Field::City, division.as_str());
+    }
+    fields
+}
 
-impl Matcher for DeterministicMatcher {
+fn profile_of_draft(record: &SourceRecordDraft) -> Profile {
+    let identifiers: Vec<Identifier> = record.identifiers().to_vec();
+    Profile::prepare(&person_fields(record.demographics(), &identifiers)).0
+}
+
+/// The model shipped with hie, trained by `hie dedupe` on a generated prefecture of a million
+/// records (see the README); it serves until `hie population train` has trained one on the
+/// registry's own records.
+pub const BUILT_IN_MODEL: &str = include_str!("linkage/built_in_model.json");
+
+/// Fellegi–Sunter matching with the linkage engine's comparators and a trained model.
+#[derive(Debug, Clone)]
+pub struct ProbabilisticMatcher {
+    model: LinkageModel,
+    version: i64,
+    table: ScoreTable,
+    rules: Vec<BlockingRule>,
+    thresholds: MatchThresholds,
+}
+
+impl ProbabilisticMatcher {
+    pub fn new(model: LinkageModel, version: i64, thresholds: MatchThresholds) -> ProbabilisticMatcher {
+        ProbabilisticMatcher {
+            table: model.score_table(model.pair_prior),
+            model,
+            version,
+            rules: default_rules(),
+            thresholds,
+        }
+    }
+
+    /// The built-in model.
+    pub fn built_in(thresholds: MatchThresholds) -> ProbabilisticMatcher {
+        let model = LinkageModel::from_json(BUILT_IN_MODEL).expect("the built-in model reads");
+        ProbabilisticMatcher::new(model, 0, thresholds)
+    }
+
+    pub fn thresholds(&self) -> MatchThresholds {
+        self.thresholds
+    }
+}
+
+impl Matcher for ProbabilisticMatcher {
     fn blocking_keys(&self, record: &SourceRecordDraft) -> Vec<BlockingKey> {
-        record
-            .resident_id()
-            .map(|id| BlockingKey::identifier(&Identifier::resident(&id)))
-            .into_iter()
-            .collect()
+        let profile = profile_of_draft(record);
+        let mut keys: Vec<BlockingKey> = self
+            .rules
+            .iter()
+            .filter_map(|rule| rule.key(&profile))
+            .map(|key| BlockingKey(key as i64))
+            .collect();
+        keys.sort();
+        keys.dedup();
+        keys
     }
 
     fn decide(&self, record: &SourceRecordDraft, candidates: &[Candidate]) -> MatchDecision {
-        let Some(resident_id) = record.resident_id() else {
-            return MatchDecision::NewPerson;
-        };
-        // Every record with this number is linked to one person, so the first is as good as any;
-        // the smallest id keeps the choice stable should that ever not hold.
-        candidates
-            .iter()
-            .filter(|c| {
-                c.identifiers
-                    .iter()
-                    .any(|i| i.as_resident_id().as_ref() == Some(&resident_id))
-            })
-            .map(|c| &c.person_id)
-            .min()
-            .map_or(MatchDecision::NewPerson, |p| MatchDecision::Link(p.clone()))
+        let profile = profile_of_draft(record);
+        // Each person's best-matching record speaks for the person.
+        let mut best_per_person: Vec<PossibleMatch> = Vec::new();
+        for candidate in candidates {
+            let other = Profile::prepare(&person_fields(&candidate.demographics, &candidate.identifiers)).0;
+            let pattern = compare_packed(&profile, &other);
+            let probability = self.table.probability(pattern);
+            match best_per_person
+                .iter_mut()
+                .find(|m| m.person_id == candidate.person_id)
+            {
+                Some(known) if known.probability >= probability => {}
+                Some(known) => {
+                    *known = PossibleMatch {
+                        person_id: candidate.person_id.clone(),
+                        source_record_id: candidate.source_record_id.clone(),
+                        probability,
+                        pattern,
+                    }
+                }
+                None => best_per_person.push(PossibleMatch {
+                    person_id: candidate.person_id.clone(),
+                    source_record_id: candidate.source_record_id.clone(),
+                    probability,
+                    pattern,
+                }),
+            }
+        }
+        // Highest first; equal scores in person order, so that the decision is repeatable.
+        best_per_person.sort_by(|a, b| {
+            b.probability
+                .total_cmp(&a.probability)
+                .then_with(|| a.person_id.cmp(&b.person_id))
+        });
+        best_per_person.retain(|m| m.probability >= self.thresholds.review);
+        match best_per_person.first() {
+            Some(best) if best.probability >= self.thresholds.link => {
+                let best = best.clone();
+                best_per_person.remove(0);
+                MatchDecision::Link {
+                    best,
+                    review: best_per_person,
+                }
+            }
+            _ => MatchDecision::NewPerson {
+                review: best_per_person,
+            },
+        }
+    }
+
+    fn explain(&self, pattern: Pattern) -> Explanation {
+        let score = self.model.explain(pattern, self.model.pair_prior);
+        let levels = unpack(pattern);
+        Explanation {
+            probability: score.probability,
+            weight: score.weight,
+            fields: FIELDS
+                .iter()
+                .zip(levels)
+                .zip(score.field_weights)
+                .map(|(((field, names), level), weight)| FieldWeight {
+                    field,
+                    agreement: level.map(|l| names[l]),
+                    weight,
+                })
+                .collect(),
+        }
+    }
+
+    fn model_version(&self) -> i64 {
+        self.version
     }
 }
 
@@ -95,59 +285,109 @@ impl Matcher for DeterministicMatcher {
 mod tests {
     use super::super::record::tests::{demographics, resident, with_check};
     use super::*;
-    use hie_core::domain::OrganisationCode;
+    use hie_core::domain::{OrganisationCode, Phone};
 
-    fn record(resident_ids: &[&str]) -> SourceRecordDraft {
+    fn record(name: &str, birth_date: &str, resident_ids: &[&str], phone: Option<&str>) -> SourceRecordDraft {
+        let mut demographics = demographics(
+            name,
+            "2",
+            if birth_date.is_empty() {
+                "2000-01-01"
+            } else {
+                birth_date
+            },
+        );
+        if birth_date.is_empty() {
+            demographics.birth_date = None;
+        }
+        demographics.phone = phone.map(|p| Phone::parse(p).unwrap());
         SourceRecordDraft::new(
             OrganisationCode::parse("QDN-H01").unwrap(),
             "1",
-            demographics("王芳", "2", "1949-12-31"),
+            demographics,
             resident_ids.iter().map(|id| resident(id)).collect(),
         )
         .unwrap()
     }
 
-    fn candidate(person: &PersonId, resident_id: &str) -> Candidate {
+    fn candidate(person: &PersonId, draft: &SourceRecordDraft) -> Candidate {
         Candidate {
             person_id: person.clone(),
             source_record_id: SourceRecordId::generate(),
-            demographics: demographics("王芳", "2", "1949-12-31"),
-            identifiers: vec![resident(resident_id)],
+            demographics: draft.demographics().clone(),
+            identifiers: draft.identifiers().to_vec(),
+        }
+    }
+
+    fn matcher() -> ProbabilisticMatcher {
+        ProbabilisticMatcher::built_in(MatchThresholds::default())
+    }
+
+    #[test]
+    fn thresholds_out_of_order_are_refused() {
+        assert!(MatchThresholds::new(0.9, 0.5).is_ok());
+        let error = MatchThresholds::new(0.5, 0.9).unwrap_err().to_string();
+        assert!(
+            error.contains("review_threshold") && error.contains("out of order"),
+            "{error}"
+        );
+        assert!(
+            MatchThresholds::new(1.5, 0.5)
+                .unwrap_err()
+                .to_string()
+                .contains("link_threshold")
+        );
+    }
+
+    #[test]
+    fn the_same_resident_and_demographics_link_to_the_existing_person() {
+        let person = PersonId::generate();
+        let existing = record("王芳", "1949-12-31", &["11010519491231002X"], Some("13808551234"));
+        let new = record("汪芳", "1949-12-31", &["11010519491231002X"], None);
+        match matcher().decide(&new, &[candidate(&person, &existing)]) {
+            MatchDecision::Link { best, .. } => assert_eq!(best.person_id, person),
+            other => panic!("{other:?}"),
         }
     }
 
     #[test]
-    fn the_same_resident_id_links_to_the_existing_person() {
+    fn a_namesake_born_another_day_is_a_new_person() {
         let person = PersonId::generate();
-        let decision = DeterministicMatcher.decide(
-            &record(&["11010519491231002X"]),
-            &[candidate(&person, "11010519491231002X")],
-        );
-        assert_eq!(decision, MatchDecision::Link(person));
-    }
-
-    #[test]
-    fn a_different_resident_id_or_none_makes_a_new_person() {
-        let person = PersonId::generate();
-        let other = with_check("11010519491231004");
+        let existing = record("王芳", "1949-12-31", &["11010519491231002X"], Some("13808551234"));
+        let other = with_check("11010519620101002");
+        let new = record("王芳", "1962-01-01", &[&other], Some("13900000000"));
         assert_eq!(
-            DeterministicMatcher.decide(&record(&["11010519491231002X"]), &[candidate(&person, &other)]),
-            MatchDecision::NewPerson
-        );
-        assert_eq!(
-            DeterministicMatcher.decide(&record(&[]), &[candidate(&person, &other)]),
-            MatchDecision::NewPerson
+            matcher().decide(&new, &[candidate(&person, &existing)]),
+            MatchDecision::NewPerson { review: vec![] }
         );
     }
 
     #[test]
-    fn only_a_record_with_a_resident_id_has_a_blocking_key() {
-        assert_eq!(
-            DeterministicMatcher
-                .blocking_keys(&record(&["11010519491231002X"]))
-                .len(),
-            1
+    fn a_weak_match_goes_to_review_with_its_reasons() {
+        let person = PersonId::generate();
+        let existing = record("王芳", "1949-12-31", &[], None);
+        let new = record("王芳", "1949-12-31", &[], None);
+        let strict = ProbabilisticMatcher::new(
+            LinkageModel::from_json(BUILT_IN_MODEL).unwrap(),
+            0,
+            MatchThresholds::new(0.999_999_9, 0.01).unwrap(),
         );
-        assert!(DeterministicMatcher.blocking_keys(&record(&[])).is_empty());
+        let MatchDecision::NewPerson { review } = strict.decide(&new, &[candidate(&person, &existing)])
+        else {
+            panic!("expected review");
+        };
+        assert_eq!(review.len(), 1);
+        let explanation = strict.explain(review[0].pattern);
+        assert_eq!(explanation.fields[0].agreement, Some("same characters"));
+        assert!(explanation.fields[0].weight > 0.0);
+        assert_eq!(explanation.fields[4].agreement, None, "no phone on either");
+    }
+
+    #[test]
+    fn blocking_keys_come_from_every_rule_the_record_has_values_for() {
+        let with_everything = record("王芳", "1949-12-31", &["11010519491231002X"], Some("13808551234"));
+        let name_only = record("王芳", "", &[], None);
+        assert!(matcher().blocking_keys(&with_everything).len() >= 4);
+        assert!(matcher().blocking_keys(&name_only).is_empty());
     }
 }

@@ -2,6 +2,7 @@
 
 pub mod compare;
 pub mod fellegi_sunter;
+pub mod golden;
 pub mod linkage;
 mod matching;
 mod person;
@@ -10,7 +11,10 @@ mod search;
 mod service;
 pub mod visibility;
 
-pub use matching::{BlockingKey, Candidate, DeterministicMatcher, MatchDecision, Matcher};
+pub use matching::{
+    BUILT_IN_MODEL, BlockingKey, Candidate, Explanation, FieldWeight, MatchDecision, MatchThresholds,
+    Matcher, PossibleMatch, ProbabilisticMatcher, person_fields,
+};
 pub use person::{CrossReference, Person, PersonId, SourceRecord, SourceRecordId};
 pub use record::{Demographics, SourceRecordDraft};
 pub use search::{NameQuery, SearchCriteria};

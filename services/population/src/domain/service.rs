@@ -12,9 +12,11 @@ use hie_core::{Error, time};
 use hie_directory::DirectoryService;
 use sqlx::AnyConnection;
 
+use serde_json::json;
+
 use super::{
-    CrossReference, MatchDecision, Matcher, Person, PersonId, SearchCriteria, SourceRecord,
-    SourceRecordDraft, SourceRecordId, visibility,
+    CrossReference, MatchDecision, MatchThresholds, Matcher, Person, PersonId, PossibleMatch, SearchCriteria,
+    SourceRecord, SourceRecordDraft, SourceRecordId, visibility,
 };
 use crate::store::{PopulationStore, ResolveBatcher};
 
@@ -32,6 +34,34 @@ pub struct Registration {
     pub person_id: PersonId,
     pub source_record_id: SourceRecordId,
     pub outcome: RegistrationOutcome,
+    /// How many possible matches with other persons wait for review.
+    pub pending_reviews: usize,
+}
+
+/// The lock of one organisation's record, so that two submissions of it are serialised.
+fn record_lock_key(draft: &SourceRecordDraft) -> i64 {
+    super::linkage::stable_hash(&(
+        "record",
+        draft.organisation().as_str(),
+        draft.local_patient_number().value(),
+    )) as i64
+}
+
+/// Writes the outbox event of a record joining a person (`previous`: the one it left).
+pub(crate) async fn link_event(
+    conn: &mut AnyConnection,
+    record: &SourceRecordId,
+    person: &PersonId,
+    previous: Option<&PersonId>,
+    how: serde_json::Value,
+) -> Result<(), Error> {
+    let payload = json!({
+        "source_record_id": record.as_str(),
+        "person_id": person.as_str(),
+        "previous_person_id": previous.map(PersonId::as_str),
+        "how": how,
+    });
+    hie_core::outbox::append(conn, "population.record.linked", &payload).await
 }
 
 /// The registry's operations: registration with matching (PIX feed), resolve (PIX query),
@@ -43,6 +73,7 @@ pub struct PopulationService {
     directory: DirectoryService,
     access: AccessGate,
     matcher: Arc<dyn Matcher>,
+    thresholds: MatchThresholds,
 }
 
 impl PopulationService {
@@ -51,6 +82,7 @@ impl PopulationService {
         directory: DirectoryService,
         access: AccessGate,
         matcher: Arc<dyn Matcher>,
+        thresholds: MatchThresholds,
     ) -> PopulationService {
         let store = PopulationStore::new(database);
         PopulationService {
@@ -59,6 +91,7 @@ impl PopulationService {
             directory,
             access,
             matcher,
+            thresholds,
         }
     }
 
@@ -131,44 +164,52 @@ impl PopulationService {
         draft: &SourceRecordDraft,
     ) -> Result<Registration, Error> {
         let keys = self.matcher.blocking_keys(draft);
-        // Lock the record's own key and its blocking keys, in one global order so that two
-        // registrations never wait on each other in a cycle.
-        let mut locks: Vec<String> = keys.iter().map(|k| k.lock_name()).collect();
-        locks.push(format!(
-            "record|{}|{}",
-            draft.organisation(),
-            draft.local_patient_number().value()
-        ));
-        locks.sort();
+        // Lock the record's own key and its blocking keys, so that two registrations of the same
+        // new resident cannot both create a person.
+        let record_lock = record_lock_key(draft);
+        let mut locks: Vec<i64> = keys.iter().map(|k| k.0).chain([record_lock]).collect();
+        locks.sort_unstable();
         locks.dedup();
-        self.store.lock(conn, &locks).await?;
+        self.store.lock_keys(conn, &locks).await?;
 
         let existing = self
             .store
-            .source_record_key(conn, draft.organisation(), draft.local_patient_number().value())
+            .existing_record(conn, draft.organisation(), draft.local_patient_number().value())
             .await?;
-        let candidates = self
+        let mut candidates = self
             .store
-            .candidates(conn, &keys, existing.as_ref().map(|(id, _)| id))
+            .candidates(
+                conn,
+                &keys,
+                existing.as_ref().map(|e| &e.id),
+                existing.as_ref().map(|e| &e.person_id),
+            )
             .await?;
+        if let Some(existing) = &existing {
+            let rejected = self.store.rejected_persons(conn, &existing.id).await?;
+            candidates.retain(|c| !rejected.contains(&c.person_id));
+        }
         let decision = self.matcher.decide(draft, &candidates);
         let now = time::now();
-        let demographics = draft.demographics();
+        let model_version = self.matcher.model_version();
 
-        let Some((record_id, current_person)) = existing else {
-            let (person_id, outcome) = match decision {
-                MatchDecision::Link(person_id) => {
-                    self.store
-                        .set_person_demographics(conn, &person_id, demographics, now)
-                        .await?;
-                    (person_id, RegistrationOutcome::JoinedPerson)
+        let Some(existing) = existing else {
+            let (person_id, outcome, review, how) = match decision {
+                MatchDecision::Link { best, review } => {
+                    let how = json!({"by": "matching", "probability": best.probability, "model_version": model_version});
+                    (best.person_id, RegistrationOutcome::JoinedPerson, review, how)
                 }
-                MatchDecision::NewPerson => {
+                MatchDecision::NewPerson { review } => {
                     let person_id = PersonId::generate();
                     self.store
-                        .insert_person(conn, &person_id, demographics, now)
+                        .insert_person(conn, &person_id, draft.demographics(), now)
                         .await?;
-                    (person_id, RegistrationOutcome::CreatedPerson)
+                    (
+                        person_id,
+                        RegistrationOutcome::CreatedPerson,
+                        review,
+                        json!({"by": "matching", "new_person": true}),
+                    )
                 }
             };
             let record_id = SourceRecordId::generate();
@@ -176,53 +217,90 @@ impl PopulationService {
                 .insert_source_record(conn, &record_id, &person_id, draft, now)
                 .await?;
             self.store
-                .replace_identifiers(conn, &record_id, &person_id, draft)
+                .insert_identifiers(conn, &record_id, &person_id, draft)
                 .await?;
+            self.store.set_match_keys(conn, &record_id, &keys, false).await?;
+            self.store
+                .queue_reviews(conn, &record_id, &review, model_version, now)
+                .await?;
+            if outcome == RegistrationOutcome::JoinedPerson {
+                self.store.refresh_golden_record(conn, &person_id, now).await?;
+            }
+            link_event(conn, &record_id, &person_id, None, how).await?;
             return Ok(Registration {
                 person_id,
                 source_record_id: record_id,
                 outcome,
+                pending_reviews: review.len(),
             });
         };
 
-        let person_id = match decision {
-            MatchDecision::Link(person_id) => person_id,
-            // The record no longer matches its siblings (its resident identity number changed):
-            // it leaves them for a person of its own. Without a strong identifier nothing
-            // contradicts the earlier link, so it stays.
-            MatchDecision::NewPerson
-                if draft.resident_id().is_some()
-                    && self
-                        .store
-                        .has_other_records(conn, &current_person, &record_id)
-                        .await? =>
-            {
-                let person_id = PersonId::generate();
-                self.store
-                    .insert_person(conn, &person_id, demographics, now)
-                    .await?;
-                person_id
+        let current = existing.person_id.clone();
+        let still_matches_current = |probability: f64| probability >= self.thresholds.review();
+        let (person_id, review, how) = match decision {
+            // A person linked this record by hand: matching never moves it.
+            _ if existing.linked_manually => (current.clone(), Vec::new(), None),
+            MatchDecision::Link { best, review } => {
+                let current_score = std::iter::once(&best)
+                    .chain(&review)
+                    .find(|m| m.person_id == current)
+                    .map(|m| m.probability);
+                let others: Vec<PossibleMatch> =
+                    review.into_iter().filter(|m| m.person_id != current).collect();
+                if best.person_id == current || current_score.is_some_and(|p| p >= self.thresholds.link()) {
+                    (current.clone(), others, None)
+                } else {
+                    let how = json!({"by": "matching", "probability": best.probability, "model_version": model_version});
+                    (best.person_id, others, Some(how))
+                }
             }
-            MatchDecision::NewPerson => current_person.clone(),
+            MatchDecision::NewPerson { review } => {
+                let has_siblings = candidates.iter().any(|c| c.person_id == current);
+                let current_score = review
+                    .iter()
+                    .find(|m| m.person_id == current)
+                    .map(|m| m.probability);
+                let others: Vec<PossibleMatch> =
+                    review.into_iter().filter(|m| m.person_id != current).collect();
+                if has_siblings && !current_score.is_some_and(still_matches_current) {
+                    // The record no longer matches the person's other records (its identity
+                    // number or demographics changed): it leaves them for a person of its own.
+                    let person_id = PersonId::generate();
+                    self.store
+                        .insert_person(conn, &person_id, draft.demographics(), now)
+                        .await?;
+                    (
+                        person_id,
+                        others,
+                        Some(json!({"by": "matching", "new_person": true})),
+                    )
+                } else {
+                    (current.clone(), others, None)
+                }
+            }
         };
         self.store
-            .update_source_record(conn, &record_id, &person_id, draft, now)
+            .update_source_record(conn, &existing.id, &person_id, draft, now)
             .await?;
         self.store
-            .replace_identifiers(conn, &record_id, &person_id, draft)
+            .replace_identifiers(conn, &existing.id, &person_id, draft)
             .await?;
+        self.store.set_match_keys(conn, &existing.id, &keys, true).await?;
         self.store
-            .set_person_demographics(conn, &person_id, demographics, now)
+            .queue_reviews(conn, &existing.id, &review, model_version, now)
             .await?;
-        if person_id != current_person {
-            self.store
-                .refresh_person_from_latest_record(conn, &current_person, now)
-                .await?;
+        self.store.refresh_golden_record(conn, &person_id, now).await?;
+        if person_id != current {
+            self.store.refresh_golden_record(conn, &current, now).await?;
+        }
+        if let Some(how) = how {
+            link_event(conn, &existing.id, &person_id, Some(&current), how).await?;
         }
         Ok(Registration {
             person_id,
-            source_record_id: record_id,
+            source_record_id: existing.id,
             outcome: RegistrationOutcome::UpdatedRecord,
+            pending_reviews: review.len(),
         })
     }
 

@@ -2,7 +2,10 @@
 //! Write functions take the connection of the caller's transaction, so that a registration is
 //! all or nothing.
 
+mod matching;
 mod resolve_batcher;
+
+pub use matching::{ExistingRecord, MAX_CANDIDATES, ReviewRow};
 
 pub use resolve_batcher::{MAX_BATCH, QUERY_SLOTS, ResolveBatcher};
 
@@ -11,7 +14,7 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, Utc};
 use hie_access::domain::consent::{ConsentDirectives, DataCategory};
 use hie_access::store::consent::{StoredDirectives, directive_columns};
-use hie_core::db::{Backend, Database};
+use hie_core::db::Database;
 use hie_core::domain::{
     BirthDate, BoundedText, DivisionCode, Ethnicity, Identifier, OrganisationCode, PersonName, Phone, Sex,
 };
@@ -19,8 +22,8 @@ use hie_core::{Error, FieldError, time};
 use sqlx::{Any, AnyConnection, AssertSqlSafe, FromRow, Transaction};
 
 use crate::domain::{
-    BlockingKey, Candidate, CrossReference, Demographics, NameQuery, Person, PersonId, SearchCriteria,
-    SourceRecord, SourceRecordDraft, SourceRecordId,
+    CrossReference, Demographics, NameQuery, Person, PersonId, SearchCriteria, SourceRecord,
+    SourceRecordDraft, SourceRecordId,
 };
 
 #[derive(Clone, Debug)]
@@ -109,82 +112,6 @@ impl PopulationStore {
         self.database.begin_write().await
     }
 
-    /// Takes the named locks until the end of the transaction. On PostgreSQL the upsert locks the
-    /// row. On SQLite it is not needed: a write transaction there already holds the database's
-    /// one write lock (`BEGIN IMMEDIATE`), so writers are serialised anyway.
-    pub async fn lock(&self, conn: &mut AnyConnection, names: &[String]) -> Result<(), Error> {
-        if self.database.backend() == Backend::Sqlite {
-            return Ok(());
-        }
-        for name in names {
-            sqlx::query("INSERT INTO match_locks (key) VALUES ($1) ON CONFLICT (key) DO UPDATE SET key = excluded.key")
-                .bind(name)
-                .execute(&mut *conn)
-                .await?;
-        }
-        Ok(())
-    }
-
-    /// The id and person of the record an organisation holds under a local number.
-    pub async fn source_record_key(
-        &self,
-        conn: &mut AnyConnection,
-        organisation: &OrganisationCode,
-        local_patient_number: &str,
-    ) -> Result<Option<(SourceRecordId, PersonId)>, Error> {
-        let row: Option<(String, String)> = sqlx::query_as(
-            "SELECT id, person_id FROM source_records WHERE organisation_code = $1 AND local_patient_number = $2",
-        )
-        .bind(organisation.as_str())
-        .bind(local_patient_number)
-        .fetch_optional(&mut *conn)
-        .await?;
-        row.map(|(id, person)| {
-            Ok((
-                stored_id(SourceRecordId::parse(&id))?,
-                stored_id(PersonId::parse(&person))?,
-            ))
-        })
-        .transpose()
-    }
-
-    /// The records sharing a blocking key, without `exclude`, with their identifiers.
-    pub async fn candidates(
-        &self,
-        conn: &mut AnyConnection,
-        keys: &[BlockingKey],
-        exclude: Option<&SourceRecordId>,
-    ) -> Result<Vec<Candidate>, Error> {
-        let mut rows: BTreeMap<String, SourceRecordRow> = BTreeMap::new();
-        for key in keys {
-            let BlockingKey::Identifier { system, value } = key;
-            let sql = format!(
-                "SELECT id, organisation_code, local_patient_number, person_id, {DEMOGRAPHIC_COLUMNS}, created_at, updated_at \
-                 FROM source_records WHERE id IN \
-                 (SELECT source_record_id FROM person_identifiers WHERE system = $1 AND value = $2) AND id <> $3"
-            );
-            let found: Vec<SourceRecordRow> = sqlx::query_as(AssertSqlSafe(sql))
-                .bind(system)
-                .bind(value)
-                .bind(exclude.map_or("", SourceRecordId::as_str))
-                .fetch_all(&mut *conn)
-                .await?;
-            rows.extend(found.into_iter().map(|row| (row.id.clone(), row)));
-        }
-        let ids: Vec<String> = rows.keys().cloned().collect();
-        let mut identifiers = self.identifiers_of_records(conn, &ids).await?;
-        rows.into_values()
-            .map(|row| {
-                Ok(Candidate {
-                    person_id: stored_id(PersonId::parse(&row.person_id))?,
-                    source_record_id: stored_id(SourceRecordId::parse(&row.id))?,
-                    identifiers: identifiers.remove(&row.id).unwrap_or_default(),
-                    demographics: row.demographics.into_domain()?,
-                })
-            })
-            .collect()
-    }
-
     async fn identifiers_of_records(
         &self,
         conn: &mut AnyConnection,
@@ -251,43 +178,6 @@ impl PopulationStore {
             .execute(&mut *conn)
             .await?;
         Ok(())
-    }
-
-    /// After a record left the person, takes the person's demographics from its most recently
-    /// updated remaining record, if any.
-    pub async fn refresh_person_from_latest_record(
-        &self,
-        conn: &mut AnyConnection,
-        id: &PersonId,
-        now: DateTime<Utc>,
-    ) -> Result<(), Error> {
-        let sql = format!(
-            "SELECT {DEMOGRAPHIC_COLUMNS} FROM source_records WHERE person_id = $1 ORDER BY updated_at DESC, id DESC LIMIT 1"
-        );
-        let latest: Option<DemographicsRow> = sqlx::query_as(AssertSqlSafe(sql))
-            .bind(id.as_str())
-            .fetch_optional(&mut *conn)
-            .await?;
-        if let Some(row) = latest {
-            self.set_person_demographics(conn, id, &row.into_domain()?, now)
-                .await?;
-        }
-        Ok(())
-    }
-
-    pub async fn has_other_records(
-        &self,
-        conn: &mut AnyConnection,
-        person: &PersonId,
-        record: &SourceRecordId,
-    ) -> Result<bool, Error> {
-        let found: Option<(String,)> =
-            sqlx::query_as("SELECT id FROM source_records WHERE person_id = $1 AND id <> $2 LIMIT 1")
-                .bind(person.as_str())
-                .bind(record.as_str())
-                .fetch_optional(&mut *conn)
-                .await?;
-        Ok(found.is_some())
     }
 
     pub async fn insert_source_record(

@@ -28,6 +28,7 @@ struct SavedModel {
     fields: Vec<SavedField>,
     trained_on_records: u64,
     trained_on_pairs: u64,
+    pair_prior: f64,
 }
 
 /// A trained model with what it was trained on.
@@ -36,6 +37,9 @@ pub struct LinkageModel {
     pub model: Model,
     pub trained_on_records: u64,
     pub trained_on_pairs: u64,
+    /// The probability that two records of the training data match (see [`LinkageModel::prior`]):
+    /// the prior online matching scores a new record's candidates with.
+    pub pair_prior: f64,
 }
 
 impl LinkageModel {
@@ -58,6 +62,7 @@ impl LinkageModel {
                 .collect(),
             trained_on_records: self.trained_on_records,
             trained_on_pairs: self.trained_on_pairs,
+            pair_prior: self.pair_prior,
         };
         serde_json::to_string_pretty(&saved).expect("a model always serialises")
     }
@@ -103,6 +108,9 @@ impl LinkageModel {
         if !(saved.match_share > 0.0 && saved.match_share < 1.0) {
             return Err("match_share must lie strictly between 0 and 1".to_owned());
         }
+        if !(saved.pair_prior > 0.0 && saved.pair_prior < 1.0) {
+            return Err("pair_prior must lie strictly between 0 and 1".to_owned());
+        }
         Ok(LinkageModel {
             model: Model {
                 fields: saved
@@ -118,6 +126,7 @@ impl LinkageModel {
             },
             trained_on_records: saved.trained_on_records,
             trained_on_pairs: saved.trained_on_pairs,
+            pair_prior: saved.pair_prior,
         })
     }
 
@@ -207,6 +216,8 @@ pub fn train(profiles: &[Profile], pattern_counts: &[u64]) -> LinkageModel {
         model,
         trained_on_records: profiles.len() as u64,
         trained_on_pairs: pattern_counts.iter().sum(),
+        // Set by the run, which knows how many pairs there were in all.
+        pair_prior: 1e-6,
     }
 }
 
@@ -281,6 +292,7 @@ mod tests {
             model,
             trained_on_records: 10,
             trained_on_pairs: 5,
+            pair_prior: 1e-5,
         }
     }
 

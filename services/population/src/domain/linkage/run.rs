@@ -104,21 +104,21 @@ pub fn run(profiles: &[Profile], options: &RunOptions, progress: &dyn Progress) 
     progress.report(Stage::Blocking, profiles.len(), profiles.len());
     let patterns = compare_all(profiles, &blocking.pairs, progress);
     progress.report(Stage::Comparing, patterns.len(), patterns.len());
-    let model = match &options.model {
-        Some(model) => model.clone(),
-        None => {
-            progress.report(Stage::Training, 0, 1);
-            let model = train(profiles, &count_patterns(patterns.iter().copied()));
-            progress.report(Stage::Training, 1, 1);
-            model
-        }
-    };
     let n = profiles.len() as f64;
     let all_pairs = match options.left_len {
         Some(left) => left as f64 * (n - left as f64),
         None => n * (n - 1.0) / 2.0,
     };
-    let prior = model.prior(blocking.pairs.len(), all_pairs);
+    let (model, prior) = match &options.model {
+        Some(model) => (model.clone(), model.prior(blocking.pairs.len(), all_pairs)),
+        None => {
+            progress.report(Stage::Training, 0, 1);
+            let mut model = train(profiles, &count_patterns(patterns.iter().copied()));
+            model.pair_prior = model.prior(blocking.pairs.len(), all_pairs);
+            progress.report(Stage::Training, 1, 1);
+            (model.clone(), model.pair_prior)
+        }
+    };
     let table = model.score_table(prior);
     let pairs: Vec<ScoredPair> = blocking
         .pairs

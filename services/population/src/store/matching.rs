@@ -1,0 +1,342 @@
+//! SQL of matching: blocking keys, candidates, the review queue, trained models, manual link
+//! changes and merges.
+
+use chrono::{DateTime, Utc};
+use hie_core::db::Backend;
+use hie_core::{Error, time};
+use sqlx::{AnyConnection, AssertSqlSafe, FromRow};
+
+use super::{DEMOGRAPHIC_COLUMNS, PopulationStore, SourceRecordRow, placeholders, stored_id};
+use crate::domain::golden::{Statement, golden_record};
+use crate::domain::{BlockingKey, Candidate, PersonId, PossibleMatch, SourceRecordId};
+
+/// At most this many records are compared with a new one; blocks are small by design, and a
+/// key shared by thousands (a placeholder phone) must not make one registration slow.
+pub const MAX_CANDIDATES: usize = 500;
+
+/// The record an organisation holds under a local number.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExistingRecord {
+    pub id: SourceRecordId,
+    pub person_id: PersonId,
+    pub linked_manually: bool,
+}
+
+/// A review of a possible match, as stored.
+#[derive(Debug, Clone, PartialEq, FromRow)]
+pub struct ReviewRow {
+    pub id: String,
+    pub source_record_id: String,
+    pub candidate_person_id: String,
+    pub candidate_record_id: String,
+    pub probability: f64,
+    pub pattern: i64,
+    pub model_version: i64,
+    pub status: String,
+    pub created_at: i64,
+    pub decided_at: Option<i64>,
+    pub decided_by: Option<String>,
+    pub reason: Option<String>,
+}
+
+const REVIEW_COLUMNS: &str = "id, source_record_id, candidate_person_id, candidate_record_id, probability, pattern, \
+     model_version, status, created_at, decided_at, decided_by, reason";
+
+impl PopulationStore {
+    /// Takes transaction-scoped locks on `keys` (sorted, so that two registrations never wait on
+    /// each other in a cycle). On PostgreSQL these are advisory locks, which write nothing; on
+    /// SQLite a write transaction already holds the database's one write lock.
+    pub async fn lock_keys(&self, conn: &mut AnyConnection, keys: &[i64]) -> Result<(), Error> {
+        if self.database.backend() == Backend::Sqlite || keys.is_empty() {
+            return Ok(());
+        }
+        let values: Vec<String> = (1..=keys.len()).map(|i| format!("(${i}::bigint)")).collect();
+        let sql = format!(
+            "SELECT count(pg_advisory_xact_lock(k)) FROM (SELECT k FROM (VALUES {}) AS v(k) ORDER BY k) AS sorted",
+            values.join(", ")
+        );
+        let mut query = sqlx::query(AssertSqlSafe(sql));
+        for key in keys {
+            query = query.bind(*key);
+        }
+        query.execute(&mut *conn).await?;
+        Ok(())
+    }
+
+    /// The record an organisation holds under a local number, if any.
+    pub async fn existing_record(
+        &self,
+        conn: &mut AnyConnection,
+        organisation: &hie_core::domain::OrganisationCode,
+        local_patient_number: &str,
+    ) -> Result<Option<ExistingRecord>, Error> {
+        let row: Option<(String, String, i16)> = sqlx::query_as(
+            "SELECT id, person_id, linked_manually FROM source_records \
+             WHERE organisation_code = $1 AND local_patient_number = $2",
+        )
+        .bind(organisation.as_str())
+        .bind(local_patient_number)
+        .fetch_optional(&mut *conn)
+        .await?;
+        row.map(|(id, person, manual)| {
+            Ok(ExistingRecord {
+                id: stored_id(SourceRecordId::parse(&id))?,
+                person_id: stored_id(PersonId::parse(&person))?,
+                linked_manually: manual != 0,
+            })
+        })
+        .transpose()
+    }
+
+    /// The records sharing a blocking key, and those of `person` (a record's current person,
+    /// whose other records must be compared again when the record changes), without `exclude`,
+    /// each with its identifiers.
+    pub async fn candidates(
+        &self,
+        conn: &mut AnyConnection,
+        keys: &[BlockingKey],
+        exclude: Option<&SourceRecordId>,
+        person: Option<&PersonId>,
+    ) -> Result<Vec<Candidate>, Error> {
+        let key_list = if keys.is_empty() {
+            "NULL".to_owned()
+        } else {
+            placeholders(3, keys.len())
+        };
+        let sql = format!(
+            "SELECT id, organisation_code, local_patient_number, person_id, {DEMOGRAPHIC_COLUMNS}, created_at, updated_at \
+             FROM source_records WHERE (id IN (SELECT source_record_id FROM match_keys WHERE key IN ({key_list})) \
+             OR person_id = $2) AND id <> $1 ORDER BY id LIMIT {MAX_CANDIDATES}"
+        );
+        let mut query = sqlx::query_as::<_, SourceRecordRow>(AssertSqlSafe(sql))
+            .bind(exclude.map_or("", SourceRecordId::as_str))
+            .bind(person.map_or("", PersonId::as_str));
+        for key in keys {
+            query = query.bind(key.0);
+        }
+        let rows = query.fetch_all(&mut *conn).await?;
+        let ids: Vec<String> = rows.iter().map(|r| r.id.clone()).collect();
+        let mut identifiers = self.identifiers_of_records(conn, &ids).await?;
+        rows.into_iter()
+            .map(|row| {
+                Ok(Candidate {
+                    person_id: stored_id(PersonId::parse(&row.person_id))?,
+                    source_record_id: stored_id(SourceRecordId::parse(&row.id))?,
+                    identifiers: identifiers.remove(&row.id).unwrap_or_default(),
+                    demographics: row.demographics.into_domain()?,
+                })
+            })
+            .collect()
+    }
+
+    /// Replaces a record's blocking keys.
+    pub async fn set_match_keys(
+        &self,
+        conn: &mut AnyConnection,
+        record: &SourceRecordId,
+        keys: &[BlockingKey],
+        replacing: bool,
+    ) -> Result<(), Error> {
+        if replacing {
+            sqlx::query("DELETE FROM match_keys WHERE source_record_id = $1")
+                .bind(record.as_str())
+                .execute(&mut *conn)
+                .await?;
+        }
+        if keys.is_empty() {
+            return Ok(());
+        }
+        let rows: Vec<String> = (0..keys.len()).map(|i| format!("(${}, $1)", i + 2)).collect();
+        let sql = format!(
+            "INSERT INTO match_keys (key, source_record_id) VALUES {}",
+            rows.join(", ")
+        );
+        let mut query = sqlx::query(AssertSqlSafe(sql)).bind(record.as_str());
+        for key in keys {
+            query = query.bind(key.0);
+        }
+        query.execute(&mut *conn).await?;
+        Ok(())
+    }
+
+    /// The persons a person has rejected as matches of this record: never proposed again.
+    pub async fn rejected_persons(
+        &self,
+        conn: &mut AnyConnection,
+        record: &SourceRecordId,
+    ) -> Result<Vec<PersonId>, Error> {
+        let rows: Vec<(String,)> = sqlx::query_as(
+            "SELECT candidate_person_id FROM match_reviews WHERE source_record_id = $1 AND status = 'rejected'",
+        )
+        .bind(record.as_str())
+        .fetch_all(&mut *conn)
+        .await?;
+        rows.into_iter()
+            .map(|(id,)| stored_id(PersonId::parse(&id)))
+            .collect()
+    }
+
+    /// Queues possible matches for review; a pair already queued gets the new score, a decided
+    /// pair stays decided.
+    pub async fn queue_reviews(
+        &self,
+        conn: &mut AnyConnection,
+        record: &SourceRecordId,
+        matches: &[PossibleMatch],
+        model_version: i64,
+        now: DateTime<Utc>,
+    ) -> Result<(), Error> {
+        for possible in matches {
+            sqlx::query(
+                "INSERT INTO match_reviews (id, source_record_id, candidate_person_id, candidate_record_id, probability, \
+                 pattern, model_version, status, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, 'pending', $8) \
+                 ON CONFLICT (source_record_id, candidate_person_id) DO UPDATE SET \
+                 candidate_record_id = excluded.candidate_record_id, probability = excluded.probability, \
+                 pattern = excluded.pattern, model_version = excluded.model_version \
+                 WHERE match_reviews.status = 'pending'",
+            )
+            .bind(uuid::Uuid::now_v7().to_string())
+            .bind(record.as_str())
+            .bind(possible.person_id.as_str())
+            .bind(possible.source_record_id.as_str())
+            .bind(possible.probability)
+            .bind(i64::from(possible.pattern))
+            .bind(model_version)
+            .bind(time::to_micros(now))
+            .execute(&mut *conn)
+            .await?;
+        }
+        Ok(())
+    }
+
+    /// Pending reviews, oldest first, after `after` (a review id) for paging.
+    pub async fn pending_reviews(&self, after: Option<&str>, limit: usize) -> Result<Vec<ReviewRow>, Error> {
+        let sql = format!(
+            "SELECT {REVIEW_COLUMNS} FROM match_reviews WHERE status = 'pending' AND id > $1 ORDER BY id LIMIT {limit}"
+        );
+        Ok(sqlx::query_as::<_, ReviewRow>(AssertSqlSafe(sql))
+            .bind(after.unwrap_or(""))
+            .fetch_all(self.database.pool())
+            .await?)
+    }
+
+    pub async fn review(&self, conn: &mut AnyConnection, id: &str) -> Result<Option<ReviewRow>, Error> {
+        let sql = format!("SELECT {REVIEW_COLUMNS} FROM match_reviews WHERE id = $1");
+        Ok(sqlx::query_as::<_, ReviewRow>(AssertSqlSafe(sql))
+            .bind(id)
+            .fetch_optional(&mut *conn)
+            .await?)
+    }
+
+    /// Records a decision on a pending review; false if it was no longer pending.
+    pub async fn decide_review(
+        &self,
+        conn: &mut AnyConnection,
+        id: &str,
+        status: &str,
+        by: &str,
+        reason: &str,
+        now: DateTime<Utc>,
+    ) -> Result<bool, Error> {
+        let done = sqlx::query(
+            "UPDATE match_reviews SET status = $2, decided_by = $3, reason = $4, decided_at = $5 \
+             WHERE id = $1 AND status = 'pending'",
+        )
+        .bind(id)
+        .bind(status)
+        .bind(by)
+        .bind(reason)
+        .bind(time::to_micros(now))
+        .execute(&mut *conn)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// The model in use: the highest version, with its JSON.
+    pub async fn latest_model(&self) -> Result<Option<(i64, String)>, Error> {
+        Ok(
+            sqlx::query_as("SELECT version, model FROM match_models ORDER BY version DESC LIMIT 1")
+                .fetch_optional(self.database.pool())
+                .await?,
+        )
+    }
+
+    /// Stores a newly trained model as the next version and returns the version.
+    pub async fn save_model(&self, model_json: &str, trained_on_records: u64) -> Result<i64, Error> {
+        let mut transaction = self.begin_write().await?;
+        let (latest,): (Option<i64>,) = sqlx::query_as("SELECT max(version) FROM match_models")
+            .fetch_one(&mut *transaction)
+            .await?;
+        let version = latest.unwrap_or(0) + 1;
+        sqlx::query(
+            "INSERT INTO match_models (version, model, trained_at, trained_on_records) VALUES ($1, $2, $3, $4)",
+        )
+        .bind(version)
+        .bind(model_json)
+        .bind(time::to_micros(time::now()))
+        .bind(i64::try_from(trained_on_records).unwrap_or(i64::MAX))
+        .execute(&mut *transaction)
+        .await?;
+        transaction.commit().await?;
+        Ok(version)
+    }
+
+    /// Moves a record to a person, saying whether a person did it.
+    pub async fn move_record(
+        &self,
+        conn: &mut AnyConnection,
+        record: &SourceRecordId,
+        person: &PersonId,
+        linked_manually: bool,
+    ) -> Result<(), Error> {
+        sqlx::query("UPDATE source_records SET person_id = $2, linked_manually = $3 WHERE id = $1")
+            .bind(record.as_str())
+            .bind(person.as_str())
+            .bind(i16::from(linked_manually))
+            .execute(&mut *conn)
+            .await?;
+        sqlx::query("UPDATE person_identifiers SET person_id = $2 WHERE source_record_id = $1")
+            .bind(record.as_str())
+            .bind(person.as_str())
+            .execute(&mut *conn)
+            .await?;
+        Ok(())
+    }
+
+    /// Recomputes a person's golden record from their records (see [`crate::domain::golden`]);
+    /// a person left without records keeps what they had.
+    pub async fn refresh_golden_record(
+        &self,
+        conn: &mut AnyConnection,
+        person: &PersonId,
+        now: DateTime<Utc>,
+    ) -> Result<(), Error> {
+        let sql = format!(
+            "SELECT id, organisation_code, local_patient_number, person_id, {DEMOGRAPHIC_COLUMNS}, created_at, updated_at              FROM source_records WHERE person_id = $1"
+        );
+        let rows: Vec<SourceRecordRow> = sqlx::query_as(AssertSqlSafe(sql))
+            .bind(person.as_str())
+            .fetch_all(&mut *conn)
+            .await?;
+        let mut records = Vec::with_capacity(rows.len());
+        for row in rows {
+            records.push((
+                stored_id(SourceRecordId::parse(&row.id))?,
+                row.demographics.into_domain()?,
+                time::from_micros(row.updated_at),
+            ));
+        }
+        let statements: Vec<Statement<'_>> = records
+            .iter()
+            .map(|(record, demographics, updated_at)| Statement {
+                record,
+                demographics,
+                updated_at: *updated_at,
+            })
+            .collect();
+        if let Some((golden, _)) = golden_record(&statements) {
+            self.set_person_demographics(conn, person, &golden, now).await?;
+        }
+        Ok(())
+    }
+}
