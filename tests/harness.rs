@@ -276,6 +276,16 @@ pub fn draft(request: RegisterSourceRecordRequest) -> hie_population::domain::So
     hie_population::grpc::source_record_draft(request).expect("the test request is valid")
 }
 
+/// The request context of a data steward (role administrator), for the review queue and
+/// manual link decisions.
+pub fn steward() -> hie_core::context::RequestContext {
+    hie_core::context::RequestContext::from_metadata(
+        &administrator(tonic::Request::new(())).unwrap().metadata().clone(),
+        None,
+    )
+    .expect("the steward's context is valid")
+}
+
 /// Rows in `table`, once the audit events of reads answered so far are committed (they are
 /// written behind the answer).
 pub async fn count(exchange: &Exchange, table: &str) -> i64 {

@@ -10,5 +10,6 @@ mod audit;
 mod bad_input;
 mod e2e;
 mod harness;
+mod matching;
 mod storage;
 mod trust;

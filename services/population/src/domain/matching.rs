@@ -5,7 +5,7 @@
 //! (`linkage`), so online matching, re-matching and `hie dedupe` weigh evidence the same way.
 
 use hie_core::Error;
-use hie_core::domain::Identifier;
+use hie_core::domain::{Identifier, ResidentId};
 
 use super::linkage::blocking::{BlockingRule, default_rules};
 use super::linkage::comparison::{FIELDS, Pattern, compare_packed, unpack};
@@ -25,6 +25,10 @@ pub struct Candidate {
     pub source_record_id: SourceRecordId,
     pub demographics: Demographics,
     pub identifiers: Vec<Identifier>,
+    /// The person's resident identity number, from any of their records: a record that lacks
+    /// one is compared as its person's, so that a namesake with another number does not join a
+    /// person through the one record that happens to carry no number.
+    pub person_resident_id: Option<ResidentId>,
 }
 
 /// The thresholds of match probability: at or above `link` a record joins the person; at or
@@ -211,7 +215,13 @@ impl Matcher for ProbabilisticMatcher {
         // Each person's best-matching record speaks for the person.
         let mut best_per_person: Vec<PossibleMatch> = Vec::new();
         for candidate in candidates {
-            let other = Profile::prepare(&person_fields(&candidate.demographics, &candidate.identifiers)).0;
+            let mut fields = person_fields(&candidate.demographics, &candidate.identifiers);
+            if fields.get(Field::ResidentId).is_none()
+                && let Some(id) = &candidate.person_resident_id
+            {
+                fields.set(Field::ResidentId, id.as_str());
+            }
+            let other = Profile::prepare(&fields).0;
             let pattern = compare_packed(&profile, &other);
             let probability = self.table.probability(pattern);
             match best_per_person
@@ -316,6 +326,7 @@ mod tests {
             source_record_id: SourceRecordId::generate(),
             demographics: draft.demographics().clone(),
             identifiers: draft.identifiers().to_vec(),
+            person_resident_id: draft.resident_id(),
         }
     }
 
@@ -348,6 +359,24 @@ mod tests {
             MatchDecision::Link { best, .. } => assert_eq!(best.person_id, person),
             other => panic!("{other:?}"),
         }
+    }
+
+    #[test]
+    fn a_record_without_a_number_is_compared_as_its_persons() {
+        let person = PersonId::generate();
+        let numberless = record("王芳", "1949-12-31", &[], Some("13808551234"));
+        let other = with_check("11010519491231004");
+        let namesake = record("王芳", "1949-12-31", &[&other], Some("13900001111"));
+        let mut known = candidate(&person, &numberless);
+        assert!(matches!(
+            matcher().decide(&namesake, &[known.clone()]),
+            MatchDecision::Link { .. }
+        ));
+        known.person_resident_id = Some(ResidentId::parse("11010519491231002X").unwrap());
+        assert!(matches!(
+            matcher().decide(&namesake, &[known]),
+            MatchDecision::NewPerson { .. }
+        ));
     }
 
     #[test]

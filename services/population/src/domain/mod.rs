@@ -1,6 +1,7 @@
 //! Persons, source records, matching and search: the rules of the registry, with no I/O types.
 
 pub mod compare;
+pub mod decisions;
 pub mod fellegi_sunter;
 pub mod golden;
 pub mod linkage;
@@ -8,7 +9,7 @@ mod matching;
 mod person;
 mod record;
 mod search;
-mod service;
+pub(crate) mod service;
 pub mod visibility;
 
 pub use matching::{

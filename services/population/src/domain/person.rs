@@ -46,10 +46,13 @@ uuid_id!(
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Person {
     pub id: PersonId,
-    /// Taken from the most recently updated linked source record.
+    /// The golden record, assembled from the linked source records (see [`super::golden`]).
     pub demographics: Demographics,
     /// Every identifier of every linked record, once each, sorted by system and value.
     pub identifiers: Vec<Identifier>,
+    /// Where each field of the demographics came from (see [`super::golden`]); filled by
+    /// `PopulationService::person`, empty elsewhere.
+    pub demographics_sources: Vec<super::golden::FieldSource>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }

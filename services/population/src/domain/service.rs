@@ -14,6 +14,8 @@ use sqlx::AnyConnection;
 
 use serde_json::json;
 
+use super::golden::{Statement, golden_record};
+
 use super::{
     CrossReference, MatchDecision, MatchThresholds, Matcher, Person, PersonId, PossibleMatch, SearchCriteria,
     SourceRecord, SourceRecordDraft, SourceRecordId, visibility,
@@ -68,11 +70,11 @@ pub(crate) async fn link_event(
 /// search (PDQ) and reads.
 #[derive(Clone, Debug)]
 pub struct PopulationService {
-    store: PopulationStore,
+    pub(super) store: PopulationStore,
     resolver: ResolveBatcher,
     directory: DirectoryService,
-    access: AccessGate,
-    matcher: Arc<dyn Matcher>,
+    pub(super) access: AccessGate,
+    pub(super) matcher: Arc<dyn Matcher>,
     thresholds: MatchThresholds,
 }
 
@@ -316,6 +318,13 @@ impl PopulationService {
             .await?
             .pop()
             .ok_or_else(|| Error::NotFound(format!("person {} does not exist", id.as_str())))?;
+        if let Some(into) = self.store.merged_into(id).await? {
+            return Err(Error::NotFound(format!(
+                "person {} was merged into {}",
+                id.as_str(),
+                into.as_str()
+            )));
+        }
         let records = self.store.source_records_of(id).await?;
         // Records are in organisation order: one directory look-up per organisation.
         let mut kept_by: Vec<(OrganisationCode, Option<DataCategory>)> = Vec::with_capacity(records.len());
@@ -370,8 +379,21 @@ impl PopulationService {
             .collect();
         identifiers.sort_by_key(|i| (i.system_uri(), i.value().to_owned()));
         identifiers.dedup();
+        // The golden record the caller sees: from the records they may see.
+        let statements: Vec<Statement<'_>> = records
+            .iter()
+            .map(|r| Statement {
+                record: &r.id,
+                demographics: &r.demographics,
+                updated_at: r.updated_at,
+            })
+            .collect();
+        let (demographics, demographics_sources) =
+            golden_record(&statements).unwrap_or_else(|| (person.demographics.clone(), Vec::new()));
         let person = Person {
             identifiers,
+            demographics,
+            demographics_sources,
             ..person
         };
         Ok((person, records))

@@ -11,9 +11,10 @@ use hie_proto::population as proto;
 use hie_proto::population::population_registry_server::PopulationRegistry;
 use tonic::{Request, Response, Status};
 
+use crate::domain::decisions::{Review, ReviewDecision};
 use crate::domain::{
     CrossReference, Demographics, NameQuery, Person, PersonId, PopulationService, RegistrationOutcome,
-    SearchCriteria, SourceRecord, SourceRecordDraft,
+    SearchCriteria, SourceRecord, SourceRecordDraft, SourceRecordId,
 };
 
 /// The gRPC face of the population registry.
@@ -34,6 +35,128 @@ impl PopulationGrpc {
 
 #[tonic::async_trait]
 impl PopulationRegistry for PopulationGrpc {
+    #[tracing::instrument(skip_all)]
+    async fn list_match_reviews(
+        &self,
+        request: Request<proto::ListMatchReviewsRequest>,
+    ) -> Result<Response<proto::ListMatchReviewsResponse>, Status> {
+        let context = RequestContext::of(&request)?;
+        let request = request.into_inner();
+        let page_size = PageSize::parse(request.page_size).field("page_size")?;
+        let page_token = PageToken::parse(&request.page_token).field("page_token")?;
+        let (reviews, next) = self
+            .population
+            .pending_reviews(&context, page_size, page_token)
+            .await?;
+        Ok(Response::new(proto::ListMatchReviewsResponse {
+            reviews: reviews.iter().map(review_to_proto).collect(),
+            next_page_token: next.map(|t| t.encode()).unwrap_or_default(),
+        }))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn decide_match_review(
+        &self,
+        request: Request<proto::DecideMatchReviewRequest>,
+    ) -> Result<Response<proto::DecideMatchReviewResponse>, Status> {
+        let context = RequestContext::of(&request)?;
+        let request = request.into_inner();
+        let decision = match proto::ReviewDecision::try_from(request.decision) {
+            Ok(proto::ReviewDecision::Link) => ReviewDecision::Link,
+            Ok(proto::ReviewDecision::Reject) => ReviewDecision::Reject,
+            _ => {
+                return Err(Error::invalid(
+                    "decision",
+                    format!(
+                        "{} is not a decision, expected REVIEW_DECISION_LINK or REVIEW_DECISION_REJECT",
+                        request.decision
+                    ),
+                )
+                .into());
+            }
+        };
+        let review_id = required_id(&request.review_id, "review_id")?;
+        let (review, person) = self
+            .population
+            .decide_review(&context, &review_id, decision, &request.reason)
+            .await?;
+        Ok(Response::new(proto::DecideMatchReviewResponse {
+            review: Some(review_to_proto(&review)),
+            person_id: person.as_str().to_owned(),
+        }))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn link_source_record(
+        &self,
+        request: Request<proto::LinkSourceRecordRequest>,
+    ) -> Result<Response<proto::LinkSourceRecordResponse>, Status> {
+        let context = RequestContext::of(&request)?;
+        let request = request.into_inner();
+        let record = SourceRecordId::parse(&request.source_record_id).field("source_record_id")?;
+        let person = PersonId::parse(&request.person_id).field("person_id")?;
+        let previous = self
+            .population
+            .link_record(&context, &record, &person, &request.reason)
+            .await?;
+        Ok(Response::new(proto::LinkSourceRecordResponse {
+            previous_person_id: previous.as_str().to_owned(),
+        }))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn unlink_source_record(
+        &self,
+        request: Request<proto::UnlinkSourceRecordRequest>,
+    ) -> Result<Response<proto::UnlinkSourceRecordResponse>, Status> {
+        let context = RequestContext::of(&request)?;
+        let request = request.into_inner();
+        let record = SourceRecordId::parse(&request.source_record_id).field("source_record_id")?;
+        let person = self
+            .population
+            .unlink_record(&context, &record, &request.reason)
+            .await?;
+        Ok(Response::new(proto::UnlinkSourceRecordResponse {
+            person_id: person.as_str().to_owned(),
+        }))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn merge_persons(
+        &self,
+        request: Request<proto::MergePersonsRequest>,
+    ) -> Result<Response<proto::MergePersonsResponse>, Status> {
+        let context = RequestContext::of(&request)?;
+        let request = request.into_inner();
+        let from = PersonId::parse(&request.from_person_id).field("from_person_id")?;
+        let into = PersonId::parse(&request.into_person_id).field("into_person_id")?;
+        let merge = self
+            .population
+            .merge_persons(&context, &from, &into, &request.reason)
+            .await?;
+        Ok(Response::new(proto::MergePersonsResponse {
+            merge_id: merge.id,
+            moved_source_record_ids: merge.moved.iter().map(|r| r.as_str().to_owned()).collect(),
+        }))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn unmerge_persons(
+        &self,
+        request: Request<proto::UnmergePersonsRequest>,
+    ) -> Result<Response<proto::UnmergePersonsResponse>, Status> {
+        let context = RequestContext::of(&request)?;
+        let request = request.into_inner();
+        let merge_id = required_id(&request.merge_id, "merge_id")?;
+        let restored = self
+            .population
+            .unmerge_persons(&context, &merge_id, &request.reason)
+            .await?;
+        Ok(Response::new(proto::UnmergePersonsResponse {
+            restored_source_record_ids: restored.iter().map(|r| r.as_str().to_owned()).collect(),
+        }))
+    }
+
     #[tracing::instrument(skip_all)]
     async fn register_source_record(
         &self,
@@ -70,6 +193,7 @@ impl PopulationRegistry for PopulationGrpc {
             person_id: registration.person_id.as_str().to_owned(),
             source_record_id: registration.source_record_id.as_str().to_owned(),
             outcome: outcome.into(),
+            pending_reviews: u32::try_from(registration.pending_reviews).unwrap_or(u32::MAX),
         }))
     }
 
@@ -120,6 +244,21 @@ impl PopulationRegistry for PopulationGrpc {
             next_page_token: next.map(|t| t.encode()).unwrap_or_default(),
         }))
     }
+}
+
+/// An opaque id from a request: required, and short.
+fn required_id(text: &str, field: &str) -> Result<String, Error> {
+    let text = text.trim();
+    if text.is_empty() {
+        return Err(Error::invalid(field, "is required"));
+    }
+    if text.len() > 64 || !text.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') {
+        return Err(Error::invalid(
+            field,
+            "is not an id: expected up to 64 letters, digits and hyphens",
+        ));
+    }
+    Ok(text.to_owned())
 }
 
 /// Parses a registration request into a checked draft.
@@ -249,6 +388,38 @@ fn person_to_proto(person: &Person) -> proto::Person {
         identifiers: person.identifiers.iter().map(identifier_to_proto).collect(),
         create_time: Some(hie_proto::timestamp(person.created_at)),
         update_time: Some(hie_proto::timestamp(person.updated_at)),
+        demographics_sources: person
+            .demographics_sources
+            .iter()
+            .map(|s| proto::FieldSource {
+                field: s.field.to_owned(),
+                source_record_id: s.source_record_id.as_str().to_owned(),
+            })
+            .collect(),
+    }
+}
+
+fn review_to_proto(review: &Review) -> proto::MatchReview {
+    proto::MatchReview {
+        id: review.id.clone(),
+        source_record_id: review.source_record_id.as_str().to_owned(),
+        candidate_person_id: review.candidate_person_id.as_str().to_owned(),
+        candidate_record_id: review.candidate_record_id.as_str().to_owned(),
+        probability: review.probability,
+        match_weight: review.explanation.weight,
+        fields: review
+            .explanation
+            .fields
+            .iter()
+            .map(|f| proto::FieldWeight {
+                field: f.field.to_owned(),
+                agreement: f.agreement.unwrap_or_default().to_owned(),
+                weight: f.weight,
+            })
+            .collect(),
+        model_version: review.model_version,
+        status: review.status.code().to_owned(),
+        create_time: Some(hie_proto::timestamp(review.created_at)),
     }
 }
 

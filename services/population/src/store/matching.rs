@@ -3,6 +3,7 @@
 
 use chrono::{DateTime, Utc};
 use hie_core::db::Backend;
+use hie_core::domain::{IdentifierSystem, ResidentId};
 use hie_core::{Error, time};
 use sqlx::{AnyConnection, AssertSqlSafe, FromRow};
 
@@ -117,9 +118,14 @@ impl PopulationStore {
         let rows = query.fetch_all(&mut *conn).await?;
         let ids: Vec<String> = rows.iter().map(|r| r.id.clone()).collect();
         let mut identifiers = self.identifiers_of_records(conn, &ids).await?;
+        let mut persons: Vec<&str> = rows.iter().map(|r| r.person_id.as_str()).collect();
+        persons.sort_unstable();
+        persons.dedup();
+        let resident_ids = self.resident_ids_of_persons(conn, &persons).await?;
         rows.into_iter()
             .map(|row| {
                 Ok(Candidate {
+                    person_resident_id: resident_ids.get(&row.person_id).cloned(),
                     person_id: stored_id(PersonId::parse(&row.person_id))?,
                     source_record_id: stored_id(SourceRecordId::parse(&row.id))?,
                     identifiers: identifiers.remove(&row.id).unwrap_or_default(),
@@ -127,6 +133,32 @@ impl PopulationStore {
                 })
             })
             .collect()
+    }
+
+    /// Each person's resident identity number (the smallest, should a person hold two).
+    async fn resident_ids_of_persons(
+        &self,
+        conn: &mut AnyConnection,
+        persons: &[&str],
+    ) -> Result<std::collections::HashMap<String, ResidentId>, Error> {
+        let mut found = std::collections::HashMap::new();
+        if persons.is_empty() {
+            return Ok(found);
+        }
+        let sql = format!(
+            "SELECT person_id, min(value) FROM person_identifiers WHERE system = $1 AND person_id IN ({}) \
+             GROUP BY person_id",
+            placeholders(2, persons.len())
+        );
+        let mut query =
+            sqlx::query_as::<_, (String, String)>(AssertSqlSafe(sql)).bind(IdentifierSystem::RESIDENT_ID);
+        for person in persons {
+            query = query.bind(*person);
+        }
+        for (person, value) in query.fetch_all(&mut *conn).await? {
+            found.insert(person, stored_id(ResidentId::parse(&value))?);
+        }
+        Ok(found)
     }
 
     /// Replaces a record's blocking keys.
@@ -339,4 +371,148 @@ impl PopulationStore {
         }
         Ok(())
     }
+
+    /// A record's person and whether a person linked it by hand.
+    pub async fn record_link(
+        &self,
+        conn: &mut AnyConnection,
+        record: &SourceRecordId,
+    ) -> Result<Option<(PersonId, bool)>, Error> {
+        let row: Option<(String, i16)> =
+            sqlx::query_as("SELECT person_id, linked_manually FROM source_records WHERE id = $1")
+                .bind(record.as_str())
+                .fetch_optional(&mut *conn)
+                .await?;
+        row.map(|(person, manual)| Ok((stored_id(PersonId::parse(&person))?, manual != 0)))
+            .transpose()
+    }
+
+    /// Whether a person exists, and whom they were merged into if they were.
+    pub async fn person_state(
+        &self,
+        conn: &mut AnyConnection,
+        person: &PersonId,
+    ) -> Result<Option<Option<PersonId>>, Error> {
+        let row: Option<(Option<String>,)> = sqlx::query_as("SELECT merged_into FROM persons WHERE id = $1")
+            .bind(person.as_str())
+            .fetch_optional(&mut *conn)
+            .await?;
+        row.map(|(into,)| into.map(|i| stored_id(PersonId::parse(&i))).transpose())
+            .transpose()
+    }
+
+    /// A person's records with their manual flags, in id order.
+    pub async fn record_links_of(
+        &self,
+        conn: &mut AnyConnection,
+        person: &PersonId,
+    ) -> Result<Vec<(SourceRecordId, bool)>, Error> {
+        let rows: Vec<(String, i16)> =
+            sqlx::query_as("SELECT id, linked_manually FROM source_records WHERE person_id = $1 ORDER BY id")
+                .bind(person.as_str())
+                .fetch_all(&mut *conn)
+                .await?;
+        rows.into_iter()
+            .map(|(id, manual)| Ok((stored_id(SourceRecordId::parse(&id))?, manual != 0)))
+            .collect()
+    }
+
+    pub async fn set_merged_into(
+        &self,
+        conn: &mut AnyConnection,
+        person: &PersonId,
+        into: Option<&PersonId>,
+        now: DateTime<Utc>,
+    ) -> Result<(), Error> {
+        sqlx::query("UPDATE persons SET merged_into = $2, updated_at = $3 WHERE id = $1")
+            .bind(person.as_str())
+            .bind(into.map(|p| p.as_str().to_owned()))
+            .bind(time::to_micros(now))
+            .execute(&mut *conn)
+            .await?;
+        Ok(())
+    }
+
+    pub async fn insert_merge(&self, conn: &mut AnyConnection, merge: &MergeRow) -> Result<(), Error> {
+        sqlx::query(
+            "INSERT INTO person_merges (id, from_person_id, into_person_id, moved_records, merged_at, merged_by, reason) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        )
+        .bind(&merge.id)
+        .bind(&merge.from_person_id)
+        .bind(&merge.into_person_id)
+        .bind(&merge.moved_records)
+        .bind(merge.merged_at)
+        .bind(&merge.merged_by)
+        .bind(&merge.reason)
+        .execute(&mut *conn)
+        .await?;
+        Ok(())
+    }
+
+    pub async fn merge(&self, conn: &mut AnyConnection, id: &str) -> Result<Option<MergeRow>, Error> {
+        Ok(sqlx::query_as::<_, MergeRow>(
+            "SELECT id, from_person_id, into_person_id, moved_records, merged_at, merged_by, reason, unmerged_at \
+             FROM person_merges WHERE id = $1",
+        )
+        .bind(id)
+        .fetch_optional(&mut *conn)
+        .await?)
+    }
+
+    /// Marks a merge undone; false if it already was.
+    pub async fn mark_unmerged(
+        &self,
+        conn: &mut AnyConnection,
+        id: &str,
+        by: &str,
+        reason: &str,
+        now: DateTime<Utc>,
+    ) -> Result<bool, Error> {
+        let done = sqlx::query(
+            "UPDATE person_merges SET unmerged_at = $2, unmerged_by = $3, unmerge_reason = $4 \
+             WHERE id = $1 AND unmerged_at IS NULL",
+        )
+        .bind(id)
+        .bind(time::to_micros(now))
+        .bind(by)
+        .bind(reason)
+        .execute(&mut *conn)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Whom a person was merged into, if they were.
+    pub async fn merged_into(&self, person: &PersonId) -> Result<Option<PersonId>, Error> {
+        let mut conn = self.database.pool().acquire().await?;
+        Ok(self.person_state(&mut conn, person).await?.flatten())
+    }
+
+    /// The demographics a record last stated.
+    pub async fn source_record_demographics(
+        &self,
+        conn: &mut AnyConnection,
+        record: &SourceRecordId,
+    ) -> Result<Option<crate::domain::Demographics>, Error> {
+        let sql = format!("SELECT {DEMOGRAPHIC_COLUMNS} FROM source_records WHERE id = $1");
+        let row: Option<super::DemographicsRow> = sqlx::query_as(AssertSqlSafe(sql))
+            .bind(record.as_str())
+            .fetch_optional(&mut *conn)
+            .await?;
+        row.map(super::DemographicsRow::into_domain).transpose()
+    }
+}
+
+/// A merge as stored.
+#[derive(Debug, Clone, PartialEq, FromRow)]
+pub struct MergeRow {
+    pub id: String,
+    pub from_person_id: String,
+    pub into_person_id: String,
+    /// JSON: `[{"record": id, "manual": bool}, …]`.
+    pub moved_records: String,
+    pub merged_at: i64,
+    pub merged_by: String,
+    pub reason: String,
+    pub unmerged_at: Option<i64>,
 }

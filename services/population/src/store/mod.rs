@@ -5,7 +5,7 @@
 mod matching;
 mod resolve_batcher;
 
-pub use matching::{ExistingRecord, MAX_CANDIDATES, ReviewRow};
+pub use matching::{ExistingRecord, MAX_CANDIDATES, MergeRow, ReviewRow};
 
 pub use resolve_batcher::{MAX_BATCH, QUERY_SLOTS, ResolveBatcher};
 
@@ -297,6 +297,7 @@ impl PopulationStore {
                     demographics: row.demographics.into_domain()?,
                     created_at: time::from_micros(row.created_at),
                     updated_at: time::from_micros(row.updated_at),
+                    demographics_sources: Vec::new(),
                 })
             })
             .collect()

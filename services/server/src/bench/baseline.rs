@@ -73,6 +73,48 @@ impl PopulationRegistry for UnguardedResolve {
         Err(baseline_only())
     }
 
+    async fn list_match_reviews(
+        &self,
+        _: Request<proto::ListMatchReviewsRequest>,
+    ) -> Result<Response<proto::ListMatchReviewsResponse>, Status> {
+        Err(baseline_only())
+    }
+
+    async fn decide_match_review(
+        &self,
+        _: Request<proto::DecideMatchReviewRequest>,
+    ) -> Result<Response<proto::DecideMatchReviewResponse>, Status> {
+        Err(baseline_only())
+    }
+
+    async fn link_source_record(
+        &self,
+        _: Request<proto::LinkSourceRecordRequest>,
+    ) -> Result<Response<proto::LinkSourceRecordResponse>, Status> {
+        Err(baseline_only())
+    }
+
+    async fn unlink_source_record(
+        &self,
+        _: Request<proto::UnlinkSourceRecordRequest>,
+    ) -> Result<Response<proto::UnlinkSourceRecordResponse>, Status> {
+        Err(baseline_only())
+    }
+
+    async fn merge_persons(
+        &self,
+        _: Request<proto::MergePersonsRequest>,
+    ) -> Result<Response<proto::MergePersonsResponse>, Status> {
+        Err(baseline_only())
+    }
+
+    async fn unmerge_persons(
+        &self,
+        _: Request<proto::UnmergePersonsRequest>,
+    ) -> Result<Response<proto::UnmergePersonsResponse>, Status> {
+        Err(baseline_only())
+    }
+
     async fn resolve_identifier(
         &self,
         request: Request<proto::ResolveIdentifierRequest>,

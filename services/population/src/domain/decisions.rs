@@ -1,0 +1,496 @@
+//! A person's decisions about links: the review queue, manual link and unlink, merge and unmerge.
+//! They are for the region's data stewards (role administrator). Each records who, why and when,
+//! writes its audit event and its outbox event in its own transaction, and marks the records it
+//! moves as linked by hand, so that automatic matching never undoes it.
+
+use chrono::{DateTime, Utc};
+use hie_access::{AuditEvent, Outcome};
+use hie_core::context::{RequestContext, Role};
+use hie_core::page::{PageSize, PageToken, next_page};
+use hie_core::{Error, time};
+use serde_json::json;
+use sqlx::AnyConnection;
+
+use super::matching::Explanation;
+use super::service::link_event;
+use super::{PersonId, PopulationService, SourceRecordId};
+use crate::store::{MergeRow, ReviewRow};
+
+/// The longest reason accepted, in characters.
+pub const MAX_REASON_CHARS: usize = 500;
+
+/// Where a review stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReviewStatus {
+    Pending,
+    Linked,
+    Rejected,
+}
+
+impl ReviewStatus {
+    pub fn code(self) -> &'static str {
+        match self {
+            ReviewStatus::Pending => "pending",
+            ReviewStatus::Linked => "linked",
+            ReviewStatus::Rejected => "rejected",
+        }
+    }
+
+    fn parse(code: &str) -> Result<ReviewStatus, Error> {
+        match code {
+            "pending" => Ok(ReviewStatus::Pending),
+            "linked" => Ok(ReviewStatus::Linked),
+            "rejected" => Ok(ReviewStatus::Rejected),
+            _ => Err(Error::Internal("a stored review status does not parse".into())),
+        }
+    }
+}
+
+/// A possible match, with why it scored as it did.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Review {
+    pub id: String,
+    pub source_record_id: SourceRecordId,
+    pub candidate_person_id: PersonId,
+    pub candidate_record_id: SourceRecordId,
+    pub probability: f64,
+    pub explanation: Explanation,
+    pub model_version: i64,
+    pub status: ReviewStatus,
+    pub created_at: DateTime<Utc>,
+}
+
+/// A steward's verdict on a review.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReviewDecision {
+    Link,
+    Reject,
+}
+
+/// What a merge did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Merge {
+    pub id: String,
+    pub moved: Vec<SourceRecordId>,
+}
+
+fn stewards_only(context: &RequestContext) -> Result<(), Error> {
+    match context.role {
+        Role::Administrator => Ok(()),
+        role => Err(Error::PermissionDenied(format!(
+            "role {} may not decide links; only an administrator (data steward) may",
+            role.code()
+        ))),
+    }
+}
+
+/// A decision's reason: required, and short enough to store.
+pub fn reason(text: &str) -> Result<String, Error> {
+    let text = text.trim();
+    if text.is_empty() {
+        return Err(Error::invalid("reason", "must say why the decision was made"));
+    }
+    let n = text.chars().count();
+    if n > MAX_REASON_CHARS {
+        return Err(Error::invalid(
+            "reason",
+            format!("is {n} characters long, at most {MAX_REASON_CHARS} are allowed"),
+        ));
+    }
+    Ok(text.to_owned())
+}
+
+fn stored<T>(parsed: Result<T, hie_core::FieldError>) -> Result<T, Error> {
+    parsed.map_err(|_| Error::Internal("a stored id does not parse".into()))
+}
+
+impl PopulationService {
+    fn review_of(&self, row: ReviewRow) -> Result<Review, Error> {
+        let pattern = u32::try_from(row.pattern)
+            .map_err(|_| Error::Internal("a stored match pattern is out of range".into()))?;
+        Ok(Review {
+            id: row.id,
+            source_record_id: stored(SourceRecordId::parse(&row.source_record_id))?,
+            candidate_person_id: stored(PersonId::parse(&row.candidate_person_id))?,
+            candidate_record_id: stored(SourceRecordId::parse(&row.candidate_record_id))?,
+            probability: row.probability,
+            explanation: self.matcher.explain(pattern),
+            model_version: row.model_version,
+            status: ReviewStatus::parse(&row.status)?,
+            created_at: time::from_micros(row.created_at),
+        })
+    }
+
+    /// Runs a steward's change in one transaction with its audit event; a refused or failed
+    /// change leaves an event of its own.
+    async fn steward_change<T>(
+        &self,
+        context: &RequestContext,
+        action: &str,
+        resource: (&str, Option<String>),
+        change: impl AsyncFnOnce(&mut AnyConnection) -> Result<(T, Option<String>), Error>,
+    ) -> Result<T, Error> {
+        let outcome = async {
+            stewards_only(context)?;
+            let mut transaction = self.store.begin_write().await?;
+            let (value, person) = change(&mut transaction).await?;
+            let event = AuditEvent::new(
+                context,
+                action,
+                person,
+                resource.0,
+                resource.1.clone(),
+                Outcome::Permitted,
+            );
+            hie_access::store::append_in(&mut transaction, &[event]).await?;
+            transaction.commit().await?;
+            Ok(value)
+        }
+        .await;
+        if let Err(error) = &outcome {
+            let refused = match error {
+                Error::PermissionDenied(reason) => Outcome::Denied(reason.clone()),
+                other => Outcome::Failed(other.to_string()),
+            };
+            let event = AuditEvent::new(context, action, None, resource.0, resource.1, refused);
+            self.access.audit().record(event).await?;
+        }
+        outcome
+    }
+
+    /// Pending reviews, oldest first.
+    pub async fn pending_reviews(
+        &self,
+        context: &RequestContext,
+        page_size: PageSize,
+        page_token: Option<PageToken>,
+    ) -> Result<(Vec<Review>, Option<PageToken>), Error> {
+        stewards_only(context)?;
+        let rows = self
+            .store
+            .pending_reviews(
+                page_token.as_ref().map(PageToken::last_key),
+                page_size.get() as usize + 1,
+            )
+            .await?;
+        let mut reviews = rows
+            .into_iter()
+            .map(|r| self.review_of(r))
+            .collect::<Result<Vec<_>, _>>()?;
+        let next = next_page(&mut reviews, page_size, |r| r.id.as_str());
+        let event = AuditEvent::new(
+            context,
+            "population.list_reviews",
+            None,
+            "match_review",
+            None,
+            Outcome::Permitted,
+        );
+        self.access.audit().record(event).await?;
+        Ok((reviews, next))
+    }
+
+    /// Links or rejects a pending review. Returns the review as decided and the record's person.
+    pub async fn decide_review(
+        &self,
+        context: &RequestContext,
+        review_id: &str,
+        decision: ReviewDecision,
+        why: &str,
+    ) -> Result<(Review, PersonId), Error> {
+        let why = reason(why)?;
+        let action = match decision {
+            ReviewDecision::Link => "population.review.link",
+            ReviewDecision::Reject => "population.review.reject",
+        };
+        self.steward_change(context, action, ("match_review", Some(review_id.to_owned())), async |conn| {
+            let row = self
+                .store
+                .review(conn, review_id)
+                .await?
+                .ok_or_else(|| Error::NotFound(format!("review {review_id} does not exist")))?;
+            if row.status != "pending" {
+                return Err(Error::precondition(
+                    "review_id",
+                    format!(
+                        "was already decided ({}) by {} at {}",
+                        row.status,
+                        row.decided_by.as_deref().unwrap_or("?"),
+                        row.decided_at.map(|t| time::from_micros(t).to_rfc3339()).unwrap_or_default()
+                    ),
+                ));
+            }
+            let mut review = self.review_of(row)?;
+            let now = time::now();
+            let person = match decision {
+                ReviewDecision::Link => {
+                    let (current, _) = self.record_link(conn, &review.source_record_id).await?;
+                    self.require_live_person(conn, &review.candidate_person_id, "review_id").await?;
+                    self.move_record_by_hand(
+                        conn,
+                        &review.source_record_id,
+                        &current,
+                        &review.candidate_person_id,
+                        json!({"by": "review", "review_id": review.id, "user": context.user_id, "reason": why}),
+                        now,
+                    )
+                    .await?;
+                    review.status = ReviewStatus::Linked;
+                    review.candidate_person_id.clone()
+                }
+                ReviewDecision::Reject => {
+                    review.status = ReviewStatus::Rejected;
+                    self.record_link(conn, &review.source_record_id).await?.0
+                }
+            };
+            let decided = self.store.decide_review(conn, review_id, review.status.code(), &context.user_id, &why, now).await?;
+            if !decided {
+                return Err(Error::precondition("review_id", "was decided by someone else meanwhile"));
+            }
+            Ok(((review, person.clone()), Some(person.as_str().to_owned())))
+        })
+        .await
+    }
+
+    /// Links a record to a person by hand; returns the person it left.
+    pub async fn link_record(
+        &self,
+        context: &RequestContext,
+        record: &SourceRecordId,
+        person: &PersonId,
+        why: &str,
+    ) -> Result<PersonId, Error> {
+        let why = reason(why)?;
+        self.steward_change(
+            context,
+            "population.link",
+            ("source_record", Some(record.as_str().to_owned())),
+            async |conn| {
+                let (current, _) = self.record_link(conn, record).await?;
+                if &current == person {
+                    return Err(Error::precondition(
+                        "person_id",
+                        "the record is already linked to this person",
+                    ));
+                }
+                self.require_live_person(conn, person, "person_id").await?;
+                let how = json!({"by": "manual link", "user": context.user_id, "reason": why});
+                self.move_record_by_hand(conn, record, &current, person, how, time::now())
+                    .await?;
+                Ok((current, Some(person.as_str().to_owned())))
+            },
+        )
+        .await
+    }
+
+    /// Takes a record from its person to a new person of its own; returns the new person.
+    pub async fn unlink_record(
+        &self,
+        context: &RequestContext,
+        record: &SourceRecordId,
+        why: &str,
+    ) -> Result<PersonId, Error> {
+        let why = reason(why)?;
+        self.steward_change(
+            context,
+            "population.unlink",
+            ("source_record", Some(record.as_str().to_owned())),
+            async |conn| {
+                let (current, _) = self.record_link(conn, record).await?;
+                if self.store.record_links_of(conn, &current).await?.len() < 2 {
+                    return Err(Error::precondition(
+                        "source_record_id",
+                        "is the only record of its person: there is nothing to unlink it from",
+                    ));
+                }
+                let now = time::now();
+                let person = PersonId::generate();
+                let demographics = self
+                    .store
+                    .source_record_demographics(conn, record)
+                    .await?
+                    .ok_or_else(|| Error::Internal("a record vanished inside its transaction".into()))?;
+                self.store
+                    .insert_person(conn, &person, &demographics, now)
+                    .await?;
+                let how = json!({"by": "manual unlink", "user": context.user_id, "reason": why});
+                self.move_record_by_hand(conn, record, &current, &person, how, now)
+                    .await?;
+                Ok((person.clone(), Some(person.as_str().to_owned())))
+            },
+        )
+        .await
+    }
+
+    /// Merges `from` into `into`: every record of `from` moves; `from` stays, empty, as merged.
+    pub async fn merge_persons(
+        &self,
+        context: &RequestContext,
+        from: &PersonId,
+        into: &PersonId,
+        why: &str,
+    ) -> Result<Merge, Error> {
+        if from == into {
+            return Err(Error::invalid(
+                "into_person_id",
+                "is the person being merged: a person cannot be merged into itself",
+            ));
+        }
+        let why = reason(why)?;
+        self.steward_change(
+            context,
+            "population.merge",
+            ("person", Some(from.as_str().to_owned())),
+            async |conn| {
+                self.require_live_person(conn, from, "from_person_id").await?;
+                self.require_live_person(conn, into, "into_person_id").await?;
+                let now = time::now();
+                let records = self.store.record_links_of(conn, from).await?;
+                for (record, _) in &records {
+                    self.store.move_record(conn, record, into, true).await?;
+                }
+                self.store.set_merged_into(conn, from, Some(into), now).await?;
+                let moved: Vec<serde_json::Value> = records
+                    .iter()
+                    .map(|(record, manual)| json!({"record": record.as_str(), "manual": manual}))
+                    .collect();
+                let merge = MergeRow {
+                    id: uuid::Uuid::now_v7().to_string(),
+                    from_person_id: from.as_str().to_owned(),
+                    into_person_id: into.as_str().to_owned(),
+                    moved_records: serde_json::Value::Array(moved).to_string(),
+                    merged_at: time::to_micros(now),
+                    merged_by: context.user_id.clone(),
+                    reason: why.clone(),
+                    unmerged_at: None,
+                };
+                self.store.insert_merge(conn, &merge).await?;
+                self.store.refresh_golden_record(conn, into, now).await?;
+                let payload = json!({
+                    "merge_id": merge.id, "from_person_id": from.as_str(), "into_person_id": into.as_str(),
+                    "source_record_ids": records.iter().map(|(r, _)| r.as_str()).collect::<Vec<_>>(),
+                    "user": context.user_id, "reason": why,
+                });
+                hie_core::outbox::append(conn, "population.person.merged", &payload).await?;
+                let moved = records.into_iter().map(|(r, _)| r).collect();
+                Ok((Merge { id: merge.id, moved }, Some(into.as_str().to_owned())))
+            },
+        )
+        .await
+    }
+
+    /// Undoes a merge: the records it moved go back to the merged person with the flags they
+    /// had, wherever they are now; returns them.
+    pub async fn unmerge_persons(
+        &self,
+        context: &RequestContext,
+        merge_id: &str,
+        why: &str,
+    ) -> Result<Vec<SourceRecordId>, Error> {
+        let why = reason(why)?;
+        self.steward_change(
+            context,
+            "population.unmerge",
+            ("person_merge", Some(merge_id.to_owned())),
+            async |conn| {
+                let merge = self
+                    .store
+                    .merge(conn, merge_id)
+                    .await?
+                    .ok_or_else(|| Error::NotFound(format!("merge {merge_id} does not exist")))?;
+                if let Some(at) = merge.unmerged_at {
+                    return Err(Error::precondition(
+                        "merge_id",
+                        format!("was already undone at {}", time::from_micros(at).to_rfc3339()),
+                    ));
+                }
+                let from = stored(PersonId::parse(&merge.from_person_id))?;
+                let into = stored(PersonId::parse(&merge.into_person_id))?;
+                let moved: Vec<serde_json::Value> = serde_json::from_str(&merge.moved_records)
+                    .map_err(|_| Error::Internal("a stored merge does not parse".into()))?;
+                let now = time::now();
+                let mut restored = Vec::with_capacity(moved.len());
+                let mut left = vec![into.clone()];
+                for entry in moved {
+                    let record = stored(SourceRecordId::parse(entry["record"].as_str().unwrap_or("")))?;
+                    let manual = entry["manual"].as_bool().unwrap_or(false);
+                    if let Some((now_with, _)) = self.store.record_link(conn, &record).await? {
+                        if !left.contains(&now_with) {
+                            left.push(now_with);
+                        }
+                    }
+                    self.store.move_record(conn, &record, &from, manual).await?;
+                    restored.push(record);
+                }
+                self.store.set_merged_into(conn, &from, None, now).await?;
+                if !self
+                    .store
+                    .mark_unmerged(conn, merge_id, &context.user_id, &why, now)
+                    .await?
+                {
+                    return Err(Error::precondition(
+                        "merge_id",
+                        "was undone by someone else meanwhile",
+                    ));
+                }
+                self.store.refresh_golden_record(conn, &from, now).await?;
+                for person in &left {
+                    self.store.refresh_golden_record(conn, person, now).await?;
+                }
+                let payload = json!({
+                    "merge_id": merge_id, "from_person_id": from.as_str(), "into_person_id": into.as_str(),
+                    "source_record_ids": restored.iter().map(SourceRecordId::as_str).collect::<Vec<_>>(),
+                    "user": context.user_id, "reason": why,
+                });
+                hie_core::outbox::append(conn, "population.person.unmerged", &payload).await?;
+                Ok((restored, Some(from.as_str().to_owned())))
+            },
+        )
+        .await
+    }
+
+    async fn record_link(
+        &self,
+        conn: &mut AnyConnection,
+        record: &SourceRecordId,
+    ) -> Result<(PersonId, bool), Error> {
+        self.store
+            .record_link(conn, record)
+            .await?
+            .ok_or_else(|| Error::NotFound(format!("source record {} does not exist", record.as_str())))
+    }
+
+    async fn require_live_person(
+        &self,
+        conn: &mut AnyConnection,
+        person: &PersonId,
+        field: &str,
+    ) -> Result<(), Error> {
+        match self.store.person_state(conn, person).await? {
+            None => Err(Error::NotFound(format!(
+                "person {} does not exist",
+                person.as_str()
+            ))),
+            Some(Some(into)) => Err(Error::precondition(
+                field,
+                format!("person {} was merged into {}", person.as_str(), into.as_str()),
+            )),
+            Some(None) => Ok(()),
+        }
+    }
+
+    async fn move_record_by_hand(
+        &self,
+        conn: &mut AnyConnection,
+        record: &SourceRecordId,
+        from: &PersonId,
+        to: &PersonId,
+        how: serde_json::Value,
+        now: DateTime<Utc>,
+    ) -> Result<(), Error> {
+        self.store.move_record(conn, record, to, true).await?;
+        self.store.refresh_golden_record(conn, to, now).await?;
+        self.store.refresh_golden_record(conn, from, now).await?;
+        link_event(conn, record, to, Some(from), how).await
+    }
+}

@@ -1,0 +1,406 @@
+//! The master patient index on both backends: probabilistic matching on registration, the review
+//! queue, manual link decisions, merge and unmerge, the golden record and the outbox events.
+
+use hie_core::Error;
+use hie_core::page::PageSize;
+use hie_population::domain::decisions::ReviewDecision;
+use hie_population::domain::{PersonId, RegistrationOutcome};
+use hie_server::Exchange;
+
+use crate::harness::{
+    TestDb, count, ctx, draft, on_every_backend, register_organisations, request, steward, woman,
+};
+
+on_every_backend!(
+    a_homophone_without_an_identity_number_joins_its_person,
+    a_possible_match_waits_for_review_and_a_rejected_pair_is_never_proposed_again,
+    an_accepted_review_links_and_matching_never_undoes_it,
+    merge_and_unmerge_restore_exactly_what_was,
+    link_and_unlink_by_hand_refuse_what_makes_no_sense,
+    the_golden_record_takes_each_field_from_the_newest_record_that_states_it,
+    thresholds_out_of_order_keep_the_exchange_from_starting,
+);
+
+/// An exchange whose link threshold nothing short of identical records reaches, so that
+/// ordinary matches land in the review queue.
+async fn cautious_exchange(db: &TestDb) -> Exchange {
+    let mut settings = db.settings();
+    settings.matching.link_threshold = 0.999_999_999_9;
+    settings.matching.review_threshold = 0.000_1;
+    Exchange::open(&settings).await.expect("the exchange opens")
+}
+
+async fn outbox_topics(exchange: &Exchange) -> Vec<String> {
+    let mut conn = exchange.database.pool().acquire().await.unwrap();
+    hie_core::outbox::events(&mut conn, "population.")
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|(topic, _)| topic)
+        .collect()
+}
+
+async fn a_homophone_without_an_identity_number_joins_its_person(db: TestDb) {
+    let exchange = db.exchange().await;
+    register_organisations(&exchange).await;
+    let population = &exchange.population;
+    let first = population
+        .register(
+            &ctx(),
+            &draft(request("QDN-H01", "MZ001", "吴阿妹", Some(&woman(1)))),
+        )
+        .await
+        .unwrap();
+    // Another hospital's clerk heard the name and wrote 美 for 妹; no identity card at hand.
+    let mut heard = request("QDN-H02", "ZY-77", "吴阿美", None);
+    let same = request("QDN-H01", "MZ001", "吴阿妹", Some(&woman(1)));
+    heard.demographics = same.demographics.clone().map(|mut d| {
+        d.name = "吴阿美".into();
+        d
+    });
+    let second = population.register(&ctx(), &draft(heard)).await.unwrap();
+    assert_eq!(second.outcome, RegistrationOutcome::JoinedPerson);
+    assert_eq!(second.person_id, first.person_id);
+    // A namesake born the same day elsewhere, with her own number, phone and house, is not her.
+    let namesake = population
+        .register(
+            &ctx(),
+            &draft(request("QDN-H02", "ZY-78", "吴阿妹", Some(&woman(2)))),
+        )
+        .await
+        .unwrap();
+    assert_eq!(namesake.outcome, RegistrationOutcome::CreatedPerson);
+    assert_eq!(
+        outbox_topics(&exchange).await,
+        vec!["population.record.linked"; 3],
+        "every link change has its event"
+    );
+}
+
+async fn a_possible_match_waits_for_review_and_a_rejected_pair_is_never_proposed_again(db: TestDb) {
+    let exchange = cautious_exchange(&db).await;
+    register_organisations(&exchange).await;
+    let population = &exchange.population;
+    let first = population
+        .register(
+            &ctx(),
+            &draft(request("QDN-H01", "MZ001", "吴阿妹", Some(&woman(1)))),
+        )
+        .await
+        .unwrap();
+    let without_id = request("QDN-H02", "ZY-77", "吴阿妹", None);
+    let second = population
+        .register(&ctx(), &draft(without_id.clone()))
+        .await
+        .unwrap();
+    assert_eq!(second.outcome, RegistrationOutcome::CreatedPerson);
+    assert_eq!(second.pending_reviews, 1);
+
+    let denied = population
+        .pending_reviews(&ctx(), PageSize::parse(10).unwrap(), None)
+        .await;
+    assert!(matches!(denied, Err(Error::PermissionDenied(_))), "{denied:?}");
+    let (reviews, next) = population
+        .pending_reviews(&steward(), PageSize::parse(10).unwrap(), None)
+        .await
+        .unwrap();
+    assert!(next.is_none());
+    assert_eq!(reviews.len(), 1);
+    let review = &reviews[0];
+    assert_eq!(review.source_record_id, second.source_record_id);
+    assert_eq!(review.candidate_person_id, first.person_id);
+    let name = &review.explanation.fields[0];
+    assert_eq!((name.field, name.agreement), ("name", Some("same characters")));
+    assert!(name.weight > 0.0);
+    assert_eq!(
+        review.explanation.fields[3].agreement, None,
+        "one record has no identity number"
+    );
+
+    let no_reason = population
+        .decide_review(&steward(), &review.id, ReviewDecision::Reject, " ")
+        .await;
+    assert!(
+        matches!(&no_reason, Err(Error::InvalidArgument { field, .. }) if field == "reason"),
+        "{no_reason:?}"
+    );
+    population
+        .decide_review(
+            &steward(),
+            &review.id,
+            ReviewDecision::Reject,
+            "different mothers' names on file",
+        )
+        .await
+        .unwrap();
+    let again = population
+        .decide_review(&steward(), &review.id, ReviewDecision::Link, "changed my mind")
+        .await;
+    assert!(
+        matches!(again, Err(Error::FailedPrecondition { .. })),
+        "{again:?}"
+    );
+    let unknown = population
+        .decide_review(
+            &steward(),
+            "0190a0a0-0000-7000-8000-000000000000",
+            ReviewDecision::Link,
+            "x",
+        )
+        .await;
+    assert!(matches!(unknown, Err(Error::NotFound(_))), "{unknown:?}");
+
+    // The hospital sends the record again: the rejected pair is not proposed again.
+    let resent = population.register(&ctx(), &draft(without_id)).await.unwrap();
+    assert_eq!(resent.pending_reviews, 0);
+    assert_eq!(resent.person_id, second.person_id);
+    let (reviews, _) = population
+        .pending_reviews(&steward(), PageSize::parse(10).unwrap(), None)
+        .await
+        .unwrap();
+    assert!(reviews.is_empty());
+}
+
+async fn an_accepted_review_links_and_matching_never_undoes_it(db: TestDb) {
+    let exchange = cautious_exchange(&db).await;
+    register_organisations(&exchange).await;
+    let population = &exchange.population;
+    let first = population
+        .register(
+            &ctx(),
+            &draft(request("QDN-H01", "MZ001", "吴阿妹", Some(&woman(1)))),
+        )
+        .await
+        .unwrap();
+    let without_id = request("QDN-H02", "ZY-77", "吴阿妹", None);
+    let second = population
+        .register(&ctx(), &draft(without_id.clone()))
+        .await
+        .unwrap();
+    let (reviews, _) = population
+        .pending_reviews(&steward(), PageSize::parse(10).unwrap(), None)
+        .await
+        .unwrap();
+    let (decided, person) = population
+        .decide_review(
+            &steward(),
+            &reviews[0].id,
+            ReviewDecision::Link,
+            "same mother, same village",
+        )
+        .await
+        .unwrap();
+    assert_eq!(person, first.person_id);
+    assert_eq!(decided.status.code(), "linked");
+    let resent = population.register(&ctx(), &draft(without_id)).await.unwrap();
+    assert_eq!(resent.person_id, first.person_id, "a person's decision stands");
+    let (_, records) = population.person(&ctx(), &first.person_id).await.unwrap();
+    assert_eq!(records.len(), 2);
+    let (_, left_behind) = population.person(&ctx(), &second.person_id).await.unwrap();
+    assert!(left_behind.is_empty());
+    assert!(count(&exchange, "audit_events").await >= 4);
+}
+
+async fn register_person(
+    exchange: &Exchange,
+    organisation: &str,
+    local: &str,
+    name: &str,
+    n: u32,
+) -> PersonId {
+    exchange
+        .population
+        .register(
+            &ctx(),
+            &draft(request(organisation, local, name, Some(&woman(n)))),
+        )
+        .await
+        .unwrap()
+        .person_id
+}
+
+async fn merge_and_unmerge_restore_exactly_what_was(db: TestDb) {
+    let exchange = db.exchange().await;
+    register_organisations(&exchange).await;
+    let population = &exchange.population;
+    let a = register_person(&exchange, "QDN-H01", "MZ001", "吴阿妹", 1).await;
+    assert_eq!(
+        register_person(&exchange, "QDN-H02", "ZY-01", "吴阿妹", 1).await,
+        a
+    );
+    let b = register_person(&exchange, "QDN-H01", "MZ002", "杨秀英", 2).await;
+    assert_ne!(a, b);
+
+    let itself = population.merge_persons(&steward(), &a, &a, "duplicate").await;
+    assert!(
+        matches!(&itself, Err(Error::InvalidArgument { field, .. }) if field == "into_person_id"),
+        "{itself:?}"
+    );
+    let by_clinician = population.merge_persons(&ctx(), &a, &b, "duplicate").await;
+    assert!(matches!(by_clinician, Err(Error::PermissionDenied(_))));
+
+    let merge = population
+        .merge_persons(&steward(), &a, &b, "the same woman: maiden and married name")
+        .await
+        .unwrap();
+    assert_eq!(merge.moved.len(), 2);
+    let gone = population.person(&ctx(), &a).await;
+    assert!(
+        matches!(&gone, Err(Error::NotFound(m)) if m.contains("merged into")),
+        "{gone:?}"
+    );
+    let (_, records) = population.person(&ctx(), &b).await.unwrap();
+    assert_eq!(records.len(), 3);
+    let twice = population.merge_persons(&steward(), &a, &b, "again").await;
+    assert!(
+        matches!(twice, Err(Error::FailedPrecondition { .. })),
+        "{twice:?}"
+    );
+
+    // One of the moved records changes after the merge; the unmerge still takes it back.
+    let mut changed = request("QDN-H02", "ZY-01", "吴阿妹", Some(&woman(1)));
+    changed.demographics.as_mut().unwrap().phone = "13900000000".into();
+    assert_eq!(
+        population
+            .register(&ctx(), &draft(changed))
+            .await
+            .unwrap()
+            .person_id,
+        b
+    );
+
+    let never = population
+        .unmerge_persons(&steward(), "0190a0a0-0000-7000-8000-000000000000", "oops")
+        .await;
+    assert!(matches!(never, Err(Error::NotFound(_))), "{never:?}");
+    let restored = population
+        .unmerge_persons(&steward(), &merge.id, "two women after all")
+        .await
+        .unwrap();
+    assert_eq!(restored.len(), 2);
+    let (_, records_a) = population.person(&ctx(), &a).await.unwrap();
+    let (_, records_b) = population.person(&ctx(), &b).await.unwrap();
+    assert_eq!((records_a.len(), records_b.len()), (2, 1));
+    assert!(
+        records_a
+            .iter()
+            .any(|r| r.demographics.phone.as_ref().unwrap().as_str() == "13900000000")
+    );
+    let again = population.unmerge_persons(&steward(), &merge.id, "again").await;
+    assert!(
+        matches!(again, Err(Error::FailedPrecondition { .. })),
+        "{again:?}"
+    );
+    let topics = outbox_topics(&exchange).await;
+    assert!(topics.contains(&"population.person.merged".to_owned()));
+    assert!(topics.contains(&"population.person.unmerged".to_owned()));
+}
+
+async fn link_and_unlink_by_hand_refuse_what_makes_no_sense(db: TestDb) {
+    let exchange = db.exchange().await;
+    register_organisations(&exchange).await;
+    let population = &exchange.population;
+    let a = population
+        .register(
+            &ctx(),
+            &draft(request("QDN-H01", "MZ001", "吴阿妹", Some(&woman(1)))),
+        )
+        .await
+        .unwrap();
+    let only = population
+        .unlink_record(&steward(), &a.source_record_id, "test")
+        .await;
+    assert!(matches!(only, Err(Error::FailedPrecondition { .. })), "{only:?}");
+    let nobody = population
+        .link_record(&steward(), &a.source_record_id, &PersonId::generate(), "test")
+        .await;
+    assert!(matches!(nobody, Err(Error::NotFound(_))), "{nobody:?}");
+    let already = population
+        .link_record(&steward(), &a.source_record_id, &a.person_id, "test")
+        .await;
+    assert!(
+        matches!(already, Err(Error::FailedPrecondition { .. })),
+        "{already:?}"
+    );
+
+    let b = population
+        .register(
+            &ctx(),
+            &draft(request("QDN-H02", "ZY-01", "吴阿妹", Some(&woman(1)))),
+        )
+        .await
+        .unwrap();
+    assert_eq!(b.person_id, a.person_id);
+    let own = population
+        .unlink_record(
+            &steward(),
+            &b.source_record_id,
+            "a different woman with a borrowed card",
+        )
+        .await
+        .unwrap();
+    assert_ne!(own, a.person_id);
+    // The hospital sends the record again: matching leaves it where the steward put it.
+    let resent = population
+        .register(
+            &ctx(),
+            &draft(request("QDN-H02", "ZY-01", "吴阿妹", Some(&woman(1)))),
+        )
+        .await
+        .unwrap();
+    assert_eq!(resent.person_id, own);
+    population
+        .link_record(
+            &steward(),
+            &b.source_record_id,
+            &a.person_id,
+            "it was her after all",
+        )
+        .await
+        .unwrap();
+    let (_, records) = population.person(&ctx(), &a.person_id).await.unwrap();
+    assert_eq!(records.len(), 2);
+}
+
+async fn the_golden_record_takes_each_field_from_the_newest_record_that_states_it(db: TestDb) {
+    let exchange = db.exchange().await;
+    register_organisations(&exchange).await;
+    let population = &exchange.population;
+    let first = population
+        .register(
+            &ctx(),
+            &draft(request("QDN-H01", "MZ001", "吴阿妹", Some(&woman(1)))),
+        )
+        .await
+        .unwrap();
+    let mut newer = request("QDN-H02", "ZY-01", "吴阿妹", Some(&woman(1)));
+    newer.demographics.as_mut().unwrap().phone = String::new();
+    let second = population.register(&ctx(), &draft(newer)).await.unwrap();
+    assert_eq!(second.person_id, first.person_id);
+    let (person, _) = population.person(&ctx(), &first.person_id).await.unwrap();
+    assert!(
+        person.demographics.phone.is_some(),
+        "the older record's phone survives"
+    );
+    let source_of = |field: &str| {
+        person
+            .demographics_sources
+            .iter()
+            .find(|s| s.field == field)
+            .map(|s| s.source_record_id.clone())
+    };
+    assert_eq!(source_of("phone"), Some(first.source_record_id));
+    assert_eq!(source_of("name"), Some(second.source_record_id));
+}
+
+async fn thresholds_out_of_order_keep_the_exchange_from_starting(db: TestDb) {
+    let mut settings = db.settings();
+    settings.matching.link_threshold = 0.5;
+    settings.matching.review_threshold = 0.9;
+    let error = Exchange::open(&settings).await.err().expect("refused");
+    let message = error.to_string();
+    assert!(
+        message.contains("review_threshold") && message.contains("out of order"),
+        "{message}"
+    );
+}
