@@ -19,6 +19,8 @@ on_every_backend!(
     link_and_unlink_by_hand_refuse_what_makes_no_sense,
     the_golden_record_takes_each_field_from_the_newest_record_that_states_it,
     thresholds_out_of_order_keep_the_exchange_from_starting,
+    rematching_after_a_threshold_change_moves_records_and_a_dry_run_changes_nothing,
+    a_model_trained_on_the_registry_is_stored_with_a_version_and_used,
 );
 
 /// An exchange whose link threshold nothing short of identical records reaches, so that
@@ -196,8 +198,11 @@ async fn an_accepted_review_links_and_matching_never_undoes_it(db: TestDb) {
     assert_eq!(resent.person_id, first.person_id, "a person's decision stands");
     let (_, records) = population.person(&ctx(), &first.person_id).await.unwrap();
     assert_eq!(records.len(), 2);
-    let (_, left_behind) = population.person(&ctx(), &second.person_id).await.unwrap();
-    assert!(left_behind.is_empty());
+    let left_behind = population.person(&ctx(), &second.person_id).await;
+    assert!(
+        matches!(&left_behind, Err(Error::NotFound(m)) if m.contains(first.person_id.as_str())),
+        "the emptied person points to where its record went: {left_behind:?}"
+    );
     assert!(count(&exchange, "audit_events").await >= 4);
 }
 
@@ -403,4 +408,114 @@ async fn thresholds_out_of_order_keep_the_exchange_from_starting(db: TestDb) {
         message.contains("review_threshold") && message.contains("out of order"),
         "{message}"
     );
+}
+
+async fn rematching_after_a_threshold_change_moves_records_and_a_dry_run_changes_nothing(db: TestDb) {
+    let cautious = cautious_exchange(&db).await;
+    register_organisations(&cautious).await;
+    let first = cautious
+        .population
+        .register(
+            &ctx(),
+            &draft(request("QDN-H01", "MZ001", "吴阿妹", Some(&woman(1)))),
+        )
+        .await
+        .unwrap();
+    let second = cautious
+        .population
+        .register(&ctx(), &draft(request("QDN-H02", "ZY-77", "吴阿妹", None)))
+        .await
+        .unwrap();
+    assert_ne!(
+        first.person_id, second.person_id,
+        "below the cautious link threshold"
+    );
+
+    // The region lowers the link threshold back to the default, and re-matches.
+    let exchange = db.exchange().await;
+    let operator = hie_core::context::RequestContext::bulk_load("ops", "threshold change");
+    let dry = exchange
+        .population
+        .rematch_batch(&operator, None, 100, true)
+        .await
+        .unwrap();
+    assert_eq!((dry.processed, dry.moved), (2, 1));
+    let (_, records) = exchange
+        .population
+        .person(&ctx(), &first.person_id)
+        .await
+        .unwrap();
+    assert_eq!(records.len(), 1, "a dry run changes nothing");
+
+    let done = exchange
+        .population
+        .rematch_batch(&operator, None, 1, false)
+        .await
+        .unwrap();
+    assert_eq!(done.processed, 1);
+    let rest = exchange
+        .population
+        .rematch_batch(&operator, done.last.as_ref(), 1, false)
+        .await
+        .unwrap();
+    assert_eq!(rest.processed, 1);
+    let end = exchange
+        .population
+        .rematch_batch(&operator, rest.last.as_ref(), 1, false)
+        .await
+        .unwrap();
+    assert_eq!((end.processed, end.last), (0, None));
+    assert_eq!(done.moved + rest.moved, 1);
+    let local = |org: &str, n: &str| {
+        hie_core::domain::Identifier::parse(&format!("urn:hie:org:{org}:patient"), n).unwrap()
+    };
+    let (one, _) = exchange
+        .population
+        .resolve(&ctx(), &local("QDN-H01", "MZ001"))
+        .await
+        .unwrap();
+    let (other, _) = exchange
+        .population
+        .resolve(&ctx(), &local("QDN-H02", "ZY-77"))
+        .await
+        .unwrap();
+    assert_eq!(one, other, "the records are one person now");
+}
+
+async fn a_model_trained_on_the_registry_is_stored_with_a_version_and_used(db: TestDb) {
+    let exchange = db.exchange().await;
+    register_organisations(&exchange).await;
+    for n in 0..30 {
+        let name = ["吴阿妹", "杨秀英", "龙榜", "石金花", "潘老当"][n as usize % 5];
+        for (organisation, local) in [("QDN-H01", format!("MZ{n}")), ("QDN-H02", format!("ZY{n}"))] {
+            exchange
+                .population
+                .register(
+                    &ctx(),
+                    &draft(request(organisation, &local, name, Some(&woman(n)))),
+                )
+                .await
+                .unwrap();
+        }
+    }
+    let (version, model, candidate_pairs) = exchange
+        .population
+        .train_model(&hie_population::domain::linkage::run::Quiet)
+        .await
+        .unwrap();
+    assert_eq!(version, 1);
+    assert_eq!(model.trained_on_records, 60);
+    assert!(candidate_pairs >= 30, "{candidate_pairs}");
+    let (again, _, _) = exchange
+        .population
+        .train_model(&hie_population::domain::linkage::run::Quiet)
+        .await
+        .unwrap();
+    assert_eq!(again, 2, "each training is a new version");
+    let thresholds = hie_population::domain::MatchThresholds::default();
+    let matcher = hie_population::load_matcher(&exchange.database, thresholds)
+        .await
+        .unwrap();
+    use hie_population::domain::Matcher;
+    assert_eq!(matcher.model_version(), 2);
 }

@@ -74,3 +74,10 @@ CREATE TABLE outbox_events (
 );
 
 CREATE INDEX outbox_events_by_time ON outbox_events (created_at, id);
+
+-- Owned by hie-population: where a long job (re-matching) got to, so that it resumes there.
+CREATE TABLE job_checkpoints (
+    job        TEXT PRIMARY KEY,
+    position   TEXT NOT NULL,
+    updated_at BIGINT NOT NULL
+);

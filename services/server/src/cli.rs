@@ -8,7 +8,7 @@ use clap::{Args, Parser, Subcommand};
 use hie_core::db::Database;
 
 use crate::settings::SecretUrl;
-use crate::{Exchange, Settings, bench, demo, linkage_cli, population_file};
+use crate::{Exchange, Settings, bench, demo, linkage_cli, population_file, population_jobs};
 
 /// hie: a regional health-information exchange.
 #[derive(Debug, Parser)]
@@ -47,6 +47,9 @@ pub enum Command {
     /// Write synthetic data.
     #[command(subcommand)]
     Generate(GenerateCommand),
+    /// Operator jobs on the population registry: train the matching model, re-match.
+    #[command(subcommand)]
+    Population(population_jobs::PopulationCommand),
 }
 
 #[derive(Debug, Subcommand)]
@@ -150,6 +153,12 @@ impl Cli {
             Command::Serve(serve) | Command::Demo(DemoArgs { serve, .. }) => (serve.listen, &serve.database),
             Command::Migrate(database)
             | Command::Audit(AuditCommand::Verify(database))
+            | Command::Population(
+                population_jobs::PopulationCommand::Train(database)
+                | population_jobs::PopulationCommand::Rematch(population_jobs::RematchArgs {
+                    database, ..
+                }),
+            )
             | Command::Certs(CertsCommand::Issue { database, .. } | CertsCommand::Revoke { database, .. }) => {
                 (None, database)
             }
@@ -213,6 +222,7 @@ pub fn run(cli: Cli) -> ExitCode {
             Command::Dedupe(args) => {
                 linkage_cli::dedupe(&args).map(|summary| report_linkage(&summary, &args.out))
             }
+            Command::Population(command) => population_jobs::run(&settings, command).await,
             Command::Generate(GenerateCommand::PopulationFile {
                 records,
                 resident_id_share,

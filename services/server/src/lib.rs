@@ -12,6 +12,7 @@ pub mod demo;
 pub mod linkage_cli;
 pub mod pki;
 pub mod population_file;
+pub mod population_jobs;
 pub mod settings;
 
 pub use app::{Exchange, RunningServer};

@@ -490,7 +490,7 @@ impl PopulationService {
     ) -> Result<(), Error> {
         self.store.move_record(conn, record, to, true).await?;
         self.store.refresh_golden_record(conn, to, now).await?;
-        self.store.refresh_golden_record(conn, from, now).await?;
+        self.store.retire_if_empty(conn, from, to, now).await?;
         link_event(conn, record, to, Some(from), how).await
     }
 }

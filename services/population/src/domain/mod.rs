@@ -19,4 +19,4 @@ pub use matching::{
 pub use person::{CrossReference, Person, PersonId, SourceRecord, SourceRecordId};
 pub use record::{Demographics, SourceRecordDraft};
 pub use search::{NameQuery, SearchCriteria};
-pub use service::{PopulationService, Registration, RegistrationOutcome};
+pub use service::{PopulationService, Registration, RegistrationOutcome, RematchReport};

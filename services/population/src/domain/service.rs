@@ -40,6 +40,18 @@ pub struct Registration {
     pub pending_reviews: usize,
 }
 
+/// What re-matching a batch did, or in a dry run would do.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RematchReport {
+    pub processed: usize,
+    /// Records that joined another person (an existing one or a new one).
+    pub moved: usize,
+    /// Possible matches queued for review (in a dry run: that would be).
+    pub pending_reviews: usize,
+    /// The last record of the batch, where the next batch starts.
+    pub last: Option<SourceRecordId>,
+}
+
 /// The lock of one organisation's record, so that two submissions of it are serialised.
 fn record_lock_key(draft: &SourceRecordDraft) -> i64 {
     super::linkage::stable_hash(&(
@@ -110,7 +122,7 @@ impl PopulationService {
                 .require_active_organisation("organisation_code", draft.organisation())
                 .await?;
             let mut transaction = self.store.begin_write().await?;
-            let registration = self.register_in(&mut transaction, draft).await?;
+            let registration = self.register_in(&mut transaction, draft, None).await?;
             hie_access::store::append_in(&mut transaction, &[registered_event(context, &registration)])
                 .await?;
             transaction.commit().await?;
@@ -149,7 +161,7 @@ impl PopulationService {
         let mut transaction = self.store.begin_write().await?;
         let mut registrations = Vec::with_capacity(drafts.len());
         for draft in drafts {
-            registrations.push(self.register_in(&mut transaction, draft).await?);
+            registrations.push(self.register_in(&mut transaction, draft, None).await?);
         }
         let events: Vec<AuditEvent> = registrations
             .iter()
@@ -160,10 +172,13 @@ impl PopulationService {
         Ok(registrations)
     }
 
+    /// Registers one record inside the caller's transaction. `content_time` is when the content
+    /// was submitted, for re-matching, which must not make old content look new; `None` is now.
     async fn register_in(
         &self,
         conn: &mut AnyConnection,
         draft: &SourceRecordDraft,
+        content_time: Option<chrono::DateTime<chrono::Utc>>,
     ) -> Result<Registration, Error> {
         let keys = self.matcher.blocking_keys(draft);
         // Lock the record's own key and its blocking keys, so that two registrations of the same
@@ -282,7 +297,7 @@ impl PopulationService {
             }
         };
         self.store
-            .update_source_record(conn, &existing.id, &person_id, draft, now)
+            .update_source_record(conn, &existing.id, &person_id, draft, content_time.unwrap_or(now))
             .await?;
         self.store
             .replace_identifiers(conn, &existing.id, &person_id, draft)
@@ -293,7 +308,9 @@ impl PopulationService {
             .await?;
         self.store.refresh_golden_record(conn, &person_id, now).await?;
         if person_id != current {
-            self.store.refresh_golden_record(conn, &current, now).await?;
+            self.store
+                .retire_if_empty(conn, &current, &person_id, now)
+                .await?;
         }
         if let Some(how) = how {
             link_event(conn, &existing.id, &person_id, Some(&current), how).await?;
@@ -304,6 +321,115 @@ impl PopulationService {
             outcome: RegistrationOutcome::UpdatedRecord,
             pending_reviews: review.len(),
         })
+    }
+
+    /// Re-runs matching for up to `limit` records after `after` (in id order), as if each were
+    /// submitted again with its stored content, in one transaction; in a dry run the
+    /// transaction is rolled back, so nothing changes. Records linked by hand stay.
+    pub async fn rematch_batch(
+        &self,
+        context: &RequestContext,
+        after: Option<&SourceRecordId>,
+        limit: usize,
+        dry_run: bool,
+    ) -> Result<RematchReport, Error> {
+        let records = self.store.source_records_after(after, limit).await?;
+        let mut report = RematchReport {
+            last: records.last().map(|r| r.id.clone()),
+            ..RematchReport::default()
+        };
+        let mut transaction = self.store.begin_write().await?;
+        for record in &records {
+            let identifiers: Vec<Identifier> = record
+                .identifiers
+                .iter()
+                .filter(|i| !matches!(i.system(), IdentifierSystem::LocalPatientNumber(_)))
+                .cloned()
+                .collect();
+            let draft = SourceRecordDraft::new(
+                record.organisation.clone(),
+                &record.local_patient_number,
+                record.demographics.clone(),
+                identifiers,
+            )?;
+            let registration = self
+                .register_in(&mut transaction, &draft, Some(record.updated_at))
+                .await?;
+            report.processed += 1;
+            if registration.person_id != record.person_id {
+                report.moved += 1;
+            }
+            report.pending_reviews += registration.pending_reviews;
+        }
+        let event = AuditEvent::new(
+            context,
+            if dry_run {
+                "population.rematch.dry_run"
+            } else {
+                "population.rematch"
+            },
+            None,
+            "source_record",
+            report.last.as_ref().map(|r| r.as_str().to_owned()),
+            Outcome::Permitted,
+        );
+        if dry_run {
+            transaction.rollback().await?;
+            self.access.audit().record(event).await?;
+        } else {
+            hie_access::store::append_in(&mut transaction, &[event]).await?;
+            transaction.commit().await?;
+        }
+        Ok(report)
+    }
+
+    /// Trains a matching model on every source record in the registry and stores it as the next
+    /// version; returns the version and the model. The running servers take it at their next
+    /// start.
+    pub async fn train_model(
+        &self,
+        progress: &dyn super::linkage::run::Progress,
+    ) -> Result<(i64, super::linkage::model::LinkageModel, usize), Error> {
+        let mut fields = Vec::new();
+        let mut after: Option<SourceRecordId> = None;
+        loop {
+            let batch = self.store.source_records_after(after.as_ref(), 10_000).await?;
+            let Some(last) = batch.last() else { break };
+            after = Some(last.id.clone());
+            fields.extend(
+                batch
+                    .iter()
+                    .map(|r| super::person_fields(&r.demographics, &r.identifiers)),
+            );
+        }
+        if fields.len() < 2 {
+            return Err(Error::precondition(
+                "source_records",
+                format!(
+                    "the registry holds {} records; training needs at least 2",
+                    fields.len()
+                ),
+            ));
+        }
+        let (profiles, _) = super::linkage::prepare_all(&fields);
+        let options = super::linkage::run::RunOptions {
+            rules: super::linkage::blocking::default_rules(),
+            model: None,
+            // Nothing is linked here: the run is for its model.
+            threshold: f64::INFINITY,
+            left_len: None,
+        };
+        let run = super::linkage::run::run(&profiles, &options, progress);
+        let version = self
+            .store
+            .save_model(&run.model.to_json(), profiles.len() as u64)
+            .await?;
+        Ok((version, run.model, run.candidate_pairs))
+    }
+
+    /// The store, for operator jobs' checkpoints.
+    pub fn store(&self) -> &PopulationStore {
+        &self.store
     }
 
     /// The person with the source records linked to it.

@@ -482,6 +482,48 @@ impl PopulationStore {
         Ok(done.rows_affected() == 1)
     }
 
+    /// After a record left `person` for `to`: a person left without records is marked as merged
+    /// into `to`, so that whoever still holds the old id is told where the records went;
+    /// otherwise the person's golden record is recomputed from the records that stayed.
+    pub async fn retire_if_empty(
+        &self,
+        conn: &mut AnyConnection,
+        person: &PersonId,
+        to: &PersonId,
+        now: DateTime<Utc>,
+    ) -> Result<(), Error> {
+        if self.record_links_of(conn, person).await?.is_empty() {
+            self.set_merged_into(conn, person, Some(to), now).await
+        } else {
+            self.refresh_golden_record(conn, person, now).await
+        }
+    }
+
+    /// Where a job got to, if it was interrupted.
+    pub async fn checkpoint(&self, job: &str) -> Result<Option<String>, Error> {
+        let row: Option<(String,)> = sqlx::query_as("SELECT position FROM job_checkpoints WHERE job = $1")
+            .bind(job)
+            .fetch_optional(self.database.pool())
+            .await?;
+        Ok(row.map(|(p,)| p))
+    }
+
+    pub async fn set_checkpoint(&self, job: &str, position: Option<&str>) -> Result<(), Error> {
+        match position {
+            Some(position) => sqlx::query(
+                "INSERT INTO job_checkpoints (job, position, updated_at) VALUES ($1, $2, $3) \
+                 ON CONFLICT (job) DO UPDATE SET position = excluded.position, updated_at = excluded.updated_at",
+            )
+            .bind(job)
+            .bind(position)
+            .bind(time::to_micros(time::now())),
+            None => sqlx::query("DELETE FROM job_checkpoints WHERE job = $1").bind(job),
+        }
+        .execute(self.database.pool())
+        .await?;
+        Ok(())
+    }
+
     /// Whom a person was merged into, if they were.
     pub async fn merged_into(&self, person: &PersonId) -> Result<Option<PersonId>, Error> {
         let mut conn = self.database.pool().acquire().await?;

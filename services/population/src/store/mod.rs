@@ -313,9 +313,41 @@ impl PopulationStore {
             .bind(person.as_str())
             .fetch_all(self.database.pool())
             .await?;
+        self.with_identifiers(rows).await
+    }
+
+    /// Up to `limit` source records after `after` in id order: for jobs that walk them all.
+    pub async fn source_records_after(
+        &self,
+        after: Option<&SourceRecordId>,
+        limit: usize,
+    ) -> Result<Vec<SourceRecord>, Error> {
+        let sql = format!(
+            "SELECT id, organisation_code, local_patient_number, person_id, {DEMOGRAPHIC_COLUMNS}, created_at, updated_at \
+             FROM source_records WHERE id > $1 ORDER BY id LIMIT {limit}"
+        );
+        let rows: Vec<SourceRecordRow> = sqlx::query_as(AssertSqlSafe(sql))
+            .bind(after.map_or("", SourceRecordId::as_str))
+            .fetch_all(self.database.pool())
+            .await?;
+        self.with_identifiers(rows).await
+    }
+
+    pub async fn count_source_records(&self) -> Result<i64, Error> {
+        let (n,): (i64,) = sqlx::query_as("SELECT count(*) FROM source_records")
+            .fetch_one(self.database.pool())
+            .await?;
+        Ok(n)
+    }
+
+    async fn with_identifiers(&self, rows: Vec<SourceRecordRow>) -> Result<Vec<SourceRecord>, Error> {
         let ids: Vec<String> = rows.iter().map(|r| r.id.clone()).collect();
         let mut connection = self.database.pool().acquire().await?;
-        let mut identifiers = self.identifiers_of_records(&mut connection, &ids).await?;
+        let mut identifiers = BTreeMap::new();
+        // In slices, to stay under every backend's limit on bound parameters.
+        for slice in ids.chunks(1_000) {
+            identifiers.extend(self.identifiers_of_records(&mut connection, slice).await?);
+        }
         rows.into_iter()
             .map(|row| {
                 Ok(SourceRecord {
