@@ -21,6 +21,7 @@ on_every_backend!(
     an_identifier_with_an_unknown_system_is_refused,
     a_page_size_of_zero_or_a_million_is_refused,
     a_search_without_criteria_is_refused,
+    link_decisions_refuse_nonsense_over_the_wire,
 );
 
 /// Checks the status code and the field the status names (in its message and in its details).
@@ -286,4 +287,78 @@ async fn a_call_without_its_request_context_names_the_missing_metadata() {
     let status = bare.register_source_record(unknown_purpose).await.unwrap_err();
     assert_refused(&status, Code::InvalidArgument, "x-hie-purpose");
     assert_eq!(count(server.exchange(), "source_records").await, 0);
+}
+
+async fn link_decisions_refuse_nonsense_over_the_wire(db: TestDb) {
+    use hie_proto::population::{
+        DecideMatchReviewRequest, ListMatchReviewsRequest, MergePersonsRequest, UnmergePersonsRequest,
+    };
+    let server = started(&db).await;
+    let registered = server
+        .population()
+        .register_source_record(request("QDN-H01", "MZ001", "吴阿妹", Some(&woman(1))))
+        .await
+        .unwrap()
+        .into_inner();
+    let steward = server.population_as_steward();
+
+    let clinician = server
+        .population()
+        .list_match_reviews(ListMatchReviewsRequest {
+            page_size: 10,
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(clinician.code(), Code::PermissionDenied, "{clinician:?}");
+    let listed = steward
+        .clone()
+        .list_match_reviews(ListMatchReviewsRequest {
+            page_size: 10,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert!(listed.into_inner().reviews.is_empty());
+
+    let itself = steward
+        .clone()
+        .merge_persons(MergePersonsRequest {
+            from_person_id: registered.person_id.clone(),
+            into_person_id: registered.person_id.clone(),
+            reason: "duplicate".into(),
+        })
+        .await
+        .unwrap_err();
+    assert_refused(&itself, Code::InvalidArgument, "into_person_id");
+    let never = steward
+        .clone()
+        .unmerge_persons(UnmergePersonsRequest {
+            merge_id: "0190a0a0-0000-7000-8000-000000000000".into(),
+            reason: "x".into(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(never.code(), Code::NotFound, "{never:?}");
+    let undecided = steward
+        .clone()
+        .decide_match_review(DecideMatchReviewRequest {
+            review_id: "r1".into(),
+            decision: 0,
+            reason: "x".into(),
+        })
+        .await
+        .unwrap_err();
+    assert_refused(&undecided, Code::InvalidArgument, "decision");
+    let no_reason = steward
+        .clone()
+        .decide_match_review(DecideMatchReviewRequest {
+            review_id: "r1".into(),
+            decision: 2,
+            reason: "".into(),
+        })
+        .await
+        .unwrap_err();
+    assert_refused(&no_reason, Code::InvalidArgument, "reason");
+    assert_eq!(count(server.exchange(), "person_merges").await, 0);
 }

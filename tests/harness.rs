@@ -162,6 +162,11 @@ impl TestServer {
         population_client(self.channel.clone())
     }
 
+    /// The population registry as the region's data steward (role administrator).
+    pub fn population_as_steward(&self) -> PopulationClient {
+        PopulationRegistryClient::with_interceptor(self.channel.clone(), administrator as ContextInterceptor)
+    }
+
     /// The directory, as the region's administrator.
     pub fn directory(&self) -> DirectoryClient<InterceptedService<Channel, ContextInterceptor>> {
         DirectoryClient::with_interceptor(self.channel.clone(), administrator as ContextInterceptor)

@@ -333,7 +333,8 @@ fn true_person(
         let pool = if male { GIVEN_MALE } else { GIVEN_FEMALE };
         let mut given = String::new();
         for _ in 0..if rng.chance(0.25) { 1 } else { 2 } {
-            given.push_str(*rng.pick(pool));
+            let part: &&str = rng.pick(pool);
+            given.push_str(part);
         }
         vec![NamePart::Han(surname), NamePart::Han(given)]
     };

@@ -414,10 +414,10 @@ impl PopulationService {
                 for entry in moved {
                     let record = stored(SourceRecordId::parse(entry["record"].as_str().unwrap_or("")))?;
                     let manual = entry["manual"].as_bool().unwrap_or(false);
-                    if let Some((now_with, _)) = self.store.record_link(conn, &record).await? {
-                        if !left.contains(&now_with) {
-                            left.push(now_with);
-                        }
+                    if let Some((now_with, _)) = self.store.record_link(conn, &record).await?
+                        && !left.contains(&now_with)
+                    {
+                        left.push(now_with);
                     }
                     self.store.move_record(conn, &record, &from, manual).await?;
                     restored.push(record);

@@ -356,7 +356,7 @@ fn address_token_hashes(parts: &[&str]) -> Box<[u64]> {
         for word in part.split(|c: char| c.is_whitespace() || matches!(c, ',' | '，' | '、' | '-' | '#')) {
             let chars: Vec<char> = word.chars().flat_map(char::to_lowercase).collect();
             if chars.iter().any(|c| !c.is_ascii()) && chars.len() > 1 {
-                tokens.extend(chars.windows(2).map(|pair| stable_hash(pair)));
+                tokens.extend(chars.windows(2).map(stable_hash));
             } else if !chars.is_empty() {
                 tokens.push(stable_hash(&chars[..]));
             }
@@ -451,10 +451,13 @@ impl Profile {
 
 /// Prepares many records on every available core, in order; the problems come with the index
 /// of their record.
-pub fn prepare_all(records: &[PersonFields]) -> (Vec<Profile>, Vec<(usize, FieldProblem)>) {
+/// Profiles in record order, and each unusable value with the index of its record.
+pub type Prepared = (Vec<Profile>, Vec<(usize, FieldProblem)>);
+
+pub fn prepare_all(records: &[PersonFields]) -> Prepared {
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).max(1);
     let chunk = records.len().div_ceil(threads).max(1);
-    let parts: Vec<(Vec<Profile>, Vec<(usize, FieldProblem)>)> = std::thread::scope(|scope| {
+    let parts: Vec<Prepared> = std::thread::scope(|scope| {
         let workers: Vec<_> = records
             .chunks(chunk)
             .enumerate()

@@ -77,8 +77,8 @@ fn compare_all(profiles: &[Profile], pairs: &[(u32, u32)], progress: &dyn Progre
     let total = pairs.len();
     let done = std::sync::atomic::AtomicUsize::new(0);
     let mut patterns = vec![0 as Pattern; pairs.len()];
-    let slices: Vec<(&[(u32, u32)], &mut [Pattern])> =
-        pairs.chunks(chunk).zip(patterns.chunks_mut(chunk)).collect();
+    type Slice<'a> = (&'a [(u32, u32)], &'a mut [Pattern]);
+    let slices: Vec<Slice<'_>> = pairs.chunks(chunk).zip(patterns.chunks_mut(chunk)).collect();
     let queue = std::sync::Mutex::new(slices);
     std::thread::scope(|scope| {
         for _ in 0..threads {

@@ -1,0 +1,4 @@
+//! The `hie` binary as operators run it: one test binary for every command tested from outside.
+
+mod audit_verify;
+mod linkage;
