@@ -130,8 +130,9 @@ impl AccessService for AccessGrpc {
             person,
             Outcome::Permitted,
         );
-        crate::store::append_in(&mut transaction, &[event]).await?;
+        crate::store::stage_in(&mut transaction, &[event]).await?;
         transaction.commit().await.map_err(Error::from)?;
+        self.access.audit().chain_staged_soon();
         Ok(Response::new(proto::SetConsentResponse {
             directives: Some(directives_to_proto(&directives)),
         }))

@@ -12,7 +12,7 @@ use hie_core::batch::Batcher;
 use hie_core::context::RequestContext;
 use hie_core::db::{Backend, Database, HeldConnections};
 use hie_core::{Error, time};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use sqlx::{AnyConnection, AssertSqlSafe, FromRow};
 use tokio::sync::Semaphore;
 
@@ -34,6 +34,8 @@ pub struct AuditFilter {
 pub struct AuditTrail {
     database: Database,
     writer: Batcher<AuditEvent, i64>,
+    /// Whether a task is chaining staged events, and whether more were staged meanwhile.
+    chaining: Arc<(std::sync::atomic::AtomicBool, std::sync::atomic::AtomicBool)>,
     /// One permit per read event that may be answered before its event is committed.
     uncommitted: Arc<Semaphore>,
     most_uncommitted: u32,
@@ -221,6 +223,120 @@ pub async fn append_in(conn: &mut AnyConnection, events: &[AuditEvent]) -> Resul
     Ok(sequences)
 }
 
+/// An event as it waits in `audit_staged`.
+#[derive(Serialize, Deserialize)]
+struct StagedEvent {
+    occurred_at: i64,
+    request_id: String,
+    organisation_code: Option<String>,
+    user_id: String,
+    role: String,
+    purpose: String,
+    reason: Option<String>,
+    action: String,
+    person_id: Option<String>,
+    resource_type: String,
+    resource_id: Option<String>,
+    outcome: String,
+    outcome_reason: Option<String>,
+    emergency: bool,
+}
+
+impl StagedEvent {
+    fn of(event: &AuditEvent) -> StagedEvent {
+        StagedEvent {
+            occurred_at: time::to_micros(event.occurred_at),
+            request_id: event.request_id.clone(),
+            organisation_code: event.organisation.clone(),
+            user_id: event.user_id.clone(),
+            role: event.role.clone(),
+            purpose: event.purpose.clone(),
+            reason: event.reason.clone(),
+            action: event.action.clone(),
+            person_id: event.person_id.clone(),
+            resource_type: event.resource_type.clone(),
+            resource_id: event.resource_id.clone(),
+            outcome: event.outcome.code().to_owned(),
+            outcome_reason: event.outcome.reason().map(str::to_owned),
+            emergency: event.emergency,
+        }
+    }
+
+    fn event(self) -> AuditEvent {
+        let reason = self.outcome_reason.unwrap_or_default();
+        AuditEvent {
+            occurred_at: time::from_micros(self.occurred_at),
+            request_id: self.request_id,
+            organisation: self.organisation_code,
+            user_id: self.user_id,
+            role: self.role,
+            purpose: self.purpose,
+            reason: self.reason,
+            action: self.action,
+            person_id: self.person_id,
+            resource_type: self.resource_type,
+            resource_id: self.resource_id,
+            outcome: match self.outcome.as_str() {
+                "permitted" => Outcome::Permitted,
+                "denied" => Outcome::Denied(reason),
+                _ => Outcome::Failed(reason),
+            },
+            emergency: self.emergency,
+        }
+    }
+}
+
+/// Stages the events of a write inside the write's transaction: they commit or vanish with it,
+/// and take no lock on the chain's head. [`AuditTrail::chain_staged_soon`] (after the commit)
+/// or [`AuditTrail::flush`] moves them into the chain.
+pub async fn stage_in(conn: &mut AnyConnection, events: &[AuditEvent]) -> Result<(), Error> {
+    if events.is_empty() {
+        return Ok(());
+    }
+    let staged: Vec<StagedEvent> = events.iter().map(StagedEvent::of).collect();
+    let json = serde_json::to_string(&staged).map_err(|e| Error::Internal(e.to_string()))?;
+    sqlx::query("INSERT INTO audit_staged (id, events) VALUES ($1, $2)")
+        .bind(uuid::Uuid::now_v7().to_string())
+        .bind(json)
+        .execute(&mut *conn)
+        .await?;
+    Ok(())
+}
+
+/// How many staged transactions one chaining transaction takes.
+const STAGED_PER_CHAINING: i64 = 256;
+
+/// Moves staged events into the chain, oldest first, a batch per transaction, until none are
+/// left; returns how many events it chained. Each batch is taken off `audit_staged` and appended
+/// in the same transaction, so that an event is staged or chained, never neither or both.
+async fn chain_staged(database: &Database) -> Result<usize, Error> {
+    let mut chained = 0;
+    loop {
+        let mut transaction = database.begin_write().await?;
+        let mut rows: Vec<(String, String)> = sqlx::query_as(
+            "DELETE FROM audit_staged WHERE id IN (SELECT id FROM audit_staged ORDER BY id LIMIT $1) \
+             RETURNING id, events",
+        )
+        .bind(STAGED_PER_CHAINING)
+        .fetch_all(&mut *transaction)
+        .await?;
+        if rows.is_empty() {
+            transaction.rollback().await?;
+            return Ok(chained);
+        }
+        rows.sort();
+        let mut events = Vec::new();
+        for (_, json) in rows {
+            let staged: Vec<StagedEvent> = serde_json::from_str(&json)
+                .map_err(|_| Error::Internal("a staged audit event does not parse".into()))?;
+            events.extend(staged.into_iter().map(StagedEvent::event));
+        }
+        append_in(&mut transaction, &events).await?;
+        transaction.commit().await?;
+        chained += events.len();
+    }
+}
+
 /// The group writer's side of the chain. On PostgreSQL it appends a batch in one statement that
 /// moves the head only if it is still where the writer left it (and inserts nothing otherwise),
 /// so an append costs one round trip instead of five, on a connection held for it
@@ -334,6 +450,7 @@ impl AuditTrail {
         AuditTrail {
             database,
             writer,
+            chaining: Arc::default(),
             uncommitted: Arc::new(Semaphore::new(most_uncommitted as usize)),
             most_uncommitted,
         }
@@ -408,7 +525,8 @@ impl AuditTrail {
         Ok(())
     }
 
-    /// Waits until every event recorded behind an answer so far is committed.
+    /// Waits until every event recorded behind an answer so far is committed, and every staged
+    /// event (of this process or another) is chained.
     pub async fn flush(&self) -> Result<(), Error> {
         let everything = self
             .uncommitted
@@ -416,7 +534,38 @@ impl AuditTrail {
             .await
             .map_err(|_| Error::Unavailable("the audit trail is closed".into()))?;
         drop(everything);
-        Ok(())
+        chain_staged(&self.database).await.map(drop)
+    }
+
+    /// Chains staged events in the background; call after committing a transaction that staged
+    /// some ([`stage_in`]). One task at a time does it; a call while it runs makes it go round
+    /// once more. Should chaining fail, the events stay staged for the next call or flush.
+    pub fn chain_staged_soon(&self) {
+        use std::sync::atomic::Ordering::SeqCst;
+        let (running, again) = (&self.chaining.0, &self.chaining.1);
+        again.store(true, SeqCst);
+        if running.swap(true, SeqCst) {
+            return;
+        }
+        let (database, chaining) = (self.database.clone(), self.chaining.clone());
+        tokio::spawn(async move {
+            let (running, again) = (&chaining.0, &chaining.1);
+            loop {
+                again.store(false, SeqCst);
+                if let Err(error) = chain_staged(&database).await {
+                    tracing::error!(%error, "cannot chain staged audit events; they stay staged and are retried");
+                }
+                if again.load(SeqCst) {
+                    continue;
+                }
+                running.store(false, SeqCst);
+                // Staged after the last look, while still marked running: go round again,
+                // unless another task has already started.
+                if !again.load(SeqCst) || running.swap(true, SeqCst) {
+                    break;
+                }
+            }
+        });
     }
 
     /// Stored events matching `filter`, newest first, before the sequence number `before`.

@@ -18,13 +18,26 @@ pub struct DirectoryService {
     /// Counts the changes made through this service that can take trust away (a certificate
     /// revoked, an organisation updated), so that caches of who may connect know to re-check.
     trust_changes: Arc<AtomicU64>,
+    /// Active organisations seen recently, with when and at which trust-change count: every
+    /// registration names its organisation, and looking it up each time cost a round trip.
+    active: Arc<
+        std::sync::Mutex<
+            std::collections::HashMap<OrganisationCode, (std::time::Instant, u64, Organisation)>,
+        >,
+    >,
 }
+
+/// How long an organisation found active is taken as active without looking again. A change
+/// through this service ends it at once; one by another process (another replica, the CLI)
+/// within this time, as for certificates.
+pub const ACTIVE_RECHECK_AFTER: std::time::Duration = std::time::Duration::from_secs(1);
 
 impl DirectoryService {
     pub fn new(database: Database) -> DirectoryService {
         DirectoryService {
             store: DirectoryStore::new(database),
             trust_changes: Arc::default(),
+            active: Arc::default(),
         }
     }
 
@@ -76,7 +89,24 @@ impl DirectoryService {
         field: &str,
         code: &OrganisationCode,
     ) -> Result<Organisation, Error> {
-        match self.store.organisation(code).await? {
+        let changes = self.trust_changes();
+        if let Ok(active) = self.active.lock()
+            && let Some((seen, seen_changes, organisation)) = active.get(code)
+            && *seen_changes == changes
+            && seen.elapsed() < ACTIVE_RECHECK_AFTER
+        {
+            return Ok(organisation.clone());
+        }
+        let found = self.store.organisation(code).await?;
+        if let Some(organisation) = found.as_ref().filter(|o| o.is_active())
+            && let Ok(mut active) = self.active.lock()
+        {
+            active.insert(
+                code.clone(),
+                (std::time::Instant::now(), changes, organisation.clone()),
+            );
+        }
+        match found {
             None => Err(Error::precondition(
                 field,
                 format!("organisation {code} is not registered in the directory"),

@@ -142,8 +142,9 @@ impl PopulationService {
                 resource.1.clone(),
                 Outcome::Permitted,
             );
-            hie_access::store::append_in(&mut transaction, &[event]).await?;
+            hie_access::store::stage_in(&mut transaction, &[event]).await?;
             transaction.commit().await?;
+            self.access.audit().chain_staged_soon();
             Ok(value)
         }
         .await;

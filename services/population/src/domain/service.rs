@@ -123,9 +123,10 @@ impl PopulationService {
                 .await?;
             let mut transaction = self.store.begin_write().await?;
             let registration = self.register_in(&mut transaction, draft, None).await?;
-            hie_access::store::append_in(&mut transaction, &[registered_event(context, &registration)])
+            hie_access::store::stage_in(&mut transaction, &[registered_event(context, &registration)])
                 .await?;
             transaction.commit().await?;
+            self.access.audit().chain_staged_soon();
             Ok(registration)
         }
         .await;
@@ -159,6 +160,21 @@ impl PopulationService {
                 .await?;
         }
         let mut transaction = self.store.begin_write().await?;
+        // Every lock of the batch at once, in one sorted order: taken record by record, two
+        // batches could each hold a key the other waits for.
+        let mut locks: Vec<i64> = drafts
+            .iter()
+            .flat_map(|draft| {
+                self.matcher
+                    .blocking_keys(draft)
+                    .into_iter()
+                    .map(|k| k.0)
+                    .chain([record_lock_key(draft)])
+            })
+            .collect();
+        locks.sort_unstable();
+        locks.dedup();
+        self.store.lock_keys(&mut transaction, &locks).await?;
         let mut registrations = Vec::with_capacity(drafts.len());
         for draft in drafts {
             registrations.push(self.register_in(&mut transaction, draft, None).await?);
@@ -167,8 +183,9 @@ impl PopulationService {
             .iter()
             .map(|r| registered_event(context, r))
             .collect();
-        hie_access::store::append_in(&mut transaction, &events).await?;
+        hie_access::store::stage_in(&mut transaction, &events).await?;
         transaction.commit().await?;
+        self.access.audit().chain_staged_soon();
         Ok(registrations)
     }
 
@@ -189,17 +206,13 @@ impl PopulationService {
         locks.dedup();
         self.store.lock_keys(conn, &locks).await?;
 
-        let existing = self
+        let (existing, mut candidates) = self
             .store
-            .existing_record(conn, draft.organisation(), draft.local_patient_number().value())
-            .await?;
-        let mut candidates = self
-            .store
-            .candidates(
+            .match_context(
                 conn,
+                draft.organisation(),
+                draft.local_patient_number().value(),
                 &keys,
-                existing.as_ref().map(|e| &e.id),
-                existing.as_ref().map(|e| &e.person_id),
             )
             .await?;
         if let Some(existing) = &existing {
@@ -241,7 +254,11 @@ impl PopulationService {
                 .queue_reviews(conn, &record_id, &review, model_version, now)
                 .await?;
             if outcome == RegistrationOutcome::JoinedPerson {
-                self.store.refresh_golden_record(conn, &person_id, now).await?;
+                // The new record is the person's newest: each field it states wins, the others
+                // keep their values (the full recomputation would agree, at a round trip more).
+                self.store
+                    .apply_newest_record(conn, &person_id, draft.demographics(), now)
+                    .await?;
             }
             link_event(conn, &record_id, &person_id, None, how).await?;
             return Ok(Registration {
@@ -377,8 +394,9 @@ impl PopulationService {
             transaction.rollback().await?;
             self.access.audit().record(event).await?;
         } else {
-            hie_access::store::append_in(&mut transaction, &[event]).await?;
+            hie_access::store::stage_in(&mut transaction, &[event]).await?;
             transaction.commit().await?;
+            self.access.audit().chain_staged_soon();
         }
         Ok(report)
     }

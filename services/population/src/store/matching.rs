@@ -3,11 +3,13 @@
 
 use chrono::{DateTime, Utc};
 use hie_core::db::Backend;
-use hie_core::domain::{IdentifierSystem, ResidentId};
+use hie_core::domain::{IdentifierSystem, OrganisationCode, ResidentId};
 use hie_core::{Error, time};
 use sqlx::{AnyConnection, AssertSqlSafe, FromRow};
 
-use super::{DEMOGRAPHIC_COLUMNS, PopulationStore, SourceRecordRow, placeholders, stored_id};
+use super::{
+    DEMOGRAPHIC_COLUMNS, PopulationStore, SourceRecordRow, placeholders, stored_id, stored_identifier,
+};
 use crate::domain::golden::{Statement, golden_record};
 use crate::domain::{BlockingKey, Candidate, PersonId, PossibleMatch, SourceRecordId};
 
@@ -21,6 +23,17 @@ pub struct ExistingRecord {
     pub id: SourceRecordId,
     pub person_id: PersonId,
     pub linked_manually: bool,
+}
+
+/// One row of the matching context: a record, one of its identifiers, its person's number.
+#[derive(FromRow)]
+struct MatchContextRow {
+    #[sqlx(flatten)]
+    record: SourceRecordRow,
+    linked_manually: i16,
+    system: Option<String>,
+    value: Option<String>,
+    person_resident_id: Option<String>,
 }
 
 /// A review of a possible match, as stored.
@@ -51,114 +64,104 @@ impl PopulationStore {
         if self.database.backend() == Backend::Sqlite || keys.is_empty() {
             return Ok(());
         }
-        let values: Vec<String> = (1..=keys.len()).map(|i| format!("(${i}::bigint)")).collect();
-        let sql = format!(
-            "SELECT count(pg_advisory_xact_lock(k)) FROM (SELECT k FROM (VALUES {}) AS v(k) ORDER BY k) AS sorted",
-            values.join(", ")
-        );
-        let mut query = sqlx::query(AssertSqlSafe(sql));
-        for key in keys {
-            query = query.bind(*key);
-        }
-        query.execute(&mut *conn).await?;
+        // One text parameter whatever the number of keys, so that one prepared statement serves.
+        let list: Vec<String> = keys.iter().map(i64::to_string).collect();
+        sqlx::query(
+            "SELECT count(pg_advisory_xact_lock(k)) FROM \
+             (SELECT unnest(string_to_array($1, ','))::bigint AS k ORDER BY 1) AS sorted",
+        )
+        .bind(list.join(","))
+        .execute(&mut *conn)
+        .await?;
         Ok(())
     }
 
-    /// The record an organisation holds under a local number, if any.
-    pub async fn existing_record(
+    /// What matching a record needs, in one round trip: the record the organisation already
+    /// holds under this local number (if any), and the candidates: records sharing a blocking
+    /// key, and the existing record's siblings (its person's other records, which must be
+    /// compared again when it changes), each with its identifiers and its person's resident
+    /// identity number.
+    pub async fn match_context(
         &self,
         conn: &mut AnyConnection,
-        organisation: &hie_core::domain::OrganisationCode,
+        organisation: &OrganisationCode,
         local_patient_number: &str,
-    ) -> Result<Option<ExistingRecord>, Error> {
-        let row: Option<(String, String, i16)> = sqlx::query_as(
-            "SELECT id, person_id, linked_manually FROM source_records \
-             WHERE organisation_code = $1 AND local_patient_number = $2",
-        )
-        .bind(organisation.as_str())
-        .bind(local_patient_number)
-        .fetch_optional(&mut *conn)
-        .await?;
-        row.map(|(id, person, manual)| {
-            Ok(ExistingRecord {
-                id: stored_id(SourceRecordId::parse(&id))?,
-                person_id: stored_id(PersonId::parse(&person))?,
-                linked_manually: manual != 0,
-            })
-        })
-        .transpose()
-    }
-
-    /// The records sharing a blocking key, and those of `person` (a record's current person,
-    /// whose other records must be compared again when the record changes), without `exclude`,
-    /// each with its identifiers.
-    pub async fn candidates(
-        &self,
-        conn: &mut AnyConnection,
         keys: &[BlockingKey],
-        exclude: Option<&SourceRecordId>,
-        person: Option<&PersonId>,
-    ) -> Result<Vec<Candidate>, Error> {
+    ) -> Result<(Option<ExistingRecord>, Vec<Candidate>), Error> {
         let key_list = if keys.is_empty() {
             "NULL".to_owned()
         } else {
-            placeholders(3, keys.len())
+            placeholders(4, keys.len())
         };
+        // Each part is an indexed look-up; UNION, not OR, keeps PostgreSQL from scanning.
         let sql = format!(
-            "SELECT id, organisation_code, local_patient_number, person_id, {DEMOGRAPHIC_COLUMNS}, created_at, updated_at \
-             FROM source_records WHERE (id IN (SELECT source_record_id FROM match_keys WHERE key IN ({key_list})) \
-             OR person_id = $2) AND id <> $1 ORDER BY id LIMIT {MAX_CANDIDATES}"
+            "WITH existing AS (SELECT id, person_id FROM source_records \
+                 WHERE organisation_code = $1 AND local_patient_number = $2), \
+             found AS (SELECT id FROM (SELECT source_record_id AS id FROM match_keys WHERE key IN ({key_list}) \
+                     ORDER BY source_record_id LIMIT {limit}) AS keyed \
+                 UNION SELECT id FROM source_records WHERE person_id = (SELECT person_id FROM existing) \
+                 UNION SELECT id FROM existing) \
+             SELECT s.id, s.organisation_code, s.local_patient_number, s.person_id, s.linked_manually, \
+                 {columns}, s.created_at, s.updated_at, i.system, i.value, \
+                 (SELECT min(r.value) FROM person_identifiers r WHERE r.person_id = s.person_id AND r.system = $3) \
+                 AS person_resident_id \
+             FROM found JOIN source_records s ON s.id = found.id \
+             LEFT JOIN person_identifiers i ON i.source_record_id = s.id ORDER BY s.id",
+            limit = MAX_CANDIDATES,
+            columns = DEMOGRAPHIC_COLUMNS
+                .split(", ")
+                .map(|c| format!("s.{c}"))
+                .collect::<Vec<_>>()
+                .join(", "),
         );
-        let mut query = sqlx::query_as::<_, SourceRecordRow>(AssertSqlSafe(sql))
-            .bind(exclude.map_or("", SourceRecordId::as_str))
-            .bind(person.map_or("", PersonId::as_str));
+        let mut query = sqlx::query_as::<_, MatchContextRow>(AssertSqlSafe(sql))
+            .bind(organisation.as_str())
+            .bind(local_patient_number)
+            .bind(IdentifierSystem::RESIDENT_ID);
         for key in keys {
             query = query.bind(key.0);
         }
         let rows = query.fetch_all(&mut *conn).await?;
-        let ids: Vec<String> = rows.iter().map(|r| r.id.clone()).collect();
-        let mut identifiers = self.identifiers_of_records(conn, &ids).await?;
-        let mut persons: Vec<&str> = rows.iter().map(|r| r.person_id.as_str()).collect();
-        persons.sort_unstable();
-        persons.dedup();
-        let resident_ids = self.resident_ids_of_persons(conn, &persons).await?;
-        rows.into_iter()
-            .map(|row| {
-                Ok(Candidate {
-                    person_resident_id: resident_ids.get(&row.person_id).cloned(),
-                    person_id: stored_id(PersonId::parse(&row.person_id))?,
-                    source_record_id: stored_id(SourceRecordId::parse(&row.id))?,
-                    identifiers: identifiers.remove(&row.id).unwrap_or_default(),
-                    demographics: row.demographics.into_domain()?,
-                })
-            })
-            .collect()
-    }
-
-    /// Each person's resident identity number (the smallest, should a person hold two).
-    async fn resident_ids_of_persons(
-        &self,
-        conn: &mut AnyConnection,
-        persons: &[&str],
-    ) -> Result<std::collections::HashMap<String, ResidentId>, Error> {
-        let mut found = std::collections::HashMap::new();
-        if persons.is_empty() {
-            return Ok(found);
+        let mut existing = None;
+        let mut candidates: Vec<Candidate> = Vec::new();
+        let mut last_id = String::new();
+        for row in rows {
+            if row.record.id != last_id {
+                last_id = row.record.id.clone();
+                let id = stored_id(SourceRecordId::parse(&row.record.id))?;
+                let person_id = stored_id(PersonId::parse(&row.record.person_id))?;
+                if row.record.organisation_code == organisation.as_str()
+                    && row.record.local_patient_number == local_patient_number
+                {
+                    existing = Some(ExistingRecord {
+                        id: id.clone(),
+                        person_id: person_id.clone(),
+                        linked_manually: row.linked_manually != 0,
+                    });
+                }
+                let person_resident_id = row
+                    .person_resident_id
+                    .as_deref()
+                    .map(|v| stored_id(ResidentId::parse(v)))
+                    .transpose()?;
+                candidates.push(Candidate {
+                    person_id,
+                    source_record_id: id,
+                    demographics: row.record.demographics.into_domain()?,
+                    identifiers: Vec::new(),
+                    person_resident_id,
+                });
+            }
+            if let (Some(system), Some(value), Some(candidate)) =
+                (row.system, row.value, candidates.last_mut())
+            {
+                candidate.identifiers.push(stored_identifier(&system, &value)?);
+            }
         }
-        let sql = format!(
-            "SELECT person_id, min(value) FROM person_identifiers WHERE system = $1 AND person_id IN ({}) \
-             GROUP BY person_id",
-            placeholders(2, persons.len())
-        );
-        let mut query =
-            sqlx::query_as::<_, (String, String)>(AssertSqlSafe(sql)).bind(IdentifierSystem::RESIDENT_ID);
-        for person in persons {
-            query = query.bind(*person);
+        if let Some(existing) = &existing {
+            candidates.retain(|c| c.source_record_id != existing.id);
         }
-        for (person, value) in query.fetch_all(&mut *conn).await? {
-            found.insert(person, stored_id(ResidentId::parse(&value))?);
-        }
-        Ok(found)
+        Ok((existing, candidates))
     }
 
     /// Replaces a record's blocking keys.

@@ -159,6 +159,31 @@ impl PopulationStore {
         Ok(())
     }
 
+    /// Applies the record just registered, the person's newest, to their golden record: each
+    /// field it states replaces the person's value (survivorship: the newest record stating a
+    /// field wins); the fields it leaves empty keep theirs.
+    pub async fn apply_newest_record(
+        &self,
+        conn: &mut AnyConnection,
+        id: &PersonId,
+        demographics: &Demographics,
+        now: DateTime<Utc>,
+    ) -> Result<(), Error> {
+        let query = sqlx::query(
+            "UPDATE persons SET name = $2, sex = COALESCE($3, sex), birth_date = COALESCE($4, birth_date), \
+             ethnicity = COALESCE($5, ethnicity), phone = COALESCE($6, phone), \
+             division_code = COALESCE($7, division_code), address_line = COALESCE($8, address_line), \
+             updated_at = $9 WHERE id = $1",
+        )
+        .bind(id.as_str());
+        DemographicColumns::of(demographics)
+            .bind(query)
+            .bind(time::to_micros(now))
+            .execute(&mut *conn)
+            .await?;
+        Ok(())
+    }
+
     /// Sets the person's demographics to those of the record just registered, the most recent.
     pub async fn set_person_demographics(
         &self,

@@ -4,6 +4,7 @@
 
 mod baseline;
 pub mod linkage_quality;
+mod registration;
 
 use std::time::{Duration, Instant};
 
@@ -29,6 +30,9 @@ pub enum BenchCommand {
     /// Linkage quality (precision, recall, F1) and speed on generated population files, with
     /// identity numbers in 80 % of records and with none.
     Match(linkage_quality::MatchArgs),
+    /// RegisterSourceRecord with probabilistic matching against a registry of many persons on
+    /// PostgreSQL (default a million), beside the empty call.
+    Register(registration::RegisterArgs),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -110,6 +114,7 @@ pub async fn run(command: BenchCommand) -> Result<(), String> {
     match command {
         BenchCommand::Resolve(args) => resolve(args).await,
         BenchCommand::Match(args) => linkage_quality::run_match(args),
+        BenchCommand::Register(args) => registration::run_register(args).await,
     }
 }
 
