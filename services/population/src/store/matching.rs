@@ -98,7 +98,7 @@ impl PopulationStore {
             "WITH existing AS (SELECT id, person_id FROM source_records \
                  WHERE organisation_code = $1 AND local_patient_number = $2), \
              found AS (SELECT id FROM (SELECT source_record_id AS id FROM match_keys WHERE key IN ({key_list}) \
-                     ORDER BY source_record_id LIMIT {limit}) AS keyed \
+                     LIMIT {limit}) AS keyed \
                  UNION SELECT id FROM source_records WHERE person_id = (SELECT person_id FROM existing) \
                  UNION SELECT id FROM existing) \
              SELECT s.id, s.organisation_code, s.local_patient_number, s.person_id, s.linked_manually, \

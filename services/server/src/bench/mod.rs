@@ -6,6 +6,7 @@ mod baseline;
 pub mod linkage_quality;
 mod registration;
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use clap::{Args, Subcommand, ValueEnum};
@@ -339,9 +340,17 @@ async fn load_in_parallel(
         partitions[(hash % n_loaders as u64) as usize].push(record.clone());
     }
     let mut tasks = tokio::task::JoinSet::new();
+    // The planner's statistics are refreshed each time the tables double, as an operator would
+    // after each stage of a bulk load: plans chosen for tables of a thousand rows (hash joins,
+    // scans) are ruinous at a million, and autovacuum may be off or behind.
+    let loaded = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let next_analyze = Arc::new(std::sync::atomic::AtomicUsize::new(5_000));
     for partition in partitions {
         let population = exchange.population.clone();
+        let database = exchange.database.clone();
+        let (loaded, next_analyze) = (loaded.clone(), next_analyze.clone());
         tasks.spawn(async move {
+            use std::sync::atomic::Ordering::SeqCst;
             for batch in partition.chunks(500) {
                 population
                     .register_batch(
@@ -353,6 +362,13 @@ async fn load_in_parallel(
                     )
                     .await
                     .map_err(|e| e.to_string())?;
+                let now = loaded.fetch_add(batch.len(), SeqCst) + batch.len();
+                let threshold = next_analyze.load(SeqCst);
+                if now >= threshold
+                    && next_analyze.compare_exchange(threshold, threshold * 2, SeqCst, SeqCst).is_ok()
+                {
+                    database.analyze().await.map_err(|e| e.to_string())?;
+                }
             }
             Ok::<(), String>(())
         });
