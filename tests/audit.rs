@@ -13,7 +13,69 @@ on_every_backend!(
     reads_and_writes_leave_one_event_each_and_the_chain_verifies,
     concurrent_audited_reads_keep_one_unbroken_chain,
     an_edited_event_is_named_and_a_deleted_one_is_a_gap,
+    writes_stage_their_events_with_the_write_and_the_trail_chains_them,
 );
+
+/// A write's event is staged in the write's own transaction: a refused write leaves no staged
+/// event, a committed one leaves exactly one, and the trail chains it (in the background, and
+/// at the latest when flushed) into an intact chain.
+async fn writes_stage_their_events_with_the_write_and_the_trail_chains_them(db: TestDb) {
+    let exchange = db.exchange().await;
+    register_organisations(&exchange).await;
+    let population = &exchange.population;
+    let many = 20;
+    for n in 0..many {
+        population
+            .register(
+                &ctx(),
+                &draft(request("QDN-H01", &format!("MZ{n}"), "吴阿妹", Some(&woman(n)))),
+            )
+            .await
+            .unwrap();
+    }
+    let refused = population
+        .register(
+            &ctx(),
+            &draft(request("QDN-H09", "MZ1", "吴阿妹", Some(&woman(1)))),
+        )
+        .await;
+    assert!(refused.is_err(), "QDN-H09 is inactive");
+    let staged_or_chained = |staged: i64, chained: i64| staged + chained;
+    let (staged,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM audit_staged")
+        .fetch_one(exchange.database.pool())
+        .await
+        .unwrap();
+    let (chained,): (i64,) =
+        sqlx::query_as("SELECT COUNT(*) FROM audit_events WHERE action = 'population.register'")
+            .fetch_one(exchange.database.pool())
+            .await
+            .unwrap();
+    assert!(
+        staged_or_chained(staged, chained) >= i64::from(many),
+        "{staged} staged, {chained} chained"
+    );
+    exchange.access.audit().flush().await.unwrap();
+    let (staged,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM audit_staged")
+        .fetch_one(exchange.database.pool())
+        .await
+        .unwrap();
+    assert_eq!(staged, 0, "a flush chains every staged event");
+    let (registered,): (i64,) = sqlx::query_as(
+        "SELECT COUNT(*) FROM audit_events WHERE action = 'population.register' AND outcome = 'permitted'",
+    )
+    .fetch_one(exchange.database.pool())
+    .await
+    .unwrap();
+    assert_eq!(
+        registered,
+        i64::from(many),
+        "exactly one event per committed registration"
+    );
+    assert_eq!(
+        exchange.access.audit().verify().await.unwrap(),
+        Ok(count(&exchange, "audit_events").await)
+    );
+}
 
 async fn reads_and_writes_leave_one_event_each_and_the_chain_verifies(db: TestDb) {
     let exchange = db.exchange().await;

@@ -495,7 +495,13 @@ fn write_pairs(
     out.flush().map_err(failed)
 }
 
-fn finish(run: &LinkageRun, options: &LinkageOptions, warnings: &[String]) -> Result<(), String> {
+/// Prints the warnings, saves the model when asked, and sums the run up.
+fn finish(
+    run: &LinkageRun,
+    records: usize,
+    options: &LinkageOptions,
+    warnings: &[String],
+) -> Result<LinkageSummary, String> {
     print_problems("warning", warnings);
     if let Some(path) = &options.save_model {
         std::fs::write(path, run.model.to_json())
@@ -508,7 +514,12 @@ fn finish(run: &LinkageRun, options: &LinkageOptions, warnings: &[String]) -> Re
             hie_population::domain::linkage::blocking::MAX_BLOCK
         );
     }
-    Ok(())
+    Ok(LinkageSummary {
+        records,
+        candidate_pairs: run.candidate_pairs,
+        pairs_written: run.pairs.len(),
+        warnings: warnings.len(),
+    })
 }
 
 pub fn dedupe(args: &DedupeArgs) -> Result<LinkageSummary, String> {
@@ -520,13 +531,7 @@ pub fn dedupe(args: &DedupeArgs) -> Result<LinkageSummary, String> {
     write_pairs(&args.out, ("id_1", "id_2"), &run, &args.options, &map, &|i| {
         (file.ids[i as usize].clone(), file.extras[i as usize].clone())
     })?;
-    finish(&run, &args.options, &warnings)?;
-    Ok(LinkageSummary {
-        records: profiles.len(),
-        candidate_pairs: run.candidate_pairs,
-        pairs_written: run.pairs.len(),
-        warnings: warnings.len(),
-    })
+    finish(&run, profiles.len(), &args.options, &warnings)
 }
 
 pub fn link(args: &LinkArgs) -> Result<LinkageSummary, String> {
@@ -559,11 +564,5 @@ pub fn link(args: &LinkArgs) -> Result<LinkageSummary, String> {
         &map,
         &row,
     )?;
-    finish(&run, &args.options, &warnings)?;
-    Ok(LinkageSummary {
-        records: profiles.len(),
-        candidate_pairs: run.candidate_pairs,
-        pairs_written: run.pairs.len(),
-        warnings: warnings.len(),
-    })
+    finish(&run, profiles.len(), &args.options, &warnings)
 }

@@ -83,13 +83,18 @@ impl StoredEvent {
             resource_type: self.resource_type.clone(),
             resource_id: self.resource_id.clone(),
             // An unknown outcome code cannot re-encode to the stored hash, so it shows as an edit.
-            outcome: match self.outcome.as_str() {
-                "permitted" => Outcome::Permitted,
-                "denied" => Outcome::Denied(reason),
-                _ => Outcome::Failed(reason),
-            },
+            outcome: stored_outcome(&self.outcome, reason),
             emergency: self.emergency != 0,
         }
+    }
+}
+
+/// An outcome from its stored code and reason.
+fn stored_outcome(code: &str, reason: String) -> Outcome {
+    match code {
+        "permitted" => Outcome::Permitted,
+        "denied" => Outcome::Denied(reason),
+        _ => Outcome::Failed(reason),
     }
 }
 
@@ -276,11 +281,7 @@ impl StagedEvent {
             person_id: self.person_id,
             resource_type: self.resource_type,
             resource_id: self.resource_id,
-            outcome: match self.outcome.as_str() {
-                "permitted" => Outcome::Permitted,
-                "denied" => Outcome::Denied(reason),
-                _ => Outcome::Failed(reason),
-            },
+            outcome: stored_outcome(&self.outcome, reason),
             emergency: self.emergency,
         }
     }

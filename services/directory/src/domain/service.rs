@@ -20,12 +20,11 @@ pub struct DirectoryService {
     trust_changes: Arc<AtomicU64>,
     /// Active organisations seen recently, with when and at which trust-change count: every
     /// registration names its organisation, and looking it up each time cost a round trip.
-    active: Arc<
-        std::sync::Mutex<
-            std::collections::HashMap<OrganisationCode, (std::time::Instant, u64, Organisation)>,
-        >,
-    >,
+    active: Arc<std::sync::Mutex<std::collections::HashMap<OrganisationCode, SeenActive>>>,
 }
+
+/// An organisation found active: when, and at which count of trust changes.
+type SeenActive = (std::time::Instant, u64, Organisation);
 
 /// How long an organisation found active is taken as active without looking again. A change
 /// through this service ends it at once; one by another process (another replica, the CLI)

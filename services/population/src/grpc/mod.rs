@@ -359,7 +359,8 @@ fn identifier_to_proto(identifier: &Identifier) -> proto::Identifier {
     }
 }
 
-fn demographics_to_proto(d: &Demographics) -> proto::Demographics {
+/// Demographics as the API carries them.
+pub fn demographics_to_proto(d: &Demographics) -> proto::Demographics {
     proto::Demographics {
         name: d.name.as_str().to_owned(),
         sex: d.sex.map(|s| s.code().to_owned()).unwrap_or_default(),

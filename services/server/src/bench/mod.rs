@@ -365,7 +365,9 @@ async fn load_in_parallel(
                 let now = loaded.fetch_add(batch.len(), SeqCst) + batch.len();
                 let threshold = next_analyze.load(SeqCst);
                 if now >= threshold
-                    && next_analyze.compare_exchange(threshold, threshold * 2, SeqCst, SeqCst).is_ok()
+                    && next_analyze
+                        .compare_exchange(threshold, threshold * 2, SeqCst, SeqCst)
+                        .is_ok()
                 {
                     database.analyze().await.map_err(|e| e.to_string())?;
                 }
@@ -425,22 +427,9 @@ fn resolve_call(
         let identifier = targets[call % targets.len()].clone();
         Box::pin(async move {
             // A registration clerk looking a patient up for treatment: the ordinary reception call.
-            let mut request = tonic::Request::new(ResolveIdentifierRequest {
+            let request = as_clerk(ResolveIdentifierRequest {
                 identifier: Some(identifier),
             });
-            let metadata = request.metadata_mut();
-            metadata.insert(
-                "x-hie-user",
-                tonic::metadata::MetadataValue::from_static("bench-clerk"),
-            );
-            metadata.insert(
-                "x-hie-role",
-                tonic::metadata::MetadataValue::from_static("registration_clerk"),
-            );
-            metadata.insert(
-                "x-hie-purpose",
-                tonic::metadata::MetadataValue::from_static("treatment"),
-            );
             PopulationRegistryClient::new(channel)
                 .resolve_identifier(request)
                 .await
@@ -448,6 +437,25 @@ fn resolve_call(
                 .map_err(|status| format!("{:?}: {}", status.code(), status.message()))
         })
     }
+}
+
+/// A request as a registration clerk's, for treatment: the ordinary reception context.
+fn as_clerk<T>(message: T) -> tonic::Request<T> {
+    let mut request = tonic::Request::new(message);
+    let metadata = request.metadata_mut();
+    metadata.insert(
+        "x-hie-user",
+        tonic::metadata::MetadataValue::from_static("bench-clerk"),
+    );
+    metadata.insert(
+        "x-hie-role",
+        tonic::metadata::MetadataValue::from_static("registration_clerk"),
+    );
+    metadata.insert(
+        "x-hie-purpose",
+        tonic::metadata::MetadataValue::from_static("treatment"),
+    );
+    request
 }
 
 /// Runs `concurrency` workers calling `call` in a loop for `duration`; returns throughput and

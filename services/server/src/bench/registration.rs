@@ -7,12 +7,13 @@ use clap::Args;
 use hie_core::db;
 use hie_population::domain::SourceRecordDraft;
 use hie_proto::population::population_registry_client::PopulationRegistryClient;
-use hie_proto::population::{Address, Demographics, Identifier, RegisterSourceRecordRequest};
+use hie_proto::population::{Identifier, RegisterSourceRecordRequest};
 use serde::Serialize;
 use tonic::transport::Channel;
 
 use super::{
-    CallFigures, CallFuture, connect, count_persons, health_call, load_in_parallel, loopback, measure, ratio,
+    CallFigures, CallFuture, as_clerk, connect, count_persons, health_call, load_in_parallel, loopback,
+    measure, ratio,
 };
 use crate::Exchange;
 use crate::demo::SyntheticPrefecture;
@@ -67,29 +68,10 @@ struct RegisterFigures {
 
 /// The request a hospital's interface engine sends for one of its records.
 fn request_of(draft: &SourceRecordDraft) -> RegisterSourceRecordRequest {
-    let d = draft.demographics();
     RegisterSourceRecordRequest {
         organisation_code: draft.organisation().to_string(),
         local_patient_number: draft.local_patient_number().value().to_owned(),
-        demographics: Some(Demographics {
-            name: d.name.as_str().to_owned(),
-            sex: d.sex.map(|s| s.code().to_owned()).unwrap_or_default(),
-            birth_date: d.birth_date.map(|b| b.to_iso()).unwrap_or_default(),
-            ethnicity: d.ethnicity.map(|e| e.code().to_owned()).unwrap_or_default(),
-            phone: d
-                .phone
-                .as_ref()
-                .map(|p| p.as_str().to_owned())
-                .unwrap_or_default(),
-            address: Some(Address {
-                division_code: d
-                    .division
-                    .as_ref()
-                    .map(|c| c.as_str().to_owned())
-                    .unwrap_or_default(),
-                line: d.address_line.as_str().to_owned(),
-            }),
-        }),
+        demographics: Some(hie_population::grpc::demographics_to_proto(draft.demographics())),
         identifiers: draft
             .identifiers()
             .iter()
@@ -112,22 +94,8 @@ fn register_call(
         let n = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let message = requests[n % requests.len()].clone();
         Box::pin(async move {
-            let mut request = tonic::Request::new(message);
-            let metadata = request.metadata_mut();
-            metadata.insert(
-                "x-hie-user",
-                tonic::metadata::MetadataValue::from_static("his-interface"),
-            );
-            metadata.insert(
-                "x-hie-role",
-                tonic::metadata::MetadataValue::from_static("registration_clerk"),
-            );
-            metadata.insert(
-                "x-hie-purpose",
-                tonic::metadata::MetadataValue::from_static("treatment"),
-            );
             PopulationRegistryClient::new(channel)
-                .register_source_record(request)
+                .register_source_record(as_clerk(message))
                 .await
                 .map(drop)
                 .map_err(|status| format!("{:?}: {}", status.code(), status.message()))
