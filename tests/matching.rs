@@ -19,6 +19,7 @@ on_every_backend!(
     link_and_unlink_by_hand_refuse_what_makes_no_sense,
     the_golden_record_takes_each_field_from_the_newest_record_that_states_it,
     thresholds_out_of_order_keep_the_exchange_from_starting,
+    a_blocking_rule_that_does_not_parse_keeps_the_exchange_from_starting,
     rematching_after_a_threshold_change_moves_records_and_a_dry_run_changes_nothing,
     a_model_trained_on_the_registry_is_stored_with_a_version_and_used,
 );
@@ -76,6 +77,21 @@ async fn a_homophone_without_an_identity_number_joins_its_person(db: TestDb) {
         outbox_topics(&exchange).await,
         vec!["population.record.linked"; 3],
         "every link change has its event"
+    );
+    // Each event says why: the joined record with every field's agreement and weight, the new
+    // person with the closest candidate it was not linked to.
+    let mut conn = exchange.database.pool().acquire().await.unwrap();
+    let events = hie_core::outbox::events(&mut conn, "population.record.linked")
+        .await
+        .unwrap();
+    let joined = &events[1].1["how"]["linked_to"];
+    assert_eq!(joined["person_id"], first.person_id.as_str());
+    assert_eq!(joined["fields"][0]["agreement"], "sounds alike", "{joined}");
+    let not_linked = &events[2].1["how"]["closest"];
+    assert_eq!(not_linked["person_id"], first.person_id.as_str());
+    assert_eq!(
+        not_linked["fields"][3]["agreement"], "different",
+        "another identity number: {not_linked}"
     );
 }
 
@@ -520,4 +536,17 @@ async fn a_model_trained_on_the_registry_is_stored_with_a_version_and_used(db: T
         .unwrap();
     use hie_population::domain::Matcher;
     assert_eq!(matcher.model_version(), 2);
+}
+
+async fn a_blocking_rule_that_does_not_parse_keeps_the_exchange_from_starting(db: TestDb) {
+    let mut settings = db.settings();
+    settings.matching.blocking_rules = vec!["phone".into(), "birth_date+nickname".into()];
+    let Err(error) = Exchange::open(&settings).await else {
+        panic!("the exchange started")
+    };
+    let message = error.to_string();
+    assert!(
+        message.contains("blocking_rules[1]") && message.contains("'nickname'"),
+        "{message}"
+    );
 }

@@ -14,6 +14,7 @@ use hie_core::db::Database;
 use hie_directory::DirectoryService;
 use hie_directory::grpc::DirectoryGrpc;
 use hie_population::PopulationService;
+use hie_population::domain::linkage::blocking::BlockingRule;
 use hie_population::domain::{MatchThresholds, ProbabilisticMatcher};
 use hie_population::grpc::PopulationGrpc;
 use tokio::net::TcpListener;
@@ -96,7 +97,25 @@ impl Exchange {
             settings.matching.review_threshold,
         )
         .map_err(|e| Error::precondition("settings.matching", e.to_string()))?;
-        let matcher = hie_population::load_matcher(&database, thresholds).await?;
+        let rules = settings
+            .matching
+            .blocking_rules
+            .iter()
+            .enumerate()
+            .map(|(i, rule)| {
+                BlockingRule::parse(rule)
+                    .map_err(|e| Error::precondition(format!("settings.matching.blocking_rules[{i}]"), e))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        if rules.is_empty() {
+            return Err(Error::precondition(
+                "settings.matching.blocking_rules",
+                "is empty: without a rule no record is ever compared",
+            ));
+        }
+        let matcher = hie_population::load_matcher(&database, thresholds)
+            .await?
+            .with_rules(rules);
         Ok(Exchange::over(database, policy, matcher))
     }
 

@@ -34,6 +34,9 @@ pub struct MatchingSettings {
     pub link_threshold: f64,
     /// At or above (and below link_threshold): the pair waits in the review queue.
     pub review_threshold: f64,
+    /// Blocking rules (`part+part`), a union: records sharing a key under any rule are compared.
+    /// After changing them, `hie population rematch` renews every record's keys.
+    pub blocking_rules: Vec<String>,
 }
 
 impl Default for MatchingSettings {
@@ -41,6 +44,10 @@ impl Default for MatchingSettings {
         MatchingSettings {
             link_threshold: 0.95,
             review_threshold: 0.5,
+            blocking_rules: hie_population::domain::linkage::blocking::DEFAULT_RULES
+                .iter()
+                .map(|r| (*r).to_owned())
+                .collect(),
         }
     }
 }
@@ -170,6 +177,17 @@ mod tests {
         let settings = Settings::default();
         assert_eq!(settings.listen.to_string(), "127.0.0.1:50051");
         assert_eq!(settings.database.url.expose(), DEFAULT_DATABASE_URL);
+    }
+
+    #[test]
+    #[allow(clippy::result_large_err)] // figment's own error type, in a test
+    fn the_example_file_reads_and_says_what_the_defaults_are() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file("hie.toml", include_str!("../../../deploy/hie.example.toml"))?;
+            let settings = Settings::load(None).map_err(figment::Error::from)?;
+            assert_eq!(settings, Settings::default());
+            Ok(())
+        });
     }
 
     #[test]

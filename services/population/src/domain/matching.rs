@@ -95,7 +95,12 @@ pub enum MatchDecision {
         review: Vec<PossibleMatch>,
     },
     /// No existing person is likely enough; `review` holds those that might be.
-    NewPerson { review: Vec<PossibleMatch> },
+    /// `closest` is the best candidate of all, however unlikely, so that the decision shows
+    /// why it was not linked.
+    NewPerson {
+        review: Vec<PossibleMatch>,
+        closest: Option<PossibleMatch>,
+    },
 }
 
 /// One field's part in a decision.
@@ -129,6 +134,9 @@ pub trait Matcher: Send + Sync + std::fmt::Debug {
 
     /// The version of the model deciding (0 for the built-in one).
     fn model_version(&self) -> i64;
+
+    /// The blocking rules in force, which training uses too.
+    fn blocking_rules(&self) -> Vec<BlockingRule>;
 }
 
 /// The fields of a registered record as linkage reads them.
@@ -183,6 +191,16 @@ impl ProbabilisticMatcher {
             rules: default_rules(),
             thresholds,
         }
+    }
+
+    /// Blocks by `rules` instead of the default ones (the settings' `matching.blocking_rules`).
+    /// Stored keys follow the rules in force when each record was last matched: after a change,
+    /// `hie population rematch` renews them.
+    pub fn with_rules(mut self, rules: Vec<BlockingRule>) -> ProbabilisticMatcher {
+        if !rules.is_empty() {
+            self.rules = rules;
+        }
+        self
     }
 
     /// The built-in model.
@@ -251,6 +269,7 @@ impl Matcher for ProbabilisticMatcher {
                 .total_cmp(&a.probability)
                 .then_with(|| a.person_id.cmp(&b.person_id))
         });
+        let closest = best_per_person.first().cloned();
         best_per_person.retain(|m| m.probability >= self.thresholds.review);
         match best_per_person.first() {
             Some(best) if best.probability >= self.thresholds.link => {
@@ -263,6 +282,7 @@ impl Matcher for ProbabilisticMatcher {
             }
             _ => MatchDecision::NewPerson {
                 review: best_per_person,
+                closest,
             },
         }
     }
@@ -288,6 +308,10 @@ impl Matcher for ProbabilisticMatcher {
 
     fn model_version(&self) -> i64 {
         self.version
+    }
+
+    fn blocking_rules(&self) -> Vec<BlockingRule> {
+        self.rules.clone()
     }
 }
 
@@ -385,9 +409,15 @@ mod tests {
         let existing = record("王芳", "1949-12-31", &["11010519491231002X"], Some("13808551234"));
         let other = with_check("11010519620101002");
         let new = record("王芳", "1962-01-01", &[&other], Some("13900000000"));
+        let decision = matcher().decide(&new, &[candidate(&person, &existing)]);
+        let MatchDecision::NewPerson { review, closest } = decision else {
+            panic!("{decision:?}");
+        };
+        assert!(review.is_empty());
         assert_eq!(
-            matcher().decide(&new, &[candidate(&person, &existing)]),
-            MatchDecision::NewPerson { review: vec![] }
+            closest.map(|c| c.person_id),
+            Some(person),
+            "the closest is kept to say why not"
         );
     }
 
@@ -401,7 +431,7 @@ mod tests {
             0,
             MatchThresholds::new(0.999_999_9, 0.01).unwrap(),
         );
-        let MatchDecision::NewPerson { review } = strict.decide(&new, &[candidate(&person, &existing)])
+        let MatchDecision::NewPerson { review, .. } = strict.decide(&new, &[candidate(&person, &existing)])
         else {
             panic!("expected review");
         };

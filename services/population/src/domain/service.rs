@@ -226,10 +226,10 @@ impl PopulationService {
         let Some(existing) = existing else {
             let (person_id, outcome, review, how) = match decision {
                 MatchDecision::Link { best, review } => {
-                    let how = json!({"by": "matching", "probability": best.probability, "model_version": model_version});
+                    let how = self.matching_account(Some(&best), true);
                     (best.person_id, RegistrationOutcome::JoinedPerson, review, how)
                 }
-                MatchDecision::NewPerson { review } => {
+                MatchDecision::NewPerson { review, closest } => {
                     let person_id = PersonId::generate();
                     self.store
                         .insert_person(conn, &person_id, draft.demographics(), now)
@@ -238,7 +238,7 @@ impl PopulationService {
                         person_id,
                         RegistrationOutcome::CreatedPerson,
                         review,
-                        json!({"by": "matching", "new_person": true}),
+                        self.matching_account(closest.as_ref(), false),
                     )
                 }
             };
@@ -284,11 +284,11 @@ impl PopulationService {
                 if best.person_id == current || current_score.is_some_and(|p| p >= self.thresholds.link()) {
                     (current.clone(), others, None)
                 } else {
-                    let how = json!({"by": "matching", "probability": best.probability, "model_version": model_version});
+                    let how = self.matching_account(Some(&best), true);
                     (best.person_id, others, Some(how))
                 }
             }
-            MatchDecision::NewPerson { review } => {
+            MatchDecision::NewPerson { review, closest } => {
                 let has_siblings = candidates.iter().any(|c| c.person_id == current);
                 let current_score = review
                     .iter()
@@ -306,7 +306,7 @@ impl PopulationService {
                     (
                         person_id,
                         others,
-                        Some(json!({"by": "matching", "new_person": true})),
+                        Some(self.matching_account(closest.as_ref(), false)),
                     )
                 } else {
                     (current.clone(), others, None)
@@ -337,6 +337,30 @@ impl PopulationService {
             source_record_id: existing.id,
             outcome: RegistrationOutcome::UpdatedRecord,
             pending_reviews: review.len(),
+        })
+    }
+
+    /// How matching decided, for the link event: linked to `best` or, when not linked, the
+    /// closest candidate, each with every field's agreement and weight, so that anyone can see
+    /// why two records were or were not linked.
+    fn matching_account(&self, candidate: Option<&PossibleMatch>, linked: bool) -> serde_json::Value {
+        let compared = candidate.map(|m| {
+            let explanation = self.matcher.explain(m.pattern);
+            json!({
+                "person_id": m.person_id.as_str(),
+                "source_record_id": m.source_record_id.as_str(),
+                "probability": explanation.probability,
+                "match_weight": explanation.weight,
+                "fields": explanation.fields.iter().map(|f| json!({
+                    "field": f.field, "agreement": f.agreement, "weight": f.weight,
+                })).collect::<Vec<_>>(),
+            })
+        });
+        json!({
+            "by": "matching",
+            "model_version": self.matcher.model_version(),
+            "new_person": !linked,
+            if linked { "linked_to" } else { "closest" }: compared,
         })
     }
 
@@ -431,7 +455,7 @@ impl PopulationService {
         }
         let (profiles, _) = super::linkage::prepare_all(&fields);
         let options = super::linkage::run::RunOptions {
-            rules: super::linkage::blocking::default_rules(),
+            rules: self.matcher.blocking_rules(),
             model: None,
             // Nothing is linked here: the run is for its model.
             threshold: f64::INFINITY,
