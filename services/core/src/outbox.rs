@@ -7,13 +7,35 @@ use sqlx::AnyConnection;
 use crate::Error;
 use crate::time;
 
-/// Appends one event. `payload` is JSON; it carries ids, never demographics.
+/// An event as its `outbox_events` row is written.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutboxRow {
+    pub id: String,
+    pub topic: String,
+    pub payload: String,
+    pub created_at: i64,
+}
+
+impl OutboxRow {
+    /// The row of an event. `payload` is JSON; it carries ids, never demographics.
+    pub fn new(topic: &str, payload: &serde_json::Value) -> OutboxRow {
+        OutboxRow {
+            id: uuid::Uuid::now_v7().to_string(),
+            topic: topic.to_owned(),
+            payload: payload.to_string(),
+            created_at: time::to_micros(time::now()),
+        }
+    }
+}
+
+/// Appends one event.
 pub async fn append(conn: &mut AnyConnection, topic: &str, payload: &serde_json::Value) -> Result<(), Error> {
+    let row = OutboxRow::new(topic, payload);
     sqlx::query("INSERT INTO outbox_events (id, topic, payload, created_at) VALUES ($1, $2, $3, $4)")
-        .bind(uuid::Uuid::now_v7().to_string())
-        .bind(topic)
-        .bind(payload.to_string())
-        .bind(time::to_micros(time::now()))
+        .bind(row.id)
+        .bind(row.topic)
+        .bind(row.payload)
+        .bind(row.created_at)
         .execute(&mut *conn)
         .await?;
     Ok(())

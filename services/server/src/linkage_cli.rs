@@ -141,22 +141,30 @@ pub struct PopulationFile {
     pub lines: Vec<u64>,
 }
 
-/// Decodes a file as UTF-8 or, if no line with non-ASCII text is UTF-8, as GB18030. Lines that
-/// are valid in neither are errors, with their numbers.
+/// Decodes a file as UTF-8 or, if most of its lines with non-ASCII text are not UTF-8, as
+/// GB18030. Lines that are not valid in the encoding chosen are errors, with their numbers.
 pub fn decode(bytes: &[u8]) -> Result<String, Vec<String>> {
     let bytes = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes);
     if let Ok(text) = std::str::from_utf8(bytes) {
         return Ok(text.to_owned());
     }
     let lines: Vec<&[u8]> = bytes.split_inclusive(|b| *b == b'\n').collect();
-    let utf8_with_non_ascii = lines
-        .iter()
-        .filter(|l| !l.is_ascii() && std::str::from_utf8(l).is_ok())
-        .count();
+    // The file is taken as UTF-8 when most of its non-ASCII lines are, so that one damaged
+    // line in a UTF-8 file is reported as such instead of the whole file being read as GB18030
+    // (where most byte sequences decode to something).
+    let (mut utf8_lines, mut other_lines) = (0usize, 0usize);
+    for line in lines.iter().filter(|l| !l.is_ascii()) {
+        if std::str::from_utf8(line).is_ok() {
+            utf8_lines += 1;
+        } else {
+            other_lines += 1;
+        }
+    }
+    let is_utf8 = utf8_lines >= other_lines;
     let mut text = String::with_capacity(bytes.len() + bytes.len() / 2);
     let mut errors = Vec::new();
     for (n, line) in lines.iter().enumerate() {
-        if utf8_with_non_ascii > 0 {
+        if is_utf8 {
             match std::str::from_utf8(line) {
                 Ok(decoded) => text.push_str(decoded),
                 Err(e) => errors.push(format!(
@@ -565,4 +573,39 @@ pub fn link(args: &LinkArgs) -> Result<LinkageSummary, String> {
         &row,
     )?;
     finish(&run, profiles.len(), &args.options, &warnings)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_damaged_line_in_a_utf8_file_is_named_not_read_as_another_encoding() {
+        let mut bytes = "id,full_name\n1,王芳\n2,李强\n".as_bytes().to_vec();
+        bytes.extend_from_slice(b"3,\xE7\x8E\n");
+        let errors = decode(&bytes).unwrap_err();
+        assert_eq!(errors.len(), 1);
+        assert!(errors[0].starts_with("line 4: not UTF-8"), "{errors:?}");
+    }
+
+    #[test]
+    fn gb18030_and_a_utf8_byte_order_mark_are_read() {
+        let (gb, _, _) = encoding_rs::GB18030.encode("id,full_name\n1,王芳\n2,欧阳明\n");
+        assert_eq!(decode(&gb).unwrap(), "id,full_name\n1,王芳\n2,欧阳明\n");
+        assert_eq!(decode("\u{FEFF}id\n1\n".as_bytes()).unwrap(), "id\n1\n");
+    }
+
+    #[test]
+    fn mappings_name_what_is_wrong_with_them() {
+        assert!(
+            ColumnMap::parse(&["full_name".into()])
+                .unwrap_err()
+                .contains("expected FIELD=COLUMN")
+        );
+        let twice = ColumnMap::parse(&["phone=a".into(), "phone=b".into()]).unwrap_err();
+        assert!(twice.contains("phone is mapped twice"), "{twice}");
+        let map = ColumnMap::parse(&["full_name=姓名".into(), "extra:ward=病区".into()]).unwrap();
+        assert_eq!(map.fields, vec![(Field::FullName, "姓名".to_owned())]);
+        assert_eq!(map.extras, vec![("ward".to_owned(), "病区".to_owned())]);
+    }
 }

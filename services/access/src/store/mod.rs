@@ -294,14 +294,21 @@ pub async fn stage_in(conn: &mut AnyConnection, events: &[AuditEvent]) -> Result
     if events.is_empty() {
         return Ok(());
     }
-    let staged: Vec<StagedEvent> = events.iter().map(StagedEvent::of).collect();
-    let json = serde_json::to_string(&staged).map_err(|e| Error::Internal(e.to_string()))?;
+    let (id, json) = staged_row(events)?;
     sqlx::query("INSERT INTO audit_staged (id, events) VALUES ($1, $2)")
-        .bind(uuid::Uuid::now_v7().to_string())
+        .bind(id)
         .bind(json)
         .execute(&mut *conn)
         .await?;
     Ok(())
+}
+
+/// The `audit_staged` row (id, events) of `events`, for a caller that writes it within a
+/// statement of its own (see [`stage_in`]).
+pub fn staged_row(events: &[AuditEvent]) -> Result<(String, String), Error> {
+    let staged: Vec<StagedEvent> = events.iter().map(StagedEvent::of).collect();
+    let json = serde_json::to_string(&staged).map_err(|e| Error::Internal(e.to_string()))?;
+    Ok((uuid::Uuid::now_v7().to_string(), json))
 }
 
 /// How many staged transactions one chaining transaction takes.
@@ -554,6 +561,10 @@ impl AuditTrail {
             loop {
                 again.store(false, SeqCst);
                 if let Err(error) = chain_staged(&database).await {
+                    // A closed pool means the process is stopping, and its stop flushed.
+                    if database.pool().is_closed() {
+                        break;
+                    }
                     tracing::error!(%error, "cannot chain staged audit events; they stay staged and are retried");
                 }
                 if again.load(SeqCst) {

@@ -20,7 +20,7 @@ use super::{
     CrossReference, MatchDecision, MatchThresholds, Matcher, Person, PersonId, PossibleMatch, SearchCriteria,
     SourceRecord, SourceRecordDraft, SourceRecordId, visibility,
 };
-use crate::store::{PopulationStore, ResolveBatcher};
+use crate::store::{NewRecordWrite, PopulationStore, ResolveBatcher};
 
 /// What a registration did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -61,6 +61,21 @@ fn record_lock_key(draft: &SourceRecordDraft) -> i64 {
     )) as i64
 }
 
+/// The payload of a record's link event (`previous`: the person it left).
+fn link_payload(
+    record: &SourceRecordId,
+    person: &PersonId,
+    previous: Option<&PersonId>,
+    how: serde_json::Value,
+) -> serde_json::Value {
+    json!({
+        "source_record_id": record.as_str(),
+        "person_id": person.as_str(),
+        "previous_person_id": previous.map(PersonId::as_str),
+        "how": how,
+    })
+}
+
 /// Writes the outbox event of a record joining a person (`previous`: the one it left).
 pub(crate) async fn link_event(
     conn: &mut AnyConnection,
@@ -69,12 +84,7 @@ pub(crate) async fn link_event(
     previous: Option<&PersonId>,
     how: serde_json::Value,
 ) -> Result<(), Error> {
-    let payload = json!({
-        "source_record_id": record.as_str(),
-        "person_id": person.as_str(),
-        "previous_person_id": previous.map(PersonId::as_str),
-        "how": how,
-    });
+    let payload = link_payload(record, person, previous, how);
     hie_core::outbox::append(conn, "population.record.linked", &payload).await
 }
 
@@ -122,9 +132,13 @@ impl PopulationService {
                 .require_active_organisation("organisation_code", draft.organisation())
                 .await?;
             let mut transaction = self.store.begin_write().await?;
-            let registration = self.register_in(&mut transaction, draft, None).await?;
-            hie_access::store::stage_in(&mut transaction, &[registered_event(context, &registration)])
+            let registration = self
+                .register_in(&mut transaction, draft, None, Some(context))
                 .await?;
+            if registration.outcome == RegistrationOutcome::UpdatedRecord {
+                hie_access::store::stage_in(&mut transaction, &[registered_event(context, &registration)])
+                    .await?;
+            }
             transaction.commit().await?;
             self.access.audit().chain_staged_soon();
             Ok(registration)
@@ -177,7 +191,7 @@ impl PopulationService {
         self.store.lock_keys(&mut transaction, &locks).await?;
         let mut registrations = Vec::with_capacity(drafts.len());
         for draft in drafts {
-            registrations.push(self.register_in(&mut transaction, draft, None).await?);
+            registrations.push(self.register_in(&mut transaction, draft, None, None).await?);
         }
         let events: Vec<AuditEvent> = registrations
             .iter()
@@ -196,6 +210,7 @@ impl PopulationService {
         conn: &mut AnyConnection,
         draft: &SourceRecordDraft,
         content_time: Option<chrono::DateTime<chrono::Utc>>,
+        stage_for: Option<&RequestContext>,
     ) -> Result<Registration, Error> {
         let keys = self.matcher.blocking_keys(draft);
         // Lock the record's own key and its blocking keys, so that two registrations of the same
@@ -229,44 +244,49 @@ impl PopulationService {
                     let how = self.matching_account(Some(&best), true);
                     (best.person_id, RegistrationOutcome::JoinedPerson, review, how)
                 }
-                MatchDecision::NewPerson { review, closest } => {
-                    let person_id = PersonId::generate();
-                    self.store
-                        .insert_person(conn, &person_id, draft.demographics(), now)
-                        .await?;
-                    (
-                        person_id,
-                        RegistrationOutcome::CreatedPerson,
-                        review,
-                        self.matching_account(closest.as_ref(), false),
-                    )
-                }
+                MatchDecision::NewPerson { review, closest } => (
+                    PersonId::generate(),
+                    RegistrationOutcome::CreatedPerson,
+                    review,
+                    self.matching_account(closest.as_ref(), false),
+                ),
             };
-            let record_id = SourceRecordId::generate();
-            self.store
-                .insert_source_record(conn, &record_id, &person_id, draft, now)
-                .await?;
-            self.store
-                .insert_identifiers(conn, &record_id, &person_id, draft)
-                .await?;
-            self.store.set_match_keys(conn, &record_id, &keys, false).await?;
-            self.store
-                .queue_reviews(conn, &record_id, &review, model_version, now)
-                .await?;
-            if outcome == RegistrationOutcome::JoinedPerson {
-                // The new record is the person's newest: each field it states wins, the others
-                // keep their values (the full recomputation would agree, at a round trip more).
-                self.store
-                    .apply_newest_record(conn, &person_id, draft.demographics(), now)
-                    .await?;
-            }
-            link_event(conn, &record_id, &person_id, None, how).await?;
-            return Ok(Registration {
+            let registration = Registration {
                 person_id,
-                source_record_id: record_id,
+                source_record_id: SourceRecordId::generate(),
                 outcome,
                 pending_reviews: review.len(),
-            });
+            };
+            let audit = match stage_for {
+                Some(context) => Some(hie_access::store::staged_row(&[registered_event(
+                    context,
+                    &registration,
+                )])?),
+                None => None,
+            };
+            let link_event = hie_core::outbox::OutboxRow::new(
+                "population.record.linked",
+                &link_payload(&registration.source_record_id, &registration.person_id, None, how),
+            );
+            self.store
+                .write_new_record(
+                    conn,
+                    &NewRecordWrite {
+                        record: &registration.source_record_id,
+                        person: &registration.person_id,
+                        create_person: outcome == RegistrationOutcome::CreatedPerson,
+                        draft,
+                        keys: &keys,
+                        link_event,
+                        audit,
+                        now,
+                    },
+                )
+                .await?;
+            self.store
+                .queue_reviews(conn, &registration.source_record_id, &review, model_version, now)
+                .await?;
+            return Ok(registration);
         };
 
         let current = existing.person_id.clone();
@@ -394,7 +414,7 @@ impl PopulationService {
                 identifiers,
             )?;
             let registration = self
-                .register_in(&mut transaction, &draft, Some(record.updated_at))
+                .register_in(&mut transaction, &draft, Some(record.updated_at), None)
                 .await?;
             report.processed += 1;
             if registration.person_id != record.person_id {

@@ -3,6 +3,8 @@
 
 use chrono::{DateTime, Utc};
 use hie_core::db::Backend;
+
+use super::DemographicColumns;
 use hie_core::domain::{IdentifierSystem, OrganisationCode, ResidentId};
 use hie_core::{Error, time};
 use sqlx::{AnyConnection, AssertSqlSafe, FromRow};
@@ -23,6 +25,21 @@ pub struct ExistingRecord {
     pub id: SourceRecordId,
     pub person_id: PersonId,
     pub linked_manually: bool,
+}
+
+/// What registering a new record writes (see [`PopulationStore::write_new_record`]).
+#[derive(Debug)]
+pub struct NewRecordWrite<'a> {
+    pub record: &'a SourceRecordId,
+    pub person: &'a PersonId,
+    /// Create the person; otherwise the record joins it and updates its golden record.
+    pub create_person: bool,
+    pub draft: &'a crate::domain::SourceRecordDraft,
+    pub keys: &'a [BlockingKey],
+    pub link_event: hie_core::outbox::OutboxRow,
+    /// The staged audit row (id, events), when the caller stages it with the write.
+    pub audit: Option<(String, String)>,
+    pub now: DateTime<Utc>,
 }
 
 /// One row of the matching context: a record, one of its identifiers, its person's number.
@@ -162,6 +179,73 @@ impl PopulationStore {
             candidates.retain(|c| c.source_record_id != existing.id);
         }
         Ok((existing, candidates))
+    }
+
+    /// Writes everything a new record's registration writes: the person (created, or its golden
+    /// record updated with the new, newest record), the record, its identifiers and blocking
+    /// keys, the link event and, when given, the staged audit row. On PostgreSQL one statement;
+    /// on SQLite, whose writer holds the database anyway, one statement each.
+    pub async fn write_new_record(
+        &self,
+        conn: &mut AnyConnection,
+        write: &NewRecordWrite<'_>,
+    ) -> Result<(), Error> {
+        let now = time::to_micros(write.now);
+        if self.database.backend() == Backend::Postgres {
+            let identifiers: Vec<serde_json::Value> = write
+                .draft
+                .all_identifiers()
+                .map(|i| serde_json::json!({"system": i.system_uri(), "value": i.value()}))
+                .collect();
+            let keys: Vec<String> = write.keys.iter().map(|k| k.0.to_string()).collect();
+            let query = sqlx::query(include_str!("queries/write_new_record.pg.sql"))
+                .bind(write.record.as_str())
+                .bind(write.draft.organisation().as_str())
+                .bind(write.draft.local_patient_number().value())
+                .bind(write.person.as_str());
+            let query = DemographicColumns::of(write.draft.demographics())
+                .bind(query)
+                .bind(write.draft.demographics().name.search_key())
+                .bind(now)
+                .bind(i16::from(write.create_person))
+                .bind(serde_json::Value::Array(identifiers).to_string())
+                .bind(keys.join(","))
+                .bind(&write.link_event.id)
+                .bind(&write.link_event.payload)
+                .bind(write.link_event.created_at)
+                .bind(write.audit.as_ref().map(|(id, _)| id.clone()))
+                .bind(write.audit.as_ref().map(|(_, events)| events.clone()));
+            query.execute(&mut *conn).await?;
+            return Ok(());
+        }
+        if write.create_person {
+            self.insert_person(conn, write.person, write.draft.demographics(), write.now)
+                .await?;
+        } else {
+            self.apply_newest_record(conn, write.person, write.draft.demographics(), write.now)
+                .await?;
+        }
+        self.insert_source_record(conn, write.record, write.person, write.draft, write.now)
+            .await?;
+        self.insert_identifiers(conn, write.record, write.person, write.draft)
+            .await?;
+        self.set_match_keys(conn, write.record, write.keys, false).await?;
+        let event = &write.link_event;
+        sqlx::query("INSERT INTO outbox_events (id, topic, payload, created_at) VALUES ($1, $2, $3, $4)")
+            .bind(&event.id)
+            .bind(&event.topic)
+            .bind(&event.payload)
+            .bind(event.created_at)
+            .execute(&mut *conn)
+            .await?;
+        if let Some((id, events)) = &write.audit {
+            sqlx::query("INSERT INTO audit_staged (id, events) VALUES ($1, $2)")
+                .bind(id)
+                .bind(events)
+                .execute(&mut *conn)
+                .await?;
+        }
+        Ok(())
     }
 
     /// Replaces a record's blocking keys.
