@@ -123,11 +123,15 @@ pub struct Explanation {
 
 /// Decides which person a record describes. Pure: no I/O, so that it can be tested and replayed.
 pub trait Matcher: Send + Sync + std::fmt::Debug {
+    /// The record prepared for matching: done once per registration, for the keys and the
+    /// decision both.
+    fn prepare(&self, record: &SourceRecordDraft) -> Profile;
+
     /// The keys whose candidates the decision needs.
-    fn blocking_keys(&self, record: &SourceRecordDraft) -> Vec<BlockingKey>;
+    fn blocking_keys(&self, record: &Profile) -> Vec<BlockingKey>;
 
     /// Decides among `candidates`, which never include the record itself.
-    fn decide(&self, record: &SourceRecordDraft, candidates: &[Candidate]) -> MatchDecision;
+    fn decide(&self, record: &Profile, candidates: &[Candidate]) -> MatchDecision;
 
     /// The per-field account of a possible match.
     fn explain(&self, pattern: Pattern) -> Explanation;
@@ -160,11 +164,6 @@ pub fn person_fields(demographics: &Demographics, identifiers: &[Identifier]) ->
         fields.set(Field::City, division.as_str());
     }
     fields
-}
-
-fn profile_of_draft(record: &SourceRecordDraft) -> Profile {
-    let identifiers: Vec<Identifier> = record.identifiers().to_vec();
-    Profile::prepare(&person_fields(record.demographics(), &identifiers)).0
 }
 
 /// The model shipped with hie, trained by `hie dedupe` on a generated prefecture of a million
@@ -215,12 +214,15 @@ impl ProbabilisticMatcher {
 }
 
 impl Matcher for ProbabilisticMatcher {
-    fn blocking_keys(&self, record: &SourceRecordDraft) -> Vec<BlockingKey> {
-        let profile = profile_of_draft(record);
+    fn prepare(&self, record: &SourceRecordDraft) -> Profile {
+        Profile::prepare(&person_fields(record.demographics(), record.identifiers())).0
+    }
+
+    fn blocking_keys(&self, profile: &Profile) -> Vec<BlockingKey> {
         let mut keys: Vec<BlockingKey> = self
             .rules
             .iter()
-            .filter_map(|rule| rule.key(&profile))
+            .filter_map(|rule| rule.key(profile))
             .map(|key| BlockingKey(key as i64))
             .collect();
         keys.sort();
@@ -228,8 +230,7 @@ impl Matcher for ProbabilisticMatcher {
         keys
     }
 
-    fn decide(&self, record: &SourceRecordDraft, candidates: &[Candidate]) -> MatchDecision {
-        let profile = profile_of_draft(record);
+    fn decide(&self, profile: &Profile, candidates: &[Candidate]) -> MatchDecision {
         // Each person's best-matching record speaks for the person.
         let mut best_per_person: Vec<PossibleMatch> = Vec::new();
         for candidate in candidates {
@@ -240,7 +241,7 @@ impl Matcher for ProbabilisticMatcher {
                 fields.set(Field::ResidentId, id.as_str());
             }
             let other = Profile::prepare(&fields).0;
-            let pattern = compare_packed(&profile, &other);
+            let pattern = compare_packed(profile, &other);
             let probability = self.table.probability(pattern);
             match best_per_person
                 .iter_mut()
@@ -354,6 +355,14 @@ mod tests {
         }
     }
 
+    fn decide(
+        matcher: &ProbabilisticMatcher,
+        record: &SourceRecordDraft,
+        candidates: &[Candidate],
+    ) -> MatchDecision {
+        matcher.decide(&matcher.prepare(record), candidates)
+    }
+
     fn matcher() -> ProbabilisticMatcher {
         ProbabilisticMatcher::built_in(MatchThresholds::default())
     }
@@ -379,7 +388,7 @@ mod tests {
         let person = PersonId::generate();
         let existing = record("王芳", "1949-12-31", &["11010519491231002X"], Some("13808551234"));
         let new = record("汪芳", "1949-12-31", &["11010519491231002X"], None);
-        match matcher().decide(&new, &[candidate(&person, &existing)]) {
+        match decide(&matcher(), &new, &[candidate(&person, &existing)]) {
             MatchDecision::Link { best, .. } => assert_eq!(best.person_id, person),
             other => panic!("{other:?}"),
         }
@@ -393,12 +402,12 @@ mod tests {
         let namesake = record("王芳", "1949-12-31", &[&other], Some("13900001111"));
         let mut known = candidate(&person, &numberless);
         assert!(matches!(
-            matcher().decide(&namesake, &[known.clone()]),
+            decide(&matcher(), &namesake, &[known.clone()]),
             MatchDecision::Link { .. }
         ));
         known.person_resident_id = Some(ResidentId::parse("11010519491231002X").unwrap());
         assert!(matches!(
-            matcher().decide(&namesake, &[known]),
+            decide(&matcher(), &namesake, &[known]),
             MatchDecision::NewPerson { .. }
         ));
     }
@@ -409,7 +418,7 @@ mod tests {
         let existing = record("王芳", "1949-12-31", &["11010519491231002X"], Some("13808551234"));
         let other = with_check("11010519620101002");
         let new = record("王芳", "1962-01-01", &[&other], Some("13900000000"));
-        let decision = matcher().decide(&new, &[candidate(&person, &existing)]);
+        let decision = decide(&matcher(), &new, &[candidate(&person, &existing)]);
         let MatchDecision::NewPerson { review, closest } = decision else {
             panic!("{decision:?}");
         };
@@ -431,7 +440,7 @@ mod tests {
             0,
             MatchThresholds::new(0.999_999_9, 0.01).unwrap(),
         );
-        let MatchDecision::NewPerson { review, .. } = strict.decide(&new, &[candidate(&person, &existing)])
+        let MatchDecision::NewPerson { review, .. } = decide(&strict, &new, &[candidate(&person, &existing)])
         else {
             panic!("expected review");
         };
@@ -446,7 +455,12 @@ mod tests {
     fn blocking_keys_come_from_every_rule_the_record_has_values_for() {
         let with_everything = record("王芳", "1949-12-31", &["11010519491231002X"], Some("13808551234"));
         let name_only = record("王芳", "", &[], None);
-        assert!(matcher().blocking_keys(&with_everything).len() >= 4);
-        assert!(matcher().blocking_keys(&name_only).is_empty());
+        assert!(
+            matcher()
+                .blocking_keys(&matcher().prepare(&with_everything))
+                .len()
+                >= 4
+        );
+        assert!(matcher().blocking_keys(&matcher().prepare(&name_only)).is_empty());
     }
 }

@@ -180,7 +180,7 @@ impl PopulationService {
             .iter()
             .flat_map(|draft| {
                 self.matcher
-                    .blocking_keys(draft)
+                    .blocking_keys(&self.matcher.prepare(draft))
                     .into_iter()
                     .map(|k| k.0)
                     .chain([record_lock_key(draft)])
@@ -212,7 +212,8 @@ impl PopulationService {
         content_time: Option<chrono::DateTime<chrono::Utc>>,
         stage_for: Option<&RequestContext>,
     ) -> Result<Registration, Error> {
-        let keys = self.matcher.blocking_keys(draft);
+        let profile = self.matcher.prepare(draft);
+        let keys = self.matcher.blocking_keys(&profile);
         // Lock the record's own key and its blocking keys, so that two registrations of the same
         // new resident cannot both create a person.
         let record_lock = record_lock_key(draft);
@@ -234,7 +235,7 @@ impl PopulationService {
             let rejected = self.store.rejected_persons(conn, &existing.id).await?;
             candidates.retain(|c| !rejected.contains(&c.person_id));
         }
-        let decision = self.matcher.decide(draft, &candidates);
+        let decision = self.matcher.decide(&profile, &candidates);
         let now = time::now();
         let model_version = self.matcher.model_version();
 
