@@ -290,7 +290,7 @@ pub fn read_population_file(
         }
         if let Some(first) = first_line_of.get(&id) {
             errors.push(format!(
-                "{name}: line {line}: id '{id}' repeats the one on line {first}"
+                "{name}: line {line}: the id repeats the one on line {first}"
             ));
             continue;
         }
