@@ -18,6 +18,7 @@ on_every_backend!(
     merge_and_unmerge_restore_exactly_what_was,
     link_and_unlink_by_hand_refuse_what_makes_no_sense,
     the_golden_record_takes_each_field_from_the_newest_record_that_states_it,
+    a_hospitals_statement_outranks_a_township_centres_newer_one,
     thresholds_out_of_order_keep_the_exchange_from_starting,
     a_blocking_rule_that_does_not_parse_keeps_the_exchange_from_starting,
     rematching_after_a_threshold_change_moves_records_and_a_dry_run_changes_nothing,
@@ -549,4 +550,53 @@ async fn a_blocking_rule_that_does_not_parse_keeps_the_exchange_from_starting(db
         message.contains("blocking_rules[1]") && message.contains("'nickname'"),
         "{message}"
     );
+}
+
+async fn a_hospitals_statement_outranks_a_township_centres_newer_one(db: TestDb) {
+    let exchange = db.exchange().await;
+    register_organisations(&exchange).await;
+    let population = &exchange.population;
+    let hospital = population
+        .register(
+            &ctx(),
+            &draft(request("QDN-H01", "MZ001", "吴阿妹", Some(&woman(1)))),
+        )
+        .await
+        .unwrap();
+    // The township centre registers her later, with a phone of its own.
+    let mut centre = request("QDN-T01", "JK001", "吴阿妹", Some(&woman(1)));
+    centre.demographics.as_mut().unwrap().phone = "13900000000".into();
+    let joined = population.register(&ctx(), &draft(centre)).await.unwrap();
+    assert_eq!(joined.person_id, hospital.person_id);
+    let stored_phone = async || -> String {
+        let (phone,): (String,) = sqlx::query_as("SELECT phone FROM persons WHERE id = $1")
+            .bind(hospital.person_id.as_str())
+            .fetch_one(exchange.database.pool())
+            .await
+            .unwrap();
+        phone
+    };
+    let hospital_phone = request("QDN-H01", "MZ001", "吴阿妹", Some(&woman(1)))
+        .demographics
+        .unwrap()
+        .phone;
+    assert_eq!(
+        stored_phone().await,
+        hospital_phone,
+        "the stored golden record keeps the hospital's phone"
+    );
+    let (person, _) = population.person(&ctx(), &hospital.person_id).await.unwrap();
+    assert_eq!(person.demographics.phone.unwrap().as_str(), hospital_phone);
+    let source = person
+        .demographics_sources
+        .iter()
+        .find(|s| s.field == "phone")
+        .unwrap();
+    assert_eq!(source.source_record_id, hospital.source_record_id);
+
+    // The hospital updates its record with a new phone: a hospital's newest statement wins.
+    let mut moved = request("QDN-H01", "MZ001", "吴阿妹", Some(&woman(1)));
+    moved.demographics.as_mut().unwrap().phone = "13700000000".into();
+    population.register(&ctx(), &draft(moved)).await.unwrap();
+    assert_eq!(stored_phone().await, "13700000000");
 }

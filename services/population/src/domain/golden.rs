@@ -1,10 +1,13 @@
 //! The golden record: a person's demographics assembled field by field from their linked source
 //! records (survivorship), with the record each value came from, so that a clinician can see
-//! whose word a value is. The rule per field: the most recently updated record that states it.
-//! Every stored resident identity number passed its check digit and its agreement with birth
-//! date and sex when it was registered, so the most recent one is also a verified one.
+//! whose word a value is. The rule per field: among the records that state it, the one from the
+//! most trusted kind of organisation, and among those the most recently updated. A hospital
+//! registers from the identity card at its admission desk; a village clinic often from what the
+//! patient says. Every stored resident identity number passed its check digit and its agreement
+//! with birth date and sex when it was registered, so each one is a verified one.
 
 use chrono::{DateTime, Utc};
+use hie_directory::domain::OrganisationKind;
 
 use super::{Demographics, SourceRecordId};
 
@@ -21,16 +24,33 @@ pub struct Statement<'a> {
     pub record: &'a SourceRecordId,
     pub demographics: &'a Demographics,
     pub updated_at: DateTime<Utc>,
+    /// How much its organisation's statements are trusted ([`trust_of`]).
+    pub trust: u8,
 }
+
+/// The trust of the kind of organisation that keeps a record; an organisation the directory
+/// does not know (or that records no demographics of its own) counts least.
+pub fn trust_of(kind: Option<OrganisationKind>) -> u8 {
+    match kind {
+        Some(OrganisationKind::Hospital) => MOST_TRUSTED,
+        Some(OrganisationKind::TownshipHealthCentre | OrganisationKind::CommunityHealthCentre) => 2,
+        Some(OrganisationKind::VillageClinic) => 1,
+        _ => 0,
+    }
+}
+
+/// The trust of a hospital: a record from one outranks every other for each field it states.
+pub const MOST_TRUSTED: u8 = 3;
 
 /// The golden record of a person from their records; `None` for a person without records.
 pub fn golden_record(statements: &[Statement<'_>]) -> Option<(Demographics, Vec<FieldSource>)> {
     let mut newest_first: Vec<&Statement<'_>> = statements.iter().collect();
-    // Newest first; among equals the larger id (the later registration) first, so that the
-    // result does not depend on the order the records were read in.
+    // Most trusted first, then newest; among equals the larger id (the later registration)
+    // first, so that the result does not depend on the order the records were read in.
     newest_first.sort_by(|a, b| {
-        b.updated_at
-            .cmp(&a.updated_at)
+        b.trust
+            .cmp(&a.trust)
+            .then_with(|| b.updated_at.cmp(&a.updated_at))
             .then_with(|| b.record.cmp(a.record))
     });
     let newest = newest_first.first()?;
@@ -85,11 +105,13 @@ mod tests {
                 record: &new_id,
                 demographics: &new,
                 updated_at: at(200),
+                trust: MOST_TRUSTED,
             },
             Statement {
                 record: &old_id,
                 demographics: &old,
                 updated_at: at(100),
+                trust: MOST_TRUSTED,
             },
         ];
         let (golden, sources) = golden_record(&statements).unwrap();
@@ -107,5 +129,33 @@ mod tests {
         assert_eq!(source_of("sex"), Some(old_id));
         assert_eq!(source_of("address_line"), None, "no record states an address");
         assert!(golden_record(&[]).is_none());
+    }
+
+    #[test]
+    fn a_hospitals_older_statement_outranks_a_village_clinics_newer_one() {
+        let (hospital_id, clinic_id) = (SourceRecordId::generate(), SourceRecordId::generate());
+        let mut hospital = demographics("王芳", "2", "1949-12-31");
+        hospital.phone = Some(Phone::parse("13808551234").unwrap());
+        let mut clinic = demographics("王方", "2", "1949-12-31");
+        clinic.phone = Some(Phone::parse("13900000000").unwrap());
+        let at = |s: i64| DateTime::from_timestamp(s, 0).unwrap();
+        let statements = [
+            Statement {
+                record: &clinic_id,
+                demographics: &clinic,
+                updated_at: at(300),
+                trust: trust_of(Some(OrganisationKind::VillageClinic)),
+            },
+            Statement {
+                record: &hospital_id,
+                demographics: &hospital,
+                updated_at: at(100),
+                trust: trust_of(Some(OrganisationKind::Hospital)),
+            },
+        ];
+        let (golden, sources) = golden_record(&statements).unwrap();
+        assert_eq!(golden.name.as_str(), "王芳");
+        assert_eq!(golden.phone.as_ref().unwrap().as_str(), "13808551234");
+        assert!(sources.iter().all(|s| s.source_record_id == hospital_id));
     }
 }

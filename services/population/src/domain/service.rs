@@ -14,13 +14,13 @@ use sqlx::AnyConnection;
 
 use serde_json::json;
 
-use super::golden::{Statement, golden_record};
+use super::golden::{MOST_TRUSTED, Statement, golden_record, trust_of};
 
 use super::{
     CrossReference, MatchDecision, MatchThresholds, Matcher, Person, PersonId, PossibleMatch, SearchCriteria,
     SourceRecord, SourceRecordDraft, SourceRecordId, visibility,
 };
-use crate::store::{NewRecordWrite, PopulationStore, ResolveBatcher};
+use crate::store::{NewRecordWrite, PersonWrite, PopulationStore, ResolveBatcher};
 
 /// What a registration did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -269,13 +269,22 @@ impl PopulationService {
                 "population.record.linked",
                 &link_payload(&registration.source_record_id, &registration.person_id, None, how),
             );
+            // A record outranking every earlier one (a hospital's) wins each field it states, in
+            // the same statement; any other joins and the golden record is recomputed.
+            let person_write = if outcome == RegistrationOutcome::CreatedPerson {
+                PersonWrite::Create
+            } else if self.trust_of(draft.organisation()).await? >= MOST_TRUSTED {
+                PersonWrite::ApplyNewest
+            } else {
+                PersonWrite::Leave
+            };
             self.store
                 .write_new_record(
                     conn,
                     &NewRecordWrite {
                         record: &registration.source_record_id,
                         person: &registration.person_id,
-                        create_person: outcome == RegistrationOutcome::CreatedPerson,
+                        person_write,
                         draft,
                         keys: &keys,
                         link_event,
@@ -284,6 +293,11 @@ impl PopulationService {
                     },
                 )
                 .await?;
+            if person_write == PersonWrite::Leave {
+                self.store
+                    .refresh_golden_record(conn, &registration.person_id, now)
+                    .await?;
+            }
             self.store
                 .queue_reviews(conn, &registration.source_record_id, &review, model_version, now)
                 .await?;
@@ -359,6 +373,15 @@ impl PopulationService {
             outcome: RegistrationOutcome::UpdatedRecord,
             pending_reviews: review.len(),
         })
+    }
+
+    /// The trust of an organisation's statements (its kind, from the directory, cached there).
+    async fn trust_of(&self, organisation: &OrganisationCode) -> Result<u8, Error> {
+        let found = self
+            .directory
+            .require_active_organisation("organisation_code", organisation)
+            .await?;
+        Ok(trust_of(Some(found.draft.kind)))
     }
 
     /// How matching decided, for the link event: linked to `best` or, when not linked, the
@@ -516,23 +539,23 @@ impl PopulationService {
         }
         let records = self.store.source_records_of(id).await?;
         // Records are in organisation order: one directory look-up per organisation.
-        let mut kept_by: Vec<(OrganisationCode, Option<DataCategory>)> = Vec::with_capacity(records.len());
+        let mut kept_by: Vec<(OrganisationCode, Option<DataCategory>, u8)> =
+            Vec::with_capacity(records.len());
         for record in &records {
-            let category = match kept_by.last() {
-                Some((organisation, category)) if *organisation == record.organisation => *category,
+            let (category, trust) = match kept_by.last() {
+                Some((organisation, category, trust)) if *organisation == record.organisation => {
+                    (*category, *trust)
+                }
                 _ => {
-                    self.directory
-                        .get_organisation(&record.organisation)
-                        .await?
-                        .draft
-                        .sensitive_category
+                    let draft = self.directory.get_organisation(&record.organisation).await?.draft;
+                    (draft.sensitive_category, trust_of(Some(draft.kind)))
                 }
             };
-            kept_by.push((record.organisation.clone(), category));
+            kept_by.push((record.organisation.clone(), category, trust));
         }
         let categories = visibility::sensitive_categories(
             context,
-            kept_by.iter().map(|(code, category)| (code, *category)),
+            kept_by.iter().map(|(code, category, _)| (code, *category)),
         );
         let reads: Vec<Read> = std::iter::once(DataCategory::Demographics)
             .chain(categories.iter().copied())
@@ -553,14 +576,14 @@ impl PopulationService {
             .filter(|(_, decision)| decision.is_ok())
             .map(|(category, _)| *category)
             .collect();
-        let records = records
+        let (records, trusts): (Vec<SourceRecord>, Vec<u8>) = records
             .into_iter()
             .zip(kept_by)
-            .filter(|(record, (_, category))| {
+            .filter(|(record, (_, category, _))| {
                 visibility::is_visible(context, &record.organisation, *category, &permitted)
             })
-            .map(|(record, _)| record)
-            .collect::<Vec<_>>();
+            .map(|(record, (_, _, trust))| (record, trust))
+            .unzip();
         // The person's identifiers are those of the records the caller sees.
         let mut identifiers: Vec<Identifier> = records
             .iter()
@@ -571,10 +594,12 @@ impl PopulationService {
         // The golden record the caller sees: from the records they may see.
         let statements: Vec<Statement<'_>> = records
             .iter()
-            .map(|r| Statement {
+            .zip(&trusts)
+            .map(|(r, trust)| Statement {
                 record: &r.id,
                 demographics: &r.demographics,
                 updated_at: r.updated_at,
+                trust: *trust,
             })
             .collect();
         let (demographics, demographics_sources) =

@@ -12,8 +12,9 @@ use sqlx::{AnyConnection, AssertSqlSafe, FromRow};
 use super::{
     DEMOGRAPHIC_COLUMNS, PopulationStore, SourceRecordRow, placeholders, stored_id, stored_identifier,
 };
-use crate::domain::golden::{Statement, golden_record};
+use crate::domain::golden::{Statement, golden_record, trust_of};
 use crate::domain::{BlockingKey, Candidate, PersonId, PossibleMatch, SourceRecordId};
+use hie_directory::domain::OrganisationKind;
 
 /// At most this many records are compared with a new one; blocks are small by design, and a
 /// key shared by thousands (a placeholder phone) must not make one registration slow.
@@ -27,19 +28,50 @@ pub struct ExistingRecord {
     pub linked_manually: bool,
 }
 
+/// What a new record does to its person's row.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PersonWrite {
+    /// A new person, with the record's demographics.
+    Create,
+    /// The record joins the person and, outranking every earlier one, wins each field it
+    /// states (a hospital's record: see `golden::MOST_TRUSTED`).
+    ApplyNewest,
+    /// The record joins the person; the caller recomputes the golden record.
+    Leave,
+}
+
+impl PersonWrite {
+    fn code(self) -> i16 {
+        match self {
+            PersonWrite::ApplyNewest => 0,
+            PersonWrite::Create => 1,
+            PersonWrite::Leave => 2,
+        }
+    }
+}
+
 /// What registering a new record writes (see [`PopulationStore::write_new_record`]).
 #[derive(Debug)]
 pub struct NewRecordWrite<'a> {
     pub record: &'a SourceRecordId,
     pub person: &'a PersonId,
-    /// Create the person; otherwise the record joins it and updates its golden record.
-    pub create_person: bool,
+    pub person_write: PersonWrite,
     pub draft: &'a crate::domain::SourceRecordDraft,
     pub keys: &'a [BlockingKey],
     pub link_event: hie_core::outbox::OutboxRow,
     /// The staged audit row (id, events), when the caller stages it with the write.
     pub audit: Option<(String, String)>,
     pub now: DateTime<Utc>,
+}
+
+/// A linked record as survivorship reads it, with its organisation's kind.
+#[derive(FromRow)]
+struct GoldenRow {
+    id: String,
+    #[sqlx(flatten)]
+    demographics: super::DemographicsRow,
+    updated_at: i64,
+    kind: Option<String>,
 }
 
 /// One row of the matching context: a record, one of its identifiers, its person's number.
@@ -207,7 +239,7 @@ impl PopulationStore {
                 .bind(query)
                 .bind(write.draft.demographics().name.search_key())
                 .bind(now)
-                .bind(i16::from(write.create_person))
+                .bind(write.person_write.code())
                 .bind(serde_json::Value::Array(identifiers).to_string())
                 .bind(keys.join(","))
                 .bind(&write.link_event.id)
@@ -218,12 +250,16 @@ impl PopulationStore {
             query.execute(&mut *conn).await?;
             return Ok(());
         }
-        if write.create_person {
-            self.insert_person(conn, write.person, write.draft.demographics(), write.now)
-                .await?;
-        } else {
-            self.apply_newest_record(conn, write.person, write.draft.demographics(), write.now)
-                .await?;
+        match write.person_write {
+            PersonWrite::Create => {
+                self.insert_person(conn, write.person, write.draft.demographics(), write.now)
+                    .await?
+            }
+            PersonWrite::ApplyNewest => {
+                self.apply_newest_record(conn, write.person, write.draft.demographics(), write.now)
+                    .await?
+            }
+            PersonWrite::Leave => {}
         }
         self.insert_source_record(conn, write.record, write.person, write.draft, write.now)
             .await?;
@@ -430,27 +466,39 @@ impl PopulationStore {
         person: &PersonId,
         now: DateTime<Utc>,
     ) -> Result<(), Error> {
+        // The kind of each keeping organisation ranks its statements (see golden::trust_of); it
+        // is read from the directory's table in the same query, as the resolve query reads
+        // sensitive categories.
         let sql = format!(
-            "SELECT id, organisation_code, local_patient_number, person_id, {DEMOGRAPHIC_COLUMNS}, created_at, updated_at              FROM source_records WHERE person_id = $1"
+            "SELECT s.id, {columns}, s.updated_at, o.kind FROM source_records s \
+             LEFT JOIN organisations o ON o.code = s.organisation_code WHERE s.person_id = $1",
+            columns = DEMOGRAPHIC_COLUMNS
+                .split(", ")
+                .map(|c| format!("s.{c}"))
+                .collect::<Vec<_>>()
+                .join(", "),
         );
-        let rows: Vec<SourceRecordRow> = sqlx::query_as(AssertSqlSafe(sql))
+        let rows: Vec<GoldenRow> = sqlx::query_as(AssertSqlSafe(sql))
             .bind(person.as_str())
             .fetch_all(&mut *conn)
             .await?;
         let mut records = Vec::with_capacity(rows.len());
         for row in rows {
+            let kind = row.kind.as_deref().and_then(OrganisationKind::from_code);
             records.push((
                 stored_id(SourceRecordId::parse(&row.id))?,
                 row.demographics.into_domain()?,
                 time::from_micros(row.updated_at),
+                trust_of(kind),
             ));
         }
         let statements: Vec<Statement<'_>> = records
             .iter()
-            .map(|(record, demographics, updated_at)| Statement {
+            .map(|(record, demographics, updated_at, trust)| Statement {
                 record,
                 demographics,
                 updated_at: *updated_at,
+                trust: *trust,
             })
             .collect();
         if let Some((golden, _)) = golden_record(&statements) {

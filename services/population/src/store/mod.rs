@@ -5,7 +5,7 @@
 mod matching;
 mod resolve_batcher;
 
-pub use matching::{ExistingRecord, MAX_CANDIDATES, MergeRow, NewRecordWrite, ReviewRow};
+pub use matching::{ExistingRecord, MAX_CANDIDATES, MergeRow, NewRecordWrite, PersonWrite, ReviewRow};
 
 pub use resolve_batcher::{MAX_BATCH, QUERY_SLOTS, ResolveBatcher};
 

@@ -2,7 +2,8 @@
 -- CTEs), so that a registration costs one round trip for its writes instead of six. Foreign keys
 -- are checked at the end of the statement, when the person and the record both exist.
 -- $1 record id, $2 organisation, $3 local number, $4 person id, $5..$11 the demographic columns,
--- $12 name key, $13 now, $14 1 to create the person (0: apply the record to its golden record),
+-- $12 name key, $13 now, $14 1 to create the person, 0 to apply the record to its golden record,
+-- 2 to leave the person's row to the caller,
 -- $15 identifiers as JSON [{"system","value"}], $16 blocking keys as comma-separated integers,
 -- $17..$19 the outbox event (id, payload, created_at), $20 and $21 the staged audit row or NULL.
 WITH created AS (
