@@ -531,11 +531,27 @@ async fn a_model_trained_on_the_registry_is_stored_with_a_version_and_used(db: T
         .await
         .unwrap();
     assert_eq!(again, 2, "each training is a new version");
+    use hie_population::domain::Matcher;
+    assert_eq!(
+        exchange.population.matcher().model_version(),
+        0,
+        "the built-in model until reloaded"
+    );
+    assert_eq!(exchange.population.reload_matcher().await.unwrap(), Some(2));
+    assert_eq!(
+        exchange.population.matcher().model_version(),
+        2,
+        "a running registry takes up the newest"
+    );
+    assert_eq!(
+        exchange.population.reload_matcher().await.unwrap(),
+        None,
+        "nothing newer"
+    );
     let thresholds = hie_population::domain::MatchThresholds::default();
     let matcher = hie_population::load_matcher(&exchange.database, thresholds)
         .await
         .unwrap();
-    use hie_population::domain::Matcher;
     assert_eq!(matcher.model_version(), 2);
 }
 

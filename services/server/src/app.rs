@@ -209,10 +209,12 @@ impl Exchange {
                 .map_err(|e| Error::Internal(format!("the gRPC server failed: {e}")))
         });
         tracing::info!(%address, backend = ?self.database.backend(), mutual_tls = tls.is_some(), "hie is serving");
+        let model_watch = tokio::spawn(take_up_new_models(self.population.clone()));
         Ok(RunningServer {
             address,
             stop,
             task,
+            model_watch,
             exchange: self,
         })
     }
@@ -224,7 +226,25 @@ pub struct RunningServer {
     address: SocketAddr,
     stop: oneshot::Sender<()>,
     task: JoinHandle<Result<(), Error>>,
+    /// Takes up models `hie population train` stores while the server runs.
+    model_watch: JoinHandle<()>,
     exchange: Exchange,
+}
+
+/// How often a running server looks for a newer matching model.
+pub const MODEL_CHECK_EVERY: std::time::Duration = std::time::Duration::from_secs(30);
+
+async fn take_up_new_models(population: PopulationService) {
+    loop {
+        tokio::time::sleep(MODEL_CHECK_EVERY).await;
+        match population.reload_matcher().await {
+            Ok(Some(version)) => tracing::info!(version, "matching now uses a newly trained model"),
+            Ok(None) => {}
+            Err(error) => {
+                tracing::warn!(%error, "cannot look for a newer matching model; keeping the one in use")
+            }
+        }
+    }
 }
 
 impl RunningServer {
@@ -244,6 +264,7 @@ impl RunningServer {
 
     /// Stops accepting calls, lets the calls under way finish, and closes the database.
     pub async fn stop(self) -> Result<(), Error> {
+        self.model_watch.abort();
         let _ = self.stop.send(());
         let served = self
             .task

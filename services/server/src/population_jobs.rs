@@ -13,7 +13,7 @@ use crate::{Exchange, Settings};
 pub enum PopulationCommand {
     /// Train the matching model on every record in the registry (m and u by
     /// expectation–maximisation) and store it as the next version; prints JSON. Servers use the
-    /// newest version from their next start.
+    /// newest version within 30 seconds.
     Train(DatabaseArgs),
     /// Re-run matching over every source record, after a model or threshold change: records
     /// move where the matcher now puts them (never those a person linked by hand) and possible

@@ -96,7 +96,8 @@ pub struct PopulationService {
     resolver: ResolveBatcher,
     directory: DirectoryService,
     pub(super) access: AccessGate,
-    pub(super) matcher: Arc<dyn Matcher>,
+    /// The matcher in use; replaced when a newer model is trained ([`Self::reload_matcher`]).
+    matcher: Arc<std::sync::RwLock<Arc<dyn Matcher>>>,
     thresholds: MatchThresholds,
 }
 
@@ -114,7 +115,7 @@ impl PopulationService {
             store,
             directory,
             access,
-            matcher,
+            matcher: Arc::new(std::sync::RwLock::new(matcher)),
             thresholds,
         }
     }
@@ -179,8 +180,8 @@ impl PopulationService {
         let mut locks: Vec<i64> = drafts
             .iter()
             .flat_map(|draft| {
-                self.matcher
-                    .blocking_keys(&self.matcher.prepare(draft))
+                self.matcher()
+                    .blocking_keys(&self.matcher().prepare(draft))
                     .into_iter()
                     .map(|k| k.0)
                     .chain([record_lock_key(draft)])
@@ -212,8 +213,10 @@ impl PopulationService {
         content_time: Option<chrono::DateTime<chrono::Utc>>,
         stage_for: Option<&RequestContext>,
     ) -> Result<Registration, Error> {
-        let profile = self.matcher.prepare(draft);
-        let keys = self.matcher.blocking_keys(&profile);
+        // One matcher for the whole registration, whatever a reload does meanwhile.
+        let matcher = self.matcher();
+        let profile = matcher.prepare(draft);
+        let keys = matcher.blocking_keys(&profile);
         // Lock the record's own key and its blocking keys, so that two registrations of the same
         // new resident cannot both create a person.
         let record_lock = record_lock_key(draft);
@@ -235,9 +238,9 @@ impl PopulationService {
             let rejected = self.store.rejected_persons(conn, &existing.id).await?;
             candidates.retain(|c| !rejected.contains(&c.person_id));
         }
-        let decision = self.matcher.decide(&profile, &candidates);
+        let decision = matcher.decide(&profile, &candidates);
         let now = time::now();
-        let model_version = self.matcher.model_version();
+        let model_version = matcher.model_version();
 
         let Some(existing) = existing else {
             let (person_id, outcome, review, how) = match decision {
@@ -389,7 +392,7 @@ impl PopulationService {
     /// why two records were or were not linked.
     fn matching_account(&self, candidate: Option<&PossibleMatch>, linked: bool) -> serde_json::Value {
         let compared = candidate.map(|m| {
-            let explanation = self.matcher.explain(m.pattern);
+            let explanation = self.matcher().explain(m.pattern);
             json!({
                 "person_id": m.person_id.as_str(),
                 "source_record_id": m.source_record_id.as_str(),
@@ -402,7 +405,7 @@ impl PopulationService {
         });
         json!({
             "by": "matching",
-            "model_version": self.matcher.model_version(),
+            "model_version": self.matcher().model_version(),
             "new_person": !linked,
             if linked { "linked_to" } else { "closest" }: compared,
         })
@@ -470,8 +473,8 @@ impl PopulationService {
     }
 
     /// Trains a matching model on every source record in the registry and stores it as the next
-    /// version; returns the version and the model. The running servers take it at their next
-    /// start.
+    /// version; returns the version and the model. Running servers take it up with
+    /// [`Self::reload_matcher`].
     pub async fn train_model(
         &self,
         progress: &dyn super::linkage::run::Progress,
@@ -499,7 +502,7 @@ impl PopulationService {
         }
         let (profiles, _) = super::linkage::prepare_all(&fields);
         let options = super::linkage::run::RunOptions {
-            rules: self.matcher.blocking_rules(),
+            rules: self.matcher().blocking_rules(),
             model: None,
             // Nothing is linked here: the run is for its model.
             threshold: f64::INFINITY,
@@ -511,6 +514,36 @@ impl PopulationService {
             .save_model(&run.model.to_json(), profiles.len() as u64)
             .await?;
         Ok((version, run.model, run.candidate_pairs))
+    }
+
+    /// The matcher in use.
+    pub fn matcher(&self) -> Arc<dyn Matcher> {
+        self.matcher
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone()
+    }
+
+    /// Takes up the newest model `hie population train` stored, if it is newer than the one in
+    /// use (same thresholds and blocking rules); returns its version when it did. Servers call
+    /// this periodically, so that a model trained by another process is used without a restart.
+    pub async fn reload_matcher(&self) -> Result<Option<i64>, Error> {
+        let current = self.matcher();
+        let Some((version, json)) = self.store.latest_model().await? else {
+            return Ok(None);
+        };
+        if version <= current.model_version() {
+            return Ok(None);
+        }
+        let model = super::linkage::model::LinkageModel::from_json(&json)
+            .map_err(|e| Error::Internal(format!("the stored matching model version {version} {e}")))?;
+        let matcher = super::ProbabilisticMatcher::new(model, version, self.thresholds)
+            .with_rules(current.blocking_rules());
+        *self
+            .matcher
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) = Arc::new(matcher);
+        Ok(Some(version))
     }
 
     /// The store, for operator jobs' checkpoints.
