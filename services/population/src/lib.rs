@@ -29,11 +29,18 @@ pub async fn load_matcher(
         .latest_model()
         .await?
     {
-        Some((version, json)) => {
-            let model = LinkageModel::from_json(&json)
-                .map_err(|e| Error::Internal(format!("the stored matching model version {version} {e}")))?;
-            Ok(ProbabilisticMatcher::new(model, version, thresholds))
-        }
+        Some((version, json)) => stored_matcher(version, &json, thresholds),
         None => Ok(ProbabilisticMatcher::built_in(thresholds)),
     }
+}
+
+/// The matcher of a model stored by `hie population train`.
+pub fn stored_matcher(
+    version: i64,
+    json: &str,
+    thresholds: MatchThresholds,
+) -> Result<ProbabilisticMatcher, Error> {
+    let model = LinkageModel::from_json(json)
+        .map_err(|e| Error::Internal(format!("the stored matching model version {version} {e}")))?;
+    Ok(ProbabilisticMatcher::new(model, version, thresholds))
 }

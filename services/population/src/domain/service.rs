@@ -535,10 +535,8 @@ impl PopulationService {
         if version <= current.model_version() {
             return Ok(None);
         }
-        let model = super::linkage::model::LinkageModel::from_json(&json)
-            .map_err(|e| Error::Internal(format!("the stored matching model version {version} {e}")))?;
-        let matcher = super::ProbabilisticMatcher::new(model, version, self.thresholds)
-            .with_rules(current.blocking_rules());
+        let matcher =
+            crate::stored_matcher(version, &json, self.thresholds)?.with_rules(current.blocking_rules());
         *self
             .matcher
             .write()
