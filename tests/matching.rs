@@ -15,6 +15,7 @@ on_every_backend!(
     a_homophone_without_an_identity_number_joins_its_person,
     a_possible_match_waits_for_review_and_a_rejected_pair_is_never_proposed_again,
     an_accepted_review_links_and_matching_never_undoes_it,
+    a_review_settled_by_a_merge_is_no_longer_listed,
     merge_and_unmerge_restore_exactly_what_was,
     link_and_unlink_by_hand_refuse_what_makes_no_sense,
     the_golden_record_takes_each_field_from_the_newest_record_that_states_it,
@@ -615,4 +616,36 @@ async fn a_hospitals_statement_outranks_a_township_centres_newer_one(db: TestDb)
     moved.demographics.as_mut().unwrap().phone = "13700000000".into();
     population.register(&ctx(), &draft(moved)).await.unwrap();
     assert_eq!(stored_phone().await, "13700000000");
+}
+
+async fn a_review_settled_by_a_merge_is_no_longer_listed(db: TestDb) {
+    let exchange = cautious_exchange(&db).await;
+    register_organisations(&exchange).await;
+    let population = &exchange.population;
+    let first = population
+        .register(
+            &ctx(),
+            &draft(request("QDN-H01", "MZ001", "吴阿妹", Some(&woman(1)))),
+        )
+        .await
+        .unwrap();
+    let second = population
+        .register(&ctx(), &draft(request("QDN-H02", "ZY-77", "吴阿妹", None)))
+        .await
+        .unwrap();
+    assert_eq!(second.pending_reviews, 1);
+    population
+        .merge_persons(
+            &steward(),
+            &second.person_id,
+            &first.person_id,
+            "same woman, found by search",
+        )
+        .await
+        .unwrap();
+    let (reviews, _) = population
+        .pending_reviews(&steward(), PageSize::parse(10).unwrap(), None)
+        .await
+        .unwrap();
+    assert!(reviews.is_empty(), "the merge settled it: {reviews:?}");
 }

@@ -365,9 +365,17 @@ impl PopulationStore {
     }
 
     /// Pending reviews, oldest first, after `after` (a review id) for paging.
+    /// Reviews a later change has settled are left out: the record already belongs to the
+    /// candidate person (a merge or a manual link brought them together), or the candidate
+    /// person was merged away.
     pub async fn pending_reviews(&self, after: Option<&str>, limit: usize) -> Result<Vec<ReviewRow>, Error> {
         let sql = format!(
-            "SELECT {REVIEW_COLUMNS} FROM match_reviews WHERE status = 'pending' AND id > $1 ORDER BY id LIMIT {limit}"
+            "SELECT {REVIEW_COLUMNS} FROM match_reviews r WHERE r.status = 'pending' AND r.id > $1 \
+             AND NOT EXISTS (SELECT 1 FROM source_records s \
+                 WHERE s.id = r.source_record_id AND s.person_id = r.candidate_person_id) \
+             AND NOT EXISTS (SELECT 1 FROM persons p \
+                 WHERE p.id = r.candidate_person_id AND p.merged_into IS NOT NULL) \
+             ORDER BY r.id LIMIT {limit}"
         );
         Ok(sqlx::query_as::<_, ReviewRow>(AssertSqlSafe(sql))
             .bind(after.unwrap_or(""))
