@@ -73,7 +73,7 @@ async fn only_an_administrator_changes_the_directory_and_every_change_is_audited
         .exchange()
         .access
         .audit()
-        .events(&Default::default(), i64::MAX, 10)
+        .events(&Default::default(), hie_access::store::AuditPosition::START, 10)
         .await
         .unwrap();
     let outcomes: Vec<(&str, &str, Option<&str>)> = events

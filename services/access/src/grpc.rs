@@ -10,7 +10,7 @@ use tonic::{Request, Response, Status};
 use crate::AccessGate;
 use crate::domain::consent::{ConsentDirectives, DataCategory, Grant};
 use crate::domain::{AuditEvent, Outcome};
-use crate::store::{AuditFilter, AuditTrail};
+use crate::store::{AuditFilter, AuditPosition, AuditTrail};
 
 #[derive(Clone, Debug)]
 pub struct AccessGrpc {
@@ -70,18 +70,16 @@ impl AccessGrpc {
     ) -> Result<(Vec<proto::AccessEvent>, String), Error> {
         let size = PageSize::parse(page_size).field("page_size")?;
         let before = match PageToken::parse(page_token).field("page_token")? {
-            Some(token) => token
-                .last_key()
-                .parse::<i64>()
-                .map_err(|_| Error::invalid("page_token", "is not a token this server issued"))?,
-            None => i64::MAX,
+            Some(token) => AuditPosition::parse(token.last_key())
+                .ok_or_else(|| Error::invalid("page_token", "is not a token this server issued"))?,
+            None => AuditPosition::START,
         };
         let mut events = self.audit.events(filter, before, size.get() + 1).await?;
         let next = if events.len() as u32 > size.get() {
             events.truncate(size.get() as usize);
             events
                 .last()
-                .map(|(sequence, _)| PageToken::after(&sequence.to_string()).encode())
+                .map(|(position, _)| PageToken::after(&position.key()).encode())
                 .unwrap_or_default()
         } else {
             String::new()
@@ -89,7 +87,7 @@ impl AccessGrpc {
         Ok((
             events
                 .iter()
-                .map(|(sequence, event)| event_to_proto(*sequence, event))
+                .map(|(position, event)| event_to_proto(position.sequence, event))
                 .collect(),
             next,
         ))

@@ -7,3 +7,7 @@ CREATE TABLE audit_staged (
     -- A JSON array of the transaction's events.
     events TEXT NOT NULL
 );
+
+-- Listings of the trail go by when events occurred (a staged event is chained after events that
+-- occurred later), newest first.
+CREATE INDEX audit_events_by_time ON audit_events (occurred_at, sequence);

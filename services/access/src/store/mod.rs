@@ -29,6 +29,34 @@ pub struct AuditFilter {
     pub to: Option<chrono::DateTime<chrono::Utc>>,
 }
 
+/// Where an event stands in a listing: when it occurred (UTC microseconds), then its sequence.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AuditPosition {
+    pub occurred_at: i64,
+    pub sequence: i64,
+}
+
+impl AuditPosition {
+    /// Before every event: the first page.
+    pub const START: AuditPosition = AuditPosition {
+        occurred_at: i64::MAX,
+        sequence: i64::MAX,
+    };
+
+    /// The position as a page token's key, and back.
+    pub fn key(self) -> String {
+        format!("{}.{}", self.occurred_at, self.sequence)
+    }
+
+    pub fn parse(key: &str) -> Option<AuditPosition> {
+        let (occurred_at, sequence) = key.split_once('.')?;
+        Some(AuditPosition {
+            occurred_at: occurred_at.parse().ok()?,
+            sequence: sequence.parse().ok()?,
+        })
+    }
+}
+
 /// The audit trail.
 #[derive(Clone, Debug)]
 pub struct AuditTrail {
@@ -311,6 +339,9 @@ pub fn staged_row(events: &[AuditEvent]) -> Result<(String, String), Error> {
     Ok((uuid::Uuid::now_v7().to_string(), json))
 }
 
+/// How long staged events wait for company before they are chained.
+const CHAINING_DELAY: Duration = Duration::from_millis(20);
+
 /// How many staged transactions one chaining transaction takes.
 const STAGED_PER_CHAINING: i64 = 256;
 
@@ -559,6 +590,10 @@ impl AuditTrail {
         tokio::spawn(async move {
             let (running, again) = (&chaining.0, &chaining.1);
             loop {
+                // A moment's wait lets the writes of the next few milliseconds join the batch:
+                // chaining one registration's event at a time cost the database as much as the
+                // registration did.
+                tokio::time::sleep(CHAINING_DELAY).await;
                 again.store(false, SeqCst);
                 if let Err(error) = chain_staged(&database).await {
                     // A closed pool means the process is stopping, and its stop flushed.
@@ -580,18 +615,23 @@ impl AuditTrail {
         });
     }
 
-    /// Stored events matching `filter`, newest first, before the sequence number `before`.
+    /// Stored events matching `filter`, newest first by when they occurred (then by sequence),
+    /// after the position `before` (occurred-at microseconds and sequence of the last event of
+    /// the previous page; `AuditPosition::START` for the first). A write's event is chained
+    /// moments after its commit, possibly after events that occurred later, so the chain's order
+    /// is not the order of events.
     pub async fn events(
         &self,
         filter: &AuditFilter,
-        before: i64,
+        before: AuditPosition,
         limit: u32,
-    ) -> Result<Vec<(i64, AuditEvent)>, Error> {
+    ) -> Result<Vec<(AuditPosition, AuditEvent)>, Error> {
         self.flush().await?;
         let rows: Vec<StoredEvent> = sqlx::query_as(
             "SELECT * FROM audit_events WHERE ($1 = '' OR person_id = $1) AND ($2 = '' OR organisation_code = $2) \
              AND ($3 = '' OR user_id = $3) AND ($4 = '' OR outcome = $4) AND occurred_at >= $5 AND occurred_at < $6 \
-             AND sequence < $7 ORDER BY sequence DESC LIMIT $8",
+             AND (occurred_at < $7 OR (occurred_at = $7 AND sequence < $8)) \
+             ORDER BY occurred_at DESC, sequence DESC LIMIT $9",
         )
         .bind(filter.person_id.clone().unwrap_or_default())
         .bind(filter.organisation.clone().unwrap_or_default())
@@ -599,11 +639,21 @@ impl AuditTrail {
         .bind(filter.outcome.clone().unwrap_or_default())
         .bind(filter.from.map_or(i64::MIN, time::to_micros))
         .bind(filter.to.map_or(i64::MAX, time::to_micros))
-        .bind(before)
+        .bind(before.occurred_at)
+        .bind(before.sequence)
         .bind(i64::from(limit))
         .fetch_all(self.database.pool())
         .await?;
-        Ok(rows.iter().map(|row| (row.sequence, row.event())).collect())
+        Ok(rows
+            .iter()
+            .map(|row| {
+                let position = AuditPosition {
+                    occurred_at: row.occurred_at,
+                    sequence: row.sequence,
+                };
+                (position, row.event())
+            })
+            .collect())
     }
 
     /// Walks the whole chain; `Ok(Ok(n))` when all `n` events are intact.
