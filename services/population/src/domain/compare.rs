@@ -1,5 +1,5 @@
-//! Field comparators for probabilistic matching (the MPI issue builds on these): pure functions
-//! from two values to a level of agreement. Strings are compared as Unicode characters, not bytes,
+//! The string, date and pinyin primitives the linkage engine's comparators are built from
+//! (`linkage::comparison`): pure functions. Strings are compared as Unicode characters, not bytes,
 //! so that 吴阿妹 and 吴阿梅 differ by one, as they should.
 
 /// Jaro–Winkler similarity in 0..=1 (1 for equal strings), with the usual prefix scale 0.1 over at
@@ -158,41 +158,6 @@ pub fn compare_dates(a: (i32, u32, u32), b: (i32, u32, u32)) -> DateAgreement {
     }
 }
 
-/// Whether two phone numbers share their last `n` digits (other characters ignored): numbers
-/// change carriers and prefixes more often than their endings.
-pub fn phone_suffix_agrees(a: &str, b: &str, n: usize) -> bool {
-    let tail = |text: &str| -> Vec<char> {
-        let digits: Vec<char> = text.chars().filter(char::is_ascii_digit).collect();
-        digits[digits.len().saturating_sub(n)..].to_vec()
-    };
-    let (x, y) = (tail(a), tail(b));
-    x.len() == n && x == y
-}
-
-/// The share of address tokens two addresses have in common (Jaccard, 0..=1). Latin-script words
-/// are tokens; Chinese text, written without spaces, is split into overlapping character pairs.
-pub fn address_similarity(a: &str, b: &str) -> f64 {
-    let (x, y) = (address_tokens(a), address_tokens(b));
-    if x.is_empty() && y.is_empty() {
-        return 0.0;
-    }
-    let common = x.intersection(&y).count() as f64;
-    common / x.union(&y).count() as f64
-}
-
-fn address_tokens(text: &str) -> std::collections::BTreeSet<String> {
-    let mut tokens = std::collections::BTreeSet::new();
-    for word in text.split(|c: char| c.is_whitespace() || c == ',' || c == '，' || c == '、') {
-        let chars: Vec<char> = word.chars().flat_map(char::to_lowercase).collect();
-        if chars.iter().any(|c| !c.is_ascii()) && chars.len() > 1 {
-            tokens.extend(chars.windows(2).map(|pair| pair.iter().collect::<String>()));
-        } else if !chars.is_empty() {
-            tokens.insert(chars.into_iter().collect());
-        }
-    }
-    tokens
-}
-
 /// The characters of a name that carry sound: spaces and the middle dot that joins the parts of a
 /// transliterated minority name (阿依古丽·买买提) are left out.
 fn name_chars(name: &str) -> impl Iterator<Item = char> + '_ {
@@ -211,34 +176,6 @@ pub fn pinyin_readings(name: &str) -> Vec<Vec<&'static str>> {
             None => Vec::new(),
         })
         .collect()
-}
-
-/// Whether two Chinese names sound alike: as many characters, and each pair of characters shares
-/// a reading. This is how homophone substitutions (吴阿妹, 吴阿美), traditional and simplified
-/// forms (陳, 陈) and polyphonic surnames (单, 曾, 解, 仇, 区) compare equal; characters without a
-/// reading must be the same character.
-pub fn names_sound_alike(a: &str, b: &str) -> bool {
-    let (x, y) = (pinyin_readings(a), pinyin_readings(b));
-    let (chars_a, chars_b): (Vec<char>, Vec<char>) = (
-        a.chars()
-            .filter(|c| !c.is_whitespace() && *c != '·' && *c != '•')
-            .collect(),
-        b.chars()
-            .filter(|c| !c.is_whitespace() && *c != '·' && *c != '•')
-            .collect(),
-    );
-    !x.is_empty()
-        && x.len() == y.len()
-        && x.iter()
-            .zip(&y)
-            .zip(chars_a.iter().zip(&chars_b))
-            .all(|((p, q), (c, d))| {
-                if p.is_empty() || q.is_empty() {
-                    c.to_lowercase().eq(d.to_lowercase())
-                } else {
-                    p.iter().any(|reading| q.contains(reading))
-                }
-            })
 }
 
 #[cfg(test)]
@@ -339,33 +276,7 @@ mod tests {
     }
 
     #[test]
-    fn phones_agree_on_their_endings() {
-        assert!(phone_suffix_agrees("138 0855 1234", "+86 13908551234", 7));
-        assert!(!phone_suffix_agrees("13808551234", "13808551235", 7));
-        assert!(!phone_suffix_agrees("1234", "1234", 7), "too short to say");
-    }
-
-    #[test]
-    fn addresses_share_tokens_in_either_script() {
-        assert_eq!(address_similarity("凯里市北京东路1号", "凯里市北京东路1号"), 1.0);
-        assert!(address_similarity("凯里市北京东路1号", "凯里市北京东路3号") >= 0.6);
-        assert!(address_similarity("凯里市北京东路1号", "黎平县德凤镇") < 0.1);
-        assert_eq!(address_similarity("12 Baker Street", "12 baker street"), 1.0);
-        assert_eq!(address_similarity("", ""), 0.0);
-    }
-
-    #[test]
-    fn chinese_names_sound_alike_through_homophones_forms_and_polyphonic_surnames() {
-        assert!(
-            names_sound_alike("吴阿妹", "吴阿美"),
-            "homophone 妹/美? {:?}",
-            pinyin_readings("妹美")
-        );
-        assert!(
-            names_sound_alike("陈小红", "陳小紅"),
-            "traditional and simplified"
-        );
-        assert!(names_sound_alike("单丽", "單麗"));
+    fn polyphonic_surnames_have_every_reading() {
         assert!(
             pinyin_readings("单")[0].contains(&"shan"),
             "{:?}",
@@ -391,15 +302,5 @@ mod tests {
             "{:?}",
             pinyin_readings("区")
         );
-        assert!(!names_sound_alike("吴阿妹", "杨阿妹"));
-        assert!(
-            !names_sound_alike("吴阿妹", "吴妹"),
-            "a missing character is not a homophone"
-        );
-        assert!(
-            names_sound_alike("阿依古丽·买买提", "阿依古丽买买提"),
-            "the middle dot of minority names is ignored"
-        );
-        assert!(!names_sound_alike("", ""));
     }
 }

@@ -230,6 +230,40 @@ mod tests {
     }
 
     #[test]
+    fn phones_agree_on_their_endings_and_short_numbers_say_nothing() {
+        let phone = |p: &str| profile(&[(Field::Phone, p)]);
+        assert_eq!(
+            compare(&phone("138 0855 1234"), &phone("+86 13908551234"))[4],
+            Some(1)
+        );
+        assert_eq!(compare(&phone("13808551234"), &phone("13808551235"))[4], Some(2));
+        assert_eq!(
+            compare(&phone("1234"), &phone("1234"))[4],
+            None,
+            "too short to say"
+        );
+    }
+
+    #[test]
+    fn addresses_share_tokens_in_either_script() {
+        let overlap = |a: &str, b: &str| {
+            token_overlap(
+                &super::super::address_token_hashes(&[a]),
+                &super::super::address_token_hashes(&[b]),
+            )
+        };
+        assert_eq!(overlap("凯里市北京东路1号", "凯里市北京东路1号"), 1.0);
+        assert!(overlap("凯里市北京东路1号", "凯里市北京东路3号") >= 0.6);
+        assert!(overlap("凯里市北京东路1号", "黎平县德凤镇") < 0.1);
+        assert_eq!(overlap("12 Baker Street", "12 baker street"), 1.0);
+        assert_eq!(
+            compare(&profile(&[]), &profile(&[]))[5],
+            None,
+            "no address on either"
+        );
+    }
+
+    #[test]
     fn different_people_disagree() {
         let a = profile(&[
             (Field::FullName, "王芳"),

@@ -521,6 +521,29 @@ mod tests {
         assert!(minority.sounds_like(&NameSound::new("阿依古丽麦麦提", None).unwrap()));
     }
 
+    fn sound_alike(a: &str, b: &str) -> bool {
+        NameSound::new(a, None)
+            .unwrap()
+            .sounds_like(&NameSound::new(b, None).unwrap())
+    }
+
+    #[test]
+    fn chinese_names_sound_alike_through_homophones_forms_and_polyphonic_surnames() {
+        assert!(sound_alike("吴阿妹", "吴阿美"), "homophone 妹/美");
+        assert!(sound_alike("陈小红", "陳小紅"), "traditional and simplified");
+        assert!(sound_alike("单丽", "單麗"));
+        assert!(!sound_alike("吴阿妹", "杨阿妹"));
+        assert!(
+            !sound_alike("吴阿妹", "吴妹"),
+            "a missing character is not a homophone"
+        );
+        assert!(
+            sound_alike("阿依古丽·买买提", "阿依古丽买买提"),
+            "the middle dot of minority names is ignored"
+        );
+        assert!(NameSound::new("", None).is_none());
+    }
+
     #[test]
     fn a_minority_name_in_characters_meets_its_latin_transliteration() {
         let characters = NameSound::new("拉姆·努尔", None).unwrap();

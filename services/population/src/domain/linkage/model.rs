@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 
 use super::super::fellegi_sunter::{FieldModel, Model, Score, normalise};
 use super::Profile;
-use super::comparison::{FIELDS, Pattern, compare, pack, pattern_count, unpack};
+use super::comparison::{FIELDS, Pattern, compare, pattern_count, unpack};
 
 /// What a saved model file says it is; a file of another format or version is refused, because
 /// its levels would be read as the wrong agreements.
@@ -277,14 +277,15 @@ pub fn count_patterns(patterns: impl IntoIterator<Item = Pattern>) -> Vec<u64> {
     counts
 }
 
-/// The pattern of a pair of identical records: every field agrees at its best level.
-pub fn all_agree() -> Pattern {
-    pack(&[Some(0); 6])
-}
-
 #[cfg(test)]
 mod tests {
+    use super::super::comparison::pack;
     use super::*;
+
+    /// The pattern of a pair of identical records: every field agrees at its best level.
+    fn all_agree() -> Pattern {
+        pack(&[Some(0); 6])
+    }
 
     fn a_model() -> LinkageModel {
         let model = Model::initial(&FIELDS.map(|(name, levels)| (name, levels.len())), 0.1);
