@@ -26,19 +26,23 @@ impl OutboxRow {
             created_at: time::to_micros(time::now()),
         }
     }
+
+    /// Writes the row in the caller's transaction.
+    pub async fn insert(&self, conn: &mut AnyConnection) -> Result<(), Error> {
+        sqlx::query("INSERT INTO outbox_events (id, topic, payload, created_at) VALUES ($1, $2, $3, $4)")
+            .bind(&self.id)
+            .bind(&self.topic)
+            .bind(&self.payload)
+            .bind(self.created_at)
+            .execute(&mut *conn)
+            .await?;
+        Ok(())
+    }
 }
 
 /// Appends one event.
 pub async fn append(conn: &mut AnyConnection, topic: &str, payload: &serde_json::Value) -> Result<(), Error> {
-    let row = OutboxRow::new(topic, payload);
-    sqlx::query("INSERT INTO outbox_events (id, topic, payload, created_at) VALUES ($1, $2, $3, $4)")
-        .bind(row.id)
-        .bind(row.topic)
-        .bind(row.payload)
-        .bind(row.created_at)
-        .execute(&mut *conn)
-        .await?;
-    Ok(())
+    OutboxRow::new(topic, payload).insert(conn).await
 }
 
 /// The events of a topic, oldest first, as (topic, payload): for tests and operators.

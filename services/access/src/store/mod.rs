@@ -322,10 +322,17 @@ pub async fn stage_in(conn: &mut AnyConnection, events: &[AuditEvent]) -> Result
     if events.is_empty() {
         return Ok(());
     }
-    let (id, json) = staged_row(events)?;
+    insert_staged_row(conn, &staged_row(events)?).await
+}
+
+/// Writes a staged row made by [`staged_row`] in the caller's transaction.
+pub async fn insert_staged_row(
+    conn: &mut AnyConnection,
+    (id, events): &(String, String),
+) -> Result<(), Error> {
     sqlx::query("INSERT INTO audit_staged (id, events) VALUES ($1, $2)")
         .bind(id)
-        .bind(json)
+        .bind(events)
         .execute(&mut *conn)
         .await?;
     Ok(())

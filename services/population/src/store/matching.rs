@@ -266,20 +266,9 @@ impl PopulationStore {
         self.insert_identifiers(conn, write.record, write.person, write.draft)
             .await?;
         self.set_match_keys(conn, write.record, write.keys, false).await?;
-        let event = &write.link_event;
-        sqlx::query("INSERT INTO outbox_events (id, topic, payload, created_at) VALUES ($1, $2, $3, $4)")
-            .bind(&event.id)
-            .bind(&event.topic)
-            .bind(&event.payload)
-            .bind(event.created_at)
-            .execute(&mut *conn)
-            .await?;
-        if let Some((id, events)) = &write.audit {
-            sqlx::query("INSERT INTO audit_staged (id, events) VALUES ($1, $2)")
-                .bind(id)
-                .bind(events)
-                .execute(&mut *conn)
-                .await?;
+        write.link_event.insert(conn).await?;
+        if let Some(row) = &write.audit {
+            hie_access::store::insert_staged_row(conn, row).await?;
         }
         Ok(())
     }
