@@ -252,8 +252,12 @@ mod over_the_network {
             page_size: 10,
             page_token: String::new(),
         };
+        let mut as_patient = as_role(log.clone(), "patient");
+        as_patient
+            .metadata_mut()
+            .insert("x-hie-patient", registered.person_id.parse().unwrap());
         let events = access
-            .patient_access_log(as_role(log.clone(), "patient"))
+            .patient_access_log(as_patient)
             .await
             .unwrap()
             .into_inner()

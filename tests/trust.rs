@@ -8,7 +8,25 @@ use hie_server::settings::TlsSettings;
 use tonic::Code;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Identity};
 
-use crate::harness::{PopulationClient, TestDb, population_client, register_organisations, request, woman};
+use crate::harness::{
+    PopulationClient, TestDb, on_every_backend, population_client, register_organisations, request, woman,
+};
+
+on_every_backend!(
+    a_call_without_a_client_certificate_is_refused,
+    a_certificate_from_another_ca_is_refused,
+    a_certificate_the_directory_does_not_know_is_unauthenticated,
+    a_certificate_for_one_organisation_acts_as_it_whatever_the_request_claims,
+    a_revoked_certificate_is_refused_from_the_next_call_on,
+    a_certificate_revoked_by_another_process_is_refused_within_the_recheck_interval,
+    an_opted_out_hospital_is_refused_unless_it_breaks_the_glass_which_the_patient_sees,
+    a_psychiatric_hospitals_record_shows_elsewhere_only_with_consent_to_share_mental_health,
+    a_hospital_cannot_act_as_the_administrator_and_the_attempt_is_audited,
+    only_a_patient_portal_acts_as_a_patient_and_only_for_that_patient,
+    only_clinicians_of_care_giving_organisations_break_the_glass,
+    a_grant_to_a_practitioner_holds_only_for_their_organisation,
+    a_page_token_of_any_bytes_is_invalid_argument_over_the_wire,
+);
 
 struct Fixture {
     _db: TestDb,
@@ -17,15 +35,34 @@ struct Fixture {
     _dir: tempfile::TempDir,
 }
 
-/// A server with mutual TLS; QDN-H01 and QDN-H02 have registered certificates.
-async fn fixture() -> Fixture {
+/// A server with mutual TLS over `db`; hospitals QDN-H01 and QDN-H02, the health authority
+/// QDN-WJW, the patient portal QDN-APP and the insurer QDN-YB have registered certificates.
+async fn fixture(db: TestDb) -> Fixture {
+    use hie_core::domain::{BoundedText, DivisionCode, OrganisationCode};
+    use hie_directory::domain::{OrganisationDraft, OrganisationKind};
     let dir = tempfile::tempdir().unwrap();
     let folder = PkiFolder::new(dir.path().join("pki"));
     pki::init(&folder, &[]).unwrap();
-    let db = TestDb::sqlite().await;
     let exchange = db.exchange().await;
     register_organisations(&exchange).await;
-    for code in ["QDN-H01", "QDN-H02"] {
+    for (code, name, kind) in [
+        ("QDN-WJW", "黔东南州卫生健康局", OrganisationKind::RegionalHealthAuthority),
+        ("QDN-APP", "健康黔东南居民服务平台", OrganisationKind::PatientPortal),
+        ("QDN-YB", "黔东南州医疗保障局", OrganisationKind::Insurer),
+    ] {
+        let draft = OrganisationDraft::new(
+            "organisation",
+            OrganisationCode::parse(code).unwrap(),
+            BoundedText::parse_required(name, 100).unwrap(),
+            kind,
+            None,
+            DivisionCode::parse("522600").unwrap(),
+            true,
+        )
+        .unwrap();
+        exchange.directory.register_organisation(draft).await.unwrap();
+    }
+    for code in ["QDN-H01", "QDN-H02", "QDN-WJW", "QDN-APP", "QDN-YB"] {
         let fingerprint = pki::issue_organisation(&folder, code).unwrap();
         let code = hie_core::domain::OrganisationCode::parse(code).unwrap();
         exchange
@@ -40,7 +77,7 @@ async fn fixture() -> Fixture {
         client_ca: folder.ca_cert(),
     };
     let server = exchange
-        .start_with("127.0.0.1:0".parse().unwrap(), Some(&tls))
+        .start_with("127.0.0.1:0".parse().unwrap(), Some(&tls), false)
         .await
         .unwrap();
     Fixture {
@@ -97,15 +134,13 @@ async fn assert_refused(client: Result<PopulationClient, tonic::transport::Error
     Some(status.code())
 }
 
-#[tokio::test]
-async fn a_call_without_a_client_certificate_is_refused() {
-    let fixture = fixture().await;
+async fn a_call_without_a_client_certificate_is_refused(db: TestDb) {
+    let fixture = fixture(db).await;
     assert_refused(client(&fixture, None).await).await;
 }
 
-#[tokio::test]
-async fn a_certificate_from_another_ca_is_refused() {
-    let fixture = fixture().await;
+async fn a_certificate_from_another_ca_is_refused(db: TestDb) {
+    let fixture = fixture(db).await;
     let other = tempfile::tempdir().unwrap();
     let other_folder = PkiFolder::new(other.path());
     pki::init(&other_folder, &[]).unwrap();
@@ -113,9 +148,8 @@ async fn a_certificate_from_another_ca_is_refused() {
     assert_refused(client(&fixture, identity_of(&other_folder, "QDN-H01")).await).await;
 }
 
-#[tokio::test]
-async fn a_certificate_the_directory_does_not_know_is_unauthenticated() {
-    let fixture = fixture().await;
+async fn a_certificate_the_directory_does_not_know_is_unauthenticated(db: TestDb) {
+    let fixture = fixture(db).await;
     // Issued by the right CA, but never registered for any organisation.
     pki::issue_organisation(&fixture.folder, "QDN-T01").unwrap();
     let mut client = client(&fixture, identity_of(&fixture.folder, "QDN-T01"))
@@ -128,9 +162,8 @@ async fn a_certificate_the_directory_does_not_know_is_unauthenticated() {
     assert_eq!(status.code(), Code::Unauthenticated, "{status:?}");
 }
 
-#[tokio::test]
-async fn a_certificate_for_one_organisation_acts_as_it_whatever_the_request_claims() {
-    let fixture = fixture().await;
+async fn a_certificate_for_one_organisation_acts_as_it_whatever_the_request_claims(db: TestDb) {
+    let fixture = fixture(db).await;
     let mut h01 = client(&fixture, identity_of(&fixture.folder, "QDN-H01"))
         .await
         .unwrap();
@@ -192,9 +225,8 @@ async fn assert_refused_as_revoked(h02: &mut PopulationClient) {
     assert!(status.message().contains("revoked"), "{}", status.message());
 }
 
-#[tokio::test]
-async fn a_revoked_certificate_is_refused_from_the_next_call_on() {
-    let fixture = fixture().await;
+async fn a_revoked_certificate_is_refused_from_the_next_call_on(db: TestDb) {
+    let fixture = fixture(db).await;
     let (mut h02, fingerprint) = h02_after_one_call(&fixture).await;
     fixture
         .server
@@ -206,9 +238,8 @@ async fn a_revoked_certificate_is_refused_from_the_next_call_on() {
     assert_refused_as_revoked(&mut h02).await;
 }
 
-#[tokio::test]
-async fn a_certificate_revoked_by_another_process_is_refused_within_the_recheck_interval() {
-    let fixture = fixture().await;
+async fn a_certificate_revoked_by_another_process_is_refused_within_the_recheck_interval(db: TestDb) {
+    let fixture = fixture(db).await;
     let (mut h02, fingerprint) = h02_after_one_call(&fixture).await;
     // As `hie certs revoke` does: another directory over the same database, which this server's
     // directory hears nothing from.
@@ -233,13 +264,12 @@ fn with_context<T>(message: T, role: &str, purpose: &str, reason: Option<&str>) 
     request
 }
 
-#[tokio::test]
-async fn an_opted_out_hospital_is_refused_unless_it_breaks_the_glass_which_the_patient_sees() {
+async fn an_opted_out_hospital_is_refused_unless_it_breaks_the_glass_which_the_patient_sees(db: TestDb) {
     use hie_proto::access::access_service_client::AccessServiceClient;
     use hie_proto::access::{ConsentDirectives, PatientAccessLogRequest, SetConsentRequest};
     use hie_proto::population::population_registry_client::PopulationRegistryClient;
 
-    let fixture = fixture().await;
+    let fixture = fixture(db).await;
     let h01_channel = channel(&fixture, identity_of(&fixture.folder, "QDN-H01"))
         .await
         .unwrap();
@@ -256,8 +286,9 @@ async fn an_opted_out_hospital_is_refused_unless_it_breaks_the_glass_which_the_p
         .await
         .unwrap();
 
-    // The patient, at QDN-H01's desk, withholds consent from QDN-H02.
-    let mut access = AccessServiceClient::new(h01_channel.clone());
+    // The patient, in the residents' app, withholds consent from QDN-H02.
+    let portal = channel(&fixture, identity_of(&fixture.folder, "QDN-APP")).await.unwrap();
+    let mut access = AccessServiceClient::new(portal);
     let directives = ConsentDirectives {
         denied_organisations: vec!["QDN-H02".into()],
         ..Default::default()
@@ -267,7 +298,7 @@ async fn an_opted_out_hospital_is_refused_unless_it_breaks_the_glass_which_the_p
         directives: Some(directives),
     };
     access
-        .set_consent(with_context(set, "patient", "patient_request", None))
+        .set_consent(as_patient(set, &registered.person_id))
         .await
         .unwrap();
 
@@ -305,7 +336,7 @@ async fn an_opted_out_hospital_is_refused_unless_it_breaks_the_glass_which_the_p
         page_token: String::new(),
     };
     let events = access
-        .patient_access_log(with_context(log, "patient", "patient_request", None))
+        .patient_access_log(as_patient(log, &registered.person_id))
         .await
         .unwrap()
         .into_inner()
@@ -321,6 +352,14 @@ async fn an_opted_out_hospital_is_refused_unless_it_breaks_the_glass_which_the_p
             && h02_resolves[0].reason == "昏迷送诊"
     );
     assert!(!h02_resolves[1].emergency && h02_resolves[1].outcome == "denied");
+    // The privacy officer hears of the override through the outbox.
+    let mut conn = fixture.server.exchange().database.pool().acquire().await.unwrap();
+    let overrides = hie_core::outbox::events(&mut conn, hie_access::gate::EMERGENCY_OVERRIDE_TOPIC)
+        .await
+        .unwrap();
+    assert_eq!(overrides.len(), 1, "{overrides:?}");
+    assert_eq!(overrides[0].1["person_id"], registered.person_id.as_str());
+    assert_eq!(overrides[0].1["organisation_code"], "QDN-H02");
     assert_eq!(
         fixture
             .server
@@ -335,8 +374,7 @@ async fn an_opted_out_hospital_is_refused_unless_it_breaks_the_glass_which_the_p
     );
 }
 
-#[tokio::test]
-async fn a_psychiatric_hospitals_record_shows_elsewhere_only_with_consent_to_share_mental_health() {
+async fn a_psychiatric_hospitals_record_shows_elsewhere_only_with_consent_to_share_mental_health(db: TestDb) {
     use hie_access::domain::consent::DataCategory;
     use hie_core::domain::{BoundedText, DivisionCode, OrganisationCode};
     use hie_directory::domain::{HospitalGrade, OrganisationDraft, OrganisationKind};
@@ -345,7 +383,7 @@ async fn a_psychiatric_hospitals_record_shows_elsewhere_only_with_consent_to_sha
     use hie_proto::population::GetPersonRequest;
     use hie_proto::population::population_registry_client::PopulationRegistryClient;
 
-    let fixture = fixture().await;
+    let fixture = fixture(db).await;
     let exchange = fixture.server.exchange();
     let psychiatric = OrganisationDraft::new(
         "organisation",
@@ -367,15 +405,6 @@ async fn a_psychiatric_hospitals_record_shows_elsewhere_only_with_consent_to_sha
         .register_organisation(psychiatric)
         .await
         .unwrap();
-    exchange
-        .population
-        .register(
-            &crate::harness::ctx(),
-            &crate::harness::draft(request("QDN-JSB", "JSB-7", "吴阿妹", Some(&woman(1)))),
-        )
-        .await
-        .unwrap();
-
     let h01_channel = channel(&fixture, identity_of(&fixture.folder, "QDN-H01"))
         .await
         .unwrap();
@@ -384,6 +413,16 @@ async fn a_psychiatric_hospitals_record_shows_elsewhere_only_with_consent_to_sha
         .await
         .unwrap()
         .into_inner();
+    // The psychiatric hospital's record is the newest and states another phone: the person's
+    // stored golden record takes it, which is what must not leak to QDN-H01.
+    let mut psychiatric_record = request("QDN-JSB", "JSB-7", "吴阿妹", Some(&woman(1)));
+    psychiatric_record.demographics.as_mut().unwrap().phone = "13985550000".into();
+    let joined = exchange
+        .population
+        .register(&crate::harness::ctx(), &crate::harness::draft(psychiatric_record))
+        .await
+        .unwrap();
+    assert_eq!(joined.person_id.as_str(), registered.person_id, "the same woman");
     let mut h01 = PopulationRegistryClient::new(h01_channel.clone());
     let resolve = |system: &str, value: &str| {
         with_context(
@@ -436,20 +475,67 @@ async fn a_psychiatric_hospitals_record_shows_elsewhere_only_with_consent_to_sha
         person_identifiers.iter().all(|i| !i.system.contains("QDN-JSB")),
         "{person_identifiers:?}"
     );
-    let refused = h01
+    // Resolving by the psychiatric hospital's own number answers as a number nobody holds does:
+    // the refusal must not reveal that the person has a record there.
+    let hidden = h01
         .resolve_identifier(resolve("urn:hie:org:QDN-JSB:patient", "JSB-7"))
         .await
         .unwrap_err();
-    assert_eq!(refused.code(), Code::PermissionDenied, "{refused:?}");
-    assert!(
-        refused.message().contains("mental_health"),
-        "{}",
-        refused.message()
+    let unknown = h01
+        .resolve_identifier(resolve("urn:hie:org:QDN-JSB:patient", "JSB-8"))
+        .await
+        .unwrap_err();
+    assert_eq!(hidden.code(), Code::NotFound, "{hidden:?}");
+    assert_eq!(hidden.code(), unknown.code());
+    assert_eq!(
+        hidden.message().replace("JSB-7", "JSB-8"),
+        unknown.message(),
+        "the refusal is worded as for an unknown number"
     );
+    assert!(!hidden.message().contains("mental"), "{}", hidden.message());
+
+    // A search's demographics come from the records the caller may see: the psychiatric
+    // hospital's record (another name, another phone) does not leak through the person's.
+    let search = |name: &str| {
+        with_context(
+            hie_proto::population::SearchPersonsRequest {
+                name: name.into(),
+                page_size: 10,
+                ..Default::default()
+            },
+            "clinician",
+            "treatment",
+            None,
+        )
+    };
+    let found = h01.search_persons(search("吴阿妹")).await.unwrap().into_inner().persons;
+    assert_eq!(found.len(), 1);
+    let shown = found[0].demographics.clone().unwrap();
+    assert_ne!(shown.phone, "13985550000", "the psychiatric record's phone must not show");
+    let by_hidden_number = h01
+        .search_persons(with_context(
+            hie_proto::population::SearchPersonsRequest {
+                identifier: Some(Identifier {
+                    system: "urn:hie:org:QDN-JSB:patient".into(),
+                    value: "JSB-7".into(),
+                }),
+                page_size: 10,
+                ..Default::default()
+            },
+            "clinician",
+            "treatment",
+            None,
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+        .persons;
+    assert!(by_hidden_number.is_empty(), "searching by a hidden sensitive number finds nothing");
 
     // The patient consents to share mental health: now it shows.
-    AccessServiceClient::new(h01_channel.clone())
-        .set_consent(with_context(
+    let portal = channel(&fixture, identity_of(&fixture.folder, "QDN-APP")).await.unwrap();
+    AccessServiceClient::new(portal)
+        .set_consent(as_patient(
             SetConsentRequest {
                 person_id: registered.person_id.clone(),
                 directives: Some(ConsentDirectives {
@@ -457,9 +543,7 @@ async fn a_psychiatric_hospitals_record_shows_elsewhere_only_with_consent_to_sha
                     ..Default::default()
                 }),
             },
-            "patient",
-            "patient_request",
-            None,
+            &registered.person_id,
         ))
         .await
         .unwrap();
@@ -472,4 +556,349 @@ async fn a_psychiatric_hospitals_record_shows_elsewhere_only_with_consent_to_sha
         organisations_seen(&resolved.cross_references),
         ["QDN-H01", "QDN-JSB"]
     );
+}
+
+/// A request from the residents' app acting for `person_id`.
+fn as_patient<T>(message: T, person_id: &str) -> tonic::Request<T> {
+    let mut request = with_context(message, "patient", "patient_request", None);
+    request
+        .metadata_mut()
+        .insert("x-hie-patient", person_id.parse().unwrap());
+    request
+}
+
+/// A request from user `user` in the given role and purpose.
+fn as_user<T>(message: T, user: &str, role: &str, purpose: &str) -> tonic::Request<T> {
+    let mut request = with_context(message, role, purpose, None);
+    request.metadata_mut().insert("x-hie-user", user.parse().unwrap());
+    request
+}
+
+/// Registers the woman at QDN-H01 (MZ1) and QDN-H02 (ZY1) over their own certificates; her person id.
+async fn woman_at_both_hospitals(fixture: &Fixture) -> String {
+    let h01 = channel(fixture, identity_of(&fixture.folder, "QDN-H01")).await.unwrap();
+    let h02 = channel(fixture, identity_of(&fixture.folder, "QDN-H02")).await.unwrap();
+    let person = population_client(h01)
+        .register_source_record(request("", "MZ1", "吴阿妹", Some(&woman(1))))
+        .await
+        .unwrap()
+        .into_inner()
+        .person_id;
+    population_client(h02)
+        .register_source_record(request("", "ZY1", "吴阿妹", Some(&woman(1))))
+        .await
+        .unwrap();
+    person
+}
+
+fn local_number(organisation: &str, value: &str) -> ResolveIdentifierRequest {
+    ResolveIdentifierRequest {
+        identifier: Some(Identifier {
+            system: format!("urn:hie:org:{organisation}:patient"),
+            value: value.into(),
+        }),
+    }
+}
+
+async fn a_hospital_cannot_act_as_the_administrator_and_the_attempt_is_audited(db: TestDb) {
+    use hie_proto::access::QueryAuditRequest;
+    use hie_proto::access::access_service_client::AccessServiceClient;
+    use hie_proto::directory::directory_client::DirectoryClient;
+    use hie_proto::directory::{GetOrganisationRequest, UpdateOrganisationRequest};
+
+    let fixture = fixture(db).await;
+    let h01 = channel(&fixture, identity_of(&fixture.folder, "QDN-H01")).await.unwrap();
+    let mut directory = DirectoryClient::new(h01.clone());
+    let mut h02_record = directory
+        .get_organisation(with_context(
+            GetOrganisationRequest { code: "QDN-H02".into() },
+            "clinician",
+            "treatment",
+            None,
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+        .organisation
+        .unwrap();
+    h02_record.active = false;
+    let refused = directory
+        .update_organisation(with_context(
+            UpdateOrganisationRequest {
+                organisation: Some(h02_record),
+            },
+            "administrator",
+            "operations",
+            None,
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), Code::PermissionDenied, "{refused:?}");
+    assert!(refused.message().contains("role administrator"), "{}", refused.message());
+
+    // QDN-H02 still works: nothing was changed.
+    let mut h02 = client(&fixture, identity_of(&fixture.folder, "QDN-H02")).await.unwrap();
+    h02.register_source_record(request("", "ZY1", "吴阿妹", Some(&woman(1))))
+        .await
+        .unwrap();
+
+    // A hospital cannot read the audit trail as a privacy officer either; the authority can, and
+    // sees both attempts.
+    let query = || QueryAuditRequest {
+        organisation_code: "QDN-H01".into(),
+        outcome: "denied".into(),
+        page_size: 50,
+        ..Default::default()
+    };
+    let refused = AccessServiceClient::new(h01)
+        .query_audit(with_context(query(), "administrator", "operations", None))
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), Code::PermissionDenied);
+    let authority = channel(&fixture, identity_of(&fixture.folder, "QDN-WJW")).await.unwrap();
+    let events = AccessServiceClient::new(authority)
+        .query_audit(with_context(query(), "administrator", "operations", None))
+        .await
+        .unwrap()
+        .into_inner()
+        .events;
+    let claims: Vec<_> = events.iter().filter(|e| e.action == "context.claim").collect();
+    assert_eq!(claims.len(), 2, "{events:?}");
+    assert!(claims.iter().all(|e| e.role == "administrator" && e.outcome == "denied"));
+    assert!(claims.iter().any(|e| e.resource_id.ends_with("/UpdateOrganisation")));
+}
+
+async fn only_a_patient_portal_acts_as_a_patient_and_only_for_that_patient(db: TestDb) {
+    use hie_proto::access::access_service_client::AccessServiceClient;
+    use hie_proto::access::{ConsentDirectives, GetConsentRequest, SetConsentRequest};
+    use hie_proto::population::population_registry_client::PopulationRegistryClient;
+
+    let fixture = fixture(db).await;
+    let woman_id = woman_at_both_hospitals(&fixture).await;
+    let other_id = population_client(
+        channel(&fixture, identity_of(&fixture.folder, "QDN-H01")).await.unwrap(),
+    )
+    .register_source_record(request("", "MZ9", "龙金花", Some(&woman(9))))
+    .await
+    .unwrap()
+    .into_inner()
+    .person_id;
+    let open_everything = |person_id: &str| SetConsentRequest {
+        person_id: person_id.into(),
+        directives: Some(ConsentDirectives {
+            consented_categories: vec!["mental_health".into(), "hiv_sti".into()],
+            ..Default::default()
+        }),
+    };
+
+    // A hospital's certificate asserting role patient: refused, nothing changed.
+    let h01 = channel(&fixture, identity_of(&fixture.folder, "QDN-H01")).await.unwrap();
+    let refused = AccessServiceClient::new(h01.clone())
+        .set_consent(as_patient(open_everything(&woman_id), &woman_id))
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), Code::PermissionDenied, "{refused:?}");
+
+    let portal = channel(&fixture, identity_of(&fixture.folder, "QDN-APP")).await.unwrap();
+    let mut app = AccessServiceClient::new(portal.clone());
+    // Acting for one person, the app cannot touch another's consent or log.
+    let refused = app
+        .set_consent(as_patient(open_everything(&other_id), &woman_id))
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), Code::PermissionDenied, "{refused:?}");
+    let refused = app
+        .get_consent(as_patient(
+            GetConsentRequest {
+                person_id: other_id.clone(),
+            },
+            &woman_id,
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), Code::PermissionDenied, "{refused:?}");
+    // Without naming the person it acts for: INVALID_ARGUMENT naming the header.
+    let missing = app
+        .set_consent(with_context(open_everything(&woman_id), "patient", "patient_request", None))
+        .await
+        .unwrap_err();
+    assert_eq!(missing.code(), Code::InvalidArgument);
+    assert!(missing.message().starts_with("x-hie-patient"), "{}", missing.message());
+    // The portal cannot assert a clinical role, nor read the registry as a patient.
+    let refused = PopulationRegistryClient::new(portal.clone())
+        .resolve_identifier(with_context(local_number("QDN-H01", "MZ1"), "clinician", "treatment", None))
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), Code::PermissionDenied);
+    let refused = PopulationRegistryClient::new(portal.clone())
+        .resolve_identifier(as_patient(local_number("QDN-H01", "MZ1"), &woman_id))
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), Code::PermissionDenied);
+
+    let untouched = fixture
+        .server
+        .exchange()
+        .access
+        .consent()
+        .directives(&woman_id)
+        .await
+        .unwrap();
+    assert!(untouched.consented_categories.is_empty(), "nothing was changed");
+
+    // For herself, she may.
+    app.set_consent(as_patient(open_everything(&woman_id), &woman_id))
+        .await
+        .unwrap();
+    let set = fixture
+        .server
+        .exchange()
+        .access
+        .consent()
+        .directives(&woman_id)
+        .await
+        .unwrap();
+    assert_eq!(set.consented_categories.len(), 2);
+}
+
+async fn only_clinicians_of_care_giving_organisations_break_the_glass(db: TestDb) {
+    use hie_proto::population::population_registry_client::PopulationRegistryClient;
+
+    let fixture = fixture(db).await;
+    woman_at_both_hospitals(&fixture).await;
+    let reason = Some("unconscious");
+    let insurer = channel(&fixture, identity_of(&fixture.folder, "QDN-YB")).await.unwrap();
+    let refused = PopulationRegistryClient::new(insurer)
+        .resolve_identifier(with_context(local_number("QDN-H01", "MZ1"), "insurer", "emergency", reason))
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), Code::PermissionDenied, "{refused:?}");
+    let h01 = channel(&fixture, identity_of(&fixture.folder, "QDN-H01")).await.unwrap();
+    let mut h01 = PopulationRegistryClient::new(h01);
+    let refused = h01
+        .resolve_identifier(with_context(
+            local_number("QDN-H01", "MZ1"),
+            "registration_clerk",
+            "emergency",
+            reason,
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), Code::PermissionDenied, "{refused:?}");
+    h01.resolve_identifier(with_context(local_number("QDN-H01", "MZ1"), "clinician", "emergency", reason))
+        .await
+        .unwrap();
+}
+
+async fn a_grant_to_a_practitioner_holds_only_for_their_organisation(db: TestDb) {
+    use hie_core::domain::{BoundedText, OrganisationCode};
+    use hie_directory::domain::{PractitionerDraft, PractitionerRole};
+    use hie_proto::access::access_service_client::AccessServiceClient;
+    use hie_proto::access::{ConsentDirectives, ConsentGrant, SetConsentRequest, Sharing};
+    use hie_proto::population::population_registry_client::PopulationRegistryClient;
+
+    let fixture = fixture(db).await;
+    let woman_id = woman_at_both_hospitals(&fixture).await;
+    let doctor = fixture
+        .server
+        .exchange()
+        .directory
+        .register_practitioner(
+            "grant-test",
+            PractitionerDraft {
+                name: BoundedText::parse_required("龙医生", 50).unwrap(),
+                organisation_code: OrganisationCode::parse("QDN-H01").unwrap(),
+                role: PractitionerRole::Physician,
+                specialty: BoundedText::parse("", 100).unwrap(),
+                active: true,
+            },
+        )
+        .await
+        .unwrap();
+    let doctor_id = doctor.id.as_str().to_owned();
+    let in_an_hour = std::time::SystemTime::now() + std::time::Duration::from_secs(3600);
+    let portal = channel(&fixture, identity_of(&fixture.folder, "QDN-APP")).await.unwrap();
+    let mut app = AccessServiceClient::new(portal);
+    let grant_to = |practitioner: &str| SetConsentRequest {
+        person_id: woman_id.clone(),
+        directives: Some(ConsentDirectives {
+            sharing: Sharing::Withhold.into(),
+            grants: vec![ConsentGrant {
+                organisation_code: String::new(),
+                practitioner_id: practitioner.into(),
+                expire_time: Some(in_an_hour.into()),
+            }],
+            ..Default::default()
+        }),
+    };
+    let unknown = app
+        .set_consent(as_patient(grant_to("pr-0190aaaa-0000-7000-8000-000000000000"), &woman_id))
+        .await
+        .unwrap_err();
+    assert_eq!(unknown.code(), Code::InvalidArgument);
+    assert!(unknown.message().contains("practitioner_id"), "{}", unknown.message());
+    let set = app
+        .set_consent(as_patient(grant_to(&doctor_id), &woman_id))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(set.directives.unwrap().grants[0].organisation_code, "QDN-H01");
+
+    // QDN-H02 naming the practitioner as its user: the grant does not hold there.
+    let h02 = channel(&fixture, identity_of(&fixture.folder, "QDN-H02")).await.unwrap();
+    let refused = PopulationRegistryClient::new(h02)
+        .resolve_identifier(as_user(local_number("QDN-H02", "ZY1"), &doctor_id, "clinician", "treatment"))
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), Code::PermissionDenied, "{refused:?}");
+    // At QDN-H01 it holds for the practitioner, and for nobody else there.
+    let h01 = channel(&fixture, identity_of(&fixture.folder, "QDN-H01")).await.unwrap();
+    let mut h01 = PopulationRegistryClient::new(h01);
+    h01.resolve_identifier(as_user(local_number("QDN-H01", "MZ1"), &doctor_id, "clinician", "treatment"))
+        .await
+        .unwrap();
+    let refused = h01
+        .resolve_identifier(as_user(local_number("QDN-H01", "MZ1"), "dr-else", "clinician", "treatment"))
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), Code::PermissionDenied);
+}
+
+async fn a_page_token_of_any_bytes_is_invalid_argument_over_the_wire(db: TestDb) {
+    use hie_proto::directory::ListOrganisationsRequest;
+    use hie_proto::directory::directory_client::DirectoryClient;
+
+    let fixture = fixture(db).await;
+    let h01 = channel(&fixture, identity_of(&fixture.folder, "QDN-H01")).await.unwrap();
+    let mut directory = DirectoryClient::new(h01);
+    for token in ["aéa", "é", "日本語", "zz", "0"] {
+        let refused = directory
+            .list_organisations(with_context(
+                ListOrganisationsRequest {
+                    page_size: 10,
+                    page_token: token.into(),
+                    ..Default::default()
+                },
+                "clinician",
+                "treatment",
+                None,
+            ))
+            .await
+            .unwrap_err();
+        assert_eq!(refused.code(), Code::InvalidArgument, "{token}: {refused:?}");
+        assert!(refused.message().starts_with("page_token"), "{}", refused.message());
+    }
+    // The server is still serving.
+    directory
+        .list_organisations(with_context(
+            ListOrganisationsRequest {
+                page_size: 10,
+                ..Default::default()
+            },
+            "clinician",
+            "treatment",
+            None,
+        ))
+        .await
+        .unwrap();
 }

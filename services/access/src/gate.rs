@@ -6,7 +6,9 @@
 use hie_core::Error;
 use hie_core::context::RequestContext;
 
-use crate::domain::consent::{ConsentDirectives, ConsentPolicy, DataCategory, Decision, decide};
+use hie_core::outbox::OutboxRow;
+
+use crate::domain::consent::{ConsentDirectives, ConsentPolicy, DataCategory, Decision, decide, refusal};
 use crate::domain::{AuditEvent, Outcome};
 use crate::store::AuditTrail;
 use crate::store::consent::ConsentStore;
@@ -19,6 +21,26 @@ pub struct Read<'a> {
     pub action: &'a str,
     pub person_id: &'a str,
     pub category: DataCategory,
+}
+
+/// The outbox topic of an emergency override (break-the-glass), for the privacy officer.
+pub const EMERGENCY_OVERRIDE_TOPIC: &str = "access.emergency_override";
+
+/// The outbox event of a read only the emergency override permitted: ids and codes, no reason
+/// text (the audit trail has it).
+fn override_event(read: &Read<'_>) -> OutboxRow {
+    OutboxRow::new(
+        EMERGENCY_OVERRIDE_TOPIC,
+        &serde_json::json!({
+            "person_id": read.person_id,
+            "organisation_code": read.context.organisation.as_ref().map(|o| o.to_string()),
+            "user_id": read.context.user_id,
+            "role": read.context.role.code(),
+            "action": read.action,
+            "category": read.category.code(),
+            "request_id": read.context.request_id,
+        }),
+    )
 }
 
 #[derive(Clone, Debug)]
@@ -68,8 +90,15 @@ impl AccessGate {
         let now = hie_core::time::now();
         let mut answers = Vec::with_capacity(reads.len());
         let mut events = Vec::with_capacity(reads.len());
+        let mut overrides = Vec::new();
         for (read, directives) in reads.iter().zip(directives) {
             let (outcome, answer) = match decide(read.context, read.category, directives, &self.policy, now) {
+                Decision::Permit { emergency: true }
+                    if refusal(read.context, read.category, directives, &self.policy, now).is_some() =>
+                {
+                    overrides.push(override_event(read));
+                    (Outcome::Permitted, Ok(()))
+                }
                 Decision::Permit { .. } => (Outcome::Permitted, Ok(())),
                 Decision::Deny(reason) => (
                     Outcome::Denied(reason.clone()),
@@ -86,6 +115,14 @@ impl AccessGate {
                 outcome,
             ));
             answers.push(answer);
+        }
+        if !overrides.is_empty() {
+            // The privacy officer hears of every broken glass through the outbox, written before
+            // the answer: overrides are rare, and one must never go unannounced.
+            let mut conn = self.consent.database().pool().acquire().await.map_err(Error::from)?;
+            for row in &overrides {
+                row.insert(&mut conn).await?;
+            }
         }
         self.audit.record_behind(events).await?;
         Ok(answers)

@@ -5,6 +5,8 @@ use hie_core::page::{PageSize, PageToken};
 use hie_core::{Error, FieldError, ResultExt};
 use hie_proto::access as proto;
 use hie_proto::access::access_service_server::AccessService;
+use std::sync::Arc;
+
 use tonic::{Request, Response, Status};
 
 use crate::AccessGate;
@@ -12,27 +14,56 @@ use crate::domain::consent::{ConsentDirectives, DataCategory, Grant};
 use crate::domain::{AuditEvent, Outcome};
 use crate::store::{AuditFilter, AuditPosition, AuditTrail};
 
+/// Where a grant to a practitioner finds the organisation the practitioner works for: the
+/// directory (which depends on this crate, so it is handed in).
+#[tonic::async_trait]
+pub trait PractitionerDirectory: Send + Sync + std::fmt::Debug {
+    /// The code of the organisation the directory lists this practitioner under, or `None` when
+    /// it does not list them.
+    async fn organisation_of(&self, practitioner_id: &str) -> Result<Option<String>, Error>;
+}
+
 #[derive(Clone, Debug)]
 pub struct AccessGrpc {
     access: AccessGate,
     audit: AuditTrail,
+    practitioners: Arc<dyn PractitionerDirectory>,
 }
 
 impl AccessGrpc {
-    pub fn new(access: AccessGate) -> AccessGrpc {
+    pub fn new(access: AccessGate, practitioners: Arc<dyn PractitionerDirectory>) -> AccessGrpc {
         AccessGrpc {
             audit: access.audit().clone(),
             access,
+            practitioners,
         }
+    }
+
+    /// Binds each grant to a practitioner to the organisation the directory lists them under: a
+    /// grant holds only for calls from that organisation whose user is that practitioner, so that
+    /// no other organisation can pose as them.
+    async fn bind_practitioner_grants(&self, directives: &mut ConsentDirectives) -> Result<(), Error> {
+        for (i, grant) in directives.grants.iter_mut().enumerate() {
+            if let Some(practitioner) = &grant.practitioner {
+                let organisation = self.practitioners.organisation_of(practitioner).await?;
+                grant.organisation = Some(organisation.ok_or_else(|| {
+                    Error::invalid(
+                        format!("directives.grants[{i}].practitioner_id"),
+                        "is not a practitioner in the directory",
+                    )
+                })?);
+            }
+        }
+        Ok(())
     }
 
     pub fn into_server(self) -> proto::access_service_server::AccessServiceServer<AccessGrpc> {
         proto::access_service_server::AccessServiceServer::new(self)
     }
 
-    /// The person's own business (their consent, their access log) is for the person, a clerk
-    /// helping them at a desk, or an administrator; anyone else is refused, and the refusal is
-    /// audited.
+    /// The person's own business (their consent, their access log) is for the person (through a
+    /// patient portal, and for themselves only), a clerk helping them at a desk, or an
+    /// administrator; anyone else is refused, and the refusal is audited.
     async fn require_patient_side_role(
         &self,
         context: &RequestContext,
@@ -41,13 +72,14 @@ impl AccessGrpc {
         resource_type: &str,
         what: &str,
     ) -> Result<(), Error> {
-        if matches!(
-            context.role,
-            Role::Patient | Role::RegistrationClerk | Role::Administrator
-        ) {
-            return Ok(());
-        }
-        let reason = format!("role {} may not {what}", context.role.code());
+        let reason = match context.role {
+            Role::Patient => match context.require_acting_for(person_id) {
+                Ok(()) => return Ok(()),
+                Err(refusal) => refusal.to_string(),
+            },
+            Role::RegistrationClerk | Role::Administrator => return Ok(()),
+            role => format!("role {} may not {what}", role.code()),
+        };
         let person = Some(person_id.to_owned());
         let event = AuditEvent::new(
             context,
@@ -104,7 +136,7 @@ impl AccessService for AccessGrpc {
         let context = RequestContext::of(&request)?;
         let request = request.into_inner();
         let person_id = parse_person_id(&request.person_id).field("person_id")?;
-        let directives = directives_from_proto(request.directives)?;
+        let mut directives = directives_from_proto(request.directives)?;
         let person = Some(person_id.clone());
         self.require_patient_side_role(
             &context,
@@ -114,6 +146,7 @@ impl AccessService for AccessGrpc {
             "set a patient's consent",
         )
         .await?;
+        self.bind_practitioner_grants(&mut directives).await?;
         let database = self.access.consent().database();
         let mut transaction = database.begin_write().await?;
         self.access
@@ -143,6 +176,14 @@ impl AccessService for AccessGrpc {
     ) -> Result<Response<proto::GetConsentResponse>, Status> {
         let context = RequestContext::of(&request)?;
         let person_id = parse_person_id(&request.into_inner().person_id).field("person_id")?;
+        self.require_patient_side_role(
+            &context,
+            "access.get_consent",
+            &person_id,
+            "consent",
+            "read a patient's consent",
+        )
+        .await?;
         let directives = self.access.consent().directives(&person_id).await?;
         let person = Some(person_id.clone());
         self.audit
@@ -204,12 +245,14 @@ impl AccessService for AccessGrpc {
         request: Request<proto::QueryAuditRequest>,
     ) -> Result<Response<proto::QueryAuditResponse>, Status> {
         let context = RequestContext::of(&request)?;
+        let queried = |outcome| AuditEvent::new(&context, "access.query_audit", None, "audit_trail", None, outcome);
         if context.role != Role::Administrator {
-            return Err(Error::PermissionDenied(format!(
+            let reason = format!(
                 "the audit trail is for privacy officers (role administrator), not role {}",
                 context.role.code()
-            ))
-            .into());
+            );
+            self.audit.record(queried(Outcome::Denied(reason.clone()))).await?;
+            return Err(Error::PermissionDenied(reason).into());
         }
         let request = request.into_inner();
         let optional = |text: &str| Some(text.trim().to_owned()).filter(|t| !t.is_empty());
@@ -235,6 +278,8 @@ impl AccessService for AccessGrpc {
             to: time(&request.end_time),
         };
         let (events, next_page_token) = self.page(&filter, request.page_size, &request.page_token).await?;
+        // Who read the trail is itself in the trail: the privacy officer's queries are audited too.
+        self.audit.record(queried(Outcome::Permitted)).await?;
         Ok(Response::new(proto::QueryAuditResponse {
             events,
             next_page_token,

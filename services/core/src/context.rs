@@ -8,10 +8,74 @@ use tonic::metadata::MetadataMap;
 use crate::Error;
 use crate::domain::{BoundedText, OrganisationCode};
 
-/// The organisation that authenticated the connection a request came over. Absent when the
-/// server runs in plaintext development mode on loopback.
+/// The organisation that authenticated the connection a request came over, and what the
+/// directory lets it assert. Absent when the server runs in plaintext development mode on
+/// loopback.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CallerOrganisation(pub OrganisationCode);
+pub struct CallerOrganisation {
+    pub code: OrganisationCode,
+    pub entitlements: Entitlements,
+}
+
+/// The roles and purposes of use an organisation's systems may assert in the request context.
+/// The directory keeps them per organisation (defaults and ceilings by kind); a context claiming
+/// anything else is refused, so that a hospital's certificate cannot act as the health
+/// authority's administrator, a patient, or an insurer breaking the glass.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Entitlements {
+    roles: u32,
+    purposes: u32,
+}
+
+impl Entitlements {
+    pub fn new(roles: &[Role], purposes: &[Purpose]) -> Entitlements {
+        Entitlements {
+            roles: roles.iter().fold(0, |bits, r| bits | r.bit()),
+            purposes: purposes.iter().fold(0, |bits, p| bits | p.bit()),
+        }
+    }
+
+    pub fn roles(&self) -> Vec<Role> {
+        Role::ALL.iter().copied().filter(|r| self.allows_role(*r)).collect()
+    }
+
+    pub fn purposes(&self) -> Vec<Purpose> {
+        Purpose::ALL.iter().copied().filter(|p| self.allows_purpose(*p)).collect()
+    }
+
+    pub fn allows_role(&self, role: Role) -> bool {
+        self.roles & role.bit() != 0
+    }
+
+    pub fn allows_purpose(&self, purpose: Purpose) -> bool {
+        self.purposes & purpose.bit() != 0
+    }
+
+    /// Whether every role and purpose of `self` is also in `ceiling`.
+    pub fn within(&self, ceiling: &Entitlements) -> bool {
+        self.roles & !ceiling.roles == 0 && self.purposes & !ceiling.purposes == 0
+    }
+
+    /// Why `organisation` may not assert this role and purpose, if it may not. Names only what
+    /// the caller itself claimed.
+    pub fn refusal(&self, organisation: &OrganisationCode, role: Role, purpose: Purpose) -> Option<String> {
+        if !self.allows_role(role) {
+            return Some(format!(
+                "organisation {organisation} may not assert role {}; the directory lets it assert {}",
+                role.code(),
+                list(&self.roles(), |r| r.code())
+            ));
+        }
+        if !self.allows_purpose(purpose) {
+            return Some(format!(
+                "organisation {organisation} may not assert purpose {}; the directory lets it assert {}",
+                purpose.code(),
+                list(&self.purposes(), |p| p.code())
+            ));
+        }
+        None
+    }
+}
 
 /// The metadata keys of the request context.
 pub const USER_HEADER: &str = "x-hie-user";
@@ -19,6 +83,8 @@ pub const ROLE_HEADER: &str = "x-hie-role";
 pub const PURPOSE_HEADER: &str = "x-hie-purpose";
 pub const REASON_HEADER: &str = "x-hie-reason";
 pub const REQUEST_ID_HEADER: &str = "x-request-id";
+/// The person a patient-portal call acts for (role `patient` only).
+pub const PATIENT_HEADER: &str = "x-hie-patient";
 
 /// Declares an enum with the text codes it travels as in metadata and is stored as.
 macro_rules! coded {
@@ -36,6 +102,11 @@ macro_rules! coded {
 
             pub fn from_code(code: &str) -> Option<$name> {
                 match code { $($code => Some($name::$variant),)+ _ => None }
+            }
+
+            /// This value's bit in a set of them.
+            fn bit(self) -> u32 {
+                1 << (self as u32)
             }
         }
     };
@@ -63,8 +134,16 @@ coded!(
         PublicHealth => "public_health",
         Research => "research",
         PatientRequest => "patient_request",
+        Operations => "operations",
     }
 );
+
+impl Role {
+    /// The roles that treat patients, and so may break the glass.
+    pub fn is_clinical(self) -> bool {
+        matches!(self, Role::Clinician | Role::Nurse)
+    }
+}
 
 /// Who asks, for whom, and why: everything the consent decision and the audit trail need.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -76,6 +155,8 @@ pub struct RequestContext {
     /// Free text; required for emergency access (break-the-glass).
     pub reason: Option<String>,
     pub request_id: String,
+    /// The person a patient-portal call acts for: set exactly when the role is `patient`.
+    pub patient: Option<String>,
 }
 
 impl RequestContext {
@@ -89,17 +170,42 @@ impl RequestContext {
             purpose: Purpose::Treatment,
             reason: Some(reason.to_owned()),
             request_id: uuid::Uuid::now_v7().to_string(),
+            patient: None,
         }
     }
 
     /// The context of a gRPC request: its metadata, and the organisation its connection
-    /// authenticated as.
+    /// authenticated as, which must be entitled to the role and purpose claimed
+    /// (`PERMISSION_DENIED` otherwise; the server's authentication layer has already refused
+    /// and audited such a call, so this is the second line).
     pub fn of<T>(request: &tonic::Request<T>) -> Result<RequestContext, Error> {
-        let organisation = request
-            .extensions()
-            .get::<CallerOrganisation>()
-            .map(|c| c.0.clone());
-        Self::from_metadata(request.metadata(), organisation)
+        Self::of_caller(request.metadata(), request.extensions().get::<CallerOrganisation>())
+    }
+
+    /// The context from metadata and the caller the connection authenticated as, with the
+    /// caller's entitlements enforced.
+    pub fn of_caller(
+        metadata: &MetadataMap,
+        caller: Option<&CallerOrganisation>,
+    ) -> Result<RequestContext, Error> {
+        let context = Self::from_metadata(metadata, caller.map(|c| c.code.clone()))?;
+        if let Some(caller) = caller
+            && let Some(refusal) = caller.entitlements.refusal(&caller.code, context.role, context.purpose)
+        {
+            return Err(Error::PermissionDenied(refusal));
+        }
+        Ok(context)
+    }
+
+    /// Refuses a patient-side call for any person but the one a patient acts for.
+    pub fn require_acting_for(&self, person_id: &str) -> Result<(), Error> {
+        match (&self.patient, self.role) {
+            (Some(patient), Role::Patient) if patient == person_id => Ok(()),
+            (_, Role::Patient) => Err(Error::PermissionDenied(format!(
+                "a patient may act only for themselves ({PATIENT_HEADER})"
+            ))),
+            _ => Ok(()),
+        }
     }
 
     /// Reads the context from a request's metadata; the organisation comes from the connection.
@@ -153,6 +259,30 @@ impl RequestContext {
         if purpose == Purpose::Emergency && reason.is_none() {
             return Err(Error::invalid(REASON_HEADER, "emergency access needs a reason"));
         }
+        if purpose == Purpose::Emergency && !role.is_clinical() {
+            return Err(Error::PermissionDenied(format!(
+                "emergency access (break-the-glass) is for clinical roles (clinician, nurse), not role {}",
+                role.code()
+            )));
+        }
+        let patient = match (text(PATIENT_HEADER)?, role) {
+            (Some(person), Role::Patient) => {
+                if person.len() > 64 || !person.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') {
+                    return Err(Error::invalid(PATIENT_HEADER, "is not a person id"));
+                }
+                Some(person)
+            }
+            (None, Role::Patient) => {
+                return Err(Error::invalid(
+                    PATIENT_HEADER,
+                    "metadata is required with role patient: the person the call acts for",
+                ));
+            }
+            (Some(_), _) => {
+                return Err(Error::invalid(PATIENT_HEADER, "is for role patient only"));
+            }
+            (None, _) => None,
+        };
         let request_id = match text(REQUEST_ID_HEADER)? {
             Some(id) if id.len() <= 64 => id,
             Some(_) => return Err(Error::invalid(REQUEST_ID_HEADER, "at most 64 characters")),
@@ -165,6 +295,7 @@ impl RequestContext {
             purpose,
             reason,
             request_id,
+            patient,
         })
     }
 }
@@ -254,5 +385,79 @@ mod tests {
         with_reason.push((REASON_HEADER, "%E6%98%8F%E8%BF%B7"));
         let context = RequestContext::from_metadata(&metadata(&with_reason), None).unwrap();
         assert_eq!(context.reason.as_deref(), Some("昏迷"));
+    }
+
+    fn caller(roles: &[Role], purposes: &[Purpose]) -> CallerOrganisation {
+        CallerOrganisation {
+            code: OrganisationCode::parse("QDN-H01").unwrap(),
+            entitlements: Entitlements::new(roles, purposes),
+        }
+    }
+
+    #[test]
+    fn a_role_or_purpose_the_organisation_may_not_assert_is_refused() {
+        let hospital = caller(&[Role::Clinician], &[Purpose::Treatment]);
+        let as_administrator = metadata(&[
+            (USER_HEADER, "u"),
+            (ROLE_HEADER, "administrator"),
+            (PURPOSE_HEADER, "treatment"),
+        ]);
+        let refused = RequestContext::of_caller(&as_administrator, Some(&hospital)).unwrap_err();
+        assert!(matches!(refused, Error::PermissionDenied(ref m) if m.contains("role administrator")));
+        let for_payment = metadata(&[
+            (USER_HEADER, "u"),
+            (ROLE_HEADER, "clinician"),
+            (PURPOSE_HEADER, "payment"),
+        ]);
+        assert!(matches!(
+            RequestContext::of_caller(&for_payment, Some(&hospital)),
+            Err(Error::PermissionDenied(_))
+        ));
+        let treating = metadata(&[
+            (USER_HEADER, "u"),
+            (ROLE_HEADER, "clinician"),
+            (PURPOSE_HEADER, "treatment"),
+        ]);
+        assert!(RequestContext::of_caller(&treating, Some(&hospital)).is_ok());
+    }
+
+    #[test]
+    fn only_clinical_roles_break_the_glass() {
+        let insurer = metadata(&[
+            (USER_HEADER, "u"),
+            (ROLE_HEADER, "insurer"),
+            (PURPOSE_HEADER, "emergency"),
+            (REASON_HEADER, "claim"),
+        ]);
+        assert!(matches!(
+            RequestContext::from_metadata(&insurer, None),
+            Err(Error::PermissionDenied(_))
+        ));
+    }
+
+    #[test]
+    fn a_patient_names_the_person_and_acts_only_for_them() {
+        let without = metadata(&[
+            (USER_HEADER, "resident-1"),
+            (ROLE_HEADER, "patient"),
+            (PURPOSE_HEADER, "patient_request"),
+        ]);
+        let missing = RequestContext::from_metadata(&without, None).unwrap_err();
+        assert!(matches!(missing, Error::InvalidArgument { ref field, .. } if field == PATIENT_HEADER));
+        let mut with = without.clone();
+        with.insert(PATIENT_HEADER, "pn-1".parse().unwrap());
+        let context = RequestContext::from_metadata(&with, None).unwrap();
+        assert!(context.require_acting_for("pn-1").is_ok());
+        assert!(matches!(
+            context.require_acting_for("pn-2"),
+            Err(Error::PermissionDenied(_))
+        ));
+        let mut clinician = metadata(&[
+            (USER_HEADER, "u"),
+            (ROLE_HEADER, "clinician"),
+            (PURPOSE_HEADER, "treatment"),
+        ]);
+        clinician.insert(PATIENT_HEADER, "pn-1".parse().unwrap());
+        assert!(RequestContext::from_metadata(&clinician, None).is_err());
     }
 }

@@ -23,7 +23,11 @@ pub enum Error {
     /// The caller may not do this.
     #[error("{0}")]
     PermissionDenied(String),
-    /// A concurrent change got in the way; the call may be retried.
+    /// The caller did not prove who it is (no, an unknown or a revoked client certificate).
+    #[error("{0}")]
+    Unauthenticated(String),
+    /// A concurrent change got in the way (a serialisation failure or deadlock); the call may
+    /// be retried.
     #[error("{0}")]
     Conflict(String),
     /// A dependency (the database) is not reachable right now.
@@ -90,6 +94,7 @@ impl From<Error> for Status {
             Error::NotFound(message) => Status::not_found(message),
             Error::AlreadyExists(message) => Status::already_exists(message),
             Error::PermissionDenied(message) => Status::permission_denied(message),
+            Error::Unauthenticated(message) => Status::unauthenticated(message),
             Error::Conflict(message) => Status::aborted(message),
             Error::Unavailable(message) => Status::unavailable(message),
             Error::Internal(cause) => {
@@ -110,12 +115,18 @@ impl From<sqlx::Error> for Error {
             }
             sqlx::Error::Database(db) => match db.kind() {
                 ErrorKind::UniqueViolation => {
-                    Error::Conflict("a concurrent change wrote the same record; retry".into())
+                    Error::AlreadyExists("a record with the same key exists already".into())
                 }
                 ErrorKind::ForeignKeyViolation => {
                     Error::precondition("", "a referenced record does not exist")
                 }
-                _ if is_busy(db.as_ref()) => Error::Conflict("the database is busy; retry".into()),
+                _ if is_busy(db.as_ref()) => Error::Unavailable("the database is busy; retry".into()),
+                _ if is_serialisation_failure(db.as_ref()) => {
+                    Error::Conflict("a concurrent change got in the way; retry".into())
+                }
+                _ if is_timeout(db.as_ref()) => {
+                    Error::Unavailable("the database did not answer in time; retry".into())
+                }
                 _ => Error::Internal(error.to_string()),
             },
             _ => Error::Internal(error.to_string()),
@@ -124,13 +135,21 @@ impl From<sqlx::Error> for Error {
 }
 
 /// SQLite answers `SQLITE_BUSY` (5, and its extended codes 261, 517, 773) or `SQLITE_LOCKED`
-/// (6, 262) when another connection holds the database past the busy timeout; PostgreSQL answers
-/// 40001/40P01 on serialisation failure or deadlock. All mean "retry", not "broken".
+/// (6, 262) when another connection holds the database past the busy timeout: unavailable for
+/// now, not broken.
 fn is_busy(db: &dyn sqlx::error::DatabaseError) -> bool {
-    matches!(
-        db.code().as_deref(),
-        Some("5" | "6" | "261" | "262" | "517" | "773" | "40001" | "40P01")
-    )
+    matches!(db.code().as_deref(), Some("5" | "6" | "261" | "262" | "517" | "773"))
+}
+
+/// PostgreSQL answers 40001/40P01 on serialisation failure or deadlock: the call may be retried.
+fn is_serialisation_failure(db: &dyn sqlx::error::DatabaseError) -> bool {
+    matches!(db.code().as_deref(), Some("40001" | "40P01"))
+}
+
+/// PostgreSQL's `statement_timeout` (57014, query cancelled) and `lock_timeout` (55P03, lock not
+/// available) bound how long a call may hold a connection; either means "retry later".
+fn is_timeout(db: &dyn sqlx::error::DatabaseError) -> bool {
+    matches!(db.code().as_deref(), Some("57014" | "55P03"))
 }
 
 #[cfg(test)]

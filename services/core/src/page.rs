@@ -41,7 +41,9 @@ impl PageToken {
             return Ok(None);
         }
         let invalid = || FieldError::new("is not a token this server issued");
-        if !token.len().is_multiple_of(2) || token.len() > 512 {
+        // Any bytes may arrive: only ASCII hex digits are sliced, so nothing panics on a character
+        // boundary.
+        if !token.len().is_multiple_of(2) || token.len() > 512 || !token.bytes().all(|b| b.is_ascii_hexdigit()) {
             return Err(invalid());
         }
         let bytes = (0..token.len())
@@ -98,5 +100,8 @@ mod tests {
         assert_eq!(PageToken::parse("").unwrap(), None);
         assert!(PageToken::parse("zz").is_err());
         assert!(PageToken::parse("616263").is_err());
+        for hostile in ["aéa", "é", "aé", "日本", "0é0", "\u{1F600}1"] {
+            assert!(PageToken::parse(hostile).is_err(), "{hostile}");
+        }
     }
 }

@@ -46,8 +46,9 @@ fn server_tls_config(tls: &TlsSettings) -> Result<tonic::transport::ServerTlsCon
 }
 
 /// Refuses to serve plaintext gRPC beyond loopback unless the operator explicitly allowed it for
-/// development, and then says so loudly. Until mutual TLS lands (the Trust issue), loopback is
-/// the only place plaintext is safe: calls carry patient data.
+/// development, and then says so loudly. Plaintext is a development mode: calls carry patient data,
+/// and without a client certificate no call has an organisation. A TLS-terminating proxy is no way
+/// out either: it would strip the client certificate, and with it the organisation, from every call.
 pub fn check_plaintext_listen(listen: SocketAddr, allowed_on_network: bool) -> Result<(), Error> {
     if listen.ip().is_loopback() {
         return Ok(());
@@ -64,8 +65,9 @@ pub fn check_plaintext_listen(listen: SocketAddr, allowed_on_network: bool) -> R
         "listen",
         format!(
             "refusing to serve plaintext gRPC on {listen}, which is not a loopback address: patient data would \
-             cross the network unencrypted. Listen on 127.0.0.1:<port> (or [::1]:<port>) and put a TLS-terminating \
-             proxy in front, or, for development only, add --insecure-plaintext-on-network"
+             cross the network unencrypted and no call would carry an organisation. Configure mutual TLS (the [tls] \
+             settings: cert, key, client_ca), listen on 127.0.0.1:<port> for development, or, for development \
+             only, add --insecure-plaintext-on-network"
         ),
     ))
 }
@@ -142,16 +144,21 @@ impl Exchange {
     /// Binds `settings.listen` (port 0 picks a free port) and serves every service, with
     /// `grpc.health.v1.Health` and server reflection, until [`RunningServer::stop`].
     pub async fn start(self, listen: SocketAddr) -> Result<RunningServer, Error> {
-        self.start_with(listen, None).await
+        self.start_with(listen, None, false).await
     }
 
     /// Like [`Exchange::start`], with mutual TLS when `tls` is given: the server presents its
-    /// certificate, and every call must come with a registered client certificate.
+    /// certificate, and every call must come with a registered client certificate. Without it,
+    /// plaintext on loopback only, unless `plaintext_on_network` (development only).
     pub async fn start_with(
         self,
         listen: SocketAddr,
         tls: Option<&TlsSettings>,
+        plaintext_on_network: bool,
     ) -> Result<RunningServer, Error> {
+        if tls.is_none() {
+            check_plaintext_listen(listen, plaintext_on_network)?;
+        }
         let listener = TcpListener::bind(listen)
             .await
             .map_err(|e| Error::Unavailable(format!("cannot listen on {listen}: {e}")))?;
@@ -188,11 +195,15 @@ impl Exchange {
                 .map_err(|e| Error::Internal(format!("the TLS configuration is unusable: {e}")))?;
         }
         let router = builder
-            .layer(AuthenticateLayer::new(self.directory.clone(), tls.is_some()))
+            .layer(AuthenticateLayer::new(
+                self.directory.clone(),
+                self.access.audit().clone(),
+                tls.is_some(),
+            ))
             .add_service(health_service)
             .add_service(reflection_v1)
             .add_service(reflection_v1alpha)
-            .add_service(AccessGrpc::new(self.access.clone()).into_server())
+            .add_service(AccessGrpc::new(self.access.clone(), Arc::new(self.directory.clone())).into_server())
             .add_service(
                 DirectoryGrpc::new(self.directory.clone(), self.access.audit().clone()).into_server(),
             )

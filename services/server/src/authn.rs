@@ -14,7 +14,10 @@ use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
-use hie_core::context::CallerOrganisation;
+use hie_access::AuditTrail;
+use hie_access::domain::{AuditEvent, Outcome};
+use hie_core::Error;
+use hie_core::context::{self, CallerOrganisation, RequestContext};
 use hie_directory::DirectoryService;
 use tonic::Status;
 use tonic::codegen::{BoxFuture, Service, http};
@@ -56,6 +59,7 @@ impl Passed {
 #[derive(Clone, Debug)]
 pub struct AuthenticateLayer {
     directory: DirectoryService,
+    audit: AuditTrail,
     required: bool,
     passed: Passed,
 }
@@ -63,9 +67,10 @@ pub struct AuthenticateLayer {
 impl AuthenticateLayer {
     /// `required` is false only for a plaintext development server on loopback, where there is
     /// no certificate to check and calls carry no caller organisation.
-    pub fn new(directory: DirectoryService, required: bool) -> AuthenticateLayer {
+    pub fn new(directory: DirectoryService, audit: AuditTrail, required: bool) -> AuthenticateLayer {
         AuthenticateLayer {
             directory,
+            audit,
             required,
             passed: Passed::default(),
         }
@@ -79,6 +84,7 @@ impl<S> tower_layer::Layer<S> for AuthenticateLayer {
         Authenticate {
             inner,
             directory: self.directory.clone(),
+            audit: self.audit.clone(),
             required: self.required,
             passed: self.passed.clone(),
         }
@@ -89,6 +95,7 @@ impl<S> tower_layer::Layer<S> for AuthenticateLayer {
 pub struct Authenticate<S> {
     inner: S,
     directory: DirectoryService,
+    audit: AuditTrail,
     required: bool,
     passed: Passed,
 }
@@ -115,6 +122,7 @@ where
             return Box::pin(inner.call(request));
         }
         let directory = self.directory.clone();
+        let audit = self.audit.clone();
         let passed = self.passed.clone();
         Box::pin(async move {
             let certificates = request
@@ -136,51 +144,99 @@ where
                     }
                 }),
             };
-            match checked {
-                Ok(caller) => {
-                    request.extensions_mut().insert(caller);
-                    inner.call(request).await
-                }
-                Err(status) => Ok(status.into_http()),
+            let caller = match checked {
+                Ok(caller) => caller,
+                Err(error) => return Ok(Status::from(error).into_http()),
+            };
+            let metadata = tonic::metadata::MetadataMap::from_headers(request.headers().clone());
+            let path = request.uri().path().to_owned();
+            if let Err(status) = check_claims(&audit, &caller, metadata, &path).await {
+                return Ok(status.into_http());
             }
+            request.extensions_mut().insert(caller);
+            inner.call(request).await
         })
     }
+}
+
+/// Refuses, and records in the audit trail, a call whose request context claims a role or purpose
+/// its organisation may not assert. Calls without a context (health, reflection) and contexts
+/// that do not parse pass on: the handler answers those with `INVALID_ARGUMENT` naming the header.
+async fn check_claims(
+    audit: &AuditTrail,
+    caller: &CallerOrganisation,
+    metadata: tonic::metadata::MetadataMap,
+    path: &str,
+) -> Result<(), Status> {
+    let Err(Error::PermissionDenied(reason)) = RequestContext::of_caller(&metadata, Some(caller)) else {
+        return Ok(());
+    };
+    let claimed = |key: &str| {
+        metadata
+            .get(key)
+            .and_then(|v| v.to_str().ok())
+            .map(|v| v.chars().take(64).collect::<String>())
+            .unwrap_or_default()
+    };
+    let event = AuditEvent {
+        occurred_at: hie_core::time::now(),
+        request_id: claimed(context::REQUEST_ID_HEADER),
+        organisation: Some(caller.code.to_string()),
+        user_id: claimed(context::USER_HEADER),
+        role: claimed(context::ROLE_HEADER),
+        purpose: claimed(context::PURPOSE_HEADER),
+        reason: None,
+        action: "context.claim".to_owned(),
+        person_id: None,
+        resource_type: "grpc_method".to_owned(),
+        resource_id: Some(path.chars().take(200).collect()),
+        outcome: Outcome::Denied(reason.clone()),
+        emergency: false,
+    };
+    audit
+        .record(event)
+        .await
+        .map_err(|_| Status::unavailable("cannot record the refusal in the audit trail right now"))?;
+    Err(Error::PermissionDenied(reason).into())
 }
 
 /// Decides who presented `certificate` (DER), or why nobody may.
 pub async fn authenticate(
     directory: &DirectoryService,
     certificate: Option<&[u8]>,
-) -> Result<CallerOrganisation, Status> {
+) -> Result<CallerOrganisation, Error> {
     let Some(der) = certificate else {
-        return Err(Status::unauthenticated("a client certificate is required"));
+        return Err(Error::Unauthenticated("a client certificate is required".into()));
     };
     let fingerprint = pki::fingerprint(der);
     let registration = directory
         .certificate(&fingerprint)
         .await
-        .map_err(|_| Status::unavailable("cannot check the client certificate right now"))?
+        .map_err(|_| Error::Unavailable("cannot check the client certificate right now".into()))?
         .ok_or_else(|| {
-            Status::unauthenticated(format!("client certificate {fingerprint} is not registered"))
+            Error::Unauthenticated(format!("client certificate {fingerprint} is not registered"))
         })?;
     if registration.revoked {
-        return Err(Status::unauthenticated(format!(
+        return Err(Error::Unauthenticated(format!(
             "client certificate {fingerprint} was revoked"
         )));
     }
     let named = pki::organisation_in_certificate(der);
     if named.as_deref() != Some(registration.organisation.as_str()) {
-        return Err(Status::unauthenticated(
-            "the client certificate's urn:hie:org name does not match the organisation it is registered for",
+        return Err(Error::Unauthenticated(
+            "the client certificate's urn:hie:org name does not match the organisation it is registered for".into(),
         ));
     }
     match directory.get_organisation(&registration.organisation).await {
-        Ok(organisation) if organisation.is_active() => Ok(CallerOrganisation(registration.organisation)),
-        Ok(_) => Err(Status::unauthenticated(format!(
+        Ok(organisation) if organisation.is_active() => Ok(CallerOrganisation {
+            code: registration.organisation,
+            entitlements: organisation.draft.entitlements,
+        }),
+        Ok(_) => Err(Error::Unauthenticated(format!(
             "organisation {} is inactive",
             registration.organisation
         ))),
-        Err(_) => Err(Status::unauthenticated(format!(
+        Err(_) => Err(Error::Unauthenticated(format!(
             "organisation {} is not registered",
             registration.organisation
         ))),

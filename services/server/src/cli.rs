@@ -300,13 +300,9 @@ fn init_logging(filter: &str) {
 }
 
 async fn serve(settings: Settings, plaintext_on_network: bool) -> Result<(), String> {
-    if settings.tls.is_none() {
-        crate::app::check_plaintext_listen(settings.listen, plaintext_on_network)
-            .map_err(|e| e.to_string())?;
-    }
     let exchange = Exchange::open(&settings).await.map_err(|e| e.to_string())?;
     let server = exchange
-        .start_with(settings.listen, settings.tls.as_ref())
+        .start_with(settings.listen, settings.tls.as_ref(), plaintext_on_network)
         .await
         .map_err(|e| e.to_string())?;
     serve_until_interrupted(server).await

@@ -210,48 +210,46 @@ fn township_code(index: usize) -> OrganisationCode {
 }
 
 fn organisations() -> Vec<OrganisationDraft> {
-    let division = |code: &str| DivisionCode::parse(code).expect("county codes are valid");
-    let name = |text: &str| BoundedText::parse_required(text, 100).expect("names are valid");
+    let draft = |code: &str, name: &str, kind, grade, county: &str| {
+        OrganisationDraft::new(
+            "organisation",
+            OrganisationCode::parse(code).expect("valid"),
+            BoundedText::parse_required(name, 100).expect("names are valid"),
+            kind,
+            grade,
+            DivisionCode::parse(county).expect("county codes are valid"),
+            true,
+        )
+        .expect("the demo's organisations are valid")
+    };
     let mut organisations = Vec::new();
     for (code, hospital, grade, county) in HOSPITALS {
-        organisations.push(OrganisationDraft {
-            code: OrganisationCode::parse(code).expect("valid"),
-            name: name(hospital),
-            kind: OrganisationKind::Hospital,
-            hospital_grade: Some(grade),
-            division_code: division(county),
-            active: true,
-            sensitive_category: None,
-        });
+        organisations.push(draft(code, hospital, OrganisationKind::Hospital, Some(grade), county));
     }
     for (i, (centre, county)) in TOWNSHIP_CENTRES.iter().enumerate() {
-        organisations.push(OrganisationDraft {
-            code: township_code(i),
-            name: name(centre),
-            kind: OrganisationKind::TownshipHealthCentre,
-            hospital_grade: None,
-            division_code: division(county),
-            active: true,
-            sensitive_category: None,
-        });
+        organisations.push(draft(
+            township_code(i).as_str(),
+            centre,
+            OrganisationKind::TownshipHealthCentre,
+            None,
+            county,
+        ));
     }
-    for (code, agency, kind) in [
+    for (code, name, kind) in [
         (
             "QDN-CDC",
             "黔东南州疾病预防控制中心",
             OrganisationKind::PublicHealthAgency,
         ),
         ("QDN-YB", "黔东南州医疗保障局", OrganisationKind::Insurer),
+        (
+            "QDN-WJW",
+            "黔东南州卫生健康局",
+            OrganisationKind::RegionalHealthAuthority,
+        ),
+        ("QDN-APP", "健康黔东南居民服务平台", OrganisationKind::PatientPortal),
     ] {
-        organisations.push(OrganisationDraft {
-            code: OrganisationCode::parse(code).expect("valid"),
-            name: name(agency),
-            kind,
-            hospital_grade: None,
-            division_code: division("522600"),
-            active: true,
-            sensitive_category: None,
-        });
+        organisations.push(draft(code, name, kind, None, "522600"));
     }
     organisations
 }
@@ -400,7 +398,7 @@ pub async fn run(
         started.elapsed().as_secs_f64()
     );
     let server = exchange
-        .start_with(settings.listen, settings.tls.as_ref())
+        .start_with(settings.listen, settings.tls.as_ref(), plaintext_on_network)
         .await
         .map_err(|e| e.to_string())?;
     println!("{}", try_it(&prefecture, &server.address().to_string()));

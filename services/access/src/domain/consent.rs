@@ -62,7 +62,8 @@ impl DataCategory {
 }
 
 /// A time-limited grant of access to an organisation or a practitioner (for example for a
-/// telemedicine consult). It does not open the sensitive categories.
+/// telemedicine consult). It does not open the sensitive categories. A grant to a practitioner
+/// carries the organisation the directory lists them under, and holds only for calls from it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Grant {
     pub organisation: Option<String>,
@@ -127,8 +128,9 @@ pub fn decide(
     }
 }
 
-/// Why the data may not be shared with this caller, if it may not.
-fn refusal(
+/// Why the data may not be shared with this caller, if it may not, emergency or not: where
+/// [`decide`] permits an emergency read that this refuses, the glass was broken.
+pub fn refusal(
     context: &RequestContext,
     category: DataCategory,
     directives: &ConsentDirectives,
@@ -152,10 +154,16 @@ fn refusal(
     let allowed = organisation
         .as_ref()
         .is_some_and(|o| directives.allowed_organisations.contains(o));
+    // A grant names the organisation it holds for; one to a practitioner also the user, who is
+    // believed only as far as that organisation vouches for them.
     let granted = directives.grants.iter().any(|grant| {
         grant.expires_at > now
-            && (grant.organisation.is_some() && grant.organisation == organisation
-                || grant.practitioner.as_deref() == Some(context.user_id.as_str()))
+            && grant.organisation.is_some()
+            && grant.organisation == organisation
+            && grant
+                .practitioner
+                .as_deref()
+                .is_none_or(|practitioner| practitioner == context.user_id)
     });
     if allowed || granted {
         return None;
@@ -187,6 +195,7 @@ mod tests {
             purpose,
             reason: (purpose == Purpose::Emergency).then(|| "unconscious on arrival".into()),
             request_id: "r".into(),
+            patient: None,
         }
     }
 
@@ -317,6 +326,52 @@ mod tests {
                 &ConsentPolicy::default(),
                 now()
             ),
+            Decision::Deny(_)
+        ));
+    }
+
+    #[test]
+    fn a_grant_to_a_practitioner_holds_only_for_calls_from_their_organisation() {
+        let opt_in = ConsentPolicy {
+            opt_in: true,
+            emergency_override: true,
+        };
+        let directives = ConsentDirectives {
+            grants: vec![Grant {
+                organisation: Some("QDN-H01".into()),
+                practitioner: Some("dr-wu".into()),
+                expires_at: now() + Duration::hours(1),
+            }],
+            ..Default::default()
+        };
+        let at_h01 = context("QDN-H01", Purpose::Treatment);
+        assert_eq!(
+            decide(&at_h01, DataCategory::General, &directives, &opt_in, now()),
+            Decision::Permit { emergency: false }
+        );
+        let posing_at_h02 = context("QDN-H02", Purpose::Treatment);
+        assert!(matches!(
+            decide(&posing_at_h02, DataCategory::General, &directives, &opt_in, now()),
+            Decision::Deny(_)
+        ));
+        let other_user_at_h01 = RequestContext {
+            user_id: "clerk-7".into(),
+            ..at_h01
+        };
+        assert!(matches!(
+            decide(&other_user_at_h01, DataCategory::General, &directives, &opt_in, now()),
+            Decision::Deny(_)
+        ));
+        let unbound = ConsentDirectives {
+            grants: vec![Grant {
+                organisation: None,
+                practitioner: Some("dr-wu".into()),
+                expires_at: now() + Duration::hours(1),
+            }],
+            ..Default::default()
+        };
+        assert!(matches!(
+            decide(&context("QDN-H02", Purpose::Treatment), DataCategory::General, &unbound, &opt_in, now()),
             Decision::Deny(_)
         ));
     }

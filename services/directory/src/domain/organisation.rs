@@ -1,6 +1,7 @@
 use chrono::{DateTime, Utc};
 use hie_access::domain::consent::DataCategory;
 use hie_core::Error;
+use hie_core::context::{Entitlements, Purpose, Role};
 use hie_core::domain::{BoundedText, DivisionCode, OrganisationCode};
 
 /// What an organisation is.
@@ -12,6 +13,46 @@ pub enum OrganisationKind {
     VillageClinic,
     PublicHealthAgency,
     Insurer,
+    /// The regional health authority: the only kind whose systems may assert `administrator`.
+    RegionalHealthAuthority,
+    /// The residents' app back end: the only kind whose systems may assert `patient`.
+    PatientPortal,
+}
+
+impl OrganisationKind {
+    /// Kinds that treat patients: their clinicians may break the glass.
+    pub fn is_care_giving(self) -> bool {
+        matches!(
+            self,
+            OrganisationKind::Hospital
+                | OrganisationKind::TownshipHealthCentre
+                | OrganisationKind::CommunityHealthCentre
+                | OrganisationKind::VillageClinic
+        )
+    }
+
+    /// The most an organisation of this kind may be entitled to assert, and what it is entitled
+    /// to unless the directory says less. Administrator belongs to the regional health authority
+    /// alone, patient to patient portals alone, emergency to care-giving kinds alone.
+    pub fn entitlement_ceiling(self) -> Entitlements {
+        use Purpose::*;
+        match self {
+            kind if kind.is_care_giving() => Entitlements::new(
+                &[Role::Clinician, Role::Nurse, Role::RegistrationClerk],
+                &[Treatment, Emergency, Payment, PublicHealth],
+            ),
+            OrganisationKind::PublicHealthAgency => {
+                Entitlements::new(&[Role::PublicHealthOfficer], &[PublicHealth, Research])
+            }
+            OrganisationKind::Insurer => Entitlements::new(&[Role::Insurer], &[Payment]),
+            OrganisationKind::RegionalHealthAuthority => Entitlements::new(
+                &[Role::Administrator, Role::PublicHealthOfficer],
+                &[Operations, PublicHealth, Research],
+            ),
+            OrganisationKind::PatientPortal => Entitlements::new(&[Role::Patient], &[PatientRequest]),
+            _ => Entitlements::new(&[], &[]),
+        }
+    }
 }
 
 /// Declares an enum's stable text codes, stored in the database, in one table.
@@ -36,6 +77,8 @@ text_codes!(OrganisationKind {
     VillageClinic => "village_clinic",
     PublicHealthAgency => "public_health_agency",
     Insurer => "insurer",
+    RegionalHealthAuthority => "regional_health_authority",
+    PatientPortal => "patient_portal",
 });
 
 /// The national hospital grade: level (tertiary, secondary, primary) and class (A, B, C).
@@ -80,6 +123,8 @@ pub struct OrganisationDraft {
     /// hospital, an HIV/STI clinic, a family-planning station, a methadone clinic): they are shared
     /// only where the person consented to that category.
     pub sensitive_category: Option<DataCategory>,
+    /// The roles and purposes its systems may assert; within its kind's ceiling.
+    pub entitlements: Entitlements,
 }
 
 impl OrganisationDraft {
@@ -118,7 +163,46 @@ impl OrganisationDraft {
             division_code,
             active,
             sensitive_category: None,
+            entitlements: kind.entitlement_ceiling(),
         })
+    }
+
+    /// Narrows what the organisation may assert; `None` keeps its kind's defaults. Anything beyond
+    /// the kind's ceiling is refused, naming the field and the first entry too many.
+    pub fn with_entitlements(
+        mut self,
+        field_prefix: &str,
+        roles: Option<Vec<Role>>,
+        purposes: Option<Vec<Purpose>>,
+    ) -> Result<OrganisationDraft, Error> {
+        let ceiling = self.kind.entitlement_ceiling();
+        if let Some(role) = roles.iter().flatten().find(|r| !ceiling.allows_role(**r)) {
+            return Err(Error::invalid(
+                format!("{field_prefix}.assertable_roles"),
+                format!(
+                    "an organisation of kind {} may not assert role {}; its kind allows {}",
+                    self.kind.code(),
+                    role.code(),
+                    ceiling.roles().iter().map(|r| r.code()).collect::<Vec<_>>().join(", ")
+                ),
+            ));
+        }
+        if let Some(purpose) = purposes.iter().flatten().find(|p| !ceiling.allows_purpose(**p)) {
+            return Err(Error::invalid(
+                format!("{field_prefix}.assertable_purposes"),
+                format!(
+                    "an organisation of kind {} may not assert purpose {}; its kind allows {}",
+                    self.kind.code(),
+                    purpose.code(),
+                    ceiling.purposes().iter().map(|p| p.code()).collect::<Vec<_>>().join(", ")
+                ),
+            ));
+        }
+        self.entitlements = Entitlements::new(
+            &roles.unwrap_or_else(|| ceiling.roles()),
+            &purposes.unwrap_or_else(|| ceiling.purposes()),
+        );
+        Ok(self)
     }
 
     /// Marks the organisation's records as revealing `category`, which must be sensitive.
@@ -193,6 +277,48 @@ mod tests {
         );
         assert!(draft(OrganisationKind::VillageClinic, Some(HospitalGrade::PrimaryA)).is_err());
         assert!(draft(OrganisationKind::VillageClinic, None).is_ok());
+    }
+
+    #[test]
+    fn administrator_is_the_authoritys_alone_and_patient_the_portals_alone() {
+        for kind in [
+            OrganisationKind::Hospital,
+            OrganisationKind::TownshipHealthCentre,
+            OrganisationKind::CommunityHealthCentre,
+            OrganisationKind::VillageClinic,
+            OrganisationKind::PublicHealthAgency,
+            OrganisationKind::Insurer,
+            OrganisationKind::RegionalHealthAuthority,
+            OrganisationKind::PatientPortal,
+        ] {
+            let ceiling = kind.entitlement_ceiling();
+            assert_eq!(
+                ceiling.allows_role(Role::Administrator),
+                kind == OrganisationKind::RegionalHealthAuthority
+            );
+            assert_eq!(
+                ceiling.allows_role(Role::Patient),
+                kind == OrganisationKind::PatientPortal
+            );
+            assert_eq!(ceiling.allows_purpose(Purpose::Emergency), kind.is_care_giving());
+        }
+    }
+
+    #[test]
+    fn entitlements_narrow_within_the_kinds_ceiling_and_never_beyond() {
+        let hospital = draft(OrganisationKind::Hospital, Some(HospitalGrade::TertiaryA)).unwrap();
+        let narrowed = hospital
+            .clone()
+            .with_entitlements("organisation", Some(vec![Role::RegistrationClerk]), None)
+            .unwrap();
+        assert_eq!(narrowed.entitlements.roles(), vec![Role::RegistrationClerk]);
+        assert!(narrowed.entitlements.allows_purpose(Purpose::Emergency));
+        let widened = hospital
+            .with_entitlements("organisation", Some(vec![Role::Administrator]), None)
+            .unwrap_err();
+        assert!(
+            matches!(widened, Error::InvalidArgument { ref field, .. } if field == "organisation.assertable_roles")
+        );
     }
 
     #[test]

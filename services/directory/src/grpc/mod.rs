@@ -3,7 +3,7 @@
 
 use hie_access::AuditTrail;
 use hie_access::domain::consent::DataCategory;
-use hie_core::context::{RequestContext, Role};
+use hie_core::context::{Purpose, RequestContext, Role};
 use hie_core::domain::{BoundedText, DivisionCode, OrganisationCode};
 use hie_core::page::{PageSize, PageToken};
 use hie_core::{Error, ResultExt};
@@ -249,7 +249,27 @@ fn organisation_draft(message: Option<proto::Organisation>) -> Result<Organisati
                 )
             })?),
         },
+    )?
+    .with_entitlements(
+        "organisation",
+        codes(&o.assertable_roles, "organisation.assertable_roles", Role::from_code)?,
+        codes(&o.assertable_purposes, "organisation.assertable_purposes", Purpose::from_code)?,
     )
+}
+
+/// A list of role or purpose codes; `None` when empty (the kind's defaults).
+fn codes<T>(items: &[String], field: &str, parse: impl Fn(&str) -> Option<T>) -> Result<Option<Vec<T>>, Error> {
+    if items.is_empty() {
+        return Ok(None);
+    }
+    items
+        .iter()
+        .enumerate()
+        .map(|(i, code)| {
+            parse(code.trim()).ok_or_else(|| Error::invalid(format!("{field}[{i}]"), "is not a code this exchange knows"))
+        })
+        .collect::<Result<Vec<T>, Error>>()
+        .map(Some)
 }
 
 /// Parses a practitioner message; its id is parsed only when `with_id` (updates), and ignored on
@@ -314,7 +334,7 @@ fn enum_to_proto<P: Copy + Into<i32>, D: Copy + PartialEq>(value: D, table: &[(P
         .map_or(0, |(p, _)| (*p).into())
 }
 
-const KINDS: [(proto::OrganisationKind, OrganisationKind); 6] = [
+const KINDS: [(proto::OrganisationKind, OrganisationKind); 8] = [
     (proto::OrganisationKind::Hospital, OrganisationKind::Hospital),
     (
         proto::OrganisationKind::TownshipHealthCentre,
@@ -327,6 +347,14 @@ const KINDS: [(proto::OrganisationKind, OrganisationKind); 6] = [
     (
         proto::OrganisationKind::VillageClinic,
         OrganisationKind::VillageClinic,
+    ),
+    (
+        proto::OrganisationKind::RegionalHealthAuthority,
+        OrganisationKind::RegionalHealthAuthority,
+    ),
+    (
+        proto::OrganisationKind::PatientPortal,
+        OrganisationKind::PatientPortal,
     ),
     (
         proto::OrganisationKind::PublicHealthAgency,
@@ -401,6 +429,8 @@ pub fn organisation_to_proto(organisation: &Organisation) -> proto::Organisation
             .sensitive_category
             .map(|c| c.code().to_owned())
             .unwrap_or_default(),
+        assertable_roles: d.entitlements.roles().iter().map(|r| r.code().to_owned()).collect(),
+        assertable_purposes: d.entitlements.purposes().iter().map(|p| p.code().to_owned()).collect(),
     }
 }
 
@@ -415,5 +445,22 @@ pub fn practitioner_to_proto(practitioner: &Practitioner) -> proto::Practitioner
         active: d.active,
         create_time: Some(hie_proto::timestamp(practitioner.created_at)),
         update_time: Some(hie_proto::timestamp(practitioner.updated_at)),
+    }
+}
+
+/// Grants to a practitioner are bound to the organisation the directory lists them under.
+#[tonic::async_trait]
+impl hie_access::grpc::PractitionerDirectory for DirectoryService {
+    async fn organisation_of(&self, practitioner_id: &str) -> Result<Option<String>, Error> {
+        let Ok(id) = PractitionerId::parse(practitioner_id) else {
+            return Ok(None);
+        };
+        Ok(self
+            .get_practitioner(&id)
+            .await
+            .map(Some)
+            .or_else(|e| if matches!(e, Error::NotFound(_)) { Ok(None) } else { Err(e) })?
+            .filter(|p| p.draft.active)
+            .map(|p| p.draft.organisation_code.to_string()))
     }
 }

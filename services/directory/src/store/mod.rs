@@ -1,6 +1,7 @@
 //! SQL for organisations and practitioners; written once for SQLite and PostgreSQL.
 
 use hie_access::domain::consent::DataCategory;
+use hie_core::context::{Entitlements, Purpose, Role};
 use hie_core::db::Database;
 use hie_core::domain::{BoundedText, DivisionCode, OrganisationCode};
 use hie_core::{Error, time};
@@ -27,6 +28,8 @@ struct OrganisationRow {
     created_at: i64,
     updated_at: i64,
     sensitive_category: Option<String>,
+    assertable_roles: Option<String>,
+    assertable_purposes: Option<String>,
 }
 
 #[derive(FromRow)]
@@ -42,7 +45,8 @@ struct PractitionerRow {
 }
 
 const ORGANISATION_COLUMNS: &str =
-    "code, name, kind, hospital_grade, division_code, active, created_at, updated_at, sensitive_category";
+    "code, name, kind, hospital_grade, division_code, active, created_at, updated_at, sensitive_category, \
+     assertable_roles, assertable_purposes";
 const PRACTITIONER_COLUMNS: &str =
     "id, name, organisation_code, role, specialty, active, created_at, updated_at";
 
@@ -55,7 +59,8 @@ impl DirectoryStore {
         let d = &organisation.draft;
         let result = sqlx::query(
             "INSERT INTO organisations (code, name, kind, hospital_grade, division_code, active, created_at, updated_at, \
-             sensitive_category) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+             sensitive_category, assertable_roles, assertable_purposes) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
         )
         .bind(d.code.as_str())
         .bind(d.name.as_str())
@@ -66,10 +71,12 @@ impl DirectoryStore {
         .bind(time::to_micros(organisation.created_at))
         .bind(time::to_micros(organisation.updated_at))
         .bind(d.sensitive_category.map(DataCategory::code))
+        .bind(role_codes(&d.entitlements))
+        .bind(purpose_codes(&d.entitlements))
         .execute(self.database.pool())
         .await;
         match result.map_err(Error::from) {
-            Err(Error::Conflict(_)) => Err(Error::AlreadyExists(format!(
+            Err(Error::AlreadyExists(_)) => Err(Error::AlreadyExists(format!(
                 "organisation {} is already registered",
                 d.code
             ))),
@@ -81,7 +88,8 @@ impl DirectoryStore {
         let d = &organisation.draft;
         let result = sqlx::query(
             "UPDATE organisations SET name = $2, kind = $3, hospital_grade = $4, division_code = $5, \
-             active = $6, updated_at = $7, sensitive_category = $8 WHERE code = $1",
+             active = $6, updated_at = $7, sensitive_category = $8, assertable_roles = $9, \
+             assertable_purposes = $10 WHERE code = $1",
         )
         .bind(d.code.as_str())
         .bind(d.name.as_str())
@@ -91,6 +99,8 @@ impl DirectoryStore {
         .bind(i64::from(d.active))
         .bind(time::to_micros(organisation.updated_at))
         .bind(d.sensitive_category.map(DataCategory::code))
+        .bind(role_codes(&d.entitlements))
+        .bind(purpose_codes(&d.entitlements))
         .execute(self.database.pool())
         .await?;
         if result.rows_affected() == 0 {
@@ -219,6 +229,39 @@ impl DirectoryStore {
     }
 }
 
+fn role_codes(entitlements: &Entitlements) -> String {
+    entitlements.roles().iter().map(|r| r.code()).collect::<Vec<_>>().join(",")
+}
+
+fn purpose_codes(entitlements: &Entitlements) -> String {
+    entitlements.purposes().iter().map(|p| p.code()).collect::<Vec<_>>().join(",")
+}
+
+/// What a stored organisation may assert: its stored lists, or its kind's defaults for a row
+/// written before the directory kept them. A code that no longer parses is corruption.
+fn stored_entitlements(
+    kind: OrganisationKind,
+    roles: Option<&str>,
+    purposes: Option<&str>,
+) -> Option<Entitlements> {
+    let defaults = kind.entitlement_ceiling();
+    let roles = match roles {
+        None => defaults.roles(),
+        Some(codes) => codes.split(',').filter(|c| !c.is_empty()).map(Role::from_code).collect::<Option<_>>()?,
+    };
+    let purposes = match purposes {
+        None => defaults.purposes(),
+        Some(codes) => codes
+            .split(',')
+            .filter(|c| !c.is_empty())
+            .map(Purpose::from_code)
+            .collect::<Option<_>>()?,
+    };
+    // A row widened behind the exchange's back gets no more than its kind allows.
+    let entitlements = Entitlements::new(&roles, &purposes);
+    entitlements.within(&defaults).then_some(entitlements)
+}
+
 /// A stored value that no longer parses means the table was changed behind the exchange's back.
 fn corrupt(what: &str, key: &str) -> Error {
     Error::Internal(format!("stored {what} {key} does not parse"))
@@ -233,10 +276,11 @@ impl TryFrom<OrganisationRow> for Organisation {
             Some(code) => Some(HospitalGrade::from_code(code).ok_or_else(bad)?),
             None => None,
         };
+        let kind = OrganisationKind::from_code(&row.kind).ok_or_else(bad)?;
         let draft = OrganisationDraft {
             code: OrganisationCode::parse(&row.code).map_err(|_| bad())?,
             name: BoundedText::parse(&row.name, usize::MAX).map_err(|_| bad())?,
-            kind: OrganisationKind::from_code(&row.kind).ok_or_else(bad)?,
+            kind,
             hospital_grade: grade,
             division_code: DivisionCode::parse(&row.division_code).map_err(|_| bad())?,
             active: row.active != 0,
@@ -244,6 +288,12 @@ impl TryFrom<OrganisationRow> for Organisation {
                 Some(code) => Some(DataCategory::sensitive_from_code(code).ok_or_else(bad)?),
                 None => None,
             },
+            entitlements: stored_entitlements(
+                kind,
+                row.assertable_roles.as_deref(),
+                row.assertable_purposes.as_deref(),
+            )
+            .ok_or_else(bad)?,
         };
         Ok(Organisation {
             draft,
@@ -296,7 +346,7 @@ impl DirectoryStore {
         .execute(self.database.pool())
         .await;
         match result.map_err(Error::from) {
-            Err(Error::Conflict(_)) => Err(Error::AlreadyExists(format!(
+            Err(Error::AlreadyExists(_)) => Err(Error::AlreadyExists(format!(
                 "certificate {fingerprint} is already registered"
             ))),
             other => other.map(drop),

@@ -569,6 +569,21 @@ impl PopulationService {
             )));
         }
         let records = self.store.source_records_of(id).await?;
+        self.as_seen_by(context, "population.get_person", person, records)
+            .await
+    }
+
+    /// The person as the caller may see them: the records kept by sensitive organisations that
+    /// the caller may not see left out (each sensitive category one audited read), and the
+    /// identifiers and golden record computed from the rest. `PERMISSION_DENIED` when the caller
+    /// may not read the person at all.
+    async fn as_seen_by(
+        &self,
+        context: &RequestContext,
+        action: &str,
+        person: Person,
+        records: Vec<SourceRecord>,
+    ) -> Result<(Person, Vec<SourceRecord>), Error> {
         // Records are in organisation order: one directory look-up per organisation.
         let mut kept_by: Vec<(OrganisationCode, Option<DataCategory>, u8)> =
             Vec::with_capacity(records.len());
@@ -592,7 +607,7 @@ impl PopulationService {
             .chain(categories.iter().copied())
             .map(|category| Read {
                 context,
-                action: "population.get_person",
+                action,
                 person_id: person.id.as_str(),
                 category,
             })
@@ -708,12 +723,28 @@ impl PopulationService {
                 }
             }
         }
-        for person in &mut persons {
-            person.identifiers.retain(|identifier| {
-                !matches!(identifier.system(), IdentifierSystem::LocalPatientNumber(o) if sensitive.contains(o))
+        // A person with records at such organisations is shown as the caller may see them: the
+        // demographics from the visible records only, and found only if a visible record (and
+        // a visible identifier) meets the criteria, so that neither the answer nor its absence
+        // tells what a hidden record says.
+        let mut shown = Vec::with_capacity(persons.len());
+        for person in persons {
+            let keeps_hidden = person.identifiers.iter().any(|identifier| {
+                matches!(identifier.system(), IdentifierSystem::LocalPatientNumber(o) if sensitive.contains(o))
             });
+            if !keeps_hidden {
+                shown.push(person);
+                continue;
+            }
+            let records = self.store.source_records_of(&person.id).await?;
+            let Ok((person, records)) = self.as_seen_by(context, "population.search", person, records).await else {
+                continue;
+            };
+            if criteria.met_by(&records, &person.identifiers) {
+                shown.push(person);
+            }
         }
-        Ok((persons, next))
+        Ok((shown, next))
     }
 }
 

@@ -1,7 +1,7 @@
 //! The `hie.population.v1.PopulationRegistry` gRPC service: maps proto messages to domain types,
 //! answering every malformed field as `INVALID_ARGUMENT` naming it, and domain results back.
 
-use hie_core::context::{CallerOrganisation, RequestContext};
+use hie_core::context::{CallerOrganisation, RequestContext, Role};
 use hie_core::domain::{
     BirthDate, BoundedText, DivisionCode, Ethnicity, Identifier, OrganisationCode, PersonName, Phone, Sex,
 };
@@ -16,6 +16,18 @@ use crate::domain::{
     CrossReference, Demographics, NameQuery, Person, PersonId, PopulationService, RegistrationOutcome,
     SearchCriteria, SourceRecord, SourceRecordDraft, SourceRecordId,
 };
+
+/// The request context of a registry call. A patient (through a patient portal) has only their own
+/// consent and access log: the registry's calls read or change other persons' data.
+fn context_of<T>(request: &Request<T>) -> Result<RequestContext, Error> {
+    let context = RequestContext::of(request)?;
+    if context.role == Role::Patient {
+        return Err(Error::PermissionDenied(
+            "role patient may read only the patient's own consent and access log".into(),
+        ));
+    }
+    Ok(context)
+}
 
 /// The gRPC face of the population registry.
 #[derive(Clone, Debug)]
@@ -40,7 +52,7 @@ impl PopulationRegistry for PopulationGrpc {
         &self,
         request: Request<proto::ListMatchReviewsRequest>,
     ) -> Result<Response<proto::ListMatchReviewsResponse>, Status> {
-        let context = RequestContext::of(&request)?;
+        let context = context_of(&request)?;
         let request = request.into_inner();
         let page_size = PageSize::parse(request.page_size).field("page_size")?;
         let page_token = PageToken::parse(&request.page_token).field("page_token")?;
@@ -59,7 +71,7 @@ impl PopulationRegistry for PopulationGrpc {
         &self,
         request: Request<proto::DecideMatchReviewRequest>,
     ) -> Result<Response<proto::DecideMatchReviewResponse>, Status> {
-        let context = RequestContext::of(&request)?;
+        let context = context_of(&request)?;
         let request = request.into_inner();
         let decision = match proto::ReviewDecision::try_from(request.decision) {
             Ok(proto::ReviewDecision::Link) => ReviewDecision::Link,
@@ -91,7 +103,7 @@ impl PopulationRegistry for PopulationGrpc {
         &self,
         request: Request<proto::LinkSourceRecordRequest>,
     ) -> Result<Response<proto::LinkSourceRecordResponse>, Status> {
-        let context = RequestContext::of(&request)?;
+        let context = context_of(&request)?;
         let request = request.into_inner();
         let record = SourceRecordId::parse(&request.source_record_id).field("source_record_id")?;
         let person = PersonId::parse(&request.person_id).field("person_id")?;
@@ -109,7 +121,7 @@ impl PopulationRegistry for PopulationGrpc {
         &self,
         request: Request<proto::UnlinkSourceRecordRequest>,
     ) -> Result<Response<proto::UnlinkSourceRecordResponse>, Status> {
-        let context = RequestContext::of(&request)?;
+        let context = context_of(&request)?;
         let request = request.into_inner();
         let record = SourceRecordId::parse(&request.source_record_id).field("source_record_id")?;
         let person = self
@@ -126,7 +138,7 @@ impl PopulationRegistry for PopulationGrpc {
         &self,
         request: Request<proto::MergePersonsRequest>,
     ) -> Result<Response<proto::MergePersonsResponse>, Status> {
-        let context = RequestContext::of(&request)?;
+        let context = context_of(&request)?;
         let request = request.into_inner();
         let from = PersonId::parse(&request.from_person_id).field("from_person_id")?;
         let into = PersonId::parse(&request.into_person_id).field("into_person_id")?;
@@ -145,7 +157,7 @@ impl PopulationRegistry for PopulationGrpc {
         &self,
         request: Request<proto::UnmergePersonsRequest>,
     ) -> Result<Response<proto::UnmergePersonsResponse>, Status> {
-        let context = RequestContext::of(&request)?;
+        let context = context_of(&request)?;
         let request = request.into_inner();
         let merge_id = required_id(&request.merge_id, "merge_id")?;
         let restored = self
@@ -162,10 +174,10 @@ impl PopulationRegistry for PopulationGrpc {
         &self,
         request: Request<proto::RegisterSourceRecordRequest>,
     ) -> Result<Response<proto::RegisterSourceRecordResponse>, Status> {
-        let context = RequestContext::of(&request)?;
+        let context = context_of(&request)?;
         let caller = request.extensions().get::<CallerOrganisation>().cloned();
         let mut message = request.into_inner();
-        if let Some(CallerOrganisation(caller)) = caller {
+        if let Some(CallerOrganisation { code: caller, .. }) = caller {
             // Over mutual TLS an organisation submits only its own records: the certificate, not
             // the request, says who it is.
             if message.organisation_code.trim().is_empty() {
@@ -202,7 +214,7 @@ impl PopulationRegistry for PopulationGrpc {
         &self,
         request: Request<proto::GetPersonRequest>,
     ) -> Result<Response<proto::GetPersonResponse>, Status> {
-        let context = RequestContext::of(&request)?;
+        let context = context_of(&request)?;
         let id = PersonId::parse(&request.into_inner().person_id).field("person_id")?;
         let (person, records) = self.population.person(&context, &id).await?;
         Ok(Response::new(proto::GetPersonResponse {
@@ -216,7 +228,7 @@ impl PopulationRegistry for PopulationGrpc {
         &self,
         request: Request<proto::ResolveIdentifierRequest>,
     ) -> Result<Response<proto::ResolveIdentifierResponse>, Status> {
-        let context = RequestContext::of(&request)?;
+        let context = context_of(&request)?;
         let identifier = parse_identifier(request.into_inner().identifier, "identifier")?;
         let (person_id, references) = self.population.resolve(&context, &identifier).await?;
         Ok(Response::new(proto::ResolveIdentifierResponse {
@@ -230,7 +242,7 @@ impl PopulationRegistry for PopulationGrpc {
         &self,
         request: Request<proto::SearchPersonsRequest>,
     ) -> Result<Response<proto::SearchPersonsResponse>, Status> {
-        let context = RequestContext::of(&request)?;
+        let context = context_of(&request)?;
         let request = request.into_inner();
         let criteria = search_criteria(&request)?;
         let page_size = PageSize::parse(request.page_size).field("page_size")?;

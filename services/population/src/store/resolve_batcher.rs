@@ -61,6 +61,14 @@ impl ResolveBatcher {
     }
 }
 
+/// The answer for an identifier no record carries, and for one only hidden records carry.
+fn not_found(identifier: &Identifier) -> Error {
+    Error::NotFound(format!(
+        "no record carries this identifier of {}",
+        identifier.system_uri()
+    ))
+}
+
 async fn resolve_guarded(
     store: &PopulationStore,
     connections: &HeldConnections,
@@ -105,10 +113,7 @@ async fn resolve_guarded(
     let mut answers = Vec::with_capacity(found.len());
     for (((context, identifier), found), plan) in requests.iter().zip(found).zip(plans) {
         let (Some((person, references, _)), Some((start, categories))) = (found, plan) else {
-            answers.push(Err(Error::NotFound(format!(
-                "no record carries this identifier of {}",
-                identifier.system_uri()
-            ))));
+            answers.push(Err(not_found(identifier)));
             continue;
         };
         let mut decided = |index: usize| {
@@ -133,14 +138,11 @@ async fn resolve_guarded(
             visibility::is_visible(context, &r.organisation, r.sensitive_category, &permitted)
         };
         // Asked by an identifier from a hidden record, the link itself is what must not show.
-        if let Some(hidden) = references
-            .iter()
-            .find(|r| r.identifier == *identifier && !visible(r))
-        {
-            answers.push(Err(Error::PermissionDenied(format!(
-                "this identifier belongs to records the person shares only with consent to {}",
-                hidden.sensitive_category.map_or("", DataCategory::code)
-            ))));
+        // It answers as an identifier nobody holds does, so that the refusal itself does not tell
+        // that the person is a patient of a sensitive organisation (the audit trail keeps the
+        // denied category for the privacy officer).
+        if references.iter().any(|r| r.identifier == *identifier && !visible(r)) {
+            answers.push(Err(not_found(identifier)));
             continue;
         }
         let references = references.into_iter().filter(|r| visible(r)).collect();

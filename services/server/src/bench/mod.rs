@@ -183,7 +183,7 @@ async fn resolve_on(
         let tls = scratch_pki(&exchange, prefecture, folder.path()).await?;
         let server = exchange
             .clone()
-            .start_with(loopback(), Some(&tls.server))
+            .start_with(loopback(), Some(&tls.server), false)
             .await
             .map_err(|e| e.to_string())?;
         let url = format!("https://localhost:{}", server.address().port());
