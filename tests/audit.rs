@@ -296,8 +296,11 @@ mod over_the_network {
             .unwrap()
             .into_inner()
             .events;
-        assert_eq!(denied.len(), 1, "the insurer's refused look at the access log");
-        assert_eq!(denied[0].role, "insurer");
+        // Newest first: the clinician's refused query of the trail (itself audited), then the
+        // insurer's refused look at the access log.
+        assert_eq!(denied.len(), 2, "{denied:?}");
+        assert_eq!((denied[0].role.as_str(), denied[0].action.as_str()), ("clinician", "access.query_audit"));
+        assert_eq!(denied[1].role, "insurer");
     }
 }
 
