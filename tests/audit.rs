@@ -312,7 +312,7 @@ async fn reads_wait_while_the_trail_cannot_be_written_and_no_event_is_lost(db: T
     let exchange = db.exchange().await;
     let pool = exchange.database.pool();
     // A backlog of two read events, so that the third read meets a full one.
-    let audit = AuditTrail::with_backlog(exchange.database.clone(), 2);
+    let audit = AuditTrail::with_backlog(exchange.database.clone(), hie_access::store::ChainKeys::ephemeral(), 2);
     let read = |n: u32| {
         let person = Some(format!("person-{n}"));
         vec![AuditEvent::new(

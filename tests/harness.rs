@@ -37,11 +37,13 @@ pub(crate) use on_every_backend;
 /// A database of a test's own, removed when the test ends.
 pub struct TestDb {
     pub url: String,
+    /// The test's own folder: the SQLite file, the audit key and anchor.
+    pub folder: tempfile::TempDir,
     cleanup: Cleanup,
 }
 
 enum Cleanup {
-    Folder(#[allow(dead_code)] tempfile::TempDir),
+    Folder,
     Postgres { admin_url: String, name: String },
 }
 
@@ -51,7 +53,8 @@ impl TestDb {
         let url = format!("sqlite://{}/hie.db", folder.path().display());
         TestDb {
             url,
-            cleanup: Cleanup::Folder(folder),
+            folder,
+            cleanup: Cleanup::Folder,
         }
     }
 
@@ -64,6 +67,7 @@ impl TestDb {
         match db::create_postgres_database(&admin_url, &name).await {
             Ok(url) => Some(TestDb {
                 url,
+                folder: tempfile::tempdir().expect("a temporary folder"),
                 cleanup: Cleanup::Postgres { admin_url, name },
             }),
             Err(e) if std::env::var("CI").is_ok_and(|v| v == "true") => {
@@ -81,6 +85,7 @@ impl TestDb {
         settings.database.url = SecretUrl::new(self.url.clone());
         settings.database.max_connections = 8;
         settings.listen = "127.0.0.1:0".parse().expect("a socket address");
+        settings.audit.key_file = Some(self.folder.path().join("audit.key"));
         settings
     }
 

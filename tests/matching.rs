@@ -24,6 +24,7 @@ on_every_backend!(
     a_blocking_rule_that_does_not_parse_keeps_the_exchange_from_starting,
     rematching_after_a_threshold_change_moves_records_and_a_dry_run_changes_nothing,
     a_model_trained_on_the_registry_is_stored_with_a_version_and_used,
+    consent_follows_merge_unmerge_link_and_unlink,
 );
 
 /// An exchange whose link threshold nothing short of identical records reaches, so that
@@ -648,4 +649,75 @@ async fn a_review_settled_by_a_merge_is_no_longer_listed(db: TestDb) {
         .await
         .unwrap();
     assert!(reviews.is_empty(), "the merge settled it: {reviews:?}");
+}
+
+/// Sets a person's directives as SetConsent would.
+async fn set_consent(exchange: &Exchange, person: &PersonId, directives: &hie_access::domain::consent::ConsentDirectives) {
+    let mut conn = exchange.database.pool().acquire().await.unwrap();
+    exchange
+        .access
+        .consent()
+        .set_in(&mut conn, person.as_str(), directives, "test")
+        .await
+        .unwrap();
+}
+
+async fn consent_follows_merge_unmerge_link_and_unlink(db: TestDb) {
+    use hie_access::domain::consent::{ConsentDirectives, DataCategory};
+
+    let exchange = db.exchange().await;
+    register_organisations(&exchange).await;
+    let population = &exchange.population;
+    let consent = exchange.access.consent();
+    let opted_out = register_person(&exchange, "QDN-H01", "MZ001", "吴阿妹", 1).await;
+    let sharing = register_person(&exchange, "QDN-H01", "MZ002", "杨秀英", 2).await;
+    let opt_out = ConsentDirectives {
+        sharing: Some(false),
+        denied_organisations: ["QDN-H02".to_owned()].into(),
+        ..Default::default()
+    };
+    let share = ConsentDirectives {
+        sharing: Some(true),
+        consented_categories: [DataCategory::MentalHealth].into(),
+        ..Default::default()
+    };
+    set_consent(&exchange, &opted_out, &opt_out).await;
+    set_consent(&exchange, &sharing, &share).await;
+
+    // Merging the opted-out person into the sharing one keeps the opt-out.
+    let merge = population
+        .merge_persons(&steward(), &opted_out, &sharing, "one woman")
+        .await
+        .unwrap();
+    let merged = consent.directives(sharing.as_str()).await.unwrap();
+    assert_eq!(merged.sharing, Some(false));
+    assert_eq!(merged.denied_organisations, opt_out.denied_organisations);
+    assert!(merged.consented_categories.is_empty());
+
+    // Unmerged, each has its own again.
+    population
+        .unmerge_persons(&steward(), &merge.id, "two women")
+        .await
+        .unwrap();
+    assert_eq!(consent.directives(sharing.as_str()).await.unwrap(), share);
+    assert_eq!(consent.directives(opted_out.as_str()).await.unwrap(), opt_out);
+
+    // Unlinked, a record's new person starts with the directives of the one it left.
+    let second = population
+        .register(&ctx(), &draft(request("QDN-H02", "ZY-01", "吴阿妹", Some(&woman(1)))))
+        .await
+        .unwrap();
+    assert_eq!(second.person_id, opted_out);
+    let alone = population
+        .unlink_record(&steward(), &second.source_record_id, "not her")
+        .await
+        .unwrap();
+    assert_eq!(consent.directives(alone.as_str()).await.unwrap(), opt_out);
+
+    // Linking a person's only record elsewhere merges that person: the directives combine.
+    population
+        .link_record(&steward(), &second.source_record_id, &sharing, "her after all")
+        .await
+        .unwrap();
+    assert_eq!(consent.directives(sharing.as_str()).await.unwrap().sharing, Some(false));
 }

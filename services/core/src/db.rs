@@ -55,10 +55,27 @@ impl std::fmt::Debug for Database {
 /// being true.
 static MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
+/// PostgreSQL's `statement_timeout` and `lock_timeout` for every pooled connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DatabaseTimeouts {
+    pub statement: Duration,
+    pub lock: Duration,
+}
+
 impl Database {
     /// Connects to `url` (`sqlite://path` or `postgres://…`) with at most `max_connections`
     /// connections. A SQLite file and its folder are created when missing.
     pub async fn connect(url: &str, max_connections: u32) -> Result<Database, Error> {
+        Self::connect_with(url, max_connections, None).await
+    }
+
+    /// Like [`Database::connect`]; on PostgreSQL every connection of the pool gets these
+    /// timeouts, so that no statement or lock wait holds a pooled connection indefinitely.
+    pub async fn connect_with(
+        url: &str,
+        max_connections: u32,
+        timeouts: Option<DatabaseTimeouts>,
+    ) -> Result<Database, Error> {
         install_default_drivers();
         let backend = Backend::of_url(url)?;
         let url = match backend {
@@ -86,7 +103,21 @@ impl Database {
                     Ok(())
                 })
             }),
-            Backend::Postgres => options,
+            Backend::Postgres => match timeouts {
+                None => options,
+                Some(timeouts) => options.after_connect(move |connection, _| {
+                    Box::pin(async move {
+                        connection
+                            .execute(sqlx::AssertSqlSafe(format!(
+                                "SET statement_timeout = {}; SET lock_timeout = {}",
+                                timeouts.statement.as_millis(),
+                                timeouts.lock.as_millis()
+                            )))
+                            .await?;
+                        Ok(())
+                    })
+                }),
+            },
         };
         let pool = options.connect(&url).await.map_err(|e| {
             Error::Unavailable(format!("cannot open the {backend:?} database: {}", describe(&e)))

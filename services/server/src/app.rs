@@ -4,13 +4,15 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use hie_access::domain::consent::ConsentPolicy;
 use hie_access::grpc::AccessGrpc;
 use hie_access::store::consent::ConsentStore;
+use hie_access::store::ChainKeys;
 use hie_access::{AccessGate, AuditTrail};
 use hie_core::Error;
-use hie_core::db::Database;
+use hie_core::db::{Database, DatabaseTimeouts};
 use hie_directory::DirectoryService;
 use hie_directory::grpc::DirectoryGrpc;
 use hie_population::PopulationService;
@@ -25,14 +27,14 @@ use tonic::transport::server::TcpIncoming;
 
 use crate::Settings;
 use crate::authn::AuthenticateLayer;
-use crate::settings::TlsSettings;
+use crate::settings::{LimitSettings, TlsSettings};
 
 fn read(path: &std::path::Path, what: &str) -> Result<Vec<u8>, Error> {
     std::fs::read(path)
         .map_err(|e| Error::precondition("tls", format!("cannot read the {what} {}: {e}", path.display())))
 }
 
-fn server_tls_config(tls: &TlsSettings) -> Result<tonic::transport::ServerTlsConfig, Error> {
+fn server_tls_config(tls: &TlsSettings, handshake_timeout: Duration) -> Result<tonic::transport::ServerTlsConfig, Error> {
     use tonic::transport::{Certificate, Identity, ServerTlsConfig};
     let identity = Identity::from_pem(
         read(&tls.cert, "server certificate")?,
@@ -42,7 +44,8 @@ fn server_tls_config(tls: &TlsSettings) -> Result<tonic::transport::ServerTlsCon
     // With a client CA root, a client certificate is required (client_auth_optional is false).
     Ok(ServerTlsConfig::new()
         .identity(identity)
-        .client_ca_root(client_ca))
+        .client_ca_root(client_ca)
+        .timeout(handshake_timeout))
 }
 
 /// Refuses to serve plaintext gRPC beyond loopback unless the operator explicitly allowed it for
@@ -79,14 +82,28 @@ pub struct Exchange {
     pub directory: DirectoryService,
     pub population: PopulationService,
     pub access: AccessGate,
+    /// Deadlines and per-connection bounds the server applies to every call.
+    pub limits: LimitSettings,
 }
 
 impl Exchange {
     /// Opens the database named by the settings, migrating it when the settings ask, and
     /// composes the services.
     pub async fn open(settings: &Settings) -> Result<Exchange, Error> {
-        let database =
-            Database::connect(settings.database.url.expose(), settings.database.max_connections).await?;
+        settings
+            .limits
+            .check()
+            .map_err(|reason| Error::precondition("settings.limits", reason))?;
+        let millis = std::time::Duration::from_millis;
+        let database = Database::connect_with(
+            settings.database.url.expose(),
+            settings.database.max_connections,
+            Some(DatabaseTimeouts {
+                statement: millis(settings.limits.statement_timeout_ms),
+                lock: millis(settings.limits.lock_timeout_ms),
+            }),
+        )
+        .await?;
         if settings.migrate_on_start {
             database.migrate().await?;
         }
@@ -118,13 +135,24 @@ impl Exchange {
         let matcher = hie_population::load_matcher(&database, thresholds)
             .await?
             .with_rules(rules);
-        Ok(Exchange::over(database, policy, matcher))
+        let keys = crate::audit_keys::load(settings, &database).await?;
+        let mut exchange = Exchange::over(database, policy, matcher, keys);
+        exchange.limits = settings.limits.clone();
+        // Events staged by writes whose process stopped before chaining them (a crash, a kill)
+        // are chained now, before anything else is written.
+        exchange.access.audit().flush().await?;
+        Ok(exchange)
     }
 
     /// Composes the services over an open database.
-    pub fn over(database: Database, policy: ConsentPolicy, matcher: ProbabilisticMatcher) -> Exchange {
+    pub fn over(
+        database: Database,
+        policy: ConsentPolicy,
+        matcher: ProbabilisticMatcher,
+        keys: ChainKeys,
+    ) -> Exchange {
         let directory = DirectoryService::new(database.clone());
-        let audit = AuditTrail::new(database.clone());
+        let audit = AuditTrail::new(database.clone(), keys);
         let access = AccessGate::new(ConsentStore::new(database.clone()), audit, policy);
         let population = PopulationService::new(
             database.clone(),
@@ -138,6 +166,7 @@ impl Exchange {
             directory,
             population,
             access,
+            limits: LimitSettings::default(),
         }
     }
 
@@ -188,10 +217,17 @@ impl Exchange {
             .build_v1alpha()
             .map_err(|e| Error::Internal(e.to_string()))?;
 
-        let mut builder = Server::builder();
+        let limits = &self.limits;
+        let millis = Duration::from_millis;
+        let mut builder = Server::builder()
+            .timeout(millis(limits.request_timeout_ms))
+            .concurrency_limit_per_connection(limits.concurrency_per_connection)
+            .max_concurrent_streams(limits.max_concurrent_streams)
+            .http2_keepalive_interval(Some(millis(limits.http2_keepalive_interval_ms)))
+            .http2_keepalive_timeout(Some(millis(limits.http2_keepalive_timeout_ms)));
         if let Some(tls) = tls {
             builder = builder
-                .tls_config(server_tls_config(tls)?)
+                .tls_config(server_tls_config(tls, millis(limits.tls_handshake_timeout_ms))?)
                 .map_err(|e| Error::Internal(format!("the TLS configuration is unusable: {e}")))?;
         }
         let router = builder
@@ -210,7 +246,9 @@ impl Exchange {
             .add_service(PopulationGrpc::new(self.population.clone()).into_server());
 
         let (stop, stopped) = oneshot::channel::<()>();
-        let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
+        let incoming = TcpIncoming::from(listener)
+            .with_nodelay(Some(true))
+            .with_keepalive(Some(millis(limits.tcp_keepalive_ms)));
         let task = tokio::spawn(async move {
             router
                 .serve_with_incoming_shutdown(incoming, async {
@@ -241,6 +279,9 @@ pub struct RunningServer {
     model_watch: JoinHandle<()>,
     exchange: Exchange,
 }
+
+/// How long a stop waits for the audit trail to commit what it holds.
+pub const SHUTDOWN_FLUSH_LIMIT: Duration = Duration::from_secs(30);
 
 /// How often a running server looks for a newer matching model.
 pub const MODEL_CHECK_EVERY: std::time::Duration = std::time::Duration::from_secs(30);
@@ -282,7 +323,15 @@ impl RunningServer {
             .await
             .map_err(|e| Error::Internal(format!("the server task failed: {e}")))?;
         // Reads answered before the stop have their audit events committed before the database closes.
-        let flushed = self.exchange.access.audit().flush().await;
+        // Bounded, so that a stop never hangs on a database that stopped answering: what is left
+        // stays staged (writes) and is chained at the next start.
+        let flushed = match tokio::time::timeout(SHUTDOWN_FLUSH_LIMIT, self.exchange.access.audit().flush()).await {
+            Ok(flushed) => flushed,
+            Err(_) => Err(Error::Unavailable(format!(
+                "the audit trail did not finish committing within {} s; staged events are chained at the next start",
+                SHUTDOWN_FLUSH_LIMIT.as_secs()
+            ))),
+        };
         self.exchange.database.close().await;
         flushed?;
         served

@@ -346,6 +346,13 @@ async fn migrate(settings: &Settings) -> Result<(), String> {
     Ok(())
 }
 
+/// The request context of an operator's command on this machine: no organisation, the region's
+/// administrator, the operating-system user as the user, and what the command does as the reason.
+pub fn operator(reason: &str) -> hie_core::context::RequestContext {
+    let user = std::env::var("USER").unwrap_or_else(|_| "operator".to_owned());
+    hie_core::context::RequestContext::bulk_load(&format!("os:{}", user.chars().take(60).collect::<String>()), reason)
+}
+
 async fn certs(settings: &Settings, command: CertsCommand) -> Result<(), String> {
     use crate::pki::{self, PkiFolder};
     match command {
@@ -374,8 +381,15 @@ async fn certs(settings: &Settings, command: CertsCommand) -> Result<(), String>
             let folder = PkiFolder::new(dir);
             let fingerprint = pki::issue_organisation(&folder, code.as_str())?;
             exchange
-                .directory
-                .register_certificate(&code, &fingerprint)
+                .access
+                .audit()
+                .audited_write(
+                    &operator("issuing an organisation's client certificate"),
+                    "directory.certificate.issue",
+                    ("certificate", Some(fingerprint.clone())),
+                    Ok(()),
+                    exchange.directory.register_certificate(&code, &fingerprint),
+                )
                 .await
                 .map_err(|e| e.to_string())?;
             println!(
@@ -399,8 +413,15 @@ async fn certs(settings: &Settings, command: CertsCommand) -> Result<(), String>
             };
             let exchange = Exchange::open(settings).await.map_err(|e| e.to_string())?;
             exchange
-                .directory
-                .revoke_certificate(&fingerprint)
+                .access
+                .audit()
+                .audited_write(
+                    &operator("revoking an organisation's client certificate"),
+                    "directory.certificate.revoke",
+                    ("certificate", Some(fingerprint.clone())),
+                    Ok(()),
+                    exchange.directory.revoke_certificate(&fingerprint),
+                )
                 .await
                 .map_err(|e| e.to_string())?;
             println!("revoked {fingerprint}");

@@ -5,6 +5,7 @@
 //! It owns no tables and no business rules: those belong to the service crates it composes.
 
 pub mod app;
+pub mod audit_keys;
 pub mod authn;
 pub mod bench;
 pub mod cli;

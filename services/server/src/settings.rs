@@ -24,6 +24,116 @@ pub struct Settings {
     pub tls: Option<TlsSettings>,
     pub consent: ConsentSettings,
     pub matching: MatchingSettings,
+    pub limits: LimitSettings,
+    pub audit: AuditSettings,
+}
+
+/// Where the audit trail's key and anchor live: outside the database, so that write access to the
+/// database alone can neither recompute the chain after an edit nor trim its tail unnoticed.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuditSettings {
+    /// The secret (hex, at least 32 bytes) whose HMAC-SHA256 chains the events. Created, readable
+    /// by its owner only, when it does not exist and the trail holds no keyed event yet. Unset:
+    /// `audit.key` beside a SQLite database file, `hie-data/audit.key` for PostgreSQL.
+    pub key_file: Option<std::path::PathBuf>,
+    /// Keys that chained older events, kept so that `hie audit verify` still checks them after a
+    /// rotation (move the old key file here and give `key_file` a new one).
+    pub retired_key_files: Vec<std::path::PathBuf>,
+    /// Where this process keeps the last link it chained (sequence and hash). Unset:
+    /// `audit.anchor` beside the key file.
+    pub anchor_file: Option<std::path::PathBuf>,
+}
+
+impl Settings {
+    /// The audit key file: as set, or beside a SQLite database file, or under `hie-data/`.
+    pub fn audit_key_file(&self) -> std::path::PathBuf {
+        if let Some(path) = &self.audit.key_file {
+            return path.clone();
+        }
+        let url = self.database.url.expose();
+        let sqlite_file = url
+            .strip_prefix("sqlite://")
+            .or_else(|| url.strip_prefix("sqlite:"))
+            .map(|rest| rest.split('?').next().unwrap_or(rest))
+            .filter(|path| !path.is_empty() && *path != ":memory:");
+        match sqlite_file.and_then(|file| Path::new(file).parent()) {
+            Some(folder) => folder.join("audit.key"),
+            None => "hie-data/audit.key".into(),
+        }
+    }
+
+    /// The audit anchor file: as set, or beside the key file.
+    pub fn audit_anchor_file(&self) -> std::path::PathBuf {
+        self.audit
+            .anchor_file
+            .clone()
+            .unwrap_or_else(|| self.audit_key_file().with_file_name("audit.anchor"))
+    }
+}
+
+/// Bounds on what one caller, connection or call may hold, so that a slow or hostile client cannot
+/// tie up the server or the database.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct LimitSettings {
+    /// A call running longer is cancelled with DEADLINE_EXCEEDED (a client's shorter
+    /// `grpc-timeout` wins).
+    pub request_timeout_ms: u64,
+    /// Calls one connection may have in progress at once; more wait.
+    pub concurrency_per_connection: usize,
+    /// HTTP/2 streams one connection may open at once.
+    pub max_concurrent_streams: u32,
+    /// How often an idle HTTP/2 connection is pinged, and how long an answer may take before the
+    /// connection is closed.
+    pub http2_keepalive_interval_ms: u64,
+    pub http2_keepalive_timeout_ms: u64,
+    /// TCP keepalive on accepted connections.
+    pub tcp_keepalive_ms: u64,
+    /// A TLS handshake taking longer is abandoned.
+    pub tls_handshake_timeout_ms: u64,
+    /// PostgreSQL: a statement running longer is cancelled (UNAVAILABLE to the caller).
+    pub statement_timeout_ms: u64,
+    /// PostgreSQL: a wait for a lock (row, table or a registration's advisory lock) longer than
+    /// this fails (UNAVAILABLE), so that no call holds a pooled connection waiting indefinitely.
+    pub lock_timeout_ms: u64,
+}
+
+impl Default for LimitSettings {
+    fn default() -> LimitSettings {
+        LimitSettings {
+            request_timeout_ms: 30_000,
+            concurrency_per_connection: 128,
+            max_concurrent_streams: 256,
+            http2_keepalive_interval_ms: 30_000,
+            http2_keepalive_timeout_ms: 10_000,
+            tcp_keepalive_ms: 60_000,
+            tls_handshake_timeout_ms: 10_000,
+            statement_timeout_ms: 30_000,
+            lock_timeout_ms: 5_000,
+        }
+    }
+}
+
+impl LimitSettings {
+    /// Refuses limits of zero, which would refuse every call; names the setting.
+    pub fn check(&self) -> Result<(), String> {
+        let named = [
+            ("request_timeout_ms", self.request_timeout_ms),
+            ("concurrency_per_connection", self.concurrency_per_connection as u64),
+            ("max_concurrent_streams", u64::from(self.max_concurrent_streams)),
+            ("http2_keepalive_interval_ms", self.http2_keepalive_interval_ms),
+            ("http2_keepalive_timeout_ms", self.http2_keepalive_timeout_ms),
+            ("tcp_keepalive_ms", self.tcp_keepalive_ms),
+            ("tls_handshake_timeout_ms", self.tls_handshake_timeout_ms),
+            ("statement_timeout_ms", self.statement_timeout_ms),
+            ("lock_timeout_ms", self.lock_timeout_ms),
+        ];
+        match named.iter().find(|(_, value)| *value == 0) {
+            Some((name, _)) => Err(format!("limits.{name} must be greater than 0")),
+            None => Ok(()),
+        }
+    }
 }
 
 /// The thresholds of match probability for registrations.
@@ -129,6 +239,8 @@ impl Default for Settings {
             tls: None,
             consent: ConsentSettings::default(),
             matching: MatchingSettings::default(),
+            limits: LimitSettings::default(),
+            audit: AuditSettings::default(),
         }
     }
 }

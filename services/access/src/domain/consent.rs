@@ -83,6 +83,59 @@ pub struct ConsentDirectives {
     pub grants: Vec<Grant>,
 }
 
+impl ConsentDirectives {
+    /// What two persons' directives become when they turn out to be one person (a merge): the
+    /// most restrictive of each, so that no opt-out, denied organisation or withheld category is
+    /// dropped. Withholding beats the region's default, which beats sharing; allowed
+    /// organisations, consented categories and grants are those both agreed to; denied
+    /// organisations those either denied.
+    pub fn most_restrictive(&self, other: &ConsentDirectives) -> ConsentDirectives {
+        let rank = |sharing: Option<bool>| match sharing {
+            Some(false) => 0,
+            None => 1,
+            Some(true) => 2,
+        };
+        let sharing = if rank(self.sharing) <= rank(other.sharing) {
+            self.sharing
+        } else {
+            other.sharing
+        };
+        let grants = self
+            .grants
+            .iter()
+            .filter_map(|grant| {
+                other
+                    .grants
+                    .iter()
+                    .find(|g| g.organisation == grant.organisation && g.practitioner == grant.practitioner)
+                    .map(|g| Grant {
+                        expires_at: grant.expires_at.min(g.expires_at),
+                        ..grant.clone()
+                    })
+            })
+            .collect();
+        ConsentDirectives {
+            sharing,
+            allowed_organisations: self
+                .allowed_organisations
+                .intersection(&other.allowed_organisations)
+                .cloned()
+                .collect(),
+            denied_organisations: self
+                .denied_organisations
+                .union(&other.denied_organisations)
+                .cloned()
+                .collect(),
+            consented_categories: self
+                .consented_categories
+                .intersection(&other.consented_categories)
+                .copied()
+                .collect(),
+            grants,
+        }
+    }
+}
+
 /// The region's policy.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ConsentPolicy {
@@ -374,6 +427,33 @@ mod tests {
             decide(&context("QDN-H02", Purpose::Treatment), DataCategory::General, &unbound, &opt_in, now()),
             Decision::Deny(_)
         ));
+    }
+
+    #[test]
+    fn merged_directives_keep_every_restriction_of_either() {
+        let opted_out = ConsentDirectives {
+            sharing: Some(false),
+            denied_organisations: ["QDN-H02".to_owned()].into(),
+            consented_categories: [DataCategory::MentalHealth].into(),
+            ..Default::default()
+        };
+        let sharing = ConsentDirectives {
+            sharing: Some(true),
+            allowed_organisations: ["QDN-H03".to_owned()].into(),
+            consented_categories: [DataCategory::MentalHealth, DataCategory::HivSti].into(),
+            ..Default::default()
+        };
+        let merged = opted_out.most_restrictive(&sharing);
+        assert_eq!(merged, sharing.most_restrictive(&opted_out), "either order");
+        assert_eq!(merged.sharing, Some(false));
+        assert_eq!(merged.denied_organisations, opted_out.denied_organisations);
+        assert!(merged.allowed_organisations.is_empty());
+        assert_eq!(merged.consented_categories, [DataCategory::MentalHealth].into());
+        assert_eq!(
+            ConsentDirectives::default().most_restrictive(&sharing).sharing,
+            None,
+            "the region's default is more restrictive than sharing"
+        );
     }
 
     #[test]

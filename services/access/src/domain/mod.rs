@@ -19,6 +19,17 @@ pub enum Outcome {
 }
 
 impl Outcome {
+    /// How a call that ended in `error` is recorded: a refusal as denied with its reason,
+    /// anything else as failed with the message the caller saw. An internal error's cause (which
+    /// may name tables or values) never reaches the trail, as it never reaches the caller.
+    pub fn of_error(error: &hie_core::Error) -> Outcome {
+        match error {
+            hie_core::Error::PermissionDenied(reason) => Outcome::Denied(reason.clone()),
+            hie_core::Error::Internal(_) => Outcome::Failed("internal error".to_owned()),
+            other => Outcome::Failed(other.to_string()),
+        }
+    }
+
     pub fn code(&self) -> &'static str {
         match self {
             Outcome::Permitted => "permitted",
@@ -121,12 +132,105 @@ impl AuditEvent {
         out
     }
 
-    /// SHA-256 over the previous hash and the canonical encoding, in lower-case hex.
-    pub fn chain_hash(&self, sequence: i64, previous_hash: &str) -> String {
-        let mut context = ring::digest::Context::new(&ring::digest::SHA256);
-        context.update(previous_hash.as_bytes());
-        context.update(&self.canonical(sequence));
-        lower_hex(context.finish().as_ref())
+    /// The event's link in the chain, in lower-case hex: HMAC-SHA256 under `key` over the previous
+    /// link and the canonical encoding. `None` is the plain SHA-256 of events chained before the
+    /// trail had a key, which [`ChainVerifier`] accepts only before the first keyed event.
+    pub fn chain_hash(&self, sequence: i64, previous_hash: &str, key: Option<&AuditKey>) -> String {
+        match key {
+            Some(key) => {
+                let mut context = ring::hmac::Context::with_key(&key.key);
+                context.update(previous_hash.as_bytes());
+                context.update(&self.canonical(sequence));
+                lower_hex(context.sign().as_ref())
+            }
+            None => {
+                let mut context = ring::digest::Context::new(&ring::digest::SHA256);
+                context.update(previous_hash.as_bytes());
+                context.update(&self.canonical(sequence));
+                lower_hex(context.finish().as_ref())
+            }
+        }
+    }
+}
+
+/// The secret that keys the audit chain. It is held outside the database (a key file named in the
+/// settings), so that someone who can write to the database but not read the key cannot
+/// recompute the chain after editing, deleting or inserting events. Its id (a digest of the
+/// secret, which does not reveal it) is stored beside each event, so that a retired key still
+/// verifies the events it chained.
+#[derive(Clone)]
+pub struct AuditKey {
+    id: String,
+    key: ring::hmac::Key,
+}
+
+impl AuditKey {
+    /// The fewest bytes of secret a key may have.
+    pub const MIN_SECRET_BYTES: usize = 32;
+
+    pub fn from_secret(secret: &[u8]) -> Result<AuditKey, String> {
+        if secret.len() < Self::MIN_SECRET_BYTES {
+            return Err(format!(
+                "the audit key has {} bytes, expected at least {}",
+                secret.len(),
+                Self::MIN_SECRET_BYTES
+            ));
+        }
+        let digest = ring::digest::digest(&ring::digest::SHA256, secret);
+        Ok(AuditKey {
+            id: lower_hex(&digest.as_ref()[..8]),
+            key: ring::hmac::Key::new(ring::hmac::HMAC_SHA256, secret),
+        })
+    }
+
+    /// A new random secret of 32 bytes, for a key file.
+    pub fn generate_secret() -> Result<[u8; 32], String> {
+        use ring::rand::SecureRandom;
+        let mut secret = [0u8; 32];
+        ring::rand::SystemRandom::new()
+            .fill(&mut secret)
+            .map_err(|_| "the system's random source failed".to_owned())?;
+        Ok(secret)
+    }
+
+    /// A key that lives only as long as the process: for benchmarks and tests of one process.
+    pub fn ephemeral() -> AuditKey {
+        let secret = Self::generate_secret().unwrap_or([7; 32]);
+        AuditKey::from_secret(&secret).unwrap_or_else(|_| unreachable!("32 bytes suffice"))
+    }
+
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+}
+
+impl std::fmt::Debug for AuditKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "AuditKey({})", self.id)
+    }
+}
+
+/// The key that chains new events, and the retired ones that still verify older events.
+#[derive(Clone, Debug)]
+pub struct AuditKeys {
+    current: AuditKey,
+    retired: Vec<AuditKey>,
+}
+
+impl AuditKeys {
+    pub fn new(current: AuditKey, retired: Vec<AuditKey>) -> AuditKeys {
+        AuditKeys { current, retired }
+    }
+
+    pub fn current(&self) -> &AuditKey {
+        &self.current
+    }
+
+    /// The key with this id, current or retired.
+    pub fn by_id(&self, id: &str) -> Option<&AuditKey> {
+        std::iter::once(&self.current)
+            .chain(&self.retired)
+            .find(|key| key.id == id)
     }
 }
 
@@ -152,31 +256,73 @@ pub enum ChainBreak {
         "audit events are missing at the end: the chain's head is event {head}, the last stored is {last}"
     )]
     Truncated { head: i64, last: i64 },
+    #[error("the chain's head was edited: it does not name the last stored event {last}")]
+    HeadEdited { last: i64 },
+    #[error(
+        "audit events are missing at the end: this server chained up to event {anchored} (its anchor file), \
+         the trail ends at event {last}"
+    )]
+    BelowAnchor { anchored: i64, last: i64 },
+    #[error("audit event {sequence} is not the event this server chained there (its anchor file)")]
+    AnchorMismatch { sequence: i64 },
+    #[error("audit event {sequence} was chained with key {key_id}, which the settings do not hold")]
+    UnknownKey { sequence: i64, key_id: String },
+    #[error("audit event {sequence} carries no key although events before it do: it was rewritten")]
+    Unkeyed { sequence: i64 },
+}
+
+/// The last link this server chained, kept outside the database (a file beside the key), so that
+/// deleting the tail of the trail and moving the head back, which a keyed chain alone cannot show,
+/// is found too.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Anchor {
+    pub sequence: i64,
+    pub hash: String,
+}
+
+impl Anchor {
+    pub fn encode(&self) -> String {
+        format!("{} {}\n", self.sequence, self.hash)
+    }
+
+    pub fn parse(text: &str) -> Option<Anchor> {
+        let (sequence, hash) = text.trim().split_once(' ')?;
+        Some(Anchor {
+            sequence: sequence.parse().ok()?,
+            hash: hash.to_owned(),
+        })
+    }
 }
 
 /// Walks stored events in sequence order, checking each against the one before.
 #[derive(Debug)]
-pub struct ChainVerifier {
+pub struct ChainVerifier<'k> {
+    keys: &'k AuditKeys,
     expected_sequence: i64,
     previous_hash: String,
+    keyed: bool,
+    anchor: Option<Anchor>,
 }
 
-impl Default for ChainVerifier {
-    fn default() -> Self {
+impl<'k> ChainVerifier<'k> {
+    /// A verifier with these keys and, when this server keeps one, its anchor.
+    pub fn new(keys: &'k AuditKeys, anchor: Option<Anchor>) -> ChainVerifier<'k> {
         ChainVerifier {
+            keys,
             expected_sequence: 1,
             previous_hash: GENESIS_HASH.to_owned(),
+            keyed: false,
+            anchor,
         }
     }
-}
 
-impl ChainVerifier {
-    /// Checks the next stored event: its sequence number, the hash it claims to follow, and its
-    /// own hash recomputed from its content.
+    /// Checks the next stored event: its sequence number, the link it claims to follow, and its
+    /// own link recomputed from its content under the key it names.
     pub fn check(
         &mut self,
         sequence: i64,
         event: &AuditEvent,
+        key_id: Option<&str>,
         previous_hash: &str,
         hash: &str,
     ) -> Result<(), ChainBreak> {
@@ -186,20 +332,47 @@ impl ChainVerifier {
                 found: sequence,
             });
         }
-        if previous_hash != self.previous_hash || event.chain_hash(sequence, previous_hash) != hash {
+        let key = match key_id {
+            Some(id) => Some(self.keys.by_id(id).ok_or_else(|| ChainBreak::UnknownKey {
+                sequence,
+                key_id: id.chars().take(32).collect(),
+            })?),
+            None if self.keyed => return Err(ChainBreak::Unkeyed { sequence }),
+            None => None,
+        };
+        if previous_hash != self.previous_hash || event.chain_hash(sequence, previous_hash, key) != hash {
             return Err(ChainBreak::Edited { sequence });
         }
+        if let Some(anchor) = &self.anchor
+            && anchor.sequence == sequence
+            && anchor.hash != hash
+        {
+            return Err(ChainBreak::AnchorMismatch { sequence });
+        }
+        self.keyed |= key.is_some();
         self.expected_sequence += 1;
         self.previous_hash = hash.to_owned();
         Ok(())
     }
 
-    /// After the last event: the chain's head must be the last event checked.
-    pub fn finish(&self, head_sequence: i64) -> Result<i64, ChainBreak> {
+    /// After the last event: the chain's head must name the last event checked, and the trail
+    /// must reach at least as far as this server's anchor.
+    pub fn finish(&self, head_sequence: i64, head_hash: &str) -> Result<i64, ChainBreak> {
         let last = self.expected_sequence - 1;
         if head_sequence != last {
             return Err(ChainBreak::Truncated {
                 head: head_sequence,
+                last,
+            });
+        }
+        if head_hash != self.previous_hash {
+            return Err(ChainBreak::HeadEdited { last });
+        }
+        if let Some(anchor) = &self.anchor
+            && anchor.sequence > last
+        {
+            return Err(ChainBreak::BelowAnchor {
+                anchored: anchor.sequence,
                 last,
             });
         }
@@ -239,24 +412,42 @@ mod tests {
         }
     }
 
-    fn chain(events: &[AuditEvent]) -> Vec<(i64, AuditEvent, String, String)> {
+    fn keys() -> AuditKeys {
+        AuditKeys::new(AuditKey::from_secret(&[1; 32]).unwrap(), vec![])
+    }
+
+    type Stored = (i64, AuditEvent, String, String);
+
+    fn chain_with(events: &[AuditEvent], key: Option<&AuditKey>) -> Vec<Stored> {
         let mut previous = GENESIS_HASH.to_owned();
         let mut out = Vec::new();
         for (i, e) in events.iter().enumerate() {
             let sequence = i as i64 + 1;
-            let hash = e.chain_hash(sequence, &previous);
+            let hash = e.chain_hash(sequence, &previous, key);
             out.push((sequence, e.clone(), previous.clone(), hash.clone()));
             previous = hash;
         }
         out
     }
 
-    fn verify(stored: &[(i64, AuditEvent, String, String)], head: i64) -> Result<i64, ChainBreak> {
-        let mut verifier = ChainVerifier::default();
+    fn chain(events: &[AuditEvent]) -> Vec<Stored> {
+        chain_with(events, Some(keys().current()))
+    }
+
+    fn verify_with(stored: &[Stored], head: i64, keys: &AuditKeys, anchor: Option<Anchor>) -> Result<i64, ChainBreak> {
+        let mut verifier = ChainVerifier::new(keys, anchor);
         for (sequence, event, previous, hash) in stored {
-            verifier.check(*sequence, event, previous, hash)?;
+            verifier.check(*sequence, event, Some(keys.current().id()), previous, hash)?;
         }
-        verifier.finish(head)
+        let head_hash = stored
+            .iter()
+            .find(|s| s.0 == head)
+            .map_or(GENESIS_HASH.to_owned(), |s| s.3.clone());
+        verifier.finish(head, &head_hash)
+    }
+
+    fn verify(stored: &[Stored], head: i64) -> Result<i64, ChainBreak> {
+        verify_with(stored, head, &keys(), None)
     }
 
     #[test]
@@ -286,9 +477,52 @@ mod tests {
         let mut truncated = chain(&[event("a"), event("b"), event("c")]);
         truncated.pop();
         assert_eq!(
-            verify(&truncated, 3),
+            verify_with(&truncated, 3, &keys(), None),
             Err(ChainBreak::Truncated { head: 3, last: 2 })
         );
+    }
+
+    #[test]
+    fn a_chain_rewritten_without_the_key_does_not_verify() {
+        // Whoever edits an event and recomputes every link after it, without the key, can only
+        // recompute plain or wrongly keyed links.
+        let mut forged = chain(&[event("a"), event("b")]);
+        forged[1].1.user_id = "someone-else".into();
+        let unkeyed = chain_with(&[forged[0].1.clone(), forged[1].1.clone()], None);
+        assert_eq!(verify(&unkeyed, 2), Err(ChainBreak::Edited { sequence: 1 }));
+        let other_key = AuditKey::from_secret(&[2; 32]).unwrap();
+        let wrong = chain_with(&[forged[0].1.clone(), forged[1].1.clone()], Some(&other_key));
+        assert_eq!(verify(&wrong, 2), Err(ChainBreak::Edited { sequence: 1 }));
+    }
+
+    #[test]
+    fn a_tail_deleted_with_the_head_moved_back_is_found_by_the_anchor() {
+        let full = chain(&[event("a"), event("b"), event("c")]);
+        let anchor = Anchor {
+            sequence: 3,
+            hash: full[2].3.clone(),
+        };
+        let trimmed = &full[..2];
+        assert_eq!(verify(trimmed, 2), Ok(2), "the chain alone cannot tell");
+        assert_eq!(
+            verify_with(trimmed, 2, &keys(), Some(anchor.clone())),
+            Err(ChainBreak::BelowAnchor { anchored: 3, last: 2 })
+        );
+        assert_eq!(verify_with(&full, 3, &keys(), Some(anchor)), Ok(3));
+    }
+
+    #[test]
+    fn an_unknown_key_and_a_short_secret_are_refused() {
+        assert!(AuditKey::from_secret(&[1; 16]).is_err());
+        let other = AuditKeys::new(AuditKey::from_secret(&[3; 32]).unwrap(), vec![]);
+        let stored = chain(&[event("a")]);
+        let mut verifier = ChainVerifier::new(&other, None);
+        let (sequence, event, previous, hash) = &stored[0];
+        assert!(matches!(
+            verifier.check(*sequence, event, Some(keys().current().id()), previous, hash),
+            Err(ChainBreak::UnknownKey { .. })
+        ));
+        assert!(!format!("{:?}", keys().current()).contains("0101"), "the secret never prints");
     }
 
     #[test]

@@ -87,6 +87,41 @@ impl StoredDirectives {
     }
 }
 
+/// Directives in their stored text encoding: codes joined by commas, grants as
+/// `organisation|practitioner|expiry-microseconds` joined by semicolons.
+struct StoredColumns {
+    sharing: Option<i64>,
+    allowed_organisations: String,
+    denied_organisations: String,
+    consented_categories: String,
+    grants: String,
+}
+
+impl StoredColumns {
+    fn of(directives: &ConsentDirectives) -> StoredColumns {
+        let join = |items: Vec<&str>| items.join(",");
+        let grants: Vec<String> = directives
+            .grants
+            .iter()
+            .map(|g| {
+                format!(
+                    "{}|{}|{}",
+                    g.organisation.as_deref().unwrap_or(""),
+                    g.practitioner.as_deref().unwrap_or(""),
+                    time::to_micros(g.expires_at)
+                )
+            })
+            .collect();
+        StoredColumns {
+            sharing: directives.sharing.map(i64::from),
+            allowed_organisations: join(directives.allowed_organisations.iter().map(String::as_str).collect()),
+            denied_organisations: join(directives.denied_organisations.iter().map(String::as_str).collect()),
+            consented_categories: join(directives.consented_categories.iter().map(|c| c.code()).collect()),
+            grants: grants.join(";"),
+        }
+    }
+}
+
 /// The consent directives store.
 #[derive(Clone, Debug)]
 pub struct ConsentStore {
@@ -133,6 +168,51 @@ impl ConsentStore {
             .collect())
     }
 
+    /// A person's directives inside the caller's transaction; `None` when they never set any.
+    pub async fn directives_in(
+        &self,
+        conn: &mut AnyConnection,
+        person_id: &str,
+    ) -> Result<Option<ConsentDirectives>, Error> {
+        let sql = format!(
+            "SELECT c.person_id, {} FROM consent_directives c WHERE c.person_id = $1",
+            directive_columns(Some("c"))
+        );
+        let row: Option<DirectivesRow> = sqlx::query_as(AssertSqlSafe(sql))
+            .bind(person_id.to_owned())
+            .fetch_optional(&mut *conn)
+            .await?;
+        Ok(row.map(|row| row.stored.directives()))
+    }
+
+    /// Directives as JSON, in the stored columns' own encoding, for keeping beside a merge.
+    pub fn to_json(directives: &ConsentDirectives) -> String {
+        let stored = StoredColumns::of(directives);
+        serde_json::json!({
+            "sharing": stored.sharing,
+            "allowed_organisations": stored.allowed_organisations,
+            "denied_organisations": stored.denied_organisations,
+            "consented_categories": stored.consented_categories,
+            "grants": stored.grants,
+        })
+        .to_string()
+    }
+
+    /// Directives from [`ConsentStore::to_json`].
+    pub fn from_json(json: &str) -> Result<ConsentDirectives, Error> {
+        let value: serde_json::Value =
+            serde_json::from_str(json).map_err(|_| Error::Internal("stored directives do not parse".into()))?;
+        let text = |key: &str| value[key].as_str().map(str::to_owned);
+        Ok(StoredDirectives {
+            sharing: value["sharing"].as_i64(),
+            allowed_organisations: text("allowed_organisations"),
+            denied_organisations: text("denied_organisations"),
+            consented_categories: text("consented_categories"),
+            grants: text("grants"),
+        }
+        .directives())
+    }
+
     /// Replaces a person's directives inside the caller's transaction.
     pub async fn set_in(
         &self,
@@ -141,19 +221,7 @@ impl ConsentStore {
         directives: &ConsentDirectives,
         updated_by: &str,
     ) -> Result<(), Error> {
-        let join = |items: Vec<&str>| items.join(",");
-        let grants: Vec<String> = directives
-            .grants
-            .iter()
-            .map(|g| {
-                format!(
-                    "{}|{}|{}",
-                    g.organisation.as_deref().unwrap_or(""),
-                    g.practitioner.as_deref().unwrap_or(""),
-                    time::to_micros(g.expires_at)
-                )
-            })
-            .collect();
+        let stored = StoredColumns::of(directives);
         sqlx::query(
             "INSERT INTO consent_directives (person_id, sharing, allowed_organisations, denied_organisations, \
              consented_categories, grants, updated_at, updated_by) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
@@ -163,11 +231,11 @@ impl ConsentStore {
              updated_at = excluded.updated_at, updated_by = excluded.updated_by",
         )
         .bind(person_id.to_owned())
-        .bind(directives.sharing.map(i64::from))
-        .bind(join(directives.allowed_organisations.iter().map(String::as_str).collect()))
-        .bind(join(directives.denied_organisations.iter().map(String::as_str).collect()))
-        .bind(join(directives.consented_categories.iter().map(|c| c.code()).collect()))
-        .bind(grants.join(";"))
+        .bind(stored.sharing)
+        .bind(stored.allowed_organisations)
+        .bind(stored.denied_organisations)
+        .bind(stored.consented_categories)
+        .bind(stored.grants)
         .bind(time::to_micros(time::now()))
         .bind(updated_by.to_owned())
         .execute(&mut *conn)

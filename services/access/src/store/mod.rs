@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 use sqlx::{AnyConnection, AssertSqlSafe, FromRow};
 use tokio::sync::Semaphore;
 
-use crate::domain::{AuditEvent, ChainBreak, ChainVerifier, Outcome};
+use crate::domain::{Anchor, AuditEvent, AuditKey, AuditKeys, ChainBreak, ChainVerifier, Outcome};
 
 /// Which events a query returns; `None` means any.
 #[derive(Debug, Clone, Default)]
@@ -61,6 +61,7 @@ impl AuditPosition {
 #[derive(Clone, Debug)]
 pub struct AuditTrail {
     database: Database,
+    keys: ChainKeys,
     writer: Batcher<AuditEvent, i64>,
     /// Whether a task is chaining staged events, and whether more were staged meanwhile.
     chaining: Arc<(std::sync::atomic::AtomicBool, std::sync::atomic::AtomicBool)>,
@@ -93,6 +94,7 @@ struct StoredEvent {
     emergency: i64,
     previous_hash: String,
     hash: String,
+    key_id: Option<String>,
 }
 
 impl StoredEvent {
@@ -117,6 +119,18 @@ impl StoredEvent {
     }
 }
 
+impl StoredEvent {
+    /// Whether the stored columns hold only what the exchange writes.
+    fn is_well_formed(&self) -> bool {
+        let outcome = match self.outcome.as_str() {
+            "permitted" => self.outcome_reason.is_none(),
+            "denied" | "failed" => self.outcome_reason.is_some(),
+            _ => false,
+        };
+        outcome && matches!(self.emergency, 0 | 1)
+    }
+}
+
 /// An outcome from its stored code and reason.
 fn stored_outcome(code: &str, reason: String) -> Outcome {
     match code {
@@ -127,7 +141,7 @@ fn stored_outcome(code: &str, reason: String) -> Outcome {
 }
 
 /// The columns of an audit event row, in the order of [`ChainedRow`]'s fields.
-const COLUMNS: [&str; 17] = [
+const COLUMNS: [&str; 18] = [
     "sequence",
     "occurred_at",
     "request_id",
@@ -145,6 +159,7 @@ const COLUMNS: [&str; 17] = [
     "emergency",
     "previous_hash",
     "hash",
+    "key_id",
 ];
 
 /// One event with its place in the chain, as the JSON object the append statements read: a batch
@@ -169,16 +184,22 @@ struct ChainedRow<'a> {
     emergency: i16,
     previous_hash: String,
     hash: String,
+    key_id: &'a str,
 }
 
-/// Chains `events` after the event `last` whose hash is `last_hash`: the rows as one JSON array,
-/// their sequence numbers, and the new head's hash.
-fn chain(events: &[AuditEvent], last: i64, last_hash: &str) -> Result<(String, Vec<i64>, String), Error> {
+/// Chains `events` under `key` after the event `last` whose hash is `last_hash`: the rows as one
+/// JSON array, their sequence numbers, and the new head's hash.
+fn chain<'a>(
+    events: &'a [AuditEvent],
+    last: i64,
+    last_hash: &str,
+    key: &'a AuditKey,
+) -> Result<(String, Vec<i64>, String), Error> {
     let mut previous_hash = last_hash.to_owned();
     let mut rows = Vec::with_capacity(events.len());
     for (offset, event) in events.iter().enumerate() {
         let sequence = last + 1 + offset as i64;
-        let hash = event.chain_hash(sequence, &previous_hash);
+        let hash = event.chain_hash(sequence, &previous_hash, Some(key));
         rows.push(ChainedRow {
             sequence,
             occurred_at: time::to_micros(event.occurred_at),
@@ -197,6 +218,7 @@ fn chain(events: &[AuditEvent], last: i64, last_hash: &str) -> Result<(String, V
             emergency: i16::from(event.emergency),
             previous_hash: std::mem::replace(&mut previous_hash, hash.clone()),
             hash,
+            key_id: key.id(),
         });
     }
     let sequences = rows.iter().map(|row| row.sequence).collect();
@@ -231,11 +253,16 @@ fn backend_of(conn: &AnyConnection) -> Backend {
     }
 }
 
-/// Appends `events` to the chain inside the caller's transaction; returns their sequence numbers.
-/// The head row is locked first, so that concurrent appends take their turns.
-pub async fn append_in(conn: &mut AnyConnection, events: &[AuditEvent]) -> Result<Vec<i64>, Error> {
+/// Appends `events` to the chain under `key` inside the caller's transaction; returns their
+/// sequence numbers and the new head's hash. The head row is locked first, so that concurrent
+/// appends take their turns.
+async fn append_in(
+    conn: &mut AnyConnection,
+    events: &[AuditEvent],
+    key: &AuditKey,
+) -> Result<(Vec<i64>, String), Error> {
     if events.is_empty() {
-        return Ok(Vec::new());
+        return Ok((Vec::new(), String::new()));
     }
     let (last, last_hash): (i64, String) = sqlx::query_as(
         "UPDATE audit_head SET sequence = sequence + $1 WHERE id = 1 RETURNING sequence, hash",
@@ -243,17 +270,104 @@ pub async fn append_in(conn: &mut AnyConnection, events: &[AuditEvent]) -> Resul
     .bind(events.len() as i64)
     .fetch_one(&mut *conn)
     .await?;
-    let (rows, sequences, head_hash) = chain(events, last - events.len() as i64, &last_hash)?;
+    let (rows, sequences, head_hash) = chain(events, last - events.len() as i64, &last_hash, key)?;
     let insert = insert_from_json(backend_of(conn), 1, "");
     sqlx::query(AssertSqlSafe(insert))
         .bind(rows)
         .execute(&mut *conn)
         .await?;
     sqlx::query("UPDATE audit_head SET hash = $1 WHERE id = 1")
-        .bind(head_hash)
+        .bind(head_hash.clone())
         .execute(&mut *conn)
         .await?;
-    Ok(sequences)
+    Ok((sequences, head_hash))
+}
+
+/// The file where this process keeps the last link it chained ([`Anchor`]), outside the
+/// database. It only moves forward; written to a temporary file and renamed, so that a crash
+/// leaves the old anchor or the new one, never half of one.
+#[derive(Debug)]
+pub struct AnchorFile {
+    path: std::path::PathBuf,
+    last: std::sync::Mutex<i64>,
+}
+
+impl AnchorFile {
+    pub fn new(path: std::path::PathBuf) -> AnchorFile {
+        let last = Self::read_at(&path).map_or(0, |anchor| anchor.sequence);
+        AnchorFile {
+            path,
+            last: std::sync::Mutex::new(last),
+        }
+    }
+
+    /// The anchor as the file holds it; `None` when there is none yet.
+    pub fn read(&self) -> Result<Option<Anchor>, Error> {
+        match std::fs::read_to_string(&self.path) {
+            Ok(text) => Anchor::parse(&text).map(Some).ok_or_else(|| {
+                Error::Internal(format!("the audit anchor file {} does not parse", self.path.display()))
+            }),
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(error) => Err(Error::Unavailable(format!(
+                "cannot read the audit anchor file {}: {error}",
+                self.path.display()
+            ))),
+        }
+    }
+
+    fn read_at(path: &std::path::Path) -> Option<Anchor> {
+        Anchor::parse(&std::fs::read_to_string(path).ok()?)
+    }
+
+    /// Moves the anchor to the link just committed, if it is further along.
+    fn advance(&self, sequence: i64, hash: &str) {
+        let mut last = self.last.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        if sequence <= *last {
+            return;
+        }
+        let anchor = Anchor {
+            sequence,
+            hash: hash.to_owned(),
+        };
+        let temporary = self.path.with_extension("anchor-new");
+        let written = std::fs::write(&temporary, anchor.encode()).and_then(|()| std::fs::rename(&temporary, &self.path));
+        match written {
+            Ok(()) => *last = sequence,
+            // The trail itself is intact; only the guard against a trimmed tail is behind.
+            Err(error) => tracing::warn!(%error, path = %self.path.display(), "cannot write the audit anchor file"),
+        }
+    }
+}
+
+/// What chains events: the keys, and this process's anchor file when it keeps one.
+#[derive(Debug, Clone)]
+pub struct ChainKeys {
+    pub keys: Arc<AuditKeys>,
+    pub anchor: Option<Arc<AnchorFile>>,
+}
+
+impl ChainKeys {
+    pub fn new(keys: AuditKeys, anchor: Option<std::path::PathBuf>) -> ChainKeys {
+        ChainKeys {
+            keys: Arc::new(keys),
+            anchor: anchor.map(|path| Arc::new(AnchorFile::new(path))),
+        }
+    }
+
+    /// A key of this process alone and no anchor: benchmarks and tests.
+    pub fn ephemeral() -> ChainKeys {
+        ChainKeys::new(AuditKeys::new(AuditKey::ephemeral(), vec![]), None)
+    }
+
+    fn key(&self) -> &AuditKey {
+        self.keys.current()
+    }
+
+    fn committed(&self, sequences: &[i64], head_hash: &str) {
+        if let (Some(anchor), Some(last)) = (&self.anchor, sequences.last()) {
+            anchor.advance(*last, head_hash);
+        }
+    }
 }
 
 /// An event as it waits in `audit_staged`.
@@ -355,7 +469,7 @@ const STAGED_PER_CHAINING: i64 = 256;
 /// Moves staged events into the chain, oldest first, a batch per transaction, until none are
 /// left; returns how many events it chained. Each batch is taken off `audit_staged` and appended
 /// in the same transaction, so that an event is staged or chained, never neither or both.
-async fn chain_staged(database: &Database) -> Result<usize, Error> {
+async fn chain_staged(database: &Database, keys: &ChainKeys) -> Result<usize, Error> {
     let mut chained = 0;
     loop {
         let mut transaction = database.begin_write().await?;
@@ -377,8 +491,9 @@ async fn chain_staged(database: &Database) -> Result<usize, Error> {
                 .map_err(|_| Error::Internal("a staged audit event does not parse".into()))?;
             events.extend(staged.into_iter().map(StagedEvent::event));
         }
-        append_in(&mut transaction, &events).await?;
+        let (sequences, head_hash) = append_in(&mut transaction, &events, keys.key()).await?;
         transaction.commit().await?;
+        keys.committed(&sequences, &head_hash);
         chained += events.len();
     }
 }
@@ -392,6 +507,7 @@ async fn chain_staged(database: &Database) -> Result<usize, Error> {
 #[derive(Debug)]
 struct GroupWriter {
     database: Database,
+    keys: ChainKeys,
     connection: HeldConnections,
     /// The head the last append left; `None` when unknown.
     head: std::sync::Mutex<Option<(i64, String)>>,
@@ -402,8 +518,9 @@ struct GroupWriter {
 const OPTIMISTIC_TRIES: usize = 3;
 
 impl GroupWriter {
-    fn new(database: Database) -> GroupWriter {
+    fn new(database: Database, keys: ChainKeys) -> GroupWriter {
         GroupWriter {
+            keys,
             optimistic_append: insert_from_json(Backend::Postgres, 4, "WHERE EXISTS (SELECT 1 FROM moved)")
                 .replacen(
                     "INSERT",
@@ -435,8 +552,9 @@ impl GroupWriter {
             }
         }
         let mut transaction = self.database.begin_write().await?;
-        let sequences = append_in(&mut transaction, &events).await?;
+        let (sequences, head_hash) = append_in(&mut transaction, &events, self.keys.key()).await?;
         transaction.commit().await?;
+        self.keys.committed(&sequences, &head_hash);
         Ok(sequences)
     }
 
@@ -455,7 +573,7 @@ impl GroupWriter {
                         .await?
                 }
             };
-            let (rows, sequences, head_hash) = chain(events, last, &last_hash)?;
+            let (rows, sequences, head_hash) = chain(events, last, &last_hash, self.keys.key())?;
             let new_last = last + events.len() as i64;
             let inserted = sqlx::query(AssertSqlSafe(self.optimistic_append.as_str()))
                 .bind(new_last)
@@ -466,6 +584,7 @@ impl GroupWriter {
                 .await?
                 .rows_affected();
             if inserted == events.len() as u64 {
+                self.keys.committed(&sequences, &head_hash);
                 *self.head.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) =
                     Some((new_last, head_hash));
                 return Ok(Some(sequences));
@@ -476,15 +595,15 @@ impl GroupWriter {
 }
 
 impl AuditTrail {
-    pub fn new(database: Database) -> AuditTrail {
-        AuditTrail::with_backlog(database, MOST_UNCOMMITTED)
+    pub fn new(database: Database, keys: ChainKeys) -> AuditTrail {
+        AuditTrail::with_backlog(database, keys, MOST_UNCOMMITTED)
     }
 
     /// An audit trail whose backlog of uncommitted read events holds `most_uncommitted` (at
     /// least one); [`MOST_UNCOMMITTED`] in production.
-    pub fn with_backlog(database: Database, most_uncommitted: u32) -> AuditTrail {
+    pub fn with_backlog(database: Database, keys: ChainKeys, most_uncommitted: u32) -> AuditTrail {
         let most_uncommitted = most_uncommitted.max(1);
-        let group_writer = Arc::new(GroupWriter::new(database.clone()));
+        let group_writer = Arc::new(GroupWriter::new(database.clone(), keys.clone()));
         let writer = Batcher::new(
             1,
             256,
@@ -495,6 +614,7 @@ impl AuditTrail {
         );
         AuditTrail {
             database,
+            keys,
             writer,
             chaining: Arc::default(),
             uncommitted: Arc::new(Semaphore::new(most_uncommitted as usize)),
@@ -533,7 +653,7 @@ impl AuditTrail {
             ),
             Ok(()) => match write.await {
                 Ok(written) => (Outcome::Permitted, Ok(written)),
-                Err(error) => (Outcome::Failed(error.to_string()), Err(error)),
+                Err(error) => (Outcome::of_error(&error), Err(error)),
             },
         };
         let event = AuditEvent::new(context, action, None, resource_type, resource_id, outcome);
@@ -580,7 +700,7 @@ impl AuditTrail {
             .await
             .map_err(|_| Error::Unavailable("the audit trail is closed".into()))?;
         drop(everything);
-        chain_staged(&self.database).await.map(drop)
+        chain_staged(&self.database, &self.keys).await.map(drop)
     }
 
     /// Chains staged events in the background; call after committing a transaction that staged
@@ -593,7 +713,7 @@ impl AuditTrail {
         if running.swap(true, SeqCst) {
             return;
         }
-        let (database, chaining) = (self.database.clone(), self.chaining.clone());
+        let (database, chaining, keys) = (self.database.clone(), self.chaining.clone(), self.keys.clone());
         tokio::spawn(async move {
             let (running, again) = (&chaining.0, &chaining.1);
             loop {
@@ -602,7 +722,7 @@ impl AuditTrail {
                 // registration did.
                 tokio::time::sleep(CHAINING_DELAY).await;
                 again.store(false, SeqCst);
-                if let Err(error) = chain_staged(&database).await {
+                if let Err(error) = chain_staged(&database, &keys).await {
                     // A closed pool means the process is stopping, and its stop flushed.
                     if database.pool().is_closed() {
                         break;
@@ -663,26 +783,49 @@ impl AuditTrail {
             .collect())
     }
 
-    /// Walks the whole chain; `Ok(Ok(n))` when all `n` events are intact.
+    /// Walks the whole chain; `Ok(Ok(n))` when all `n` events are intact. The head and every
+    /// event are read in one snapshot (a repeatable-read transaction on PostgreSQL, a read
+    /// transaction on SQLite), so that appends meanwhile cannot look like a break; each event's
+    /// raw columns are checked, its link recomputed under the key it names, the head compared
+    /// with the last event, and the trail's end with this process's anchor file.
     pub async fn verify(&self) -> Result<Result<i64, ChainBreak>, Error> {
         self.flush().await?;
-        let (head,): (i64,) = sqlx::query_as("SELECT sequence FROM audit_head WHERE id = 1")
-            .fetch_one(self.database.pool())
+        let anchor = match &self.keys.anchor {
+            Some(file) => file.read()?,
+            None => None,
+        };
+        let mut snapshot = self.database.pool().begin().await?;
+        if self.database.backend() == Backend::Postgres {
+            sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+                .execute(&mut *snapshot)
+                .await?;
+        }
+        let (head, head_hash): (i64, String) = sqlx::query_as("SELECT sequence, hash FROM audit_head WHERE id = 1")
+            .fetch_one(&mut *snapshot)
             .await?;
-        let mut verifier = ChainVerifier::default();
+        let mut verifier = ChainVerifier::new(&self.keys.keys, anchor);
         let mut after = 0i64;
         loop {
             let page: Vec<StoredEvent> =
                 sqlx::query_as("SELECT * FROM audit_events WHERE sequence > $1 ORDER BY sequence LIMIT 1000")
                     .bind(after)
-                    .fetch_all(self.database.pool())
+                    .fetch_all(&mut *snapshot)
                     .await?;
             let Some(last) = page.last() else { break };
             after = last.sequence;
             for stored in &page {
+                // The raw columns first: a value the exchange never writes (an unknown outcome, an
+                // emergency flag of 2, a reason on a permitted event) decodes to something that
+                // re-encodes to the stored hash, so it must be caught as stored.
+                if !stored.is_well_formed() {
+                    return Ok(Err(ChainBreak::Edited {
+                        sequence: stored.sequence,
+                    }));
+                }
                 if let Err(broken) = verifier.check(
                     stored.sequence,
                     &stored.event(),
+                    stored.key_id.as_deref(),
                     &stored.previous_hash,
                     &stored.hash,
                 ) {
@@ -690,6 +833,7 @@ impl AuditTrail {
                 }
             }
         }
-        Ok(verifier.finish(head))
+        snapshot.rollback().await?;
+        Ok(verifier.finish(head, &head_hash))
     }
 }

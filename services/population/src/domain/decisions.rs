@@ -8,6 +8,7 @@ use hie_access::{AuditEvent, Outcome};
 use hie_core::context::{RequestContext, Role};
 use hie_core::page::{PageSize, PageToken, next_page};
 use hie_core::{Error, time};
+use hie_access::store::consent::ConsentStore;
 use serde_json::json;
 use sqlx::AnyConnection;
 
@@ -149,10 +150,7 @@ impl PopulationService {
         }
         .await;
         if let Err(error) = &outcome {
-            let refused = match error {
-                Error::PermissionDenied(reason) => Outcome::Denied(reason.clone()),
-                other => Outcome::Failed(other.to_string()),
-            };
+            let refused = Outcome::of_error(error);
             let event = AuditEvent::new(context, action, None, resource.0, resource.1, refused);
             self.access.audit().record(event).await?;
         }
@@ -276,8 +274,14 @@ impl PopulationService {
                 }
                 self.require_live_person(conn, person, "person_id").await?;
                 let how = json!({"by": "manual link", "user": context.user_id, "reason": why});
+                let emptied = self.store.record_links_of(conn, &current).await?.len() < 2;
                 self.move_record_by_hand(conn, record, &current, person, how, time::now())
                     .await?;
+                if emptied {
+                    // The person it left is now merged into the one it joined: like a merge,
+                    // their directives combine.
+                    self.combine_consent(conn, &current, person, &context.user_id).await?;
+                }
                 Ok((current, Some(person.as_str().to_owned())))
             },
         )
@@ -314,6 +318,12 @@ impl PopulationService {
                 self.store
                     .insert_person(conn, &person, &demographics, now)
                     .await?;
+                // The record's patient said what they said: the new person starts with the same
+                // directives.
+                let consent = self.access.consent();
+                if let Some(directives) = consent.directives_in(conn, current.as_str()).await? {
+                    consent.set_in(conn, person.as_str(), &directives, &context.user_id).await?;
+                }
                 let how = json!({"by": "manual unlink", "user": context.user_id, "reason": why});
                 self.move_record_by_hand(conn, record, &current, &person, how, now)
                     .await?;
@@ -366,6 +376,9 @@ impl PopulationService {
                     unmerged_at: None,
                 };
                 self.store.insert_merge(conn, &merge).await?;
+                if let Some(consent) = self.combine_consent(conn, from, into, &context.user_id).await? {
+                    self.store.set_merge_consent(conn, &merge.id, &consent).await?;
+                }
                 self.store.refresh_golden_record(conn, into, now).await?;
                 let payload = json!({
                     "merge_id": merge.id, "from_person_id": from.as_str(), "into_person_id": into.as_str(),
@@ -424,6 +437,7 @@ impl PopulationService {
                     restored.push(record);
                 }
                 self.store.set_merged_into(conn, &from, None, now).await?;
+                self.restore_consent(conn, merge_id, &into, &context.user_id).await?;
                 if !self
                     .store
                     .mark_unmerged(conn, merge_id, &context.user_id, &why, now)
@@ -448,6 +462,61 @@ impl PopulationService {
             },
         )
         .await
+    }
+
+    /// Gives `into` the most restrictive combination of both persons' consent directives (when
+    /// either set any); returns what to keep beside the merge for an unmerge.
+    async fn combine_consent(
+        &self,
+        conn: &mut AnyConnection,
+        from: &PersonId,
+        into: &PersonId,
+        user: &str,
+    ) -> Result<Option<String>, Error> {
+        let consent = self.access.consent();
+        let from_directives = consent.directives_in(conn, from.as_str()).await?;
+        let before = consent.directives_in(conn, into.as_str()).await?;
+        if from_directives.is_none() && before.is_none() {
+            return Ok(None);
+        }
+        let after = from_directives
+            .unwrap_or_default()
+            .most_restrictive(&before.clone().unwrap_or_default());
+        consent.set_in(conn, into.as_str(), &after, user).await?;
+        Ok(Some(
+            json!({
+                "before": before.as_ref().map(ConsentStore::to_json),
+                "after": ConsentStore::to_json(&after),
+            })
+            .to_string(),
+        ))
+    }
+
+    /// On unmerge: the surviving person gets back the directives it had before the merge, unless
+    /// they were changed since (then the newer choice stands). The merged person's own were never
+    /// touched.
+    async fn restore_consent(
+        &self,
+        conn: &mut AnyConnection,
+        merge_id: &str,
+        into: &PersonId,
+        user: &str,
+    ) -> Result<(), Error> {
+        let Some(kept) = self.store.merge_consent(conn, merge_id).await? else {
+            return Ok(());
+        };
+        let kept: serde_json::Value =
+            serde_json::from_str(&kept).map_err(|_| Error::Internal("a stored merge does not parse".into()))?;
+        let consent = self.access.consent();
+        let after = ConsentStore::from_json(kept["after"].as_str().unwrap_or("{}"))?;
+        if consent.directives_in(conn, into.as_str()).await? != Some(after) {
+            return Ok(());
+        }
+        let before = match kept["before"].as_str() {
+            Some(json) => ConsentStore::from_json(json)?,
+            None => Default::default(),
+        };
+        consent.set_in(conn, into.as_str(), &before, user).await
     }
 
     async fn record_link(

@@ -761,8 +761,5 @@ fn registered_event(context: &RequestContext, registration: &Registration) -> Au
 
 /// How a failed call is recorded: a refusal as denied, anything else as failed.
 fn outcome_of(error: &Error) -> Outcome {
-    match error {
-        Error::PermissionDenied(reason) => Outcome::Denied(reason.clone()),
-        other => Outcome::Failed(other.to_string()),
-    }
+    Outcome::of_error(error)
 }

@@ -592,6 +592,25 @@ impl PopulationStore {
         .await?)
     }
 
+    /// Keeps what the merge did to the surviving person's consent directives.
+    pub async fn set_merge_consent(&self, conn: &mut AnyConnection, id: &str, consent: &str) -> Result<(), Error> {
+        sqlx::query("UPDATE person_merges SET into_consent = $2 WHERE id = $1")
+            .bind(id)
+            .bind(consent)
+            .execute(&mut *conn)
+            .await?;
+        Ok(())
+    }
+
+    /// What the merge did to the surviving person's consent directives, if it kept it.
+    pub async fn merge_consent(&self, conn: &mut AnyConnection, id: &str) -> Result<Option<String>, Error> {
+        let row: Option<(Option<String>,)> = sqlx::query_as("SELECT into_consent FROM person_merges WHERE id = $1")
+            .bind(id)
+            .fetch_optional(&mut *conn)
+            .await?;
+        Ok(row.and_then(|(consent,)| consent))
+    }
+
     /// Marks a merge undone; false if it already was.
     pub async fn mark_unmerged(
         &self,

@@ -169,6 +169,9 @@ async fn resolve_on(
     let mut settings = Settings::default();
     settings.database.url = SecretUrl::new(url);
     settings.database.max_connections = 16;
+    // The scratch database's audit key lives as long as the measurement.
+    let key_folder = tempfile::tempdir().map_err(|e| e.to_string())?;
+    settings.audit.key_file = Some(key_folder.path().join("audit.key"));
     let exchange = Exchange::open(&settings).await.map_err(|e| e.to_string())?;
     eprintln!(
         "hie bench: loading {} source records into {backend}",

@@ -125,6 +125,10 @@ pub async fn run_register(args: RegisterArgs) -> Result<(), String> {
     let mut settings = Settings::default();
     settings.database.url = SecretUrl::new(&url);
     settings.database.max_connections = 16;
+    // Kept with the database it keys (--keep reuses both).
+    let bench_folder = std::env::temp_dir().join("hie-bench");
+    settings.audit.key_file = Some(bench_folder.join(format!("{name}.audit.key")));
+    settings.audit.anchor_file = Some(bench_folder.join(format!("{name}.audit.anchor")));
     let reused = if args.keep {
         Exchange::open(&settings).await.ok()
     } else {
@@ -139,6 +143,9 @@ pub async fn run_register(args: RegisterArgs) -> Result<(), String> {
         }
         _ => {
             let _ = db::drop_postgres_database(&args.postgres_url, &name).await;
+            for file in [&settings.audit.key_file, &settings.audit.anchor_file].into_iter().flatten() {
+                let _ = std::fs::remove_file(file);
+            }
             db::create_postgres_database(&args.postgres_url, &name)
                 .await
                 .map_err(|e| format!("cannot create a scratch database on --postgres-url: {e}"))?;

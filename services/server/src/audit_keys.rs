@@ -1,0 +1,116 @@
+//! The audit trail's key and anchor files: read at start-up, the key created on first use.
+//!
+//! The key never enters the database and never prints; only its id (a digest) is stored beside
+//! each event. Losing it does not lose the trail, but makes it unverifiable, so a start that
+//! finds the trail keyed with a key the settings do not hold refuses, instead of quietly chaining
+//! on under a new one.
+
+use std::path::Path;
+
+use hie_access::domain::{AuditKey, AuditKeys};
+use hie_access::store::ChainKeys;
+use hie_core::Error;
+use hie_core::db::Database;
+
+use crate::Settings;
+
+/// The keys and anchor the settings name; creates the key file when the trail has no keyed event.
+pub async fn load(all_settings: &Settings, database: &Database) -> Result<ChainKeys, Error> {
+    let settings = &all_settings.audit;
+    let key_file = all_settings.audit_key_file();
+    let last_key_id: Option<(Option<String>,)> =
+        sqlx::query_as("SELECT key_id FROM audit_events WHERE key_id IS NOT NULL ORDER BY sequence DESC LIMIT 1")
+            .fetch_optional(database.pool())
+            .await?;
+    let last_key_id = last_key_id.and_then(|(id,)| id);
+    let current = match read_key(&key_file, "settings.audit.key_file")? {
+        Some(key) => key,
+        None => match &last_key_id {
+            Some(id) => {
+                return Err(Error::precondition(
+                    "settings.audit.key_file",
+                    format!(
+                        "{} does not exist, and the audit trail is chained with key {id}: restore that key file \
+                         (without it the trail cannot be verified)",
+                        key_file.display()
+                    ),
+                ));
+            }
+            None => create_key(&key_file)?,
+        },
+    };
+    let mut retired = Vec::with_capacity(settings.retired_key_files.len());
+    for (i, path) in settings.retired_key_files.iter().enumerate() {
+        let field = format!("settings.audit.retired_key_files[{i}]");
+        retired.push(
+            read_key(path, &field)?
+                .ok_or_else(|| Error::precondition(field, format!("{} does not exist", path.display())))?,
+        );
+    }
+    let keys = AuditKeys::new(current, retired);
+    if let Some(id) = last_key_id
+        && keys.by_id(&id).is_none()
+    {
+        return Err(Error::precondition(
+            "settings.audit.key_file",
+            format!(
+                "the audit trail's last event was chained with key {id}, which neither key_file nor \
+                 retired_key_files holds; to rotate keys, list the old key file in retired_key_files"
+            ),
+        ));
+    }
+    Ok(ChainKeys::new(keys, Some(all_settings.audit_anchor_file())))
+}
+
+/// The key in `path` (hex), or `None` when the file does not exist.
+fn read_key(path: &Path, field: &str) -> Result<Option<AuditKey>, Error> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(text) => text,
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(error) => {
+            return Err(Error::precondition(field, format!("cannot read {}: {error}", path.display())));
+        }
+    };
+    let secret = decode_hex(text.trim())
+        .ok_or_else(|| Error::precondition(field, format!("{} is not a key: expected hex digits", path.display())))?;
+    AuditKey::from_secret(&secret)
+        .map(Some)
+        .map_err(|reason| Error::precondition(field, format!("{}: {reason}", path.display())))
+}
+
+/// Writes a new random key, readable by its owner only, and says so in the log (never the key).
+fn create_key(path: &Path) -> Result<AuditKey, Error> {
+    use std::io::Write;
+    let field = "settings.audit.key_file";
+    let secret = AuditKey::generate_secret().map_err(|reason| Error::Internal(reason))?;
+    if let Some(folder) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(folder)
+            .map_err(|e| Error::precondition(field, format!("cannot create {}: {e}", folder.display())))?;
+    }
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let hex: String = secret.iter().map(|b| format!("{b:02x}")).collect();
+    options
+        .open(path)
+        .and_then(|mut file| file.write_all(format!("{hex}\n").as_bytes()))
+        .map_err(|e| Error::precondition(field, format!("cannot write {}: {e}", path.display())))?;
+    let key = AuditKey::from_secret(&secret).map_err(Error::Internal)?;
+    tracing::warn!(
+        path = %path.display(),
+        key_id = key.id(),
+        "created a new audit key; back it up: without it the audit trail cannot be verified"
+    );
+    Ok(key)
+}
+
+fn decode_hex(text: &str) -> Option<Vec<u8>> {
+    if !text.len().is_multiple_of(2) || !text.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return None;
+    }
+    (0..text.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&text[i..i + 2], 16).ok())
+        .collect()
+}
