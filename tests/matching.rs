@@ -25,6 +25,9 @@ on_every_backend!(
     rematching_after_a_threshold_change_moves_records_and_a_dry_run_changes_nothing,
     a_model_trained_on_the_registry_is_stored_with_a_version_and_used,
     consent_follows_merge_unmerge_link_and_unlink,
+    two_opposite_merges_of_one_pair_take_turns,
+    a_registration_never_joins_a_person_a_concurrent_merge_emptied,
+    a_registration_never_overwrites_a_concurrent_stewards_link,
 );
 
 /// An exchange whose link threshold nothing short of identical records reaches, so that
@@ -720,4 +723,131 @@ async fn consent_follows_merge_unmerge_link_and_unlink(db: TestDb) {
         .await
         .unwrap();
     assert_eq!(consent.directives(sharing.as_str()).await.unwrap().sharing, Some(false));
+}
+
+/// Source records linked to a person that was merged away: there must never be any.
+async fn records_under_merged_persons(exchange: &Exchange) -> i64 {
+    let (n,): (i64,) = sqlx::query_as(
+        "SELECT COUNT(*) FROM source_records s JOIN persons p ON p.id = s.person_id WHERE p.merged_into IS NOT NULL",
+    )
+    .fetch_one(exchange.database.pool())
+    .await
+    .unwrap();
+    n
+}
+
+async fn two_opposite_merges_of_one_pair_take_turns(db: TestDb) {
+    let exchange = db.exchange().await;
+    register_organisations(&exchange).await;
+    for round in 0..5 {
+        let a = register_person(&exchange, "QDN-H01", &format!("A{round}"), "吴阿妹", 10 + round).await;
+        let b = register_person(&exchange, "QDN-H01", &format!("B{round}"), "杨秀英", 30 + round).await;
+        let population = &exchange.population;
+        let (steward_1, steward_2) = (steward(), steward());
+        let (ab, ba) = tokio::join!(
+            population.merge_persons(&steward_1, &a, &b, "duplicate"),
+            population.merge_persons(&steward_2, &b, &a, "duplicate"),
+        );
+        assert_eq!(
+            usize::from(ab.is_ok()) + usize::from(ba.is_ok()),
+            1,
+            "exactly one merge wins: {ab:?} {ba:?}"
+        );
+        let loser = if ab.is_ok() { ba } else { ab };
+        assert!(
+            matches!(loser, Err(Error::FailedPrecondition { .. } | Error::Conflict(_))),
+            "{loser:?}"
+        );
+        let merged = usize::from(is_merged(&exchange, &a).await) + usize::from(is_merged(&exchange, &b).await);
+        assert_eq!(merged, 1, "one of the pair is merged into the other, not both");
+        assert_eq!(records_under_merged_persons(&exchange).await, 0);
+    }
+}
+
+/// Whether `person` was merged into someone.
+async fn is_merged(exchange: &Exchange, person: &PersonId) -> bool {
+    let (into,): (Option<String>,) = sqlx::query_as("SELECT merged_into FROM persons WHERE id = $1")
+        .bind(person.as_str())
+        .fetch_one(exchange.database.pool())
+        .await
+        .unwrap();
+    into.is_some()
+}
+
+async fn a_registration_never_joins_a_person_a_concurrent_merge_emptied(db: TestDb) {
+    let exchange = db.exchange().await;
+    register_organisations(&exchange).await;
+    for round in 0..4u32 {
+        let a = register_person(&exchange, "QDN-H01", &format!("A{round}"), "吴阿妹", 50 + round).await;
+        let b = register_person(&exchange, "QDN-H01", &format!("B{round}"), "杨秀英", 70 + round).await;
+        let population = exchange.population.clone();
+        let merge = {
+            let (population, a, b) = (population.clone(), a.clone(), b.clone());
+            tokio::spawn(async move { population.merge_persons(&steward(), &a, &b, "duplicate").await })
+        };
+        // The same woman as `a`, at other organisations, registering while the merge runs.
+        let registrations: Vec<_> = (0..6)
+            .map(|i| {
+                let population = population.clone();
+                let organisation = ["QDN-H02", "QDN-T01"][i % 2];
+                let local = format!("R{round}-{i}");
+                tokio::spawn(async move {
+                    population
+                        .register(&ctx(), &draft(request(organisation, &local, "吴阿妹", Some(&woman(50 + round)))))
+                        .await
+                })
+            })
+            .collect();
+        merge.await.unwrap().unwrap();
+        for registration in registrations {
+            // Registered before the merge, it joined `a` and the merge moved it; after, it joined
+            // `b`; never does it stay with a person merged away.
+            let record = registration.await.unwrap().unwrap().source_record_id;
+            let (now_with,): (String,) = sqlx::query_as("SELECT person_id FROM source_records WHERE id = $1")
+                .bind(record.as_str())
+                .fetch_one(exchange.database.pool())
+                .await
+                .unwrap();
+            assert_eq!(now_with, b.as_str(), "every record of her ends with the surviving person");
+        }
+        assert_eq!(records_under_merged_persons(&exchange).await, 0);
+    }
+}
+
+async fn a_registration_never_overwrites_a_concurrent_stewards_link(db: TestDb) {
+    let exchange = db.exchange().await;
+    register_organisations(&exchange).await;
+    for round in 0..4u32 {
+        let a = register_person(&exchange, "QDN-H01", &format!("A{round}"), "吴阿妹", 90 + round).await;
+        let b = register_person(&exchange, "QDN-H01", &format!("B{round}"), "杨秀英", 110 + round).await;
+        let local = format!("ZY{round}");
+        let record = exchange
+            .population
+            .register(&ctx(), &draft(request("QDN-H02", &local, "吴阿妹", Some(&woman(90 + round)))))
+            .await
+            .unwrap();
+        assert_eq!(record.person_id, a);
+        let population = exchange.population.clone();
+        let (the_steward, clerk) = (steward(), ctx());
+        let again = draft(request("QDN-H02", &local, "吴阿妹", Some(&woman(90 + round))));
+        let (linked, registered) = tokio::join!(
+            population.link_record(&the_steward, &record.source_record_id, &b, "the steward knows better"),
+            population.register(&clerk, &again),
+        );
+        linked.unwrap();
+        registered.unwrap();
+        let (person, _) = exchange
+            .population
+            .person(&ctx(), &b)
+            .await
+            .unwrap();
+        assert_eq!(person.id, b);
+        let mut conn = exchange.database.pool().acquire().await.unwrap();
+        let (now_with,): (String,) = sqlx::query_as("SELECT person_id FROM source_records WHERE id = $1")
+            .bind(record.source_record_id.as_str())
+            .fetch_one(&mut *conn)
+            .await
+            .unwrap();
+        assert_eq!(now_with, b.as_str(), "the steward's link stands");
+    }
 }

@@ -265,7 +265,7 @@ impl PopulationService {
             "population.link",
             ("source_record", Some(record.as_str().to_owned())),
             async |conn| {
-                let (current, _) = self.record_link(conn, record).await?;
+                let current = self.record_link_locked(conn, record, Some(person)).await?;
                 if &current == person {
                     return Err(Error::precondition(
                         "person_id",
@@ -301,7 +301,7 @@ impl PopulationService {
             "population.unlink",
             ("source_record", Some(record.as_str().to_owned())),
             async |conn| {
-                let (current, _) = self.record_link(conn, record).await?;
+                let current = self.record_link_locked(conn, record, None).await?;
                 if self.store.record_links_of(conn, &current).await?.len() < 2 {
                     return Err(Error::precondition(
                         "source_record_id",
@@ -353,6 +353,9 @@ impl PopulationService {
             "population.merge",
             ("person", Some(from.as_str().to_owned())),
             async |conn| {
+                // Both persons in hand first: a concurrent registration, or the opposite merge,
+                // waits, and what follows reads them as they are.
+                self.store.lock_persons(conn, &[from, into]).await?;
                 self.require_live_person(conn, from, "from_person_id").await?;
                 self.require_live_person(conn, into, "into_person_id").await?;
                 let now = time::now();
@@ -420,6 +423,7 @@ impl PopulationService {
                 }
                 let from = stored(PersonId::parse(&merge.from_person_id))?;
                 let into = stored(PersonId::parse(&merge.into_person_id))?;
+                self.store.lock_persons(conn, &[&from, &into]).await?;
                 let moved: Vec<serde_json::Value> = serde_json::from_str(&merge.moved_records)
                     .map_err(|_| Error::Internal("a stored merge does not parse".into()))?;
                 let now = time::now();
@@ -517,6 +521,26 @@ impl PopulationService {
             None => Default::default(),
         };
         consent.set_in(conn, into.as_str(), &before, user).await
+    }
+
+    /// The person a record is linked to, with that person (and `to`, when given) locked; a record
+    /// moved by someone else in between is a conflict to retry.
+    async fn record_link_locked(
+        &self,
+        conn: &mut AnyConnection,
+        record: &SourceRecordId,
+        to: Option<&PersonId>,
+    ) -> Result<PersonId, Error> {
+        let (current, _) = self.record_link(conn, record).await?;
+        let mut persons = vec![&current];
+        persons.extend(to);
+        self.store.lock_persons(conn, &persons).await?;
+        if self.record_link(conn, record).await?.0 != current {
+            return Err(Error::Conflict(
+                "the record was moved by someone else meanwhile; retry".into(),
+            ));
+        }
+        Ok(current)
     }
 
     async fn record_link(

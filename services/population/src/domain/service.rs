@@ -101,6 +101,9 @@ pub struct PopulationService {
     thresholds: MatchThresholds,
 }
 
+/// How many times a registration starts again when a concurrent change got in its way.
+const REGISTRATION_ATTEMPTS: u32 = 3;
+
 impl PopulationService {
     pub fn new(
         database: Database,
@@ -132,17 +135,24 @@ impl PopulationService {
             self.directory
                 .require_active_organisation("organisation_code", draft.organisation())
                 .await?;
-            let mut transaction = self.store.begin_write().await?;
-            let registration = self
-                .register_in(&mut transaction, draft, None, Some(context))
-                .await?;
-            if registration.outcome == RegistrationOutcome::UpdatedRecord {
-                hie_access::store::stage_in(&mut transaction, &[registered_event(context, &registration)])
-                    .await?;
+            // A concurrent merge or steward's decision that changed the persons this registration
+            // matched against makes it start again on what they left (a few times at most).
+            let mut attempts = 0;
+            loop {
+                attempts += 1;
+                let mut transaction = self.store.begin_write().await?;
+                let registration = match self.register_in(&mut transaction, draft, None, Some(context)).await {
+                    Err(Error::Conflict(_)) if attempts < REGISTRATION_ATTEMPTS => continue,
+                    other => other?,
+                };
+                if registration.outcome == RegistrationOutcome::UpdatedRecord {
+                    hie_access::store::stage_in(&mut transaction, &[registered_event(context, &registration)])
+                        .await?;
+                }
+                transaction.commit().await?;
+                self.access.audit().chain_staged_soon();
+                break Ok(registration);
             }
-            transaction.commit().await?;
-            self.access.audit().chain_staged_soon();
-            Ok(registration)
         }
         .await;
         if let Err(error) = &registered {
@@ -246,7 +256,8 @@ impl PopulationService {
             let (person_id, outcome, review, how) = match decision {
                 MatchDecision::Link { best, review } => {
                     let how = self.matching_account(Some(&best), true);
-                    (best.person_id, RegistrationOutcome::JoinedPerson, review, how)
+                    let person = self.lock_live_person(conn, best.person_id.clone()).await?;
+                    (person, RegistrationOutcome::JoinedPerson, review, how)
                 }
                 MatchDecision::NewPerson { review, closest } => (
                     PersonId::generate(),
@@ -351,6 +362,19 @@ impl PopulationService {
                 }
             }
         };
+        // Take the persons in hand, then make sure nobody moved the record or merged its target
+        // since it was read: a steward's link must never be overwritten by matching.
+        let locked = self.store.lock_persons(conn, &[&current, &person_id]).await?;
+        let target_live = locked
+            .iter()
+            .any(|(person, state)| *person == person_id && matches!(state, Some(None)));
+        let unchanged = self.store.record_link(conn, &existing.id).await?
+            == Some((current.clone(), existing.linked_manually));
+        if !unchanged || !target_live {
+            return Err(Error::Conflict(
+                "the record or its person changed while it was being matched; retry".into(),
+            ));
+        }
         self.store
             .update_source_record(conn, &existing.id, &person_id, draft, content_time.unwrap_or(now))
             .await?;
@@ -376,6 +400,21 @@ impl PopulationService {
             outcome: RegistrationOutcome::UpdatedRecord,
             pending_reviews: review.len(),
         })
+    }
+
+    /// The live person a registration may join: `person`, locked, or, when a concurrent merge
+    /// emptied it meanwhile, the person it was merged into (locked in turn).
+    async fn lock_live_person(&self, conn: &mut AnyConnection, person: PersonId) -> Result<PersonId, Error> {
+        let mut person = person;
+        for _ in 0..4 {
+            let state = self.store.lock_persons(conn, &[&person]).await?;
+            match state.into_iter().next().and_then(|(_, state)| state) {
+                Some(None) => return Ok(person),
+                Some(Some(into)) => person = into,
+                None => break,
+            }
+        }
+        Err(Error::Conflict("the person to join changed meanwhile; retry".into()))
     }
 
     /// The trust of an organisation's statements (its kind, from the directory, cached there).

@@ -519,6 +519,47 @@ impl PopulationStore {
             .transpose()
     }
 
+    /// Locks persons' rows until the transaction ends, in id order (so that two writers never wait
+    /// on each other in a cycle), and returns each one's state after the wait: `None` when it does
+    /// not exist, else whom it was merged into, if anyone. On PostgreSQL a row lock (`FOR
+    /// UPDATE`, which also reads the row as committed by whoever held it); SQLite's one writer
+    /// serialises writes already. Registrations and manual decisions take these on the persons
+    /// they touch, so that a join never lands on a person a concurrent merge emptied, and two
+    /// merges of the same pair take turns.
+    pub async fn lock_persons(
+        &self,
+        conn: &mut AnyConnection,
+        persons: &[&PersonId],
+    ) -> Result<Vec<(PersonId, Option<Option<PersonId>>)>, Error> {
+        let mut ids: Vec<&str> = persons.iter().map(|p| p.as_str()).collect();
+        ids.sort_unstable();
+        ids.dedup();
+        let lock = if self.database.backend() == Backend::Postgres {
+            " FOR UPDATE"
+        } else {
+            ""
+        };
+        let sql = format!(
+            "SELECT id, merged_into FROM persons WHERE id IN ({}) ORDER BY id{lock}",
+            super::placeholders(1, ids.len())
+        );
+        let mut query = sqlx::query_as::<_, (String, Option<String>)>(AssertSqlSafe(sql));
+        for id in &ids {
+            query = query.bind(*id);
+        }
+        let rows = query.fetch_all(&mut *conn).await?;
+        ids.iter()
+            .map(|id| {
+                let person = stored_id(PersonId::parse(id))?;
+                let state = match rows.iter().find(|(found, _)| found == id) {
+                    None => None,
+                    Some((_, into)) => Some(into.as_deref().map(|i| stored_id(PersonId::parse(i))).transpose()?),
+                };
+                Ok((person, state))
+            })
+            .collect()
+    }
+
     /// Whether a person exists, and whom they were merged into if they were.
     pub async fn person_state(
         &self,
