@@ -722,12 +722,20 @@ impl AuditTrail {
                 // registration did.
                 tokio::time::sleep(CHAINING_DELAY).await;
                 again.store(false, SeqCst);
-                if let Err(error) = chain_staged(&database, &keys).await {
+                match chain_staged(&database, &keys).await {
+                    Ok(_) => {}
                     // A closed pool means the process is stopping, and its stop flushed.
-                    if database.pool().is_closed() {
-                        break;
+                    Err(_) if database.pool().is_closed() => break,
+                    // Another writer held the database (SQLite has one writer; a bulk load holds
+                    // it for a batch): nothing is wrong, the events wait staged and go next round.
+                    Err(Error::Unavailable(reason)) => {
+                        tracing::debug!(%reason, "staged audit events wait for the database");
+                        again.store(true, SeqCst);
+                        tokio::time::sleep(CHAINING_DELAY * 5).await;
                     }
-                    tracing::error!(%error, "cannot chain staged audit events; they stay staged and are retried");
+                    Err(error) => {
+                        tracing::error!(%error, "cannot chain staged audit events; they stay staged and are retried");
+                    }
                 }
                 if again.load(SeqCst) {
                     continue;
