@@ -299,7 +299,10 @@ mod over_the_network {
         // Newest first: the clinician's refused query of the trail (itself audited), then the
         // insurer's refused look at the access log.
         assert_eq!(denied.len(), 2, "{denied:?}");
-        assert_eq!((denied[0].role.as_str(), denied[0].action.as_str()), ("clinician", "access.query_audit"));
+        assert_eq!(
+            (denied[0].role.as_str(), denied[0].action.as_str()),
+            ("clinician", "access.query_audit")
+        );
         assert_eq!(denied[1].role, "insurer");
     }
 }
@@ -312,7 +315,11 @@ async fn reads_wait_while_the_trail_cannot_be_written_and_no_event_is_lost(db: T
     let exchange = db.exchange().await;
     let pool = exchange.database.pool();
     // A backlog of two read events, so that the third read meets a full one.
-    let audit = AuditTrail::with_backlog(exchange.database.clone(), hie_access::store::ChainKeys::ephemeral(), 2);
+    let audit = AuditTrail::with_backlog(
+        exchange.database.clone(),
+        hie_access::store::ChainKeys::ephemeral(),
+        2,
+    );
     let read = |n: u32| {
         let person = Some(format!("person-{n}"));
         vec![AuditEvent::new(

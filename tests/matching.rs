@@ -524,7 +524,7 @@ async fn a_model_trained_on_the_registry_is_stored_with_a_version_and_used(db: T
     }
     let (version, model, candidate_pairs) = exchange
         .population
-        .train_model(&hie_population::domain::linkage::run::Quiet)
+        .train_model(&steward(), &hie_population::domain::linkage::run::Quiet)
         .await
         .unwrap();
     assert_eq!(version, 1);
@@ -532,7 +532,7 @@ async fn a_model_trained_on_the_registry_is_stored_with_a_version_and_used(db: T
     assert!(candidate_pairs >= 30, "{candidate_pairs}");
     let (again, _, _) = exchange
         .population
-        .train_model(&hie_population::domain::linkage::run::Quiet)
+        .train_model(&steward(), &hie_population::domain::linkage::run::Quiet)
         .await
         .unwrap();
     assert_eq!(again, 2, "each training is a new version");
@@ -655,7 +655,11 @@ async fn a_review_settled_by_a_merge_is_no_longer_listed(db: TestDb) {
 }
 
 /// Sets a person's directives as SetConsent would.
-async fn set_consent(exchange: &Exchange, person: &PersonId, directives: &hie_access::domain::consent::ConsentDirectives) {
+async fn set_consent(
+    exchange: &Exchange,
+    person: &PersonId,
+    directives: &hie_access::domain::consent::ConsentDirectives,
+) {
     let mut conn = exchange.database.pool().acquire().await.unwrap();
     exchange
         .access
@@ -707,7 +711,10 @@ async fn consent_follows_merge_unmerge_link_and_unlink(db: TestDb) {
 
     // Unlinked, a record's new person starts with the directives of the one it left.
     let second = population
-        .register(&ctx(), &draft(request("QDN-H02", "ZY-01", "吴阿妹", Some(&woman(1)))))
+        .register(
+            &ctx(),
+            &draft(request("QDN-H02", "ZY-01", "吴阿妹", Some(&woman(1)))),
+        )
         .await
         .unwrap();
     assert_eq!(second.person_id, opted_out);
@@ -722,7 +729,10 @@ async fn consent_follows_merge_unmerge_link_and_unlink(db: TestDb) {
         .link_record(&steward(), &second.source_record_id, &sharing, "her after all")
         .await
         .unwrap();
-    assert_eq!(consent.directives(sharing.as_str()).await.unwrap().sharing, Some(false));
+    assert_eq!(
+        consent.directives(sharing.as_str()).await.unwrap().sharing,
+        Some(false)
+    );
 }
 
 /// Source records linked to a person that was merged away: there must never be any.
@@ -758,7 +768,8 @@ async fn two_opposite_merges_of_one_pair_take_turns(db: TestDb) {
             matches!(loser, Err(Error::FailedPrecondition { .. } | Error::Conflict(_))),
             "{loser:?}"
         );
-        let merged = usize::from(is_merged(&exchange, &a).await) + usize::from(is_merged(&exchange, &b).await);
+        let merged =
+            usize::from(is_merged(&exchange, &a).await) + usize::from(is_merged(&exchange, &b).await);
         assert_eq!(merged, 1, "one of the pair is merged into the other, not both");
         assert_eq!(records_under_merged_persons(&exchange).await, 0);
     }
@@ -793,7 +804,10 @@ async fn a_registration_never_joins_a_person_a_concurrent_merge_emptied(db: Test
                 let local = format!("R{round}-{i}");
                 tokio::spawn(async move {
                     population
-                        .register(&ctx(), &draft(request(organisation, &local, "吴阿妹", Some(&woman(50 + round)))))
+                        .register(
+                            &ctx(),
+                            &draft(request(organisation, &local, "吴阿妹", Some(&woman(50 + round)))),
+                        )
                         .await
                 })
             })
@@ -808,7 +822,11 @@ async fn a_registration_never_joins_a_person_a_concurrent_merge_emptied(db: Test
                 .fetch_one(exchange.database.pool())
                 .await
                 .unwrap();
-            assert_eq!(now_with, b.as_str(), "every record of her ends with the surviving person");
+            assert_eq!(
+                now_with,
+                b.as_str(),
+                "every record of her ends with the surviving person"
+            );
         }
         assert_eq!(records_under_merged_persons(&exchange).await, 0);
     }
@@ -823,7 +841,10 @@ async fn a_registration_never_overwrites_a_concurrent_stewards_link(db: TestDb) 
         let local = format!("ZY{round}");
         let record = exchange
             .population
-            .register(&ctx(), &draft(request("QDN-H02", &local, "吴阿妹", Some(&woman(90 + round)))))
+            .register(
+                &ctx(),
+                &draft(request("QDN-H02", &local, "吴阿妹", Some(&woman(90 + round)))),
+            )
             .await
             .unwrap();
         assert_eq!(record.person_id, a);
@@ -831,16 +852,17 @@ async fn a_registration_never_overwrites_a_concurrent_stewards_link(db: TestDb) 
         let (the_steward, clerk) = (steward(), ctx());
         let again = draft(request("QDN-H02", &local, "吴阿妹", Some(&woman(90 + round))));
         let (linked, registered) = tokio::join!(
-            population.link_record(&the_steward, &record.source_record_id, &b, "the steward knows better"),
+            population.link_record(
+                &the_steward,
+                &record.source_record_id,
+                &b,
+                "the steward knows better"
+            ),
             population.register(&clerk, &again),
         );
         linked.unwrap();
         registered.unwrap();
-        let (person, _) = exchange
-            .population
-            .person(&ctx(), &b)
-            .await
-            .unwrap();
+        let (person, _) = exchange.population.person(&ctx(), &b).await.unwrap();
         assert_eq!(person.id, b);
         let mut conn = exchange.database.pool().acquire().await.unwrap();
         let (now_with,): (String,) = sqlx::query_as("SELECT person_id FROM source_records WHERE id = $1")

@@ -46,8 +46,16 @@ async fn fixture(db: TestDb) -> Fixture {
     let exchange = db.exchange().await;
     register_organisations(&exchange).await;
     for (code, name, kind) in [
-        ("QDN-WJW", "黔东南州卫生健康局", OrganisationKind::RegionalHealthAuthority),
-        ("QDN-APP", "健康黔东南居民服务平台", OrganisationKind::PatientPortal),
+        (
+            "QDN-WJW",
+            "黔东南州卫生健康局",
+            OrganisationKind::RegionalHealthAuthority,
+        ),
+        (
+            "QDN-APP",
+            "健康黔东南居民服务平台",
+            OrganisationKind::PatientPortal,
+        ),
         ("QDN-YB", "黔东南州医疗保障局", OrganisationKind::Insurer),
     ] {
         let draft = OrganisationDraft::new(
@@ -287,7 +295,9 @@ async fn an_opted_out_hospital_is_refused_unless_it_breaks_the_glass_which_the_p
         .unwrap();
 
     // The patient, in the residents' app, withholds consent from QDN-H02.
-    let portal = channel(&fixture, identity_of(&fixture.folder, "QDN-APP")).await.unwrap();
+    let portal = channel(&fixture, identity_of(&fixture.folder, "QDN-APP"))
+        .await
+        .unwrap();
     let mut access = AccessServiceClient::new(portal);
     let directives = ConsentDirectives {
         denied_organisations: vec!["QDN-H02".into()],
@@ -508,10 +518,18 @@ async fn a_psychiatric_hospitals_record_shows_elsewhere_only_with_consent_to_sha
             None,
         )
     };
-    let found = h01.search_persons(search("吴阿妹")).await.unwrap().into_inner().persons;
+    let found = h01
+        .search_persons(search("吴阿妹"))
+        .await
+        .unwrap()
+        .into_inner()
+        .persons;
     assert_eq!(found.len(), 1);
     let shown = found[0].demographics.clone().unwrap();
-    assert_ne!(shown.phone, "13985550000", "the psychiatric record's phone must not show");
+    assert_ne!(
+        shown.phone, "13985550000",
+        "the psychiatric record's phone must not show"
+    );
     let by_hidden_number = h01
         .search_persons(with_context(
             hie_proto::population::SearchPersonsRequest {
@@ -530,10 +548,15 @@ async fn a_psychiatric_hospitals_record_shows_elsewhere_only_with_consent_to_sha
         .unwrap()
         .into_inner()
         .persons;
-    assert!(by_hidden_number.is_empty(), "searching by a hidden sensitive number finds nothing");
+    assert!(
+        by_hidden_number.is_empty(),
+        "searching by a hidden sensitive number finds nothing"
+    );
 
     // The patient consents to share mental health: now it shows.
-    let portal = channel(&fixture, identity_of(&fixture.folder, "QDN-APP")).await.unwrap();
+    let portal = channel(&fixture, identity_of(&fixture.folder, "QDN-APP"))
+        .await
+        .unwrap();
     AccessServiceClient::new(portal)
         .set_consent(as_patient(
             SetConsentRequest {
@@ -576,8 +599,12 @@ fn as_user<T>(message: T, user: &str, role: &str, purpose: &str) -> tonic::Reque
 
 /// Registers the woman at QDN-H01 (MZ1) and QDN-H02 (ZY1) over their own certificates; her person id.
 async fn woman_at_both_hospitals(fixture: &Fixture) -> String {
-    let h01 = channel(fixture, identity_of(&fixture.folder, "QDN-H01")).await.unwrap();
-    let h02 = channel(fixture, identity_of(&fixture.folder, "QDN-H02")).await.unwrap();
+    let h01 = channel(fixture, identity_of(&fixture.folder, "QDN-H01"))
+        .await
+        .unwrap();
+    let h02 = channel(fixture, identity_of(&fixture.folder, "QDN-H02"))
+        .await
+        .unwrap();
     let person = population_client(h01)
         .register_source_record(request("", "MZ1", "吴阿妹", Some(&woman(1))))
         .await
@@ -607,11 +634,15 @@ async fn a_hospital_cannot_act_as_the_administrator_and_the_attempt_is_audited(d
     use hie_proto::directory::{GetOrganisationRequest, UpdateOrganisationRequest};
 
     let fixture = fixture(db).await;
-    let h01 = channel(&fixture, identity_of(&fixture.folder, "QDN-H01")).await.unwrap();
+    let h01 = channel(&fixture, identity_of(&fixture.folder, "QDN-H01"))
+        .await
+        .unwrap();
     let mut directory = DirectoryClient::new(h01.clone());
     let mut h02_record = directory
         .get_organisation(with_context(
-            GetOrganisationRequest { code: "QDN-H02".into() },
+            GetOrganisationRequest {
+                code: "QDN-H02".into(),
+            },
             "clinician",
             "treatment",
             None,
@@ -634,10 +665,16 @@ async fn a_hospital_cannot_act_as_the_administrator_and_the_attempt_is_audited(d
         .await
         .unwrap_err();
     assert_eq!(refused.code(), Code::PermissionDenied, "{refused:?}");
-    assert!(refused.message().contains("role administrator"), "{}", refused.message());
+    assert!(
+        refused.message().contains("role administrator"),
+        "{}",
+        refused.message()
+    );
 
     // QDN-H02 still works: nothing was changed.
-    let mut h02 = client(&fixture, identity_of(&fixture.folder, "QDN-H02")).await.unwrap();
+    let mut h02 = client(&fixture, identity_of(&fixture.folder, "QDN-H02"))
+        .await
+        .unwrap();
     h02.register_source_record(request("", "ZY1", "吴阿妹", Some(&woman(1))))
         .await
         .unwrap();
@@ -655,7 +692,9 @@ async fn a_hospital_cannot_act_as_the_administrator_and_the_attempt_is_audited(d
         .await
         .unwrap_err();
     assert_eq!(refused.code(), Code::PermissionDenied);
-    let authority = channel(&fixture, identity_of(&fixture.folder, "QDN-WJW")).await.unwrap();
+    let authority = channel(&fixture, identity_of(&fixture.folder, "QDN-WJW"))
+        .await
+        .unwrap();
     let events = AccessServiceClient::new(authority)
         .query_audit(with_context(query(), "administrator", "operations", None))
         .await
@@ -664,8 +703,16 @@ async fn a_hospital_cannot_act_as_the_administrator_and_the_attempt_is_audited(d
         .events;
     let claims: Vec<_> = events.iter().filter(|e| e.action == "context.claim").collect();
     assert_eq!(claims.len(), 2, "{events:?}");
-    assert!(claims.iter().all(|e| e.role == "administrator" && e.outcome == "denied"));
-    assert!(claims.iter().any(|e| e.resource_id.ends_with("/UpdateOrganisation")));
+    assert!(
+        claims
+            .iter()
+            .all(|e| e.role == "administrator" && e.outcome == "denied")
+    );
+    assert!(
+        claims
+            .iter()
+            .any(|e| e.resource_id.ends_with("/UpdateOrganisation"))
+    );
 }
 
 async fn only_a_patient_portal_acts_as_a_patient_and_only_for_that_patient(db: TestDb) {
@@ -676,7 +723,9 @@ async fn only_a_patient_portal_acts_as_a_patient_and_only_for_that_patient(db: T
     let fixture = fixture(db).await;
     let woman_id = woman_at_both_hospitals(&fixture).await;
     let other_id = population_client(
-        channel(&fixture, identity_of(&fixture.folder, "QDN-H01")).await.unwrap(),
+        channel(&fixture, identity_of(&fixture.folder, "QDN-H01"))
+            .await
+            .unwrap(),
     )
     .register_source_record(request("", "MZ9", "龙金花", Some(&woman(9))))
     .await
@@ -692,14 +741,18 @@ async fn only_a_patient_portal_acts_as_a_patient_and_only_for_that_patient(db: T
     };
 
     // A hospital's certificate asserting role patient: refused, nothing changed.
-    let h01 = channel(&fixture, identity_of(&fixture.folder, "QDN-H01")).await.unwrap();
+    let h01 = channel(&fixture, identity_of(&fixture.folder, "QDN-H01"))
+        .await
+        .unwrap();
     let refused = AccessServiceClient::new(h01.clone())
         .set_consent(as_patient(open_everything(&woman_id), &woman_id))
         .await
         .unwrap_err();
     assert_eq!(refused.code(), Code::PermissionDenied, "{refused:?}");
 
-    let portal = channel(&fixture, identity_of(&fixture.folder, "QDN-APP")).await.unwrap();
+    let portal = channel(&fixture, identity_of(&fixture.folder, "QDN-APP"))
+        .await
+        .unwrap();
     let mut app = AccessServiceClient::new(portal.clone());
     // Acting for one person, the app cannot touch another's consent or log.
     let refused = app
@@ -719,14 +772,28 @@ async fn only_a_patient_portal_acts_as_a_patient_and_only_for_that_patient(db: T
     assert_eq!(refused.code(), Code::PermissionDenied, "{refused:?}");
     // Without naming the person it acts for: INVALID_ARGUMENT naming the header.
     let missing = app
-        .set_consent(with_context(open_everything(&woman_id), "patient", "patient_request", None))
+        .set_consent(with_context(
+            open_everything(&woman_id),
+            "patient",
+            "patient_request",
+            None,
+        ))
         .await
         .unwrap_err();
     assert_eq!(missing.code(), Code::InvalidArgument);
-    assert!(missing.message().starts_with("x-hie-patient"), "{}", missing.message());
+    assert!(
+        missing.message().starts_with("x-hie-patient"),
+        "{}",
+        missing.message()
+    );
     // The portal cannot assert a clinical role, nor read the registry as a patient.
     let refused = PopulationRegistryClient::new(portal.clone())
-        .resolve_identifier(with_context(local_number("QDN-H01", "MZ1"), "clinician", "treatment", None))
+        .resolve_identifier(with_context(
+            local_number("QDN-H01", "MZ1"),
+            "clinician",
+            "treatment",
+            None,
+        ))
         .await
         .unwrap_err();
     assert_eq!(refused.code(), Code::PermissionDenied);
@@ -767,13 +834,22 @@ async fn only_clinicians_of_care_giving_organisations_break_the_glass(db: TestDb
     let fixture = fixture(db).await;
     woman_at_both_hospitals(&fixture).await;
     let reason = Some("unconscious");
-    let insurer = channel(&fixture, identity_of(&fixture.folder, "QDN-YB")).await.unwrap();
+    let insurer = channel(&fixture, identity_of(&fixture.folder, "QDN-YB"))
+        .await
+        .unwrap();
     let refused = PopulationRegistryClient::new(insurer)
-        .resolve_identifier(with_context(local_number("QDN-H01", "MZ1"), "insurer", "emergency", reason))
+        .resolve_identifier(with_context(
+            local_number("QDN-H01", "MZ1"),
+            "insurer",
+            "emergency",
+            reason,
+        ))
         .await
         .unwrap_err();
     assert_eq!(refused.code(), Code::PermissionDenied, "{refused:?}");
-    let h01 = channel(&fixture, identity_of(&fixture.folder, "QDN-H01")).await.unwrap();
+    let h01 = channel(&fixture, identity_of(&fixture.folder, "QDN-H01"))
+        .await
+        .unwrap();
     let mut h01 = PopulationRegistryClient::new(h01);
     let refused = h01
         .resolve_identifier(with_context(
@@ -785,9 +861,14 @@ async fn only_clinicians_of_care_giving_organisations_break_the_glass(db: TestDb
         .await
         .unwrap_err();
     assert_eq!(refused.code(), Code::PermissionDenied, "{refused:?}");
-    h01.resolve_identifier(with_context(local_number("QDN-H01", "MZ1"), "clinician", "emergency", reason))
-        .await
-        .unwrap();
+    h01.resolve_identifier(with_context(
+        local_number("QDN-H01", "MZ1"),
+        "clinician",
+        "emergency",
+        reason,
+    ))
+    .await
+    .unwrap();
 }
 
 async fn a_grant_to_a_practitioner_holds_only_for_their_organisation(db: TestDb) {
@@ -817,7 +898,9 @@ async fn a_grant_to_a_practitioner_holds_only_for_their_organisation(db: TestDb)
         .unwrap();
     let doctor_id = doctor.id.as_str().to_owned();
     let in_an_hour = std::time::SystemTime::now() + std::time::Duration::from_secs(3600);
-    let portal = channel(&fixture, identity_of(&fixture.folder, "QDN-APP")).await.unwrap();
+    let portal = channel(&fixture, identity_of(&fixture.folder, "QDN-APP"))
+        .await
+        .unwrap();
     let mut app = AccessServiceClient::new(portal);
     let grant_to = |practitioner: &str| SetConsentRequest {
         person_id: woman_id.clone(),
@@ -832,11 +915,18 @@ async fn a_grant_to_a_practitioner_holds_only_for_their_organisation(db: TestDb)
         }),
     };
     let unknown = app
-        .set_consent(as_patient(grant_to("pr-0190aaaa-0000-7000-8000-000000000000"), &woman_id))
+        .set_consent(as_patient(
+            grant_to("pr-0190aaaa-0000-7000-8000-000000000000"),
+            &woman_id,
+        ))
         .await
         .unwrap_err();
     assert_eq!(unknown.code(), Code::InvalidArgument);
-    assert!(unknown.message().contains("practitioner_id"), "{}", unknown.message());
+    assert!(
+        unknown.message().contains("practitioner_id"),
+        "{}",
+        unknown.message()
+    );
     let set = app
         .set_consent(as_patient(grant_to(&doctor_id), &woman_id))
         .await
@@ -845,20 +935,39 @@ async fn a_grant_to_a_practitioner_holds_only_for_their_organisation(db: TestDb)
     assert_eq!(set.directives.unwrap().grants[0].organisation_code, "QDN-H01");
 
     // QDN-H02 naming the practitioner as its user: the grant does not hold there.
-    let h02 = channel(&fixture, identity_of(&fixture.folder, "QDN-H02")).await.unwrap();
+    let h02 = channel(&fixture, identity_of(&fixture.folder, "QDN-H02"))
+        .await
+        .unwrap();
     let refused = PopulationRegistryClient::new(h02)
-        .resolve_identifier(as_user(local_number("QDN-H02", "ZY1"), &doctor_id, "clinician", "treatment"))
+        .resolve_identifier(as_user(
+            local_number("QDN-H02", "ZY1"),
+            &doctor_id,
+            "clinician",
+            "treatment",
+        ))
         .await
         .unwrap_err();
     assert_eq!(refused.code(), Code::PermissionDenied, "{refused:?}");
     // At QDN-H01 it holds for the practitioner, and for nobody else there.
-    let h01 = channel(&fixture, identity_of(&fixture.folder, "QDN-H01")).await.unwrap();
-    let mut h01 = PopulationRegistryClient::new(h01);
-    h01.resolve_identifier(as_user(local_number("QDN-H01", "MZ1"), &doctor_id, "clinician", "treatment"))
+    let h01 = channel(&fixture, identity_of(&fixture.folder, "QDN-H01"))
         .await
         .unwrap();
+    let mut h01 = PopulationRegistryClient::new(h01);
+    h01.resolve_identifier(as_user(
+        local_number("QDN-H01", "MZ1"),
+        &doctor_id,
+        "clinician",
+        "treatment",
+    ))
+    .await
+    .unwrap();
     let refused = h01
-        .resolve_identifier(as_user(local_number("QDN-H01", "MZ1"), "dr-else", "clinician", "treatment"))
+        .resolve_identifier(as_user(
+            local_number("QDN-H01", "MZ1"),
+            "dr-else",
+            "clinician",
+            "treatment",
+        ))
         .await
         .unwrap_err();
     assert_eq!(refused.code(), Code::PermissionDenied);
@@ -869,7 +978,9 @@ async fn a_page_token_of_any_bytes_is_invalid_argument_over_the_wire(db: TestDb)
     use hie_proto::directory::directory_client::DirectoryClient;
 
     let fixture = fixture(db).await;
-    let h01 = channel(&fixture, identity_of(&fixture.folder, "QDN-H01")).await.unwrap();
+    let h01 = channel(&fixture, identity_of(&fixture.folder, "QDN-H01"))
+        .await
+        .unwrap();
     let mut directory = DirectoryClient::new(h01);
     for token in ["aéa", "é", "日本語", "zz", "0"] {
         let refused = directory
@@ -886,7 +997,11 @@ async fn a_page_token_of_any_bytes_is_invalid_argument_over_the_wire(db: TestDb)
             .await
             .unwrap_err();
         assert_eq!(refused.code(), Code::InvalidArgument, "{token}: {refused:?}");
-        assert!(refused.message().starts_with("page_token"), "{}", refused.message());
+        assert!(
+            refused.message().starts_with("page_token"),
+            "{}",
+            refused.message()
+        );
     }
     // The server is still serving.
     directory
@@ -901,4 +1016,23 @@ async fn a_page_token_of_any_bytes_is_invalid_argument_over_the_wire(db: TestDb)
         ))
         .await
         .unwrap();
+}
+
+/// Plaintext is a loopback development mode wherever the server is built, not only in the CLI.
+#[tokio::test]
+async fn the_server_builder_refuses_plaintext_beyond_loopback() {
+    let db = TestDb::sqlite().await;
+    let refused = db
+        .exchange()
+        .await
+        .start_with("0.0.0.0:0".parse().unwrap(), None, false)
+        .await
+        .unwrap_err();
+    let message = refused.to_string();
+    assert!(
+        matches!(refused, hie_core::Error::FailedPrecondition { .. }),
+        "{message}"
+    );
+    assert!(message.contains("--insecure-plaintext-on-network"), "{message}");
+    assert!(!message.contains("proxy in front"), "{message}");
 }

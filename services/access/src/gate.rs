@@ -119,7 +119,13 @@ impl AccessGate {
         if !overrides.is_empty() {
             // The privacy officer hears of every broken glass through the outbox, written before
             // the answer: overrides are rare, and one must never go unannounced.
-            let mut conn = self.consent.database().pool().acquire().await.map_err(Error::from)?;
+            let mut conn = self
+                .consent
+                .database()
+                .pool()
+                .acquire()
+                .await
+                .map_err(Error::from)?;
             for row in &overrides {
                 row.insert(&mut conn).await?;
             }

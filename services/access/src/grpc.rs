@@ -245,13 +245,16 @@ impl AccessService for AccessGrpc {
         request: Request<proto::QueryAuditRequest>,
     ) -> Result<Response<proto::QueryAuditResponse>, Status> {
         let context = RequestContext::of(&request)?;
-        let queried = |outcome| AuditEvent::new(&context, "access.query_audit", None, "audit_trail", None, outcome);
+        let queried =
+            |outcome| AuditEvent::new(&context, "access.query_audit", None, "audit_trail", None, outcome);
         if context.role != Role::Administrator {
             let reason = format!(
                 "the audit trail is for privacy officers (role administrator), not role {}",
                 context.role.code()
             );
-            self.audit.record(queried(Outcome::Denied(reason.clone()))).await?;
+            self.audit
+                .record(queried(Outcome::Denied(reason.clone())))
+                .await?;
             return Err(Error::PermissionDenied(reason).into());
         }
         let request = request.into_inner();

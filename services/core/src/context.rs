@@ -36,11 +36,19 @@ impl Entitlements {
     }
 
     pub fn roles(&self) -> Vec<Role> {
-        Role::ALL.iter().copied().filter(|r| self.allows_role(*r)).collect()
+        Role::ALL
+            .iter()
+            .copied()
+            .filter(|r| self.allows_role(*r))
+            .collect()
     }
 
     pub fn purposes(&self) -> Vec<Purpose> {
-        Purpose::ALL.iter().copied().filter(|p| self.allows_purpose(*p)).collect()
+        Purpose::ALL
+            .iter()
+            .copied()
+            .filter(|p| self.allows_purpose(*p))
+            .collect()
     }
 
     pub fn allows_role(&self, role: Role) -> bool {
@@ -179,7 +187,10 @@ impl RequestContext {
     /// (`PERMISSION_DENIED` otherwise; the server's authentication layer has already refused
     /// and audited such a call, so this is the second line).
     pub fn of<T>(request: &tonic::Request<T>) -> Result<RequestContext, Error> {
-        Self::of_caller(request.metadata(), request.extensions().get::<CallerOrganisation>())
+        Self::of_caller(
+            request.metadata(),
+            request.extensions().get::<CallerOrganisation>(),
+        )
     }
 
     /// The context from metadata and the caller the connection authenticated as, with the
@@ -190,7 +201,9 @@ impl RequestContext {
     ) -> Result<RequestContext, Error> {
         let context = Self::from_metadata(metadata, caller.map(|c| c.code.clone()))?;
         if let Some(caller) = caller
-            && let Some(refusal) = caller.entitlements.refusal(&caller.code, context.role, context.purpose)
+            && let Some(refusal) = caller
+                .entitlements
+                .refusal(&caller.code, context.role, context.purpose)
         {
             return Err(Error::PermissionDenied(refusal));
         }

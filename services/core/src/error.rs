@@ -138,7 +138,10 @@ impl From<sqlx::Error> for Error {
 /// (6, 262) when another connection holds the database past the busy timeout: unavailable for
 /// now, not broken.
 fn is_busy(db: &dyn sqlx::error::DatabaseError) -> bool {
-    matches!(db.code().as_deref(), Some("5" | "6" | "261" | "262" | "517" | "773"))
+    matches!(
+        db.code().as_deref(),
+        Some("5" | "6" | "261" | "262" | "517" | "773")
+    )
 }
 
 /// PostgreSQL answers 40001/40P01 on serialisation failure or deadlock: the call may be retried.

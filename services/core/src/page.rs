@@ -43,7 +43,10 @@ impl PageToken {
         let invalid = || FieldError::new("is not a token this server issued");
         // Any bytes may arrive: only ASCII hex digits are sliced, so nothing panics on a character
         // boundary.
-        if !token.len().is_multiple_of(2) || token.len() > 512 || !token.bytes().all(|b| b.is_ascii_hexdigit()) {
+        if !token.len().is_multiple_of(2)
+            || token.len() > 512
+            || !token.bytes().all(|b| b.is_ascii_hexdigit())
+        {
             return Err(invalid());
         }
         let bytes = (0..token.len())

@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use hie_access::domain::consent::ConsentPolicy;
 use hie_access::grpc::AccessGrpc;
-use hie_access::store::consent::ConsentStore;
 use hie_access::store::ChainKeys;
+use hie_access::store::consent::ConsentStore;
 use hie_access::{AccessGate, AuditTrail};
 use hie_core::Error;
 use hie_core::db::{Database, DatabaseTimeouts};
@@ -34,7 +34,10 @@ fn read(path: &std::path::Path, what: &str) -> Result<Vec<u8>, Error> {
         .map_err(|e| Error::precondition("tls", format!("cannot read the {what} {}: {e}", path.display())))
 }
 
-fn server_tls_config(tls: &TlsSettings, handshake_timeout: Duration) -> Result<tonic::transport::ServerTlsConfig, Error> {
+fn server_tls_config(
+    tls: &TlsSettings,
+    handshake_timeout: Duration,
+) -> Result<tonic::transport::ServerTlsConfig, Error> {
     use tonic::transport::{Certificate, Identity, ServerTlsConfig};
     let identity = Identity::from_pem(
         read(&tls.cert, "server certificate")?,
@@ -325,7 +328,9 @@ impl RunningServer {
         // Reads answered before the stop have their audit events committed before the database closes.
         // Bounded, so that a stop never hangs on a database that stopped answering: what is left
         // stays staged (writes) and is chained at the next start.
-        let flushed = match tokio::time::timeout(SHUTDOWN_FLUSH_LIMIT, self.exchange.access.audit().flush()).await {
+        let flushed = match tokio::time::timeout(SHUTDOWN_FLUSH_LIMIT, self.exchange.access.audit().flush())
+            .await
+        {
             Ok(flushed) => flushed,
             Err(_) => Err(Error::Unavailable(format!(
                 "the audit trail did not finish committing within {} s; staged events are chained at the next start",

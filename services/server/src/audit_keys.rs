@@ -18,10 +18,11 @@ use crate::Settings;
 pub async fn load(all_settings: &Settings, database: &Database) -> Result<ChainKeys, Error> {
     let settings = &all_settings.audit;
     let key_file = all_settings.audit_key_file();
-    let last_key_id: Option<(Option<String>,)> =
-        sqlx::query_as("SELECT key_id FROM audit_events WHERE key_id IS NOT NULL ORDER BY sequence DESC LIMIT 1")
-            .fetch_optional(database.pool())
-            .await?;
+    let last_key_id: Option<(Option<String>,)> = sqlx::query_as(
+        "SELECT key_id FROM audit_events WHERE key_id IS NOT NULL ORDER BY sequence DESC LIMIT 1",
+    )
+    .fetch_optional(database.pool())
+    .await?;
     let last_key_id = last_key_id.and_then(|(id,)| id);
     let current = match read_key(&key_file, "settings.audit.key_file")? {
         Some(key) => key,
@@ -68,11 +69,18 @@ fn read_key(path: &Path, field: &str) -> Result<Option<AuditKey>, Error> {
         Ok(text) => text,
         Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(error) => {
-            return Err(Error::precondition(field, format!("cannot read {}: {error}", path.display())));
+            return Err(Error::precondition(
+                field,
+                format!("cannot read {}: {error}", path.display()),
+            ));
         }
     };
-    let secret = decode_hex(text.trim())
-        .ok_or_else(|| Error::precondition(field, format!("{} is not a key: expected hex digits", path.display())))?;
+    let secret = decode_hex(text.trim()).ok_or_else(|| {
+        Error::precondition(
+            field,
+            format!("{} is not a key: expected hex digits", path.display()),
+        )
+    })?;
     AuditKey::from_secret(&secret)
         .map(Some)
         .map_err(|reason| Error::precondition(field, format!("{}: {reason}", path.display())))
@@ -82,7 +90,7 @@ fn read_key(path: &Path, field: &str) -> Result<Option<AuditKey>, Error> {
 fn create_key(path: &Path) -> Result<AuditKey, Error> {
     use std::io::Write;
     let field = "settings.audit.key_file";
-    let secret = AuditKey::generate_secret().map_err(|reason| Error::Internal(reason))?;
+    let secret = AuditKey::generate_secret().map_err(Error::Internal)?;
     if let Some(folder) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
         std::fs::create_dir_all(folder)
             .map_err(|e| Error::precondition(field, format!("cannot create {}: {e}", folder.display())))?;

@@ -224,7 +224,8 @@ pub async fn authenticate(
     let named = pki::organisation_in_certificate(der);
     if named.as_deref() != Some(registration.organisation.as_str()) {
         return Err(Error::Unauthenticated(
-            "the client certificate's urn:hie:org name does not match the organisation it is registered for".into(),
+            "the client certificate's urn:hie:org name does not match the organisation it is registered for"
+                .into(),
         ));
     }
     match directory.get_organisation(&registration.organisation).await {

@@ -350,7 +350,10 @@ async fn migrate(settings: &Settings) -> Result<(), String> {
 /// administrator, the operating-system user as the user, and what the command does as the reason.
 pub fn operator(reason: &str) -> hie_core::context::RequestContext {
     let user = std::env::var("USER").unwrap_or_else(|_| "operator".to_owned());
-    hie_core::context::RequestContext::bulk_load(&format!("os:{}", user.chars().take(60).collect::<String>()), reason)
+    hie_core::context::RequestContext::bulk_load(
+        &format!("os:{}", user.chars().take(60).collect::<String>()),
+        reason,
+    )
 }
 
 async fn certs(settings: &Settings, command: CertsCommand) -> Result<(), String> {
@@ -388,7 +391,12 @@ async fn certs(settings: &Settings, command: CertsCommand) -> Result<(), String>
                     "directory.certificate.issue",
                     ("certificate", Some(fingerprint.clone())),
                     Ok(()),
-                    exchange.directory.register_certificate(&code, &fingerprint),
+                    async |conn| {
+                        exchange
+                            .directory
+                            .register_certificate_in(conn, &code, &fingerprint)
+                            .await
+                    },
                 )
                 .await
                 .map_err(|e| e.to_string())?;
@@ -420,7 +428,7 @@ async fn certs(settings: &Settings, command: CertsCommand) -> Result<(), String>
                     "directory.certificate.revoke",
                     ("certificate", Some(fingerprint.clone())),
                     Ok(()),
-                    exchange.directory.revoke_certificate(&fingerprint),
+                    async |conn| exchange.directory.revoke_certificate_in(conn, &fingerprint).await,
                 )
                 .await
                 .map_err(|e| e.to_string())?;

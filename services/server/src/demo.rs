@@ -224,7 +224,13 @@ fn organisations() -> Vec<OrganisationDraft> {
     };
     let mut organisations = Vec::new();
     for (code, hospital, grade, county) in HOSPITALS {
-        organisations.push(draft(code, hospital, OrganisationKind::Hospital, Some(grade), county));
+        organisations.push(draft(
+            code,
+            hospital,
+            OrganisationKind::Hospital,
+            Some(grade),
+            county,
+        ));
     }
     for (i, (centre, county)) in TOWNSHIP_CENTRES.iter().enumerate() {
         organisations.push(draft(
@@ -247,7 +253,11 @@ fn organisations() -> Vec<OrganisationDraft> {
             "黔东南州卫生健康局",
             OrganisationKind::RegionalHealthAuthority,
         ),
-        ("QDN-APP", "健康黔东南居民服务平台", OrganisationKind::PatientPortal),
+        (
+            "QDN-APP",
+            "健康黔东南居民服务平台",
+            OrganisationKind::PatientPortal,
+        ),
     ] {
         organisations.push(draft(code, name, kind, None, "522600"));
     }

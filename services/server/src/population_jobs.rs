@@ -71,14 +71,10 @@ pub async fn run(settings: &Settings, command: PopulationCommand) -> Result<(), 
 async fn train(exchange: &Exchange) -> Result<(), String> {
     let progress = ProgressBar::new();
     let (version, model, candidate_pairs) = exchange
-        .access
-        .audit()
-        .audited_write(
+        .population
+        .train_model(
             &crate::cli::operator("training and storing a matching model"),
-            "population.model.train",
-            ("match_model", None),
-            Ok(()),
-            exchange.population.train_model(&progress),
+            &progress,
         )
         .await
         .map_err(|e| e.to_string())?;

@@ -120,7 +120,10 @@ impl LimitSettings {
     pub fn check(&self) -> Result<(), String> {
         let named = [
             ("request_timeout_ms", self.request_timeout_ms),
-            ("concurrency_per_connection", self.concurrency_per_connection as u64),
+            (
+                "concurrency_per_connection",
+                self.concurrency_per_connection as u64,
+            ),
             ("max_concurrent_streams", u64::from(self.max_concurrent_streams)),
             ("http2_keepalive_interval_ms", self.http2_keepalive_interval_ms),
             ("http2_keepalive_timeout_ms", self.http2_keepalive_timeout_ms),

@@ -412,7 +412,13 @@ mod tests {
             ..at_h01
         };
         assert!(matches!(
-            decide(&other_user_at_h01, DataCategory::General, &directives, &opt_in, now()),
+            decide(
+                &other_user_at_h01,
+                DataCategory::General,
+                &directives,
+                &opt_in,
+                now()
+            ),
             Decision::Deny(_)
         ));
         let unbound = ConsentDirectives {
@@ -424,7 +430,13 @@ mod tests {
             ..Default::default()
         };
         assert!(matches!(
-            decide(&context("QDN-H02", Purpose::Treatment), DataCategory::General, &unbound, &opt_in, now()),
+            decide(
+                &context("QDN-H02", Purpose::Treatment),
+                DataCategory::General,
+                &unbound,
+                &opt_in,
+                now()
+            ),
             Decision::Deny(_)
         ));
     }

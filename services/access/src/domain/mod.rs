@@ -434,7 +434,12 @@ mod tests {
         chain_with(events, Some(keys().current()))
     }
 
-    fn verify_with(stored: &[Stored], head: i64, keys: &AuditKeys, anchor: Option<Anchor>) -> Result<i64, ChainBreak> {
+    fn verify_with(
+        stored: &[Stored],
+        head: i64,
+        keys: &AuditKeys,
+        anchor: Option<Anchor>,
+    ) -> Result<i64, ChainBreak> {
         let mut verifier = ChainVerifier::new(keys, anchor);
         for (sequence, event, previous, hash) in stored {
             verifier.check(*sequence, event, Some(keys.current().id()), previous, hash)?;
@@ -522,7 +527,10 @@ mod tests {
             verifier.check(*sequence, event, Some(keys().current().id()), previous, hash),
             Err(ChainBreak::UnknownKey { .. })
         ));
-        assert!(!format!("{:?}", keys().current()).contains("0101"), "the secret never prints");
+        assert!(
+            !format!("{:?}", keys().current()).contains("0101"),
+            "the secret never prints"
+        );
     }
 
     #[test]

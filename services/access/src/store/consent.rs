@@ -114,8 +114,20 @@ impl StoredColumns {
             .collect();
         StoredColumns {
             sharing: directives.sharing.map(i64::from),
-            allowed_organisations: join(directives.allowed_organisations.iter().map(String::as_str).collect()),
-            denied_organisations: join(directives.denied_organisations.iter().map(String::as_str).collect()),
+            allowed_organisations: join(
+                directives
+                    .allowed_organisations
+                    .iter()
+                    .map(String::as_str)
+                    .collect(),
+            ),
+            denied_organisations: join(
+                directives
+                    .denied_organisations
+                    .iter()
+                    .map(String::as_str)
+                    .collect(),
+            ),
             consented_categories: join(directives.consented_categories.iter().map(|c| c.code()).collect()),
             grants: grants.join(";"),
         }
@@ -200,8 +212,8 @@ impl ConsentStore {
 
     /// Directives from [`ConsentStore::to_json`].
     pub fn from_json(json: &str) -> Result<ConsentDirectives, Error> {
-        let value: serde_json::Value =
-            serde_json::from_str(json).map_err(|_| Error::Internal("stored directives do not parse".into()))?;
+        let value: serde_json::Value = serde_json::from_str(json)
+            .map_err(|_| Error::Internal("stored directives do not parse".into()))?;
         let text = |key: &str| value[key].as_str().map(str::to_owned);
         Ok(StoredDirectives {
             sharing: value["sharing"].as_i64(),

@@ -305,7 +305,10 @@ impl AnchorFile {
     pub fn read(&self) -> Result<Option<Anchor>, Error> {
         match std::fs::read_to_string(&self.path) {
             Ok(text) => Anchor::parse(&text).map(Some).ok_or_else(|| {
-                Error::Internal(format!("the audit anchor file {} does not parse", self.path.display()))
+                Error::Internal(format!(
+                    "the audit anchor file {} does not parse",
+                    self.path.display()
+                ))
             }),
             Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(None),
             Err(error) => Err(Error::Unavailable(format!(
@@ -330,11 +333,14 @@ impl AnchorFile {
             hash: hash.to_owned(),
         };
         let temporary = self.path.with_extension("anchor-new");
-        let written = std::fs::write(&temporary, anchor.encode()).and_then(|()| std::fs::rename(&temporary, &self.path));
+        let written = std::fs::write(&temporary, anchor.encode())
+            .and_then(|()| std::fs::rename(&temporary, &self.path));
         match written {
             Ok(()) => *last = sequence,
             // The trail itself is intact; only the guard against a trimmed tail is behind.
-            Err(error) => tracing::warn!(%error, path = %self.path.display(), "cannot write the audit anchor file"),
+            Err(error) => {
+                tracing::warn!(%error, path = %self.path.display(), "cannot write the audit anchor file")
+            }
         }
     }
 }
@@ -633,32 +639,66 @@ impl AuditTrail {
         self.writer.submit_all(events).await
     }
 
-    /// Runs `write` when `permitted` and records what came of it in the trail (committed before
-    /// this returns): permitted when the write succeeded, failed with its error when it did not,
-    /// denied with the reason when it was not permitted. For writes that touch no person's data
-    /// (the directory's); a person's data is written with its event in one transaction.
+    /// Records a refusal (committed before this returns) and gives the error to answer with:
+    /// `PERMISSION_DENIED` with the reason, or whatever stopped the recording.
+    pub async fn refuse(
+        &self,
+        context: &RequestContext,
+        action: &str,
+        resource: (&str, Option<String>),
+        reason: String,
+    ) -> Error {
+        let event = AuditEvent::new(
+            context,
+            action,
+            None,
+            resource.0,
+            resource.1,
+            Outcome::Denied(reason.clone()),
+        );
+        match self.record(event).await {
+            Ok(_) => Error::PermissionDenied(reason),
+            Err(error) => error,
+        }
+    }
+
+    /// Runs `write` when `permitted`, in a write transaction whose commit carries its audit event
+    /// (staged, chained moments later): the change and its record commit together or not at all.
+    /// A refusal is recorded as denied with the reason, a failed write (rolled back) as failed
+    /// with the message the caller sees; both are committed before this returns. For writes that
+    /// touch no person's data (the directory's, operators' tools).
     pub async fn audited_write<T>(
         &self,
         context: &RequestContext,
         action: &str,
         resource: (&str, Option<String>),
         permitted: Result<(), String>,
-        write: impl Future<Output = Result<T, Error>>,
+        write: impl AsyncFnOnce(&mut AnyConnection) -> Result<T, Error>,
     ) -> Result<T, Error> {
+        if let Err(reason) = permitted {
+            return Err(self.refuse(context, action, resource, reason).await);
+        }
         let (resource_type, resource_id) = resource;
-        let (outcome, result) = match permitted {
-            Err(reason) => (
-                Outcome::Denied(reason.clone()),
-                Err(Error::PermissionDenied(reason)),
-            ),
-            Ok(()) => match write.await {
-                Ok(written) => (Outcome::Permitted, Ok(written)),
-                Err(error) => (Outcome::of_error(&error), Err(error)),
-            },
-        };
-        let event = AuditEvent::new(context, action, None, resource_type, resource_id, outcome);
-        self.record(event).await?;
-        result
+        let event =
+            |outcome| AuditEvent::new(context, action, None, resource_type, resource_id.clone(), outcome);
+        let written = async {
+            let mut transaction = self.database.begin_write().await?;
+            let written = write(&mut transaction).await?;
+            stage_in(&mut transaction, &[event(Outcome::Permitted)]).await?;
+            transaction.commit().await?;
+            Ok(written)
+        }
+        .await;
+        match written {
+            Ok(written) => {
+                self.chain_staged_soon();
+                Ok(written)
+            }
+            Err(error) => {
+                self.record(event(Outcome::of_error(&error))).await?;
+                Err(error)
+            }
+        }
     }
 
     /// Appends the events of reads behind their answer: returns once they are queued for the
@@ -808,9 +848,10 @@ impl AuditTrail {
                 .execute(&mut *snapshot)
                 .await?;
         }
-        let (head, head_hash): (i64, String) = sqlx::query_as("SELECT sequence, hash FROM audit_head WHERE id = 1")
-            .fetch_one(&mut *snapshot)
-            .await?;
+        let (head, head_hash): (i64, String) =
+            sqlx::query_as("SELECT sequence, hash FROM audit_head WHERE id = 1")
+                .fetch_one(&mut *snapshot)
+                .await?;
         let mut verifier = ChainVerifier::new(&self.keys.keys, anchor);
         let mut after = 0i64;
         loop {

@@ -183,7 +183,12 @@ impl OrganisationDraft {
                     "an organisation of kind {} may not assert role {}; its kind allows {}",
                     self.kind.code(),
                     role.code(),
-                    ceiling.roles().iter().map(|r| r.code()).collect::<Vec<_>>().join(", ")
+                    ceiling
+                        .roles()
+                        .iter()
+                        .map(|r| r.code())
+                        .collect::<Vec<_>>()
+                        .join(", ")
                 ),
             ));
         }
@@ -194,7 +199,12 @@ impl OrganisationDraft {
                     "an organisation of kind {} may not assert purpose {}; its kind allows {}",
                     self.kind.code(),
                     purpose.code(),
-                    ceiling.purposes().iter().map(|p| p.code()).collect::<Vec<_>>().join(", ")
+                    ceiling
+                        .purposes()
+                        .iter()
+                        .map(|p| p.code())
+                        .collect::<Vec<_>>()
+                        .join(", ")
                 ),
             ));
         }

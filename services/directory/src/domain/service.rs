@@ -5,6 +5,7 @@ use hie_core::db::Database;
 use hie_core::domain::OrganisationCode;
 use hie_core::page::{PageSize, PageToken, next_page};
 use hie_core::{Error, time};
+use sqlx::AnyConnection;
 
 use super::{
     Organisation, OrganisationDraft, OrganisationFilter, Practitioner, PractitionerDraft, PractitionerId,
@@ -45,31 +46,67 @@ impl DirectoryService {
         self.trust_changes.load(Ordering::Acquire)
     }
 
-    fn trust_changed(&self) {
+    /// Tells the caches of who may connect to look again: call after committing a change made
+    /// with an `_in` method that can take trust away (an organisation updated, a certificate
+    /// revoked). The methods without `_in` call it themselves.
+    pub fn trust_changed(&self) {
         self.trust_changes.fetch_add(1, Ordering::AcqRel);
     }
 
+    /// Runs one change on a connection of its own, outside any caller's transaction: for
+    /// operators' tools and tests, where no audit event goes with it.
+    async fn on_own_connection<T>(
+        &self,
+        change: impl AsyncFnOnce(&mut AnyConnection) -> Result<T, Error>,
+    ) -> Result<T, Error> {
+        let mut connection = self.store.database().pool().acquire().await?;
+        change(&mut connection).await
+    }
+
     pub async fn register_organisation(&self, draft: OrganisationDraft) -> Result<Organisation, Error> {
+        self.on_own_connection(async |conn| self.register_organisation_in(conn, draft).await)
+            .await
+    }
+
+    /// Registers an organisation inside the caller's transaction (with its audit event).
+    pub async fn register_organisation_in(
+        &self,
+        conn: &mut AnyConnection,
+        draft: OrganisationDraft,
+    ) -> Result<Organisation, Error> {
         let now = time::now();
         let organisation = Organisation {
             draft,
             created_at: now,
             updated_at: now,
         };
-        self.store.insert_organisation(&organisation).await?;
+        self.store.insert_organisation(conn, &organisation).await?;
         tracing::info!(organisation = %organisation.code(), "organisation registered");
         Ok(organisation)
     }
 
     pub async fn update_organisation(&self, draft: OrganisationDraft) -> Result<Organisation, Error> {
+        let updated = self
+            .on_own_connection(async |conn| self.update_organisation_in(conn, draft).await)
+            .await?;
+        self.trust_changed();
+        Ok(updated)
+    }
+
+    /// Updates an organisation inside the caller's transaction; call [`Self::trust_changed`]
+    /// after the commit.
+    pub async fn update_organisation_in(
+        &self,
+        conn: &mut AnyConnection,
+        draft: OrganisationDraft,
+    ) -> Result<Organisation, Error> {
         let existing = self.get_organisation(&draft.code).await?;
         let organisation = Organisation {
             draft,
             created_at: existing.created_at,
             updated_at: time::now(),
         };
-        self.store.update_organisation(&organisation).await?;
-        self.trust_changed();
+        self.store.update_organisation(conn, &organisation).await?;
         tracing::info!(organisation = %organisation.code(), active = organisation.is_active(), "organisation updated");
         Ok(organisation)
     }
@@ -139,6 +176,17 @@ impl DirectoryService {
         request_id: &str,
         draft: PractitionerDraft,
     ) -> Result<Practitioner, Error> {
+        self.on_own_connection(async |conn| self.register_practitioner_in(conn, request_id, draft).await)
+            .await
+    }
+
+    /// [`Self::register_practitioner`] inside the caller's transaction.
+    pub async fn register_practitioner_in(
+        &self,
+        conn: &mut AnyConnection,
+        request_id: &str,
+        draft: PractitionerDraft,
+    ) -> Result<Practitioner, Error> {
         self.require_active_organisation("practitioner.organisation_code", &draft.organisation_code)
             .await?;
         let now = time::now();
@@ -148,7 +196,10 @@ impl DirectoryService {
             created_at: now,
             updated_at: now,
         };
-        let stored = self.store.insert_practitioner(request_id, &practitioner).await?;
+        let stored = self
+            .store
+            .insert_practitioner(conn, request_id, &practitioner)
+            .await?;
         if stored.id == practitioner.id {
             tracing::info!(practitioner = stored.id.as_str(), "practitioner registered");
         }
@@ -157,6 +208,17 @@ impl DirectoryService {
 
     pub async fn update_practitioner(
         &self,
+        id: &PractitionerId,
+        draft: PractitionerDraft,
+    ) -> Result<Practitioner, Error> {
+        self.on_own_connection(async |conn| self.update_practitioner_in(conn, id, draft).await)
+            .await
+    }
+
+    /// [`Self::update_practitioner`] inside the caller's transaction.
+    pub async fn update_practitioner_in(
+        &self,
+        conn: &mut AnyConnection,
         id: &PractitionerId,
         draft: PractitionerDraft,
     ) -> Result<Practitioner, Error> {
@@ -171,7 +233,7 @@ impl DirectoryService {
             created_at: existing.created_at,
             updated_at: time::now(),
         };
-        self.store.update_practitioner(&practitioner).await?;
+        self.store.update_practitioner(conn, &practitioner).await?;
         Ok(practitioner)
     }
 
@@ -203,20 +265,48 @@ impl DirectoryService {
         organisation: &OrganisationCode,
         fingerprint: &str,
     ) -> Result<(), Error> {
+        self.on_own_connection(async |conn| {
+            self.register_certificate_in(conn, organisation, fingerprint)
+                .await
+        })
+        .await
+    }
+
+    /// [`Self::register_certificate`] inside the caller's transaction.
+    pub async fn register_certificate_in(
+        &self,
+        conn: &mut AnyConnection,
+        organisation: &OrganisationCode,
+        fingerprint: &str,
+    ) -> Result<(), Error> {
         self.get_organisation(organisation).await?;
-        self.store.insert_certificate(fingerprint, organisation).await?;
+        self.store
+            .insert_certificate(conn, fingerprint, organisation)
+            .await?;
         tracing::info!(%organisation, fingerprint, "client certificate registered");
         Ok(())
     }
 
     /// Revokes a client certificate: connections presenting it are refused from now on.
     pub async fn revoke_certificate(&self, fingerprint: &str) -> Result<(), Error> {
-        if !self.store.revoke_certificate(fingerprint).await? {
+        self.on_own_connection(async |conn| self.revoke_certificate_in(conn, fingerprint).await)
+            .await?;
+        self.trust_changed();
+        Ok(())
+    }
+
+    /// Revokes a client certificate inside the caller's transaction; call
+    /// [`Self::trust_changed`] after the commit.
+    pub async fn revoke_certificate_in(
+        &self,
+        conn: &mut AnyConnection,
+        fingerprint: &str,
+    ) -> Result<(), Error> {
+        if !self.store.revoke_certificate(conn, fingerprint).await? {
             return Err(Error::NotFound(format!(
                 "no unrevoked certificate has the fingerprint {fingerprint}"
             )));
         }
-        self.trust_changed();
         tracing::warn!(fingerprint, "client certificate revoked");
         Ok(())
     }

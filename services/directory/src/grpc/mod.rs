@@ -62,7 +62,7 @@ impl Directory for DirectoryGrpc {
                 "directory.register_organisation",
                 ("organisation", code),
                 administrators_only(&context),
-                self.directory.register_organisation(draft),
+                async |conn| self.directory.register_organisation_in(conn, draft).await,
             )
             .await?;
         Ok(Response::new(proto::RegisterOrganisationResponse {
@@ -85,9 +85,11 @@ impl Directory for DirectoryGrpc {
                 "directory.update_organisation",
                 ("organisation", code),
                 administrators_only(&context),
-                self.directory.update_organisation(draft),
+                async |conn| self.directory.update_organisation_in(conn, draft).await,
             )
             .await?;
+        // Committed: connections of this organisation are checked again from the next call.
+        self.directory.trust_changed();
         Ok(Response::new(proto::UpdateOrganisationResponse {
             organisation: Some(organisation_to_proto(&organisation)),
         }))
@@ -155,7 +157,11 @@ impl Directory for DirectoryGrpc {
                 "directory.register_practitioner",
                 ("practitioner", None),
                 administrators_only(&context),
-                self.directory.register_practitioner(&request_id, draft),
+                async |conn| {
+                    self.directory
+                        .register_practitioner_in(conn, &request_id, draft)
+                        .await
+                },
             )
             .await?;
         Ok(Response::new(proto::RegisterPractitionerResponse {
@@ -178,7 +184,7 @@ impl Directory for DirectoryGrpc {
                 "directory.update_practitioner",
                 ("practitioner", Some(id.as_str().to_owned())),
                 administrators_only(&context),
-                self.directory.update_practitioner(&id, draft),
+                async |conn| self.directory.update_practitioner_in(conn, &id, draft).await,
             )
             .await?;
         Ok(Response::new(proto::UpdatePractitionerResponse {
@@ -252,13 +258,25 @@ fn organisation_draft(message: Option<proto::Organisation>) -> Result<Organisati
     )?
     .with_entitlements(
         "organisation",
-        codes(&o.assertable_roles, "organisation.assertable_roles", Role::from_code)?,
-        codes(&o.assertable_purposes, "organisation.assertable_purposes", Purpose::from_code)?,
+        codes(
+            &o.assertable_roles,
+            "organisation.assertable_roles",
+            Role::from_code,
+        )?,
+        codes(
+            &o.assertable_purposes,
+            "organisation.assertable_purposes",
+            Purpose::from_code,
+        )?,
     )
 }
 
 /// A list of role or purpose codes; `None` when empty (the kind's defaults).
-fn codes<T>(items: &[String], field: &str, parse: impl Fn(&str) -> Option<T>) -> Result<Option<Vec<T>>, Error> {
+fn codes<T>(
+    items: &[String],
+    field: &str,
+    parse: impl Fn(&str) -> Option<T>,
+) -> Result<Option<Vec<T>>, Error> {
     if items.is_empty() {
         return Ok(None);
     }
@@ -266,7 +284,8 @@ fn codes<T>(items: &[String], field: &str, parse: impl Fn(&str) -> Option<T>) ->
         .iter()
         .enumerate()
         .map(|(i, code)| {
-            parse(code.trim()).ok_or_else(|| Error::invalid(format!("{field}[{i}]"), "is not a code this exchange knows"))
+            parse(code.trim())
+                .ok_or_else(|| Error::invalid(format!("{field}[{i}]"), "is not a code this exchange knows"))
         })
         .collect::<Result<Vec<T>, Error>>()
         .map(Some)
@@ -429,8 +448,18 @@ pub fn organisation_to_proto(organisation: &Organisation) -> proto::Organisation
             .sensitive_category
             .map(|c| c.code().to_owned())
             .unwrap_or_default(),
-        assertable_roles: d.entitlements.roles().iter().map(|r| r.code().to_owned()).collect(),
-        assertable_purposes: d.entitlements.purposes().iter().map(|p| p.code().to_owned()).collect(),
+        assertable_roles: d
+            .entitlements
+            .roles()
+            .iter()
+            .map(|r| r.code().to_owned())
+            .collect(),
+        assertable_purposes: d
+            .entitlements
+            .purposes()
+            .iter()
+            .map(|p| p.code().to_owned())
+            .collect(),
     }
 }
 
@@ -459,7 +488,13 @@ impl hie_access::grpc::PractitionerDirectory for DirectoryService {
             .get_practitioner(&id)
             .await
             .map(Some)
-            .or_else(|e| if matches!(e, Error::NotFound(_)) { Ok(None) } else { Err(e) })?
+            .or_else(|e| {
+                if matches!(e, Error::NotFound(_)) {
+                    Ok(None)
+                } else {
+                    Err(e)
+                }
+            })?
             .filter(|p| p.draft.active)
             .map(|p| p.draft.organisation_code.to_string()))
     }

@@ -5,7 +5,7 @@ use hie_core::context::{Entitlements, Purpose, Role};
 use hie_core::db::Database;
 use hie_core::domain::{BoundedText, DivisionCode, OrganisationCode};
 use hie_core::{Error, time};
-use sqlx::FromRow;
+use sqlx::{AnyConnection, FromRow};
 
 use crate::domain::{
     HospitalGrade, Organisation, OrganisationDraft, OrganisationFilter, OrganisationKind, Practitioner,
@@ -44,18 +44,25 @@ struct PractitionerRow {
     updated_at: i64,
 }
 
-const ORGANISATION_COLUMNS: &str =
-    "code, name, kind, hospital_grade, division_code, active, created_at, updated_at, sensitive_category, \
+const ORGANISATION_COLUMNS: &str = "code, name, kind, hospital_grade, division_code, active, created_at, updated_at, sensitive_category, \
      assertable_roles, assertable_purposes";
 const PRACTITIONER_COLUMNS: &str =
     "id, name, organisation_code, role, specialty, active, created_at, updated_at";
 
 impl DirectoryStore {
+    pub fn database(&self) -> &Database {
+        &self.database
+    }
+
     pub fn new(database: Database) -> DirectoryStore {
         DirectoryStore { database }
     }
 
-    pub async fn insert_organisation(&self, organisation: &Organisation) -> Result<(), Error> {
+    pub async fn insert_organisation(
+        &self,
+        conn: &mut AnyConnection,
+        organisation: &Organisation,
+    ) -> Result<(), Error> {
         let d = &organisation.draft;
         let result = sqlx::query(
             "INSERT INTO organisations (code, name, kind, hospital_grade, division_code, active, created_at, updated_at, \
@@ -73,7 +80,7 @@ impl DirectoryStore {
         .bind(d.sensitive_category.map(DataCategory::code))
         .bind(role_codes(&d.entitlements))
         .bind(purpose_codes(&d.entitlements))
-        .execute(self.database.pool())
+        .execute(&mut *conn)
         .await;
         match result.map_err(Error::from) {
             Err(Error::AlreadyExists(_)) => Err(Error::AlreadyExists(format!(
@@ -84,7 +91,11 @@ impl DirectoryStore {
         }
     }
 
-    pub async fn update_organisation(&self, organisation: &Organisation) -> Result<(), Error> {
+    pub async fn update_organisation(
+        &self,
+        conn: &mut AnyConnection,
+        organisation: &Organisation,
+    ) -> Result<(), Error> {
         let d = &organisation.draft;
         let result = sqlx::query(
             "UPDATE organisations SET name = $2, kind = $3, hospital_grade = $4, division_code = $5, \
@@ -101,7 +112,7 @@ impl DirectoryStore {
         .bind(d.sensitive_category.map(DataCategory::code))
         .bind(role_codes(&d.entitlements))
         .bind(purpose_codes(&d.entitlements))
-        .execute(self.database.pool())
+        .execute(&mut *conn)
         .await?;
         if result.rows_affected() == 0 {
             return Err(Error::NotFound(format!(
@@ -149,6 +160,7 @@ impl DirectoryStore {
     /// `request_id` either way.
     pub async fn insert_practitioner(
         &self,
+        conn: &mut AnyConnection,
         request_id: &str,
         practitioner: &Practitioner,
     ) -> Result<Practitioner, Error> {
@@ -166,18 +178,22 @@ impl DirectoryStore {
         .bind(i64::from(d.active))
         .bind(time::to_micros(practitioner.created_at))
         .bind(time::to_micros(practitioner.updated_at))
-        .execute(self.database.pool())
+        .execute(&mut *conn)
         .await?;
         let row: PractitionerRow = sqlx::query_as(sqlx::AssertSqlSafe(format!(
             "SELECT {PRACTITIONER_COLUMNS} FROM practitioners WHERE request_id = $1"
         )))
         .bind(request_id)
-        .fetch_one(self.database.pool())
+        .fetch_one(&mut *conn)
         .await?;
         Practitioner::try_from(row)
     }
 
-    pub async fn update_practitioner(&self, practitioner: &Practitioner) -> Result<(), Error> {
+    pub async fn update_practitioner(
+        &self,
+        conn: &mut AnyConnection,
+        practitioner: &Practitioner,
+    ) -> Result<(), Error> {
         let d = &practitioner.draft;
         let result = sqlx::query(
             "UPDATE practitioners SET name = $2, organisation_code = $3, role = $4, specialty = $5, active = $6, \
@@ -190,7 +206,7 @@ impl DirectoryStore {
         .bind(d.specialty.as_str())
         .bind(i64::from(d.active))
         .bind(time::to_micros(practitioner.updated_at))
-        .execute(self.database.pool())
+        .execute(&mut *conn)
         .await?;
         if result.rows_affected() == 0 {
             return Err(Error::NotFound(format!(
@@ -230,11 +246,21 @@ impl DirectoryStore {
 }
 
 fn role_codes(entitlements: &Entitlements) -> String {
-    entitlements.roles().iter().map(|r| r.code()).collect::<Vec<_>>().join(",")
+    entitlements
+        .roles()
+        .iter()
+        .map(|r| r.code())
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 fn purpose_codes(entitlements: &Entitlements) -> String {
-    entitlements.purposes().iter().map(|p| p.code()).collect::<Vec<_>>().join(",")
+    entitlements
+        .purposes()
+        .iter()
+        .map(|p| p.code())
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 /// What a stored organisation may assert: its stored lists, or its kind's defaults for a row
@@ -247,7 +273,11 @@ fn stored_entitlements(
     let defaults = kind.entitlement_ceiling();
     let roles = match roles {
         None => defaults.roles(),
-        Some(codes) => codes.split(',').filter(|c| !c.is_empty()).map(Role::from_code).collect::<Option<_>>()?,
+        Some(codes) => codes
+            .split(',')
+            .filter(|c| !c.is_empty())
+            .map(Role::from_code)
+            .collect::<Option<_>>()?,
     };
     let purposes = match purposes {
         None => defaults.purposes(),
@@ -334,6 +364,7 @@ pub struct CertificateRegistration {
 impl DirectoryStore {
     pub async fn insert_certificate(
         &self,
+        conn: &mut AnyConnection,
         fingerprint: &str,
         organisation: &OrganisationCode,
     ) -> Result<(), Error> {
@@ -343,7 +374,7 @@ impl DirectoryStore {
         .bind(fingerprint)
         .bind(organisation.as_str())
         .bind(time::to_micros(time::now()))
-        .execute(self.database.pool())
+        .execute(&mut *conn)
         .await;
         match result.map_err(Error::from) {
             Err(Error::AlreadyExists(_)) => Err(Error::AlreadyExists(format!(
@@ -354,13 +385,17 @@ impl DirectoryStore {
     }
 
     /// Marks a certificate revoked; returns false when no such certificate is registered.
-    pub async fn revoke_certificate(&self, fingerprint: &str) -> Result<bool, Error> {
+    pub async fn revoke_certificate(
+        &self,
+        conn: &mut AnyConnection,
+        fingerprint: &str,
+    ) -> Result<bool, Error> {
         let result = sqlx::query(
             "UPDATE organisation_certificates SET revoked_at = $2 WHERE fingerprint = $1 AND revoked_at IS NULL",
         )
         .bind(fingerprint)
         .bind(time::to_micros(time::now()))
-        .execute(self.database.pool())
+        .execute(&mut *conn)
         .await?;
         Ok(result.rows_affected() > 0)
     }

@@ -4,11 +4,11 @@
 //! moves as linked by hand, so that automatic matching never undoes it.
 
 use chrono::{DateTime, Utc};
+use hie_access::store::consent::ConsentStore;
 use hie_access::{AuditEvent, Outcome};
 use hie_core::context::{RequestContext, Role};
 use hie_core::page::{PageSize, PageToken, next_page};
 use hie_core::{Error, time};
-use hie_access::store::consent::ConsentStore;
 use serde_json::json;
 use sqlx::AnyConnection;
 
@@ -280,7 +280,8 @@ impl PopulationService {
                 if emptied {
                     // The person it left is now merged into the one it joined: like a merge,
                     // their directives combine.
-                    self.combine_consent(conn, &current, person, &context.user_id).await?;
+                    self.combine_consent(conn, &current, person, &context.user_id)
+                        .await?;
                 }
                 Ok((current, Some(person.as_str().to_owned())))
             },
@@ -322,7 +323,9 @@ impl PopulationService {
                 // directives.
                 let consent = self.access.consent();
                 if let Some(directives) = consent.directives_in(conn, current.as_str()).await? {
-                    consent.set_in(conn, person.as_str(), &directives, &context.user_id).await?;
+                    consent
+                        .set_in(conn, person.as_str(), &directives, &context.user_id)
+                        .await?;
                 }
                 let how = json!({"by": "manual unlink", "user": context.user_id, "reason": why});
                 self.move_record_by_hand(conn, record, &current, &person, how, now)
@@ -441,7 +444,8 @@ impl PopulationService {
                     restored.push(record);
                 }
                 self.store.set_merged_into(conn, &from, None, now).await?;
-                self.restore_consent(conn, merge_id, &into, &context.user_id).await?;
+                self.restore_consent(conn, merge_id, &into, &context.user_id)
+                    .await?;
                 if !self
                     .store
                     .mark_unmerged(conn, merge_id, &context.user_id, &why, now)
@@ -509,8 +513,8 @@ impl PopulationService {
         let Some(kept) = self.store.merge_consent(conn, merge_id).await? else {
             return Ok(());
         };
-        let kept: serde_json::Value =
-            serde_json::from_str(&kept).map_err(|_| Error::Internal("a stored merge does not parse".into()))?;
+        let kept: serde_json::Value = serde_json::from_str(&kept)
+            .map_err(|_| Error::Internal("a stored merge does not parse".into()))?;
         let consent = self.access.consent();
         let after = ConsentStore::from_json(kept["after"].as_str().unwrap_or("{}"))?;
         if consent.directives_in(conn, into.as_str()).await? != Some(after) {

@@ -37,7 +37,9 @@ impl SearchCriteria {
         {
             return false;
         }
-        records.iter().any(|record| self.met_by_demographics(&record.demographics))
+        records
+            .iter()
+            .any(|record| self.met_by_demographics(&record.demographics))
     }
 
     fn met_by_demographics(&self, demographics: &Demographics) -> bool {

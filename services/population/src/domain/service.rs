@@ -141,13 +141,19 @@ impl PopulationService {
             loop {
                 attempts += 1;
                 let mut transaction = self.store.begin_write().await?;
-                let registration = match self.register_in(&mut transaction, draft, None, Some(context)).await {
+                let registration = match self
+                    .register_in(&mut transaction, draft, None, Some(context))
+                    .await
+                {
                     Err(Error::Conflict(_)) if attempts < REGISTRATION_ATTEMPTS => continue,
                     other => other?,
                 };
                 if registration.outcome == RegistrationOutcome::UpdatedRecord {
-                    hie_access::store::stage_in(&mut transaction, &[registered_event(context, &registration)])
-                        .await?;
+                    hie_access::store::stage_in(
+                        &mut transaction,
+                        &[registered_event(context, &registration)],
+                    )
+                    .await?;
                 }
                 transaction.commit().await?;
                 self.access.audit().chain_staged_soon();
@@ -414,7 +420,9 @@ impl PopulationService {
                 None => break,
             }
         }
-        Err(Error::Conflict("the person to join changed meanwhile; retry".into()))
+        Err(Error::Conflict(
+            "the person to join changed meanwhile; retry".into(),
+        ))
     }
 
     /// The trust of an organisation's statements (its kind, from the directory, cached there).
@@ -512,12 +520,48 @@ impl PopulationService {
     }
 
     /// Trains a matching model on every source record in the registry and stores it as the next
-    /// version; returns the version and the model. Running servers take it up with
+    /// version, with its audit event (a data steward's or operator's act: role administrator);
+    /// returns the version and the model. Running servers take it up with
     /// [`Self::reload_matcher`].
     pub async fn train_model(
         &self,
+        context: &RequestContext,
         progress: &dyn super::linkage::run::Progress,
     ) -> Result<(i64, super::linkage::model::LinkageModel, usize), Error> {
+        let permitted = match context.role {
+            hie_core::context::Role::Administrator => Ok(()),
+            role => Err(format!("role {} may not train the matching model", role.code())),
+        };
+        if let Err(reason) = permitted {
+            // Refused before the minutes of training, and recorded as refused.
+            let action = "population.model.train";
+            return Err(self
+                .access
+                .audit()
+                .refuse(context, action, ("match_model", None), reason)
+                .await);
+        }
+        let (model, trained_on, candidate_pairs) = self.train_unsaved(progress).await?;
+        let json = model.to_json();
+        let version = self
+            .access
+            .audit()
+            .audited_write(
+                context,
+                "population.model.train",
+                ("match_model", None),
+                Ok(()),
+                async |conn| self.store.save_model(conn, &json, trained_on).await,
+            )
+            .await?;
+        Ok((version, model, candidate_pairs))
+    }
+
+    /// Trains a model on every source record without storing it.
+    async fn train_unsaved(
+        &self,
+        progress: &dyn super::linkage::run::Progress,
+    ) -> Result<(super::linkage::model::LinkageModel, u64, usize), Error> {
         let mut fields = Vec::new();
         let mut after: Option<SourceRecordId> = None;
         loop {
@@ -548,11 +592,7 @@ impl PopulationService {
             left_len: None,
         };
         let run = super::linkage::run::run(&profiles, &options, progress);
-        let version = self
-            .store
-            .save_model(&run.model.to_json(), profiles.len() as u64)
-            .await?;
-        Ok((version, run.model, run.candidate_pairs))
+        Ok((run.model, profiles.len() as u64, run.candidate_pairs))
     }
 
     /// The matcher in use.
@@ -776,7 +816,10 @@ impl PopulationService {
                 continue;
             }
             let records = self.store.source_records_of(&person.id).await?;
-            let Ok((person, records)) = self.as_seen_by(context, "population.search", person, records).await else {
+            let Ok((person, records)) = self
+                .as_seen_by(context, "population.search", person, records)
+                .await
+            else {
                 continue;
             };
             if criteria.met_by(&records, &person.identifiers) {

@@ -414,10 +414,14 @@ impl PopulationStore {
     }
 
     /// Stores a newly trained model as the next version and returns the version.
-    pub async fn save_model(&self, model_json: &str, trained_on_records: u64) -> Result<i64, Error> {
-        let mut transaction = self.begin_write().await?;
+    pub async fn save_model(
+        &self,
+        conn: &mut AnyConnection,
+        model_json: &str,
+        trained_on_records: u64,
+    ) -> Result<i64, Error> {
         let (latest,): (Option<i64>,) = sqlx::query_as("SELECT max(version) FROM match_models")
-            .fetch_one(&mut *transaction)
+            .fetch_one(&mut *conn)
             .await?;
         let version = latest.unwrap_or(0) + 1;
         sqlx::query(
@@ -427,9 +431,8 @@ impl PopulationStore {
         .bind(model_json)
         .bind(time::to_micros(time::now()))
         .bind(i64::try_from(trained_on_records).unwrap_or(i64::MAX))
-        .execute(&mut *transaction)
+        .execute(&mut *conn)
         .await?;
-        transaction.commit().await?;
         Ok(version)
     }
 
@@ -553,7 +556,11 @@ impl PopulationStore {
                 let person = stored_id(PersonId::parse(id))?;
                 let state = match rows.iter().find(|(found, _)| found == id) {
                     None => None,
-                    Some((_, into)) => Some(into.as_deref().map(|i| stored_id(PersonId::parse(i))).transpose()?),
+                    Some((_, into)) => Some(
+                        into.as_deref()
+                            .map(|i| stored_id(PersonId::parse(i)))
+                            .transpose()?,
+                    ),
                 };
                 Ok((person, state))
             })
@@ -634,7 +641,12 @@ impl PopulationStore {
     }
 
     /// Keeps what the merge did to the surviving person's consent directives.
-    pub async fn set_merge_consent(&self, conn: &mut AnyConnection, id: &str, consent: &str) -> Result<(), Error> {
+    pub async fn set_merge_consent(
+        &self,
+        conn: &mut AnyConnection,
+        id: &str,
+        consent: &str,
+    ) -> Result<(), Error> {
         sqlx::query("UPDATE person_merges SET into_consent = $2 WHERE id = $1")
             .bind(id)
             .bind(consent)
@@ -645,10 +657,11 @@ impl PopulationStore {
 
     /// What the merge did to the surviving person's consent directives, if it kept it.
     pub async fn merge_consent(&self, conn: &mut AnyConnection, id: &str) -> Result<Option<String>, Error> {
-        let row: Option<(Option<String>,)> = sqlx::query_as("SELECT into_consent FROM person_merges WHERE id = $1")
-            .bind(id)
-            .fetch_optional(&mut *conn)
-            .await?;
+        let row: Option<(Option<String>,)> =
+            sqlx::query_as("SELECT into_consent FROM person_merges WHERE id = $1")
+                .bind(id)
+                .fetch_optional(&mut *conn)
+                .await?;
         Ok(row.and_then(|(consent,)| consent))
     }
 

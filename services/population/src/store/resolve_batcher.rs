@@ -141,7 +141,10 @@ async fn resolve_guarded(
         // It answers as an identifier nobody holds does, so that the refusal itself does not tell
         // that the person is a patient of a sensitive organisation (the audit trail keeps the
         // denied category for the privacy officer).
-        if references.iter().any(|r| r.identifier == *identifier && !visible(r)) {
+        if references
+            .iter()
+            .any(|r| r.identifier == *identifier && !visible(r))
+        {
             answers.push(Err(not_found(identifier)));
             continue;
         }

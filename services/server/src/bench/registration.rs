@@ -143,7 +143,10 @@ pub async fn run_register(args: RegisterArgs) -> Result<(), String> {
         }
         _ => {
             let _ = db::drop_postgres_database(&args.postgres_url, &name).await;
-            for file in [&settings.audit.key_file, &settings.audit.anchor_file].into_iter().flatten() {
+            for file in [&settings.audit.key_file, &settings.audit.anchor_file]
+                .into_iter()
+                .flatten()
+            {
                 let _ = std::fs::remove_file(file);
             }
             db::create_postgres_database(&args.postgres_url, &name)
