@@ -127,6 +127,13 @@ async fn channel(
         .await
 }
 
+/// A mutual-TLS channel presenting the certificate of organisation `code`.
+async fn channel_of(fixture: &Fixture, code: &str) -> Channel {
+    channel(fixture, identity_of(&fixture.folder, code))
+        .await
+        .unwrap()
+}
+
 fn identity_of(folder: &PkiFolder, code: &str) -> Option<(std::path::PathBuf, std::path::PathBuf)> {
     Some((folder.organisation_cert(code), folder.organisation_key(code)))
 }
@@ -259,6 +266,11 @@ async fn a_certificate_revoked_by_another_process_is_refused_within_the_recheck_
     assert_refused_as_revoked(&mut h02).await;
 }
 
+/// A request from a clinician treating the patient.
+fn treating<T>(message: T) -> tonic::Request<T> {
+    with_context(message, "clinician", "treatment", None)
+}
+
 /// A request with the given role and purpose (and reason, for emergencies).
 fn with_context<T>(message: T, role: &str, purpose: &str, reason: Option<&str>) -> tonic::Request<T> {
     let mut request = tonic::Request::new(message);
@@ -278,12 +290,8 @@ async fn an_opted_out_hospital_is_refused_unless_it_breaks_the_glass_which_the_p
     use hie_proto::population::population_registry_client::PopulationRegistryClient;
 
     let fixture = fixture(db).await;
-    let h01_channel = channel(&fixture, identity_of(&fixture.folder, "QDN-H01"))
-        .await
-        .unwrap();
-    let h02_channel = channel(&fixture, identity_of(&fixture.folder, "QDN-H02"))
-        .await
-        .unwrap();
+    let h01_channel = channel_of(&fixture, "QDN-H01").await;
+    let h02_channel = channel_of(&fixture, "QDN-H02").await;
     let registered = population_client(h01_channel.clone())
         .register_source_record(request("", "MZ1", "吴阿妹", Some(&woman(1))))
         .await
@@ -295,9 +303,7 @@ async fn an_opted_out_hospital_is_refused_unless_it_breaks_the_glass_which_the_p
         .unwrap();
 
     // The patient, in the residents' app, withholds consent from QDN-H02.
-    let portal = channel(&fixture, identity_of(&fixture.folder, "QDN-APP"))
-        .await
-        .unwrap();
+    let portal = channel_of(&fixture, "QDN-APP").await;
     let mut access = AccessServiceClient::new(portal);
     let directives = ConsentDirectives {
         denied_organisations: vec!["QDN-H02".into()],
@@ -319,10 +325,7 @@ async fn an_opted_out_hospital_is_refused_unless_it_breaks_the_glass_which_the_p
         }),
     };
     let mut h02 = PopulationRegistryClient::new(h02_channel.clone());
-    let refused = h02
-        .resolve_identifier(with_context(own_number(), "clinician", "treatment", None))
-        .await
-        .unwrap_err();
+    let refused = h02.resolve_identifier(treating(own_number())).await.unwrap_err();
     assert_eq!(refused.code(), Code::PermissionDenied, "{refused:?}");
     assert!(
         refused
@@ -415,9 +418,7 @@ async fn a_psychiatric_hospitals_record_shows_elsewhere_only_with_consent_to_sha
         .register_organisation(psychiatric)
         .await
         .unwrap();
-    let h01_channel = channel(&fixture, identity_of(&fixture.folder, "QDN-H01"))
-        .await
-        .unwrap();
+    let h01_channel = channel_of(&fixture, "QDN-H01").await;
     let registered = population_client(h01_channel.clone())
         .register_source_record(request("", "MZ1", "吴阿妹", Some(&woman(1))))
         .await
@@ -435,17 +436,12 @@ async fn a_psychiatric_hospitals_record_shows_elsewhere_only_with_consent_to_sha
     assert_eq!(joined.person_id.as_str(), registered.person_id, "the same woman");
     let mut h01 = PopulationRegistryClient::new(h01_channel.clone());
     let resolve = |system: &str, value: &str| {
-        with_context(
-            ResolveIdentifierRequest {
-                identifier: Some(Identifier {
-                    system: system.into(),
-                    value: value.into(),
-                }),
-            },
-            "clinician",
-            "treatment",
-            None,
-        )
+        treating(ResolveIdentifierRequest {
+            identifier: Some(Identifier {
+                system: system.into(),
+                value: value.into(),
+            }),
+        })
     };
     let organisations_seen = |references: &[hie_proto::population::CrossReference]| {
         let mut seen: Vec<String> = references.iter().map(|r| r.organisation_code.clone()).collect();
@@ -463,14 +459,9 @@ async fn a_psychiatric_hospitals_record_shows_elsewhere_only_with_consent_to_sha
     assert_eq!(resolved.person_id, registered.person_id);
     assert_eq!(organisations_seen(&resolved.cross_references), ["QDN-H01"]);
     let person = h01
-        .get_person(with_context(
-            GetPersonRequest {
-                person_id: registered.person_id.clone(),
-            },
-            "clinician",
-            "treatment",
-            None,
-        ))
+        .get_person(treating(GetPersonRequest {
+            person_id: registered.person_id.clone(),
+        }))
         .await
         .unwrap()
         .into_inner();
@@ -507,16 +498,11 @@ async fn a_psychiatric_hospitals_record_shows_elsewhere_only_with_consent_to_sha
     // A search's demographics come from the records the caller may see: the psychiatric
     // hospital's record (another name, another phone) does not leak through the person's.
     let search = |name: &str| {
-        with_context(
-            hie_proto::population::SearchPersonsRequest {
-                name: name.into(),
-                page_size: 10,
-                ..Default::default()
-            },
-            "clinician",
-            "treatment",
-            None,
-        )
+        treating(hie_proto::population::SearchPersonsRequest {
+            name: name.into(),
+            page_size: 10,
+            ..Default::default()
+        })
     };
     let found = h01
         .search_persons(search("吴阿妹"))
@@ -531,19 +517,14 @@ async fn a_psychiatric_hospitals_record_shows_elsewhere_only_with_consent_to_sha
         "the psychiatric record's phone must not show"
     );
     let by_hidden_number = h01
-        .search_persons(with_context(
-            hie_proto::population::SearchPersonsRequest {
-                identifier: Some(Identifier {
-                    system: "urn:hie:org:QDN-JSB:patient".into(),
-                    value: "JSB-7".into(),
-                }),
-                page_size: 10,
-                ..Default::default()
-            },
-            "clinician",
-            "treatment",
-            None,
-        ))
+        .search_persons(treating(hie_proto::population::SearchPersonsRequest {
+            identifier: Some(Identifier {
+                system: "urn:hie:org:QDN-JSB:patient".into(),
+                value: "JSB-7".into(),
+            }),
+            page_size: 10,
+            ..Default::default()
+        }))
         .await
         .unwrap()
         .into_inner()
@@ -554,9 +535,7 @@ async fn a_psychiatric_hospitals_record_shows_elsewhere_only_with_consent_to_sha
     );
 
     // The patient consents to share mental health: now it shows.
-    let portal = channel(&fixture, identity_of(&fixture.folder, "QDN-APP"))
-        .await
-        .unwrap();
+    let portal = channel_of(&fixture, "QDN-APP").await;
     AccessServiceClient::new(portal)
         .set_consent(as_patient(
             SetConsentRequest {
@@ -599,12 +578,8 @@ fn as_user<T>(message: T, user: &str, role: &str, purpose: &str) -> tonic::Reque
 
 /// Registers the woman at QDN-H01 (MZ1) and QDN-H02 (ZY1) over their own certificates; her person id.
 async fn woman_at_both_hospitals(fixture: &Fixture) -> String {
-    let h01 = channel(fixture, identity_of(&fixture.folder, "QDN-H01"))
-        .await
-        .unwrap();
-    let h02 = channel(fixture, identity_of(&fixture.folder, "QDN-H02"))
-        .await
-        .unwrap();
+    let h01 = channel_of(fixture, "QDN-H01").await;
+    let h02 = channel_of(fixture, "QDN-H02").await;
     let person = population_client(h01)
         .register_source_record(request("", "MZ1", "吴阿妹", Some(&woman(1))))
         .await
@@ -634,19 +609,12 @@ async fn a_hospital_cannot_act_as_the_administrator_and_the_attempt_is_audited(d
     use hie_proto::directory::{GetOrganisationRequest, UpdateOrganisationRequest};
 
     let fixture = fixture(db).await;
-    let h01 = channel(&fixture, identity_of(&fixture.folder, "QDN-H01"))
-        .await
-        .unwrap();
+    let h01 = channel_of(&fixture, "QDN-H01").await;
     let mut directory = DirectoryClient::new(h01.clone());
     let mut h02_record = directory
-        .get_organisation(with_context(
-            GetOrganisationRequest {
-                code: "QDN-H02".into(),
-            },
-            "clinician",
-            "treatment",
-            None,
-        ))
+        .get_organisation(treating(GetOrganisationRequest {
+            code: "QDN-H02".into(),
+        }))
         .await
         .unwrap()
         .into_inner()
@@ -692,9 +660,7 @@ async fn a_hospital_cannot_act_as_the_administrator_and_the_attempt_is_audited(d
         .await
         .unwrap_err();
     assert_eq!(refused.code(), Code::PermissionDenied);
-    let authority = channel(&fixture, identity_of(&fixture.folder, "QDN-WJW"))
-        .await
-        .unwrap();
+    let authority = channel_of(&fixture, "QDN-WJW").await;
     let events = AccessServiceClient::new(authority)
         .query_audit(with_context(query(), "administrator", "operations", None))
         .await
@@ -722,16 +688,12 @@ async fn only_a_patient_portal_acts_as_a_patient_and_only_for_that_patient(db: T
 
     let fixture = fixture(db).await;
     let woman_id = woman_at_both_hospitals(&fixture).await;
-    let other_id = population_client(
-        channel(&fixture, identity_of(&fixture.folder, "QDN-H01"))
-            .await
-            .unwrap(),
-    )
-    .register_source_record(request("", "MZ9", "龙金花", Some(&woman(9))))
-    .await
-    .unwrap()
-    .into_inner()
-    .person_id;
+    let other_id = population_client(channel_of(&fixture, "QDN-H01").await)
+        .register_source_record(request("", "MZ9", "龙金花", Some(&woman(9))))
+        .await
+        .unwrap()
+        .into_inner()
+        .person_id;
     let open_everything = |person_id: &str| SetConsentRequest {
         person_id: person_id.into(),
         directives: Some(ConsentDirectives {
@@ -741,18 +703,14 @@ async fn only_a_patient_portal_acts_as_a_patient_and_only_for_that_patient(db: T
     };
 
     // A hospital's certificate asserting role patient: refused, nothing changed.
-    let h01 = channel(&fixture, identity_of(&fixture.folder, "QDN-H01"))
-        .await
-        .unwrap();
+    let h01 = channel_of(&fixture, "QDN-H01").await;
     let refused = AccessServiceClient::new(h01.clone())
         .set_consent(as_patient(open_everything(&woman_id), &woman_id))
         .await
         .unwrap_err();
     assert_eq!(refused.code(), Code::PermissionDenied, "{refused:?}");
 
-    let portal = channel(&fixture, identity_of(&fixture.folder, "QDN-APP"))
-        .await
-        .unwrap();
+    let portal = channel_of(&fixture, "QDN-APP").await;
     let mut app = AccessServiceClient::new(portal.clone());
     // Acting for one person, the app cannot touch another's consent or log.
     let refused = app
@@ -788,12 +746,7 @@ async fn only_a_patient_portal_acts_as_a_patient_and_only_for_that_patient(db: T
     );
     // The portal cannot assert a clinical role, nor read the registry as a patient.
     let refused = PopulationRegistryClient::new(portal.clone())
-        .resolve_identifier(with_context(
-            local_number("QDN-H01", "MZ1"),
-            "clinician",
-            "treatment",
-            None,
-        ))
+        .resolve_identifier(treating(local_number("QDN-H01", "MZ1")))
         .await
         .unwrap_err();
     assert_eq!(refused.code(), Code::PermissionDenied);
@@ -834,9 +787,7 @@ async fn only_clinicians_of_care_giving_organisations_break_the_glass(db: TestDb
     let fixture = fixture(db).await;
     woman_at_both_hospitals(&fixture).await;
     let reason = Some("unconscious");
-    let insurer = channel(&fixture, identity_of(&fixture.folder, "QDN-YB"))
-        .await
-        .unwrap();
+    let insurer = channel_of(&fixture, "QDN-YB").await;
     let refused = PopulationRegistryClient::new(insurer)
         .resolve_identifier(with_context(
             local_number("QDN-H01", "MZ1"),
@@ -847,9 +798,7 @@ async fn only_clinicians_of_care_giving_organisations_break_the_glass(db: TestDb
         .await
         .unwrap_err();
     assert_eq!(refused.code(), Code::PermissionDenied, "{refused:?}");
-    let h01 = channel(&fixture, identity_of(&fixture.folder, "QDN-H01"))
-        .await
-        .unwrap();
+    let h01 = channel_of(&fixture, "QDN-H01").await;
     let mut h01 = PopulationRegistryClient::new(h01);
     let refused = h01
         .resolve_identifier(with_context(
@@ -898,9 +847,7 @@ async fn a_grant_to_a_practitioner_holds_only_for_their_organisation(db: TestDb)
         .unwrap();
     let doctor_id = doctor.id.as_str().to_owned();
     let in_an_hour = std::time::SystemTime::now() + std::time::Duration::from_secs(3600);
-    let portal = channel(&fixture, identity_of(&fixture.folder, "QDN-APP"))
-        .await
-        .unwrap();
+    let portal = channel_of(&fixture, "QDN-APP").await;
     let mut app = AccessServiceClient::new(portal);
     let grant_to = |practitioner: &str| SetConsentRequest {
         person_id: woman_id.clone(),
@@ -935,9 +882,7 @@ async fn a_grant_to_a_practitioner_holds_only_for_their_organisation(db: TestDb)
     assert_eq!(set.directives.unwrap().grants[0].organisation_code, "QDN-H01");
 
     // QDN-H02 naming the practitioner as its user: the grant does not hold there.
-    let h02 = channel(&fixture, identity_of(&fixture.folder, "QDN-H02"))
-        .await
-        .unwrap();
+    let h02 = channel_of(&fixture, "QDN-H02").await;
     let refused = PopulationRegistryClient::new(h02)
         .resolve_identifier(as_user(
             local_number("QDN-H02", "ZY1"),
@@ -949,9 +894,7 @@ async fn a_grant_to_a_practitioner_holds_only_for_their_organisation(db: TestDb)
         .unwrap_err();
     assert_eq!(refused.code(), Code::PermissionDenied, "{refused:?}");
     // At QDN-H01 it holds for the practitioner, and for nobody else there.
-    let h01 = channel(&fixture, identity_of(&fixture.folder, "QDN-H01"))
-        .await
-        .unwrap();
+    let h01 = channel_of(&fixture, "QDN-H01").await;
     let mut h01 = PopulationRegistryClient::new(h01);
     h01.resolve_identifier(as_user(
         local_number("QDN-H01", "MZ1"),
@@ -978,22 +921,15 @@ async fn a_page_token_of_any_bytes_is_invalid_argument_over_the_wire(db: TestDb)
     use hie_proto::directory::directory_client::DirectoryClient;
 
     let fixture = fixture(db).await;
-    let h01 = channel(&fixture, identity_of(&fixture.folder, "QDN-H01"))
-        .await
-        .unwrap();
+    let h01 = channel_of(&fixture, "QDN-H01").await;
     let mut directory = DirectoryClient::new(h01);
     for token in ["aéa", "é", "日本語", "zz", "0"] {
         let refused = directory
-            .list_organisations(with_context(
-                ListOrganisationsRequest {
-                    page_size: 10,
-                    page_token: token.into(),
-                    ..Default::default()
-                },
-                "clinician",
-                "treatment",
-                None,
-            ))
+            .list_organisations(treating(ListOrganisationsRequest {
+                page_size: 10,
+                page_token: token.into(),
+                ..Default::default()
+            }))
             .await
             .unwrap_err();
         assert_eq!(refused.code(), Code::InvalidArgument, "{token}: {refused:?}");
@@ -1005,15 +941,10 @@ async fn a_page_token_of_any_bytes_is_invalid_argument_over_the_wire(db: TestDb)
     }
     // The server is still serving.
     directory
-        .list_organisations(with_context(
-            ListOrganisationsRequest {
-                page_size: 10,
-                ..Default::default()
-            },
-            "clinician",
-            "treatment",
-            None,
-        ))
+        .list_organisations(treating(ListOrganisationsRequest {
+            page_size: 10,
+            ..Default::default()
+        }))
         .await
         .unwrap();
 }

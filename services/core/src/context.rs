@@ -51,6 +51,16 @@ impl Entitlements {
             .collect()
     }
 
+    /// The role codes, joined by `separator`.
+    pub fn role_codes(&self, separator: &str) -> String {
+        list(&self.roles(), |r| r.code()).replace(", ", separator)
+    }
+
+    /// The purpose codes, joined by `separator`.
+    pub fn purpose_codes(&self, separator: &str) -> String {
+        list(&self.purposes(), |p| p.code()).replace(", ", separator)
+    }
+
     pub fn allows_role(&self, role: Role) -> bool {
         self.roles & role.bit() != 0
     }
@@ -71,14 +81,14 @@ impl Entitlements {
             return Some(format!(
                 "organisation {organisation} may not assert role {}; the directory lets it assert {}",
                 role.code(),
-                list(&self.roles(), |r| r.code())
+                self.role_codes(", ")
             ));
         }
         if !self.allows_purpose(purpose) {
             return Some(format!(
                 "organisation {organisation} may not assert purpose {}; the directory lets it assert {}",
                 purpose.code(),
-                list(&self.purposes(), |p| p.code())
+                self.purpose_codes(", ")
             ));
         }
         None

@@ -176,36 +176,29 @@ impl OrganisationDraft {
         purposes: Option<Vec<Purpose>>,
     ) -> Result<OrganisationDraft, Error> {
         let ceiling = self.kind.entitlement_ceiling();
-        if let Some(role) = roles.iter().flatten().find(|r| !ceiling.allows_role(**r)) {
-            return Err(Error::invalid(
-                format!("{field_prefix}.assertable_roles"),
+        let beyond = |field: &str, what: &str, code: &str, allowed: String| {
+            Error::invalid(
+                format!("{field_prefix}.{field}"),
                 format!(
-                    "an organisation of kind {} may not assert role {}; its kind allows {}",
-                    self.kind.code(),
-                    role.code(),
-                    ceiling
-                        .roles()
-                        .iter()
-                        .map(|r| r.code())
-                        .collect::<Vec<_>>()
-                        .join(", ")
+                    "an organisation of kind {} may not assert {what} {code}; its kind allows {allowed}",
+                    self.kind.code()
                 ),
+            )
+        };
+        if let Some(role) = roles.iter().flatten().find(|r| !ceiling.allows_role(**r)) {
+            return Err(beyond(
+                "assertable_roles",
+                "role",
+                role.code(),
+                ceiling.role_codes(", "),
             ));
         }
         if let Some(purpose) = purposes.iter().flatten().find(|p| !ceiling.allows_purpose(**p)) {
-            return Err(Error::invalid(
-                format!("{field_prefix}.assertable_purposes"),
-                format!(
-                    "an organisation of kind {} may not assert purpose {}; its kind allows {}",
-                    self.kind.code(),
-                    purpose.code(),
-                    ceiling
-                        .purposes()
-                        .iter()
-                        .map(|p| p.code())
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                ),
+            return Err(beyond(
+                "assertable_purposes",
+                "purpose",
+                purpose.code(),
+                ceiling.purpose_codes(", "),
             ));
         }
         self.entitlements = Entitlements::new(

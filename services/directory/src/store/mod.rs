@@ -78,8 +78,8 @@ impl DirectoryStore {
         .bind(time::to_micros(organisation.created_at))
         .bind(time::to_micros(organisation.updated_at))
         .bind(d.sensitive_category.map(DataCategory::code))
-        .bind(role_codes(&d.entitlements))
-        .bind(purpose_codes(&d.entitlements))
+        .bind(d.entitlements.role_codes(","))
+        .bind(d.entitlements.purpose_codes(","))
         .execute(&mut *conn)
         .await;
         match result.map_err(Error::from) {
@@ -110,8 +110,8 @@ impl DirectoryStore {
         .bind(i64::from(d.active))
         .bind(time::to_micros(organisation.updated_at))
         .bind(d.sensitive_category.map(DataCategory::code))
-        .bind(role_codes(&d.entitlements))
-        .bind(purpose_codes(&d.entitlements))
+        .bind(d.entitlements.role_codes(","))
+        .bind(d.entitlements.purpose_codes(","))
         .execute(&mut *conn)
         .await?;
         if result.rows_affected() == 0 {
@@ -245,24 +245,6 @@ impl DirectoryStore {
     }
 }
 
-fn role_codes(entitlements: &Entitlements) -> String {
-    entitlements
-        .roles()
-        .iter()
-        .map(|r| r.code())
-        .collect::<Vec<_>>()
-        .join(",")
-}
-
-fn purpose_codes(entitlements: &Entitlements) -> String {
-    entitlements
-        .purposes()
-        .iter()
-        .map(|p| p.code())
-        .collect::<Vec<_>>()
-        .join(",")
-}
-
 /// What a stored organisation may assert: its stored lists, or its kind's defaults for a row
 /// written before the directory kept them. A code that no longer parses is corruption.
 fn stored_entitlements(
@@ -271,22 +253,14 @@ fn stored_entitlements(
     purposes: Option<&str>,
 ) -> Option<Entitlements> {
     let defaults = kind.entitlement_ceiling();
-    let roles = match roles {
-        None => defaults.roles(),
-        Some(codes) => codes
-            .split(',')
-            .filter(|c| !c.is_empty())
-            .map(Role::from_code)
-            .collect::<Option<_>>()?,
-    };
-    let purposes = match purposes {
-        None => defaults.purposes(),
-        Some(codes) => codes
-            .split(',')
-            .filter(|c| !c.is_empty())
-            .map(Purpose::from_code)
-            .collect::<Option<_>>()?,
-    };
+    fn parsed<T>(stored: Option<&str>, default: Vec<T>, parse: fn(&str) -> Option<T>) -> Option<Vec<T>> {
+        match stored {
+            None => Some(default),
+            Some(codes) => codes.split(',').filter(|c| !c.is_empty()).map(parse).collect(),
+        }
+    }
+    let roles = parsed(roles, defaults.roles(), Role::from_code)?;
+    let purposes = parsed(purposes, defaults.purposes(), Purpose::from_code)?;
     // A row widened behind the exchange's back gets no more than its kind allows.
     let entitlements = Entitlements::new(&roles, &purposes);
     entitlements.within(&defaults).then_some(entitlements)

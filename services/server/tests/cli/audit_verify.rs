@@ -31,16 +31,7 @@ async fn tamper(url: &str, statement: &str) {
 
 #[tokio::test]
 async fn audit_verify_reports_an_intact_chain_then_names_the_gap_and_the_edited_event() {
-    let folder = tempfile::tempdir().unwrap();
-    let url = format!("sqlite://{}/hie.db", folder.path().display());
-    let mut settings = Settings::default();
-    settings.database.url = SecretUrl::new(&url);
-    let exchange = Exchange::open(&settings).await.unwrap();
-    load(&exchange, &SyntheticPrefecture::generate(20, 11))
-        .await
-        .unwrap();
-    exchange.access.audit().flush().await.unwrap();
-    exchange.database.close().await;
+    let (_folder, url) = loaded().await;
 
     let intact = verify(&url);
     assert!(intact.status.success(), "{}", text(&intact.stderr));
