@@ -26,6 +26,7 @@ on_every_backend!(
     only_clinicians_of_care_giving_organisations_break_the_glass,
     a_grant_to_a_practitioner_holds_only_for_their_organisation,
     a_page_token_of_any_bytes_is_invalid_argument_over_the_wire,
+    a_clerk_sets_consent_only_for_patients_of_their_organisation,
 );
 
 struct Fixture {
@@ -966,4 +967,53 @@ async fn the_server_builder_refuses_plaintext_beyond_loopback() {
     );
     assert!(message.contains("--insecure-plaintext-on-network"), "{message}");
     assert!(!message.contains("proxy in front"), "{message}");
+}
+
+async fn a_clerk_sets_consent_only_for_patients_of_their_organisation(db: TestDb) {
+    use hie_proto::access::access_service_client::AccessServiceClient;
+    use hie_proto::access::{ConsentDirectives, SetConsentRequest};
+
+    let fixture = fixture(db).await;
+    let h01 = channel_of(&fixture, "QDN-H01").await;
+    let only_at_h01 = population_client(h01.clone())
+        .register_source_record(request("", "MZ9", "龙金花", Some(&woman(9))))
+        .await
+        .unwrap()
+        .into_inner()
+        .person_id;
+    let open_mental_health = || SetConsentRequest {
+        person_id: only_at_h01.clone(),
+        directives: Some(ConsentDirectives {
+            consented_categories: vec!["mental_health".into()],
+            ..Default::default()
+        }),
+    };
+    let as_clerk = |message| with_context(message, "registration_clerk", "treatment", None);
+    let refused = AccessServiceClient::new(channel_of(&fixture, "QDN-H02").await)
+        .set_consent(as_clerk(open_mental_health()))
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), Code::PermissionDenied, "{refused:?}");
+    let consent = fixture.server.exchange().access.consent();
+    assert!(
+        consent
+            .directives(&only_at_h01)
+            .await
+            .unwrap()
+            .consented_categories
+            .is_empty()
+    );
+    AccessServiceClient::new(h01)
+        .set_consent(as_clerk(open_mental_health()))
+        .await
+        .unwrap();
+    assert_eq!(
+        consent
+            .directives(&only_at_h01)
+            .await
+            .unwrap()
+            .consented_categories
+            .len(),
+        1
+    );
 }

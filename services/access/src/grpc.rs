@@ -23,19 +23,33 @@ pub trait PractitionerDirectory: Send + Sync + std::fmt::Debug {
     async fn organisation_of(&self, practitioner_id: &str) -> Result<Option<String>, Error>;
 }
 
+/// Whether an organisation keeps a record of a person: a registration clerk acts for a patient at
+/// the desk of an organisation that treats them, not for anyone in the region. The population
+/// registry answers (it depends on this crate, so it is handed in).
+#[tonic::async_trait]
+pub trait RecordKeepers: Send + Sync + std::fmt::Debug {
+    async fn keeps_a_record_of(&self, organisation: &str, person_id: &str) -> Result<bool, Error>;
+}
+
 #[derive(Clone, Debug)]
 pub struct AccessGrpc {
     access: AccessGate,
     audit: AuditTrail,
     practitioners: Arc<dyn PractitionerDirectory>,
+    keepers: Arc<dyn RecordKeepers>,
 }
 
 impl AccessGrpc {
-    pub fn new(access: AccessGate, practitioners: Arc<dyn PractitionerDirectory>) -> AccessGrpc {
+    pub fn new(
+        access: AccessGate,
+        practitioners: Arc<dyn PractitionerDirectory>,
+        keepers: Arc<dyn RecordKeepers>,
+    ) -> AccessGrpc {
         AccessGrpc {
             audit: access.audit().clone(),
             access,
             practitioners,
+            keepers,
         }
     }
 
@@ -77,7 +91,23 @@ impl AccessGrpc {
                 Ok(()) => return Ok(()),
                 Err(refusal) => refusal.to_string(),
             },
-            Role::RegistrationClerk | Role::Administrator => return Ok(()),
+            Role::Administrator => return Ok(()),
+            Role::RegistrationClerk => match &context.organisation {
+                None => return Ok(()),
+                Some(organisation)
+                    if self
+                        .keepers
+                        .keeps_a_record_of(organisation.as_str(), person_id)
+                        .await? =>
+                {
+                    return Ok(());
+                }
+                // Worded alike whether or not the person exists, so that it tells nothing.
+                Some(organisation) => format!(
+                    "a registration clerk may {what} only for a patient of their own organisation, and \
+                     {organisation} keeps no record of person {person_id}"
+                ),
+            },
             role => format!("role {} may not {what}", role.code()),
         };
         let person = Some(person_id.to_owned());

@@ -242,7 +242,14 @@ impl Exchange {
             .add_service(health_service)
             .add_service(reflection_v1)
             .add_service(reflection_v1alpha)
-            .add_service(AccessGrpc::new(self.access.clone(), Arc::new(self.directory.clone())).into_server())
+            .add_service(
+                AccessGrpc::new(
+                    self.access.clone(),
+                    Arc::new(self.directory.clone()),
+                    Arc::new(self.population.clone()),
+                )
+                .into_server(),
+            )
             .add_service(
                 DirectoryGrpc::new(self.directory.clone(), self.access.audit().clone()).into_server(),
             )

@@ -342,4 +342,33 @@ mod tests {
             Ok(())
         });
     }
+
+    #[test]
+    fn a_limit_of_zero_is_refused_naming_the_setting() {
+        assert!(LimitSettings::default().check().is_ok());
+        let zero = LimitSettings {
+            lock_timeout_ms: 0,
+            ..LimitSettings::default()
+        };
+        assert_eq!(
+            zero.check().unwrap_err(),
+            "limits.lock_timeout_ms must be greater than 0"
+        );
+    }
+
+    #[test]
+    fn the_audit_key_sits_beside_a_sqlite_file_unless_set() {
+        let mut settings = Settings::default();
+        settings.database.url = SecretUrl::new("sqlite:///var/lib/hie/hie.db?mode=rwc");
+        assert_eq!(settings.audit_key_file(), Path::new("/var/lib/hie/audit.key"));
+        assert_eq!(
+            settings.audit_anchor_file(),
+            Path::new("/var/lib/hie/audit.anchor")
+        );
+        settings.database.url = SecretUrl::new("postgres://hie@db/hie");
+        assert_eq!(settings.audit_key_file(), Path::new("hie-data/audit.key"));
+        settings.audit.key_file = Some("/etc/hie/audit.key".into());
+        assert_eq!(settings.audit_key_file(), Path::new("/etc/hie/audit.key"));
+        assert_eq!(settings.audit_anchor_file(), Path::new("/etc/hie/audit.anchor"));
+    }
 }

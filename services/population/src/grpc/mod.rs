@@ -456,3 +456,11 @@ pub fn cross_reference_to_proto(reference: &CrossReference) -> proto::CrossRefer
         source_record_id: reference.source_record_id.as_str().to_owned(),
     }
 }
+
+/// A registration clerk acts on consent and access logs only for patients of their organisation.
+#[tonic::async_trait]
+impl hie_access::grpc::RecordKeepers for PopulationService {
+    async fn keeps_a_record_of(&self, organisation: &str, person_id: &str) -> Result<bool, Error> {
+        self.store().keeps_a_record(organisation, person_id).await
+    }
+}

@@ -329,6 +329,18 @@ impl PopulationStore {
     }
 
     /// The source records linked to a person, in organisation and local-number order.
+    /// Whether `organisation` keeps a record linked to `person`.
+    pub async fn keeps_a_record(&self, organisation: &str, person: &str) -> Result<bool, Error> {
+        let found: Option<(i64,)> = sqlx::query_as(
+            "SELECT 1 FROM source_records WHERE person_id = $1 AND organisation_code = $2 LIMIT 1",
+        )
+        .bind(person)
+        .bind(organisation)
+        .fetch_optional(self.database.pool())
+        .await?;
+        Ok(found.is_some())
+    }
+
     pub async fn source_records_of(&self, person: &PersonId) -> Result<Vec<SourceRecord>, Error> {
         let sql = format!(
             "SELECT id, organisation_code, local_patient_number, person_id, {DEMOGRAPHIC_COLUMNS}, created_at, updated_at \
