@@ -108,7 +108,12 @@ impl Exchange {
         )
         .await?;
         if settings.migrate_on_start {
-            database.migrate().await?;
+            // On a connection of its own, without the statement timeout: building an index on a
+            // large table may take longer than any call should.
+            let migrating = Database::connect(settings.database.url.expose(), 1).await?;
+            let migrated = migrating.migrate().await;
+            migrating.close().await;
+            migrated?;
         }
         let policy = ConsentPolicy {
             opt_in: settings.consent.opt_in,

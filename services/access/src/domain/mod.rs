@@ -281,15 +281,17 @@ pub struct Anchor {
 }
 
 impl Anchor {
+    /// One line of fixed length (the sequence zero-padded to 20 digits, the 64-digit link), so
+    /// that each advance overwrites the last in place.
     pub fn encode(&self) -> String {
-        format!("{} {}\n", self.sequence, self.hash)
+        format!("{:020} {:<64}\n", self.sequence, self.hash)
     }
 
     pub fn parse(text: &str) -> Option<Anchor> {
         let (sequence, hash) = text.trim().split_once(' ')?;
         Some(Anchor {
             sequence: sequence.parse().ok()?,
-            hash: hash.to_owned(),
+            hash: hash.trim().to_owned(),
         })
     }
 }
@@ -514,6 +516,23 @@ mod tests {
             Err(ChainBreak::BelowAnchor { anchored: 3, last: 2 })
         );
         assert_eq!(verify_with(&full, 3, &keys(), Some(anchor)), Ok(3));
+    }
+
+    #[test]
+    fn an_anchor_is_one_line_of_one_length_that_parses_back() {
+        let hash = "ab".repeat(32);
+        let small = Anchor {
+            sequence: 7,
+            hash: hash.clone(),
+        };
+        let large = Anchor {
+            sequence: 9_000_000_000,
+            hash,
+        };
+        assert_eq!(small.encode().len(), large.encode().len());
+        assert_eq!(Anchor::parse(&small.encode()), Some(small));
+        assert_eq!(Anchor::parse(&large.encode()), Some(large));
+        assert_eq!(Anchor::parse("seven abc"), None);
     }
 
     #[test]

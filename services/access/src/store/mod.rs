@@ -284,20 +284,30 @@ async fn append_in(
 }
 
 /// The file where this process keeps the last link it chained ([`Anchor`]), outside the
-/// database. It only moves forward; written to a temporary file and renamed, so that a crash
-/// leaves the old anchor or the new one, never half of one.
+/// database. It only moves forward. The file stays open and each advance overwrites its one
+/// fixed-length line in place (one small write, no fsync): replacing the file by a rename cost
+/// about 200 microseconds a batch, which a resolve under load felt.
 #[derive(Debug)]
 pub struct AnchorFile {
     path: std::path::PathBuf,
-    last: std::sync::Mutex<i64>,
+    state: std::sync::Mutex<AnchorState>,
+}
+
+#[derive(Debug, Default)]
+struct AnchorState {
+    last: i64,
+    file: Option<std::fs::File>,
 }
 
 impl AnchorFile {
     pub fn new(path: std::path::PathBuf) -> AnchorFile {
-        let last = Self::read_at(&path).map_or(0, |anchor| anchor.sequence);
+        let last = std::fs::read_to_string(&path)
+            .ok()
+            .and_then(|text| Anchor::parse(&text))
+            .map_or(0, |anchor| anchor.sequence);
         AnchorFile {
             path,
-            last: std::sync::Mutex::new(last),
+            state: std::sync::Mutex::new(AnchorState { last, file: None }),
         }
     }
 
@@ -318,28 +328,41 @@ impl AnchorFile {
         }
     }
 
-    fn read_at(path: &std::path::Path) -> Option<Anchor> {
-        Anchor::parse(&std::fs::read_to_string(path).ok()?)
-    }
-
     /// Moves the anchor to the link just committed, if it is further along.
     fn advance(&self, sequence: i64, hash: &str) {
-        let mut last = self.last.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        if sequence <= *last {
+        use std::io::{Seek, SeekFrom, Write};
+        let mut state = self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        if sequence <= state.last {
             return;
         }
-        let anchor = Anchor {
+        let line = Anchor {
             sequence,
             hash: hash.to_owned(),
-        };
-        let temporary = self.path.with_extension("anchor-new");
-        let written = std::fs::write(&temporary, anchor.encode())
-            .and_then(|()| std::fs::rename(&temporary, &self.path));
+        }
+        .encode();
+        let written = (|| {
+            if state.file.is_none() {
+                state.file = Some(
+                    std::fs::OpenOptions::new()
+                        .write(true)
+                        .create(true)
+                        .truncate(false)
+                        .open(&self.path)?,
+                );
+            }
+            let file = state
+                .file
+                .as_mut()
+                .ok_or_else(|| std::io::Error::other("no anchor file"))?;
+            file.seek(SeekFrom::Start(0))?;
+            file.write_all(line.as_bytes())
+        })();
         match written {
-            Ok(()) => *last = sequence,
-            // The trail itself is intact; only the guard against a trimmed tail is behind.
+            Ok(()) => state.last = sequence,
             Err(error) => {
-                tracing::warn!(%error, path = %self.path.display(), "cannot write the audit anchor file")
+                // The trail itself is intact; only the guard against a trimmed tail is behind.
+                state.file = None;
+                tracing::warn!(%error, path = %self.path.display(), "cannot write the audit anchor file");
             }
         }
     }
