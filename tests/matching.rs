@@ -536,6 +536,21 @@ async fn a_model_trained_on_the_registry_is_stored_with_a_version_and_used(db: T
         .await
         .unwrap();
     assert_eq!(again, 2, "each training is a new version");
+    // Each stored model is in the audit trail; a clinician may not train one, and that is there too.
+    let refused = exchange
+        .population
+        .train_model(&ctx(), &hie_population::domain::linkage::run::Quiet)
+        .await;
+    assert!(matches!(refused, Err(Error::PermissionDenied(_))), "{refused:?}");
+    exchange.access.audit().flush().await.unwrap();
+    let (permitted, denied): (i64, i64) = sqlx::query_as(
+        "SELECT SUM(CASE WHEN outcome = 'permitted' THEN 1 ELSE 0 END), SUM(CASE WHEN outcome = 'denied' THEN 1 ELSE 0 END) \
+         FROM audit_events WHERE action = 'population.model.train'",
+    )
+    .fetch_one(exchange.database.pool())
+    .await
+    .unwrap();
+    assert_eq!((permitted, denied), (2, 1));
     use hie_population::domain::Matcher;
     assert_eq!(
         exchange.population.matcher().model_version(),

@@ -25,6 +25,7 @@ on_every_backend!(
     search_combines_criteria_and_pages_in_a_stable_order,
     concurrent_registrations_of_one_new_resident_make_one_person,
     concurrent_resolves_each_get_their_own_answer,
+    no_statement_or_lock_wait_holds_a_connection_past_its_limit,
 );
 
 async fn migrations_apply_twice_without_harm(db: TestDb) {
@@ -515,4 +516,32 @@ async fn concurrent_resolves_each_get_their_own_answer(db: TestDb) {
             None => assert!(matches!(result, Err(Error::NotFound(_))), "{result:?}"),
         }
     }
+}
+
+/// On PostgreSQL every pooled connection carries the limits' statement and lock timeouts, so that
+/// a lock wait (a registration's, a merge's) ends in UNAVAILABLE instead of holding the connection.
+async fn no_statement_or_lock_wait_holds_a_connection_past_its_limit(db: TestDb) {
+    let mut settings = db.settings();
+    settings.limits.lock_timeout_ms = 300;
+    let exchange = hie_server::Exchange::open(&settings).await.unwrap();
+    if exchange.database.backend() != hie_core::db::Backend::Postgres {
+        return; // SQLite has one writer and its busy timeout; there is nothing else to bound.
+    }
+    let (lock_timeout,): (String,) = sqlx::query_as("SHOW lock_timeout")
+        .fetch_one(exchange.database.pool())
+        .await
+        .unwrap();
+    assert_eq!(lock_timeout, "300ms");
+    // A lock held elsewhere: the wait ends after the timeout, as UNAVAILABLE.
+    let mut holder = exchange.database.pool().begin().await.unwrap();
+    sqlx::query("SELECT pg_advisory_xact_lock(77)")
+        .execute(&mut *holder)
+        .await
+        .unwrap();
+    let waited = sqlx::query("SELECT pg_advisory_xact_lock(77)")
+        .execute(exchange.database.pool())
+        .await
+        .map_err(Error::from);
+    assert!(matches!(waited, Err(Error::Unavailable(_))), "{waited:?}");
+    holder.rollback().await.unwrap();
 }
