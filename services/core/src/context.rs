@@ -95,6 +95,12 @@ impl Entitlements {
     }
 }
 
+/// A request context the server's authentication layer already parsed and checked against the
+/// caller's entitlements, handed to the handler in the request's extensions so that it is read
+/// once per call (and carries one request id).
+#[derive(Debug, Clone)]
+pub struct CheckedContext(pub RequestContext);
+
 /// The metadata keys of the request context.
 pub const USER_HEADER: &str = "x-hie-user";
 pub const ROLE_HEADER: &str = "x-hie-role";

@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use hie_access::AuditTrail;
 use hie_access::domain::{AuditEvent, Outcome};
 use hie_core::Error;
-use hie_core::context::{self, CallerOrganisation, RequestContext};
+use hie_core::context::{self, CallerOrganisation, CheckedContext, RequestContext};
 use hie_directory::DirectoryService;
 use tonic::Status;
 use tonic::codegen::{BoxFuture, Service, http};
@@ -150,8 +150,12 @@ where
             };
             let metadata = tonic::metadata::MetadataMap::from_headers(request.headers().clone());
             let path = request.uri().path().to_owned();
-            if let Err(status) = check_claims(&audit, &caller, metadata, &path).await {
-                return Ok(status.into_http());
+            match check_claims(&audit, &caller, metadata, &path).await {
+                Ok(Some(checked)) => {
+                    request.extensions_mut().insert(checked);
+                }
+                Ok(None) => {}
+                Err(status) => return Ok(status.into_http()),
             }
             request.extensions_mut().insert(caller);
             inner.call(request).await
@@ -160,16 +164,19 @@ where
 }
 
 /// Refuses, and records in the audit trail, a call whose request context claims a role or purpose
-/// its organisation may not assert. Calls without a context (health, reflection) and contexts
-/// that do not parse pass on: the handler answers those with `INVALID_ARGUMENT` naming the header.
+/// its organisation may not assert; returns the checked context otherwise, for the handler to use
+/// as it is. Calls without a context (health, reflection) and contexts that do not parse pass on:
+/// the handler answers those with `INVALID_ARGUMENT` naming the header.
 async fn check_claims(
     audit: &AuditTrail,
     caller: &CallerOrganisation,
     metadata: tonic::metadata::MetadataMap,
     path: &str,
-) -> Result<(), Status> {
-    let Err(Error::PermissionDenied(reason)) = RequestContext::of_caller(&metadata, Some(caller)) else {
-        return Ok(());
+) -> Result<Option<CheckedContext>, Status> {
+    let reason = match RequestContext::of_caller(&metadata, Some(caller)) {
+        Ok(context) => return Ok(Some(CheckedContext(context))),
+        Err(Error::PermissionDenied(reason)) => reason,
+        Err(_) => return Ok(None),
     };
     let claimed = |key: &str| {
         metadata
