@@ -1,12 +1,12 @@
 //! The `hie.access.v1.AccessService` gRPC service.
 
+use std::sync::Arc;
+
 use hie_core::context::{RequestContext, Role};
 use hie_core::page::{PageSize, PageToken};
 use hie_core::{Error, FieldError, ResultExt};
 use hie_proto::access as proto;
 use hie_proto::access::access_service_server::AccessService;
-use std::sync::Arc;
-
 use tonic::{Request, Response, Status};
 
 use crate::AccessGate;

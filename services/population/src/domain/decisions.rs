@@ -76,12 +76,18 @@ pub struct Merge {
 }
 
 fn stewards_only(context: &RequestContext) -> Result<(), Error> {
+    stewards_only_to(context, "decide links").map_err(Error::PermissionDenied)
+}
+
+/// Who may do `what` to the index as a whole (decide links, train the model): the region's data
+/// stewards, role administrator; the refusal's reason otherwise.
+pub(crate) fn stewards_only_to(context: &RequestContext, what: &str) -> Result<(), String> {
     match context.role {
         Role::Administrator => Ok(()),
-        role => Err(Error::PermissionDenied(format!(
-            "role {} may not decide links; only an administrator (data steward) may",
+        role => Err(format!(
+            "role {} may not {what}; only an administrator (data steward) may",
             role.code()
-        ))),
+        )),
     }
 }
 

@@ -528,11 +528,7 @@ impl PopulationService {
         context: &RequestContext,
         progress: &dyn super::linkage::run::Progress,
     ) -> Result<(i64, super::linkage::model::LinkageModel, usize), Error> {
-        let permitted = match context.role {
-            hie_core::context::Role::Administrator => Ok(()),
-            role => Err(format!("role {} may not train the matching model", role.code())),
-        };
-        if let Err(reason) = permitted {
+        if let Err(reason) = super::decisions::stewards_only_to(context, "train the matching model") {
             // Refused before the minutes of training, and recorded as refused.
             let action = "population.model.train";
             return Err(self
