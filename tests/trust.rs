@@ -780,6 +780,36 @@ async fn only_a_patient_portal_acts_as_a_patient_and_only_for_that_patient(db: T
         .await
         .unwrap();
     assert_eq!(set.consented_categories.len(), 2);
+
+    // A person who does not exist is NOT_FOUND; one merged away is FAILED_PRECONDITION naming the
+    // person whose directives now govern.
+    let nobody = "01900000-0000-7000-8000-000000000000";
+    let missing = app
+        .set_consent(as_patient(
+            SetConsentRequest {
+                person_id: nobody.into(),
+                directives: Some(ConsentDirectives::default()),
+            },
+            nobody,
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(missing.code(), Code::NotFound, "{missing:?}");
+    let from = hie_population::domain::PersonId::parse(&other_id).unwrap();
+    let into = hie_population::domain::PersonId::parse(&woman_id).unwrap();
+    fixture
+        .server
+        .exchange()
+        .population
+        .merge_persons(&crate::harness::steward(), &from, &into, "one woman")
+        .await
+        .unwrap();
+    let merged = app
+        .set_consent(as_patient(open_everything(&other_id), &other_id))
+        .await
+        .unwrap_err();
+    assert_eq!(merged.code(), Code::FailedPrecondition, "{merged:?}");
+    assert!(merged.message().contains(&woman_id), "{}", merged.message());
 }
 
 async fn only_clinicians_of_care_giving_organisations_break_the_glass(db: TestDb) {

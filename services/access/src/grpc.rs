@@ -23,12 +23,16 @@ pub trait PractitionerDirectory: Send + Sync + std::fmt::Debug {
     async fn organisation_of(&self, practitioner_id: &str) -> Result<Option<String>, Error>;
 }
 
-/// Whether an organisation keeps a record of a person: a registration clerk acts for a patient at
-/// the desk of an organisation that treats them, not for anyone in the region. The population
-/// registry answers (it depends on this crate, so it is handed in).
+/// What the access service asks the population registry about a person (the registry depends on
+/// this crate, so it is handed in).
 #[tonic::async_trait]
-pub trait RecordKeepers: Send + Sync + std::fmt::Debug {
+pub trait PersonRegistry: Send + Sync + std::fmt::Debug {
+    /// Whether an organisation keeps a record of a person: a registration clerk acts for a patient
+    /// at the desk of an organisation that treats them, not for anyone in the region.
     async fn keeps_a_record_of(&self, organisation: &str, person_id: &str) -> Result<bool, Error>;
+
+    /// `None` when no such person exists; else the person it was merged into, if it was.
+    async fn person_state(&self, person_id: &str) -> Result<Option<Option<String>>, Error>;
 }
 
 #[derive(Clone, Debug)]
@@ -36,20 +40,20 @@ pub struct AccessGrpc {
     access: AccessGate,
     audit: AuditTrail,
     practitioners: Arc<dyn PractitionerDirectory>,
-    keepers: Arc<dyn RecordKeepers>,
+    persons: Arc<dyn PersonRegistry>,
 }
 
 impl AccessGrpc {
     pub fn new(
         access: AccessGate,
         practitioners: Arc<dyn PractitionerDirectory>,
-        keepers: Arc<dyn RecordKeepers>,
+        persons: Arc<dyn PersonRegistry>,
     ) -> AccessGrpc {
         AccessGrpc {
             audit: access.audit().clone(),
             access,
             practitioners,
-            keepers,
+            persons,
         }
     }
 
@@ -69,6 +73,21 @@ impl AccessGrpc {
             }
         }
         Ok(())
+    }
+
+    /// The person must exist (`NOT_FOUND` otherwise) and, to have directives set, must not have
+    /// been merged away (`FAILED_PRECONDITION` naming the person they were merged into, whose
+    /// directives now govern). Asked only after the caller was found entitled, so that the answer
+    /// tells nobody else whether the person exists.
+    async fn require_person(&self, person_id: &str, to_set: bool) -> Result<(), Error> {
+        match self.persons.person_state(person_id).await? {
+            None => Err(Error::NotFound(format!("person {person_id} does not exist"))),
+            Some(Some(into)) if to_set => Err(Error::precondition(
+                "person_id",
+                format!("person {person_id} was merged into {into}; set the consent of {into}"),
+            )),
+            Some(_) => Ok(()),
+        }
     }
 
     pub fn into_server(self) -> proto::access_service_server::AccessServiceServer<AccessGrpc> {
@@ -96,7 +115,7 @@ impl AccessGrpc {
                 None => return Ok(()),
                 Some(organisation)
                     if self
-                        .keepers
+                        .persons
                         .keeps_a_record_of(organisation.as_str(), person_id)
                         .await? =>
                 {
@@ -176,6 +195,7 @@ impl AccessService for AccessGrpc {
             "set a patient's consent",
         )
         .await?;
+        self.require_person(&person_id, true).await?;
         self.bind_practitioner_grants(&mut directives).await?;
         let database = self.access.consent().database();
         let mut transaction = database.begin_write().await?;
@@ -214,6 +234,7 @@ impl AccessService for AccessGrpc {
             "read a patient's consent",
         )
         .await?;
+        self.require_person(&person_id, false).await?;
         let directives = self.access.consent().directives(&person_id).await?;
         let person = Some(person_id.clone());
         self.audit
@@ -249,6 +270,7 @@ impl AccessService for AccessGrpc {
             "read a patient's access log",
         )
         .await?;
+        self.require_person(&person_id, false).await?;
         let filter = AuditFilter {
             person_id: Some(person_id.clone()),
             ..AuditFilter::default()

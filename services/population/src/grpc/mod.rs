@@ -457,10 +457,20 @@ pub fn cross_reference_to_proto(reference: &CrossReference) -> proto::CrossRefer
     }
 }
 
-/// A registration clerk acts on consent and access logs only for patients of their organisation.
+/// What the access service needs to know of a person: who keeps records of them (a registration
+/// clerk acts only for patients of their organisation) and whether they exist or were merged.
 #[tonic::async_trait]
-impl hie_access::grpc::RecordKeepers for PopulationService {
+impl hie_access::grpc::PersonRegistry for PopulationService {
     async fn keeps_a_record_of(&self, organisation: &str, person_id: &str) -> Result<bool, Error> {
         self.store().keeps_a_record(organisation, person_id).await
+    }
+
+    async fn person_state(&self, person_id: &str) -> Result<Option<Option<String>>, Error> {
+        let Ok(id) = PersonId::parse(person_id) else {
+            return Ok(None);
+        };
+        let mut conn = self.store().database().pool().acquire().await?;
+        let state = self.store().person_state(&mut conn, &id).await?;
+        Ok(state.map(|into| into.map(|p| p.as_str().to_owned())))
     }
 }
