@@ -37,7 +37,12 @@ pub async fn load(all_settings: &Settings, database: &Database) -> Result<ChainK
                     ),
                 ));
             }
-            None => create_key(&key_file)?,
+            None => {
+                let (head,): (i64,) = sqlx::query_as("SELECT sequence FROM audit_head WHERE id = 1")
+                    .fetch_one(database.pool())
+                    .await?;
+                create_key(&key_file, head)?
+            }
         },
     };
     let mut retired = Vec::with_capacity(settings.retired_key_files.len());
@@ -63,7 +68,9 @@ pub async fn load(all_settings: &Settings, database: &Database) -> Result<ChainK
     Ok(ChainKeys::new(keys, Some(all_settings.audit_anchor_file())))
 }
 
-/// The key in `path` (hex), or `None` when the file does not exist.
+/// The key in `path`, or `None` when the file does not exist: the secret in hex on the first
+/// line and, on the second, `legacy-until N`, the last event chained before the key was made (0,
+/// none, when the line is missing).
 fn read_key(path: &Path, field: &str) -> Result<Option<AuditKey>, Error> {
     let text = match std::fs::read_to_string(path) {
         Ok(text) => text,
@@ -75,19 +82,27 @@ fn read_key(path: &Path, field: &str) -> Result<Option<AuditKey>, Error> {
             ));
         }
     };
-    let secret = decode_hex(text.trim()).ok_or_else(|| {
-        Error::precondition(
-            field,
-            format!("{} is not a key: expected hex digits", path.display()),
-        )
-    })?;
+    let not_a_key =
+        |what: &str| Error::precondition(field, format!("{} is not a key: {what}", path.display()));
+    let mut lines = text.lines().map(str::trim).filter(|line| !line.is_empty());
+    let secret = lines
+        .next()
+        .and_then(decode_hex)
+        .ok_or_else(|| not_a_key("expected hex digits on the first line"))?;
+    let legacy_until = match lines.next() {
+        None => 0,
+        Some(line) => line
+            .strip_prefix("legacy-until ")
+            .and_then(|n| n.trim().parse::<i64>().ok())
+            .ok_or_else(|| not_a_key("expected `legacy-until N` on the second line"))?,
+    };
     AuditKey::from_secret(&secret)
-        .map(Some)
+        .map(|key| Some(key.made_after(legacy_until)))
         .map_err(|reason| Error::precondition(field, format!("{}: {reason}", path.display())))
 }
 
 /// Writes a new random key, readable by its owner only, and says so in the log (never the key).
-fn create_key(path: &Path) -> Result<AuditKey, Error> {
+fn create_key(path: &Path, head: i64) -> Result<AuditKey, Error> {
     use std::io::Write;
     let field = "settings.audit.key_file";
     let secret = AuditKey::generate_secret().map_err(Error::Internal)?;
@@ -102,9 +117,11 @@ fn create_key(path: &Path) -> Result<AuditKey, Error> {
     let hex: String = secret.iter().map(|b| format!("{b:02x}")).collect();
     options
         .open(path)
-        .and_then(|mut file| file.write_all(format!("{hex}\n").as_bytes()))
+        .and_then(|mut file| file.write_all(format!("{hex}\nlegacy-until {head}\n").as_bytes()))
         .map_err(|e| Error::precondition(field, format!("cannot write {}: {e}", path.display())))?;
-    let key = AuditKey::from_secret(&secret).map_err(Error::Internal)?;
+    let key = AuditKey::from_secret(&secret)
+        .map_err(Error::Internal)?
+        .made_after(head);
     tracing::warn!(
         path = %path.display(),
         key_id = key.id(),

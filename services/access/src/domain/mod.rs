@@ -162,6 +162,10 @@ impl AuditEvent {
 pub struct AuditKey {
     id: String,
     key: ring::hmac::Key,
+    /// The last event chained before this key existed (the head when its file was made): only
+    /// events up to it may carry no key. Without it, whoever can write to the database could
+    /// rewrite the whole chain as unkeyed.
+    legacy_until: i64,
 }
 
 impl AuditKey {
@@ -180,7 +184,15 @@ impl AuditKey {
         Ok(AuditKey {
             id: lower_hex(&digest.as_ref()[..8]),
             key: ring::hmac::Key::new(ring::hmac::HMAC_SHA256, secret),
+            legacy_until: 0,
         })
+    }
+
+    /// The key, made when the trail's head was at event `sequence`: the events up to it were
+    /// chained without a key.
+    pub fn made_after(mut self, sequence: i64) -> AuditKey {
+        self.legacy_until = sequence.max(0);
+        self
     }
 
     /// A new random secret of 32 bytes, for a key file.
@@ -226,6 +238,15 @@ impl AuditKeys {
         &self.current
     }
 
+    /// The last event that may carry no key: the head when the first of these keys was made.
+    pub fn legacy_until(&self) -> i64 {
+        std::iter::once(&self.current)
+            .chain(&self.retired)
+            .map(|key| key.legacy_until)
+            .min()
+            .unwrap_or(0)
+    }
+
     /// The key with this id, current or retired.
     pub fn by_id(&self, id: &str) -> Option<&AuditKey> {
         std::iter::once(&self.current)
@@ -267,7 +288,9 @@ pub enum ChainBreak {
     AnchorMismatch { sequence: i64 },
     #[error("audit event {sequence} was chained with key {key_id}, which the settings do not hold")]
     UnknownKey { sequence: i64, key_id: String },
-    #[error("audit event {sequence} carries no key although events before it do: it was rewritten")]
+    #[error(
+        "audit event {sequence} carries no key although it was chained after the trail had one: it was rewritten"
+    )]
     Unkeyed { sequence: i64 },
 }
 
@@ -339,7 +362,9 @@ impl<'k> ChainVerifier<'k> {
                 sequence,
                 key_id: id.chars().take(32).collect(),
             })?),
-            None if self.keyed => return Err(ChainBreak::Unkeyed { sequence }),
+            None if self.keyed || sequence > self.keys.legacy_until() => {
+                return Err(ChainBreak::Unkeyed { sequence });
+            }
             None => None,
         };
         if previous_hash != self.previous_hash || event.chain_hash(sequence, previous_hash, key) != hash {
@@ -516,6 +541,50 @@ mod tests {
             Err(ChainBreak::BelowAnchor { anchored: 3, last: 2 })
         );
         assert_eq!(verify_with(&full, 3, &keys(), Some(anchor)), Ok(3));
+    }
+
+    #[test]
+    fn events_chained_before_the_trail_had_a_key_verify_only_before_the_first_keyed_one() {
+        let keys = AuditKeys::new(AuditKey::from_secret(&[1; 32]).unwrap().made_after(2), vec![]);
+        let events = [event("a"), event("b"), event("c")];
+        // a and b chained with plain SHA-256 (before the upgrade), c keyed after them.
+        let mut previous = GENESIS_HASH.to_owned();
+        let mut stored = Vec::new();
+        for (i, (e, key)) in events.iter().zip([None, None, Some(keys.current())]).enumerate() {
+            let sequence = i as i64 + 1;
+            let hash = e.chain_hash(sequence, &previous, key);
+            stored.push((
+                sequence,
+                e.clone(),
+                key.map(|k| k.id().to_owned()),
+                previous.clone(),
+                hash.clone(),
+            ));
+            previous = hash;
+        }
+        let walk = |stored: &[(i64, AuditEvent, Option<String>, String, String)]| {
+            let mut verifier = ChainVerifier::new(&keys, None);
+            for (sequence, event, key_id, previous, hash) in stored {
+                verifier.check(*sequence, event, key_id.as_deref(), previous, hash)?;
+            }
+            Ok::<_, ChainBreak>(())
+        };
+        assert_eq!(walk(&stored), Ok(()));
+        // An unkeyed event after a keyed one is a rewrite, whatever its hash.
+        let mut rewritten = stored.clone();
+        let forged = rewritten[2].1.chain_hash(3, &rewritten[2].3, None);
+        rewritten[2].2 = None;
+        rewritten[2].4 = forged;
+        let mut appended = stored;
+        let fourth = event("d");
+        let fourth_hash = fourth.chain_hash(4, &appended[2].4, None);
+        appended.push((4, fourth, None, appended[2].4.clone(), fourth_hash));
+        assert_eq!(walk(&appended), Err(ChainBreak::Unkeyed { sequence: 4 }));
+        assert_eq!(
+            walk(&rewritten),
+            Err(ChainBreak::Unkeyed { sequence: 3 }),
+            "the key was made after event 2"
+        );
     }
 
     #[test]
