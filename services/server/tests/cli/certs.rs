@@ -48,35 +48,27 @@ async fn issuing_and_revoking_a_certificate_are_audited() {
         "{}",
         String::from_utf8_lossy(&issue.stderr)
     );
-    let revoke = hie(
-        &[
-            "certs",
-            "revoke",
-            "--cert",
-            "pki/orgs/QDN-H01.pem",
-            "--database-url",
-            &url,
-        ],
-        folder.path(),
-    );
+    let revoke = || {
+        hie(
+            &[
+                "certs",
+                "revoke",
+                "--cert",
+                "pki/orgs/QDN-H01.pem",
+                "--database-url",
+                &url,
+            ],
+            folder.path(),
+        )
+    };
+    let revoked = revoke();
     assert!(
-        revoke.status.success(),
+        revoked.status.success(),
         "{}",
-        String::from_utf8_lossy(&revoke.stderr)
-    );
-    let again = hie(
-        &[
-            "certs",
-            "revoke",
-            "--cert",
-            "pki/orgs/QDN-H01.pem",
-            "--database-url",
-            &url,
-        ],
-        folder.path(),
+        String::from_utf8_lossy(&revoked.stderr)
     );
     assert!(
-        !again.status.success(),
+        !revoke().status.success(),
         "a second revocation finds nothing to revoke"
     );
 
