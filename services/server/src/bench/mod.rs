@@ -172,6 +172,9 @@ async fn resolve_on(
     // The scratch database's audit key lives as long as the measurement.
     let key_folder = tempfile::tempdir().map_err(|e| e.to_string())?;
     settings.audit.key_file = Some(key_folder.path().join("audit.key"));
+    // The loader's parallel batches of 500 wait for each other's key locks for seconds: longer
+    // than an online call should, which the served limits are for.
+    settings.limits.lock_timeout_ms = 120_000;
     let exchange = Exchange::open(&settings).await.map_err(|e| e.to_string())?;
     eprintln!(
         "hie bench: loading {} source records into {backend}",

@@ -129,6 +129,9 @@ pub async fn run_register(args: RegisterArgs) -> Result<(), String> {
     let bench_folder = std::env::temp_dir().join("hie-bench");
     settings.audit.key_file = Some(bench_folder.join(format!("{name}.audit.key")));
     settings.audit.anchor_file = Some(bench_folder.join(format!("{name}.audit.anchor")));
+    // The loader's parallel batches of 500 wait for each other's key locks for seconds: longer
+    // than an online call should, which the served limits are for.
+    settings.limits.lock_timeout_ms = 120_000;
     let reused = if args.keep {
         Exchange::open(&settings).await.ok()
     } else {
