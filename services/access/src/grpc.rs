@@ -96,38 +96,40 @@ impl AccessGrpc {
 
     /// The person's own business (their consent, their access log) is for the person (through a
     /// patient portal, and for themselves only), a clerk helping them at a desk, or an
-    /// administrator; anyone else is refused, and the refusal is audited.
-    async fn require_patient_side_role(
+    /// administrator; anyone else is refused, and the refusal is audited. Once the caller is
+    /// entitled, the person must exist ([`Self::require_person`], `to_set` for a change).
+    async fn require_patient_side(
         &self,
         context: &RequestContext,
         action: &str,
         person_id: &str,
         resource_type: &str,
         what: &str,
+        to_set: bool,
     ) -> Result<(), Error> {
-        let reason = match context.role {
-            Role::Patient => match context.require_acting_for(person_id) {
-                Ok(()) => return Ok(()),
-                Err(refusal) => refusal.to_string(),
-            },
-            Role::Administrator => return Ok(()),
+        let refusal = match context.role {
+            Role::Patient => context.require_acting_for(person_id).err().map(|e| e.to_string()),
+            Role::Administrator => None,
             Role::RegistrationClerk => match &context.organisation {
-                None => return Ok(()),
+                None => None,
                 Some(organisation)
                     if self
                         .persons
                         .keeps_a_record_of(organisation.as_str(), person_id)
                         .await? =>
                 {
-                    return Ok(());
+                    None
                 }
                 // Worded alike whether or not the person exists, so that it tells nothing.
-                Some(organisation) => format!(
+                Some(organisation) => Some(format!(
                     "a registration clerk may {what} only for a patient of their own organisation, and \
                      {organisation} keeps no record of person {person_id}"
-                ),
+                )),
             },
-            role => format!("role {} may not {what}", role.code()),
+            role => Some(format!("role {} may not {what}", role.code())),
+        };
+        let Some(reason) = refusal else {
+            return self.require_person(person_id, to_set).await;
         };
         let person = Some(person_id.to_owned());
         let event = AuditEvent::new(
@@ -187,15 +189,15 @@ impl AccessService for AccessGrpc {
         let person_id = parse_person_id(&request.person_id).field("person_id")?;
         let mut directives = directives_from_proto(request.directives)?;
         let person = Some(person_id.clone());
-        self.require_patient_side_role(
+        self.require_patient_side(
             &context,
             "access.set_consent",
             &person_id,
             "consent",
             "set a patient's consent",
+            true,
         )
         .await?;
-        self.require_person(&person_id, true).await?;
         self.bind_practitioner_grants(&mut directives).await?;
         let database = self.access.consent().database();
         let mut transaction = database.begin_write().await?;
@@ -226,15 +228,15 @@ impl AccessService for AccessGrpc {
     ) -> Result<Response<proto::GetConsentResponse>, Status> {
         let context = RequestContext::of(&request)?;
         let person_id = parse_person_id(&request.into_inner().person_id).field("person_id")?;
-        self.require_patient_side_role(
+        self.require_patient_side(
             &context,
             "access.get_consent",
             &person_id,
             "consent",
             "read a patient's consent",
+            false,
         )
         .await?;
-        self.require_person(&person_id, false).await?;
         let directives = self.access.consent().directives(&person_id).await?;
         let person = Some(person_id.clone());
         self.audit
@@ -262,15 +264,15 @@ impl AccessService for AccessGrpc {
         let person_id = parse_person_id(&request.person_id).field("person_id")?;
         // The log tells which hospitals a person visited: the person, a clerk helping them at a
         // desk, or a privacy officer may read it, and the reading is audited like any other.
-        self.require_patient_side_role(
+        self.require_patient_side(
             &context,
             "access.patient_access_log",
             &person_id,
             "access_log",
             "read a patient's access log",
+            false,
         )
         .await?;
-        self.require_person(&person_id, false).await?;
         let filter = AuditFilter {
             person_id: Some(person_id.clone()),
             ..AuditFilter::default()
