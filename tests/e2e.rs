@@ -13,6 +13,7 @@ use crate::harness::{TestDb, on_every_backend, register_organisations, request, 
 on_every_backend!(
     each_hospitals_number_resolves_to_the_others_over_the_network,
     health_and_reflection_answer_for_every_service,
+    a_subset_of_services_is_served_alone_and_an_unknown_name_is_refused,
     only_an_administrator_changes_the_directory_and_every_change_is_audited,
 );
 
@@ -206,4 +207,56 @@ async fn health_and_reflection_answer_for_every_service(db: TestDb) {
             "{expected} missing from {names:?}"
         );
     }
+}
+
+async fn a_subset_of_services_is_served_alone_and_an_unknown_name_is_refused(db: TestDb) {
+    use hie_proto::access::GetConsentRequest;
+    use hie_proto::access::access_service_client::AccessServiceClient;
+
+    let mut settings = db.settings();
+    settings.services = vec!["nosuchservice".into()];
+    let refused = hie_server::Exchange::open(&settings).await.unwrap_err();
+    assert!(
+        matches!(&refused, hie_core::Error::InvalidArgument { field, .. } if field == "services"),
+        "{refused:?}"
+    );
+    assert!(
+        refused.to_string().contains("population, directory, access"),
+        "{refused}"
+    );
+
+    settings.services = vec!["population".into()];
+    let server = hie_server::Exchange::open(&settings)
+        .await
+        .unwrap()
+        .start(settings.listen)
+        .await
+        .unwrap();
+    let channel = tonic::transport::Channel::from_shared(server.url())
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let mut health = HealthClient::new(channel.clone());
+    let population = health
+        .check(HealthCheckRequest {
+            service: "hie.population.v1.PopulationRegistry".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(population.status(), ServingStatus::Serving);
+    let directory = health
+        .check(HealthCheckRequest {
+            service: "hie.directory.v1.Directory".into(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(directory.code(), tonic::Code::NotFound, "{directory:?}");
+    let access = AccessServiceClient::new(channel)
+        .get_consent(GetConsentRequest::default())
+        .await
+        .unwrap_err();
+    assert_eq!(access.code(), tonic::Code::Unimplemented, "{access:?}");
+    server.stop().await.unwrap();
 }

@@ -208,7 +208,11 @@ pub async fn register_organisations(exchange: &Exchange) {
             active,
         )
         .unwrap();
-        exchange.directory.register_organisation(draft).await.unwrap();
+        exchange
+            .directory
+            .register_organisation(&steward(), draft)
+            .await
+            .unwrap();
     }
 }
 

@@ -41,11 +41,12 @@ async fn cautious_exchange(db: &TestDb) -> Exchange {
 
 async fn outbox_topics(exchange: &Exchange) -> Vec<String> {
     let mut conn = exchange.database.pool().acquire().await.unwrap();
-    hie_core::outbox::events(&mut conn, "population.")
+    hie_core::outbox::events(&mut conn, &[])
         .await
         .unwrap()
         .into_iter()
-        .map(|(topic, _)| topic)
+        .map(|event| event.event_type)
+        .filter(|event_type| event_type.starts_with("population."))
         .collect()
 }
 
@@ -87,13 +88,16 @@ async fn a_homophone_without_an_identity_number_joins_its_person(db: TestDb) {
     // Each event says why: the joined record with every field's agreement and weight, the new
     // person with the closest candidate it was not linked to.
     let mut conn = exchange.database.pool().acquire().await.unwrap();
-    let events = hie_core::outbox::events(&mut conn, "population.record.linked")
+    let events = hie_core::outbox::events(&mut conn, &[hie_core::vocabulary::EventType::RecordLinked])
         .await
         .unwrap();
-    let joined = &events[1].1["how"]["linked_to"];
+    // Each says whose it is and which organisation's record, in columns of its own.
+    assert_eq!(events[1].person_id.as_deref(), Some(first.person_id.as_str()));
+    assert_eq!(events[1].organisation_code.as_deref(), Some("QDN-H02"));
+    let joined = &events[1].payload["how"]["linked_to"];
     assert_eq!(joined["person_id"], first.person_id.as_str());
     assert_eq!(joined["fields"][0]["agreement"], "sounds alike", "{joined}");
-    let not_linked = &events[2].1["how"]["closest"];
+    let not_linked = &events[2].payload["how"]["closest"];
     assert_eq!(not_linked["person_id"], first.person_id.as_str());
     assert_eq!(
         not_linked["fields"][3]["agreement"], "different",
@@ -297,7 +301,12 @@ async fn merge_and_unmerge_restore_exactly_what_was(db: TestDb) {
     );
 
     let never = population
-        .unmerge_persons(&steward(), "0190a0a0-0000-7000-8000-000000000000", "oops")
+        .unmerge_persons(
+            &steward(),
+            &hie_population::domain::decisions::MergeId::parse("0190a0a0-0000-7000-8000-000000000000")
+                .unwrap(),
+            "oops",
+        )
         .await;
     assert!(matches!(never, Err(Error::NotFound(_))), "{never:?}");
     let restored = population
@@ -675,11 +684,15 @@ async fn set_consent(
     person: &PersonId,
     directives: &hie_access::domain::consent::ConsentDirectives,
 ) {
-    let mut conn = exchange.database.pool().acquire().await.unwrap();
+    let consent = exchange.access.consent();
+    let subject =
+        hie_access::Subject::new(hie_core::vocabulary::AuditAction::SetConsent, "consent").person(person);
     exchange
         .access
-        .consent()
-        .set_in(&mut conn, person.as_str(), directives, "test")
+        .audit()
+        .write(&steward(), subject, Ok(()), async |unit| {
+            consent.set_in(unit, person, directives, "test").await
+        })
         .await
         .unwrap();
 }

@@ -10,7 +10,9 @@ use hie_directory::domain::{
 };
 use hie_population::domain::{NameQuery, RegistrationOutcome, SearchCriteria};
 
-use crate::harness::{TestDb, count, ctx, draft, on_every_backend, register_organisations, request, woman};
+use crate::harness::{
+    TestDb, count, ctx, draft, on_every_backend, register_organisations, request, steward, woman,
+};
 
 on_every_backend!(
     migrations_apply_twice_without_harm,
@@ -26,6 +28,7 @@ on_every_backend!(
     concurrent_registrations_of_one_new_resident_make_one_person,
     concurrent_resolves_each_get_their_own_answer,
     no_statement_or_lock_wait_holds_a_connection_past_its_limit,
+    a_unit_of_work_commits_its_change_audit_and_events_together_or_none_of_them,
 );
 
 async fn migrations_apply_twice_without_harm(db: TestDb) {
@@ -53,26 +56,31 @@ async fn organisations_are_registered_updated_and_listed_in_pages(db: TestDb) {
     let directory = &exchange.directory;
     for i in 0..5 {
         directory
-            .register_organisation(organisation(
-                &format!("H{i}"),
-                OrganisationKind::Hospital,
-                "522601",
-            ))
+            .register_organisation(
+                &steward(),
+                organisation(&format!("H{i}"), OrganisationKind::Hospital, "522601"),
+            )
             .await
             .unwrap();
     }
     directory
-        .register_organisation(organisation("T1", OrganisationKind::VillageClinic, "522631"))
+        .register_organisation(
+            &steward(),
+            organisation("T1", OrganisationKind::VillageClinic, "522631"),
+        )
         .await
         .unwrap();
     directory
-        .register_organisation(organisation("GY1", OrganisationKind::Hospital, "520102"))
+        .register_organisation(
+            &steward(),
+            organisation("GY1", OrganisationKind::Hospital, "520102"),
+        )
         .await
         .unwrap();
 
     let mut changed = organisation("H3", OrganisationKind::Hospital, "522601");
     changed.active = false;
-    let updated = directory.update_organisation(changed).await.unwrap();
+    let updated = directory.update_organisation(&steward(), changed).await.unwrap();
     assert!(!updated.is_active());
     let stored = directory
         .get_organisation(&OrganisationCode::parse("H3").unwrap())
@@ -110,12 +118,18 @@ async fn a_duplicate_organisation_code_is_refused_and_the_first_is_kept(db: Test
     let exchange = db.exchange().await;
     exchange
         .directory
-        .register_organisation(organisation("QDN-H01", OrganisationKind::Hospital, "522601"))
+        .register_organisation(
+            &steward(),
+            organisation("QDN-H01", OrganisationKind::Hospital, "522601"),
+        )
         .await
         .unwrap();
     let again = exchange
         .directory
-        .register_organisation(organisation("QDN-H01", OrganisationKind::Insurer, "522631"))
+        .register_organisation(
+            &steward(),
+            organisation("QDN-H01", OrganisationKind::Insurer, "522631"),
+        )
         .await;
     assert!(matches!(again, Err(Error::AlreadyExists(_))));
     let kept = exchange
@@ -138,18 +152,18 @@ async fn registering_a_practitioner_twice_with_one_request_id_makes_one(db: Test
     };
     let first = exchange
         .directory
-        .register_practitioner("req-1", practitioner.clone())
+        .register_practitioner(&steward(), "req-1", practitioner.clone())
         .await
         .unwrap();
     let retry = exchange
         .directory
-        .register_practitioner("req-1", practitioner.clone())
+        .register_practitioner(&steward(), "req-1", practitioner.clone())
         .await
         .unwrap();
     assert_eq!(first, retry);
     let other = exchange
         .directory
-        .register_practitioner("req-2", practitioner)
+        .register_practitioner(&steward(), "req-2", practitioner)
         .await
         .unwrap();
     assert_ne!(first.id, other.id);
@@ -544,4 +558,81 @@ async fn no_statement_or_lock_wait_holds_a_connection_past_its_limit(db: TestDb)
         .map_err(Error::from);
     assert!(matches!(waited, Err(Error::Unavailable(_))), "{waited:?}");
     holder.rollback().await.unwrap();
+}
+
+/// The kit's write path: what a unit of work wrote, its audit event and its outbox events commit
+/// together; a failed one leaves only the record of its failure, a refused one only the refusal.
+async fn a_unit_of_work_commits_its_change_audit_and_events_together_or_none_of_them(db: TestDb) {
+    use hie_access::{Subject, UnitOfWork};
+    use hie_core::outbox::OutboxEvent;
+    use hie_core::vocabulary::{AuditAction, EventType};
+
+    let exchange = db.exchange().await;
+    let audit = exchange.access.audit();
+    let person = hie_core::id::PersonId::generate();
+    let subject = || Subject::new(AuditAction::MergePersons, "person").person(&person);
+    let announce = |unit: &mut UnitOfWork| {
+        unit.emit(OutboxEvent::new(
+            EventType::PersonMerged,
+            Some(&person),
+            None,
+            &serde_json::json!({"person_id": person.as_str()}),
+        ))
+    };
+    let write_row = async |unit: &mut UnitOfWork, id: &str| {
+        sqlx::query("INSERT INTO job_checkpoints (job, position, updated_at) VALUES ($1, 'x', 0)")
+            .bind(id.to_owned())
+            .execute(unit.connection().await?)
+            .await
+            .map(drop)
+            .map_err(Error::from)
+    };
+
+    let failed = audit
+        .write(&steward(), subject(), Ok(()), async |unit| {
+            write_row(unit, "failed").await?;
+            announce(unit);
+            Err::<(), _>(Error::Conflict("something got in the way".into()))
+        })
+        .await;
+    assert!(matches!(failed, Err(Error::Conflict(_))), "{failed:?}");
+    let refused = audit
+        .write(&steward(), subject(), Err("not today".into()), async |unit| {
+            write_row(unit, "refused").await
+        })
+        .await;
+    assert!(matches!(refused, Err(Error::PermissionDenied(_))), "{refused:?}");
+    assert_eq!(count(&exchange, "job_checkpoints").await, 0);
+    assert_eq!(count(&exchange, "outbox_events").await, 0);
+
+    audit
+        .write(&steward(), subject(), Ok(()), async |unit| {
+            write_row(unit, "written").await?;
+            announce(unit);
+            Ok(())
+        })
+        .await
+        .unwrap();
+    assert_eq!(count(&exchange, "job_checkpoints").await, 1);
+    let mut conn = exchange.database.pool().acquire().await.unwrap();
+    let events = hie_core::outbox::events(&mut conn, &[EventType::PersonMerged])
+        .await
+        .unwrap();
+    assert_eq!(events.len(), 1);
+    assert_eq!(events[0].person_id.as_deref(), Some(person.as_str()));
+    let outcomes: Vec<(String, String)> =
+        sqlx::query_as("SELECT action, outcome FROM audit_events WHERE person_id = $1 ORDER BY sequence")
+            .bind(person.as_str())
+            .fetch_all(exchange.database.pool())
+            .await
+            .unwrap();
+    let merge = AuditAction::MergePersons.code().to_owned();
+    assert_eq!(
+        outcomes,
+        [
+            (merge.clone(), "failed".to_owned()),
+            (merge.clone(), "denied".to_owned()),
+            (merge, "permitted".to_owned()),
+        ]
+    );
 }

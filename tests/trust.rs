@@ -3,13 +3,14 @@
 
 use hie_proto::population::{Identifier, ResolveIdentifierRequest};
 use hie_server::RunningServer;
-use hie_server::pki::{self, PkiFolder};
 use hie_server::settings::TlsSettings;
+use hie_transport::pki::{self, PkiFolder};
 use tonic::Code;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Identity};
 
 use crate::harness::{
-    PopulationClient, TestDb, on_every_backend, population_client, register_organisations, request, woman,
+    PopulationClient, TestDb, on_every_backend, population_client, register_organisations, request, steward,
+    woman,
 };
 
 on_every_backend!(
@@ -69,14 +70,18 @@ async fn fixture(db: TestDb) -> Fixture {
             true,
         )
         .unwrap();
-        exchange.directory.register_organisation(draft).await.unwrap();
+        exchange
+            .directory
+            .register_organisation(&steward(), draft)
+            .await
+            .unwrap();
     }
     for code in ["QDN-H01", "QDN-H02", "QDN-WJW", "QDN-APP", "QDN-YB"] {
         let fingerprint = pki::issue_organisation(&folder, code).unwrap();
         let code = hie_core::domain::OrganisationCode::parse(code).unwrap();
         exchange
             .directory
-            .register_certificate(&code, &fingerprint)
+            .register_certificate(&steward(), &code, &fingerprint)
             .await
             .unwrap();
     }
@@ -248,7 +253,7 @@ async fn a_revoked_certificate_is_refused_from_the_next_call_on(db: TestDb) {
         .server
         .exchange()
         .directory
-        .revoke_certificate(&fingerprint)
+        .revoke_certificate(&steward(), &fingerprint)
         .await
         .unwrap();
     assert_refused_as_revoked(&mut h02).await;
@@ -259,11 +264,12 @@ async fn a_certificate_revoked_by_another_process_is_refused_within_the_recheck_
     let (mut h02, fingerprint) = h02_after_one_call(&fixture).await;
     // As `hie certs revoke` does: another directory over the same database, which this server's
     // directory hears nothing from.
-    hie_directory::DirectoryService::new(fixture.server.exchange().database.clone())
-        .revoke_certificate(&fingerprint)
+    let exchange = fixture.server.exchange();
+    hie_directory::DirectoryService::new(exchange.database.clone(), exchange.access.audit().clone())
+        .revoke_certificate(&steward(), &fingerprint)
         .await
         .unwrap();
-    tokio::time::sleep(hie_server::authn::RECHECK_AFTER + std::time::Duration::from_millis(200)).await;
+    tokio::time::sleep(hie_transport::authn::RECHECK_AFTER + std::time::Duration::from_millis(200)).await;
     assert_refused_as_revoked(&mut h02).await;
 }
 
@@ -368,12 +374,20 @@ async fn an_opted_out_hospital_is_refused_unless_it_breaks_the_glass_which_the_p
     assert!(!h02_resolves[1].emergency && h02_resolves[1].outcome == "denied");
     // The privacy officer hears of the override through the outbox.
     let mut conn = fixture.server.exchange().database.pool().acquire().await.unwrap();
-    let overrides = hie_core::outbox::events(&mut conn, hie_access::gate::EMERGENCY_OVERRIDE_TOPIC)
-        .await
-        .unwrap();
+    let overrides =
+        hie_core::outbox::events(&mut conn, &[hie_core::vocabulary::EventType::EmergencyOverride])
+            .await
+            .unwrap();
     assert_eq!(overrides.len(), 1, "{overrides:?}");
-    assert_eq!(overrides[0].1["person_id"], registered.person_id.as_str());
-    assert_eq!(overrides[0].1["organisation_code"], "QDN-H02");
+    assert_eq!(overrides[0].payload["person_id"], registered.person_id.as_str());
+    assert_eq!(overrides[0].payload["organisation_code"], "QDN-H02");
+    // The typed outbox says whose event it is and where, without opening the payload.
+    assert_eq!(
+        overrides[0].person_id.as_deref(),
+        Some(registered.person_id.as_str())
+    );
+    assert_eq!(overrides[0].organisation_code.as_deref(), Some("QDN-H02"));
+    assert_eq!(overrides[0].schema_version, 1);
     assert_eq!(
         fixture
             .server
@@ -416,7 +430,7 @@ async fn a_psychiatric_hospitals_record_shows_elsewhere_only_with_consent_to_sha
     .unwrap();
     exchange
         .directory
-        .register_organisation(psychiatric)
+        .register_organisation(&steward(), psychiatric)
         .await
         .unwrap();
     let h01_channel = channel_of(&fixture, "QDN-H01").await;
@@ -865,6 +879,7 @@ async fn a_grant_to_a_practitioner_holds_only_for_their_organisation(db: TestDb)
         .exchange()
         .directory
         .register_practitioner(
+            &steward(),
             "grant-test",
             PractitionerDraft {
                 name: BoundedText::parse_required("龙医生", 50).unwrap(),

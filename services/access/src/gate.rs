@@ -6,37 +6,39 @@
 use hie_core::Error;
 use hie_core::context::RequestContext;
 
-use hie_core::outbox::OutboxRow;
+use hie_core::domain::OrganisationCode;
+use hie_core::id::PersonId;
+use hie_core::outbox::OutboxEvent;
+use hie_core::vocabulary::{AuditAction, EventType};
 
 use crate::domain::consent::{ConsentDirectives, ConsentPolicy, DataCategory, Decision, decide, refusal};
 use crate::domain::{AuditEvent, Outcome};
 use crate::store::AuditTrail;
 use crate::store::consent::ConsentStore;
 
-/// One read to decide: who asks (the context) to do what (the action) with which category of
-/// whose data.
+/// One decision to make: who asks (the context) to do what (the action) with which category of
+/// whose data. Services ask through [`AccessGate::read`] (the read gate), which makes these.
 #[derive(Debug, Clone, Copy)]
-pub struct Read<'a> {
+pub(crate) struct Read<'a> {
     pub context: &'a RequestContext,
-    pub action: &'a str,
-    pub person_id: &'a str,
+    pub action: AuditAction,
+    pub person_id: &'a PersonId,
     pub category: DataCategory,
 }
 
-/// The outbox topic of an emergency override (break-the-glass), for the privacy officer.
-pub const EMERGENCY_OVERRIDE_TOPIC: &str = "access.emergency_override";
-
 /// The outbox event of a read only the emergency override permitted: ids and codes, no reason
 /// text (the audit trail has it).
-fn override_event(read: &Read<'_>) -> OutboxRow {
-    OutboxRow::new(
-        EMERGENCY_OVERRIDE_TOPIC,
+fn override_event(read: &Read<'_>) -> OutboxEvent {
+    OutboxEvent::new(
+        EventType::EmergencyOverride,
+        Some(read.person_id),
+        read.context.organisation.as_ref(),
         &serde_json::json!({
-            "person_id": read.person_id,
-            "organisation_code": read.context.organisation.as_ref().map(|o| o.to_string()),
+            "person_id": read.person_id.as_str(),
+            "organisation_code": read.context.organisation.as_ref().map(OrganisationCode::as_str),
             "user_id": read.context.user_id,
             "role": read.context.role.code(),
-            "action": read.action,
+            "action": read.action.code(),
             "category": read.category.code(),
             "request_id": read.context.request_id,
         }),
@@ -67,19 +69,13 @@ impl AccessGate {
         &self.consent
     }
 
-    /// Decides every read, records every decision in the audit trail, and answers each: permitted,
-    /// or `PERMISSION_DENIED` with the reason. The events are committed behind the answer
-    /// ([`AuditTrail::record_behind`]): waiting for the commit tripled the cost of a resolve. The
-    /// outer error is a failure of the whole (the database), when nothing may be answered.
-    pub async fn decide_all(&self, reads: &[Read<'_>]) -> Result<Vec<Result<(), Error>>, Error> {
-        let persons: Vec<&str> = reads.iter().map(|read| read.person_id).collect();
-        let directives = self.consent.directives_of(&persons).await?;
-        self.decide_all_given(reads, &directives).await
-    }
-
-    /// Like [`AccessGate::decide_all`], with each person's directives already read (joined to
-    /// the caller's own look-up; see [`crate::store::consent::directive_columns`]).
-    pub async fn decide_all_given(
+    /// Decides every read with each person's directives (looked up, or joined to the caller's
+    /// own look-up; see [`crate::store::consent::directive_columns`]), records every decision in
+    /// the audit trail, and answers each: permitted, or `PERMISSION_DENIED` with the reason. The
+    /// events are committed behind the answer ([`AuditTrail::record_behind`]): waiting for the
+    /// commit tripled the cost of a resolve. The outer error is a failure of the whole (the
+    /// database), when nothing may be answered.
+    pub(crate) async fn decide_all_given(
         &self,
         reads: &[Read<'_>],
         directives: &[ConsentDirectives],
@@ -105,13 +101,12 @@ impl AccessGate {
                     Err(Error::PermissionDenied(reason)),
                 ),
             };
-            let person = Some(read.person_id.to_owned());
             events.push(AuditEvent::new(
                 read.context,
                 read.action,
-                person.clone(),
+                Some(read.person_id),
                 "person",
-                person,
+                Some(read.person_id.as_str().to_owned()),
                 outcome,
             ));
             answers.push(answer);
@@ -132,26 +127,5 @@ impl AccessGate {
         }
         self.audit.record_behind(events).await?;
         Ok(answers)
-    }
-
-    /// For a search: which of these persons the caller may see. Every person found is audited,
-    /// the hidden ones as denied.
-    pub async fn filter(
-        &self,
-        context: &RequestContext,
-        action: &str,
-        person_ids: &[String],
-        category: DataCategory,
-    ) -> Result<Vec<bool>, Error> {
-        let reads: Vec<Read> = person_ids
-            .iter()
-            .map(|person_id| Read {
-                context,
-                action,
-                person_id,
-                category,
-            })
-            .collect();
-        Ok(self.decide_all(&reads).await?.iter().map(Result::is_ok).collect())
     }
 }

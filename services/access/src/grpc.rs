@@ -3,16 +3,18 @@
 use std::sync::Arc;
 
 use hie_core::context::{RequestContext, Role};
+use hie_core::id::PersonId;
 use hie_core::page::{PageSize, PageToken};
-use hie_core::{Error, FieldError, ResultExt};
+use hie_core::vocabulary::AuditAction;
+use hie_core::{Error, ResultExt};
 use hie_proto::access as proto;
 use hie_proto::access::access_service_server::AccessService;
 use tonic::{Request, Response, Status};
 
-use crate::AccessGate;
 use crate::domain::consent::{ConsentDirectives, DataCategory, Grant};
 use crate::domain::{AuditEvent, Outcome};
 use crate::store::{AuditFilter, AuditPosition, AuditTrail};
+use crate::{AccessGate, Subject};
 
 /// Where a grant to a practitioner finds the organisation the practitioner works for: the
 /// directory (which depends on this crate, so it is handed in).
@@ -29,10 +31,10 @@ pub trait PractitionerDirectory: Send + Sync + std::fmt::Debug {
 pub trait PersonRegistry: Send + Sync + std::fmt::Debug {
     /// Whether an organisation keeps a record of a person: a registration clerk acts for a patient
     /// at the desk of an organisation that treats them, not for anyone in the region.
-    async fn keeps_a_record_of(&self, organisation: &str, person_id: &str) -> Result<bool, Error>;
+    async fn keeps_a_record_of(&self, organisation: &str, person_id: &PersonId) -> Result<bool, Error>;
 
     /// `None` when no such person exists; else the person it was merged into, if it was.
-    async fn person_state(&self, person_id: &str) -> Result<Option<Option<String>>, Error>;
+    async fn person_state(&self, person_id: &PersonId) -> Result<Option<Option<String>>, Error>;
 }
 
 #[derive(Clone, Debug)]
@@ -79,7 +81,7 @@ impl AccessGrpc {
     /// been merged away (`FAILED_PRECONDITION` naming the person they were merged into, whose
     /// directives now govern). Asked only after the caller was found entitled, so that the answer
     /// tells nobody else whether the person exists.
-    async fn require_person(&self, person_id: &str, to_set: bool) -> Result<(), Error> {
+    async fn require_person(&self, person_id: &PersonId, to_set: bool) -> Result<(), Error> {
         match self.persons.person_state(person_id).await? {
             None => Err(Error::NotFound(format!("person {person_id} does not exist"))),
             Some(Some(into)) if to_set => Err(Error::precondition(
@@ -90,8 +92,12 @@ impl AccessGrpc {
         }
     }
 
-    pub fn into_server(self) -> proto::access_service_server::AccessServiceServer<AccessGrpc> {
-        proto::access_service_server::AccessServiceServer::new(self)
+    /// The access service as the server mounts it (`--services access`).
+    pub fn module(self) -> hie_core::service::ServiceModule {
+        hie_core::service::ServiceModule::new(
+            "access",
+            proto::access_service_server::AccessServiceServer::new(self),
+        )
     }
 
     /// The person's own business (their consent, their access log) is for the person (through a
@@ -101,14 +107,18 @@ impl AccessGrpc {
     async fn require_patient_side(
         &self,
         context: &RequestContext,
-        action: &str,
-        person_id: &str,
-        resource_type: &str,
+        subject: &Subject,
         what: &str,
         to_set: bool,
     ) -> Result<(), Error> {
+        let Some(person_id) = &subject.person_id else {
+            return Err(Error::Internal("a patient-side call without its person".into()));
+        };
         let refusal = match context.role {
-            Role::Patient => context.require_acting_for(person_id).err().map(|e| e.to_string()),
+            Role::Patient => context
+                .require_acting_for(person_id.as_str())
+                .err()
+                .map(|e| e.to_string()),
             Role::Administrator => None,
             Role::RegistrationClerk => match &context.organisation {
                 None => None,
@@ -131,17 +141,7 @@ impl AccessGrpc {
         let Some(reason) = refusal else {
             return self.require_person(person_id, to_set).await;
         };
-        let person = Some(person_id.to_owned());
-        let event = AuditEvent::new(
-            context,
-            action,
-            person,
-            resource_type,
-            None,
-            Outcome::Denied(reason.clone()),
-        );
-        self.audit.record(event).await?;
-        Err(Error::PermissionDenied(reason))
+        Err(self.audit.refuse(context, subject, reason).await)
     }
 
     /// A page of events newest first, and the token of the next.
@@ -186,36 +186,22 @@ impl AccessService for AccessGrpc {
     ) -> Result<Response<proto::SetConsentResponse>, Status> {
         let context = RequestContext::of(&request)?;
         let request = request.into_inner();
-        let person_id = parse_person_id(&request.person_id).field("person_id")?;
+        let person_id = PersonId::parse(&request.person_id).field("person_id")?;
         let mut directives = directives_from_proto(request.directives)?;
-        let person = Some(person_id.clone());
-        self.require_patient_side(
-            &context,
-            "access.set_consent",
-            &person_id,
-            "consent",
-            "set a patient's consent",
-            true,
-        )
-        .await?;
-        self.bind_practitioner_grants(&mut directives).await?;
-        let database = self.access.consent().database();
-        let mut transaction = database.begin_write().await?;
-        self.access
-            .consent()
-            .set_in(&mut transaction, &person_id, &directives, &context.user_id)
+        let subject = Subject::new(AuditAction::SetConsent, "consent")
+            .person(&person_id)
+            .resource(person_id.as_str());
+        self.require_patient_side(&context, &subject, "set a patient's consent", true)
             .await?;
-        let event = AuditEvent::new(
-            &context,
-            "access.set_consent",
-            person.clone(),
-            "consent",
-            person,
-            Outcome::Permitted,
-        );
-        crate::store::stage_in(&mut transaction, &[event]).await?;
-        transaction.commit().await.map_err(Error::from)?;
-        self.access.audit().chain_staged_soon();
+        self.bind_practitioner_grants(&mut directives).await?;
+        let consent = self.access.consent();
+        self.audit
+            .write(&context, subject, Ok(()), async |unit| {
+                consent
+                    .set_in(unit, &person_id, &directives, &context.user_id)
+                    .await
+            })
+            .await?;
         Ok(Response::new(proto::SetConsentResponse {
             directives: Some(directives_to_proto(&directives)),
         }))
@@ -227,27 +213,15 @@ impl AccessService for AccessGrpc {
         request: Request<proto::GetConsentRequest>,
     ) -> Result<Response<proto::GetConsentResponse>, Status> {
         let context = RequestContext::of(&request)?;
-        let person_id = parse_person_id(&request.into_inner().person_id).field("person_id")?;
-        self.require_patient_side(
-            &context,
-            "access.get_consent",
-            &person_id,
-            "consent",
-            "read a patient's consent",
-            false,
-        )
-        .await?;
-        let directives = self.access.consent().directives(&person_id).await?;
-        let person = Some(person_id.clone());
+        let person_id = PersonId::parse(&request.into_inner().person_id).field("person_id")?;
+        let subject = Subject::new(AuditAction::GetConsent, "consent")
+            .person(&person_id)
+            .resource(person_id.as_str());
+        self.require_patient_side(&context, &subject, "read a patient's consent", false)
+            .await?;
+        let directives = self.access.consent().directives(person_id.as_str()).await?;
         self.audit
-            .record(AuditEvent::new(
-                &context,
-                "access.get_consent",
-                person.clone(),
-                "consent",
-                person,
-                Outcome::Permitted,
-            ))
+            .record(subject.event(&context, Outcome::Permitted))
             .await?;
         Ok(Response::new(proto::GetConsentResponse {
             directives: Some(directives_to_proto(&directives)),
@@ -261,32 +235,21 @@ impl AccessService for AccessGrpc {
     ) -> Result<Response<proto::PatientAccessLogResponse>, Status> {
         let context = RequestContext::of(&request)?;
         let request = request.into_inner();
-        let person_id = parse_person_id(&request.person_id).field("person_id")?;
+        let person_id = PersonId::parse(&request.person_id).field("person_id")?;
         // The log tells which hospitals a person visited: the person, a clerk helping them at a
         // desk, or a privacy officer may read it, and the reading is audited like any other.
-        self.require_patient_side(
-            &context,
-            "access.patient_access_log",
-            &person_id,
-            "access_log",
-            "read a patient's access log",
-            false,
-        )
-        .await?;
+        let subject = Subject::new(AuditAction::PatientAccessLog, "access_log").person(&person_id);
+        self.require_patient_side(&context, &subject, "read a patient's access log", false)
+            .await?;
         let filter = AuditFilter {
-            person_id: Some(person_id.clone()),
+            person_id: Some(person_id.as_str().to_owned()),
             ..AuditFilter::default()
         };
         let (events, next_page_token) = self.page(&filter, request.page_size, &request.page_token).await?;
-        let event = AuditEvent::new(
-            &context,
-            "access.patient_access_log",
-            Some(person_id.clone()),
-            "access_log",
-            Some(person_id),
-            Outcome::Permitted,
-        );
-        self.audit.record(event).await?;
+        let subject = subject.resource(person_id.as_str());
+        self.audit
+            .record(subject.event(&context, Outcome::Permitted))
+            .await?;
         Ok(Response::new(proto::PatientAccessLogResponse {
             events,
             next_page_token,
@@ -299,17 +262,13 @@ impl AccessService for AccessGrpc {
         request: Request<proto::QueryAuditRequest>,
     ) -> Result<Response<proto::QueryAuditResponse>, Status> {
         let context = RequestContext::of(&request)?;
-        let queried =
-            |outcome| AuditEvent::new(&context, "access.query_audit", None, "audit_trail", None, outcome);
+        let subject = Subject::new(AuditAction::QueryAudit, "audit_trail");
         if context.role != Role::Administrator {
             let reason = format!(
                 "the audit trail is for privacy officers (role administrator), not role {}",
                 context.role.code()
             );
-            self.audit
-                .record(queried(Outcome::Denied(reason.clone())))
-                .await?;
-            return Err(Error::PermissionDenied(reason).into());
+            return Err(self.audit.refuse(&context, &subject, reason).await.into());
         }
         let request = request.into_inner();
         let optional = |text: &str| Some(text.trim().to_owned()).filter(|t| !t.is_empty());
@@ -325,7 +284,7 @@ impl AccessService for AccessGrpc {
         };
         let filter = AuditFilter {
             person_id: match optional(&request.person_id) {
-                Some(id) => Some(parse_person_id(&id).field("person_id")?),
+                Some(id) => Some(PersonId::parse(&id).field("person_id")?.as_str().to_owned()),
                 None => None,
             },
             organisation: optional(&request.organisation_code).map(|c| c.to_ascii_uppercase()),
@@ -336,20 +295,14 @@ impl AccessService for AccessGrpc {
         };
         let (events, next_page_token) = self.page(&filter, request.page_size, &request.page_token).await?;
         // Who read the trail is itself in the trail: the privacy officer's queries are audited too.
-        self.audit.record(queried(Outcome::Permitted)).await?;
+        self.audit
+            .record(subject.event(&context, Outcome::Permitted))
+            .await?;
         Ok(Response::new(proto::QueryAuditResponse {
             events,
             next_page_token,
         }))
     }
-}
-
-fn parse_person_id(text: &str) -> Result<String, FieldError> {
-    let text = text.trim();
-    if text.is_empty() || text.len() > 64 || !text.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') {
-        return Err(FieldError::new("is not a person id"));
-    }
-    Ok(text.to_owned())
 }
 
 fn event_to_proto(sequence: i64, event: &AuditEvent) -> proto::AccessEvent {

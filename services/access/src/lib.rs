@@ -1,15 +1,22 @@
-//! Access to a person's data. Today: the tamper-evident audit trail (IHE ATNA-like). Every read
-//! and write of a person's data appends an event; events are hash-chained with SHA-256, so that
-//! an edit or a deletion is found by `hie audit verify`. Consent directives and break-the-glass
-//! follow in this crate.
+//! Access to a person's data: consent directives and break-the-glass, the one read gate every
+//! read of a person's data asks ([`read_gate`]), the unit of work every write goes through
+//! ([`unit_of_work`]), and the tamper-evident audit trail (IHE ATNA-like) both record into:
+//! events are chained with HMAC-SHA256 under a key held outside the database, so that an edit or
+//! a deletion is found by `hie audit verify`.
 //!
-//! It owns the `audit_events` and `audit_head` tables. It must never update or delete an event.
+//! It owns the `audit_*` and `consent_directives` tables. It must never update or delete an
+//! audit event.
 
 pub mod domain;
 pub mod gate;
 pub mod grpc;
+pub mod read_gate;
 pub mod store;
+pub mod unit_of_work;
 
 pub use domain::{AuditEvent, ChainBreak, Outcome};
 pub use gate::AccessGate;
+pub use read_gate::{Kept, PersonRead, Seen};
 pub use store::AuditTrail;
+pub use store::consent::ConsentStore;
+pub use unit_of_work::{Subject, UnitOfWork};

@@ -184,6 +184,19 @@ pub struct RequestContext {
 }
 
 impl RequestContext {
+    /// Whether the caller may do `what`, which is for the region's administrators (data
+    /// stewards, privacy officers) alone: the refusal's reason otherwise. The one role check
+    /// every service uses for its administrative writes.
+    pub fn administrators_only(&self, what: &str) -> Result<(), String> {
+        match self.role {
+            Role::Administrator => Ok(()),
+            role => Err(format!(
+                "role {} may not {what}; only an administrator may",
+                role.code()
+            )),
+        }
+    }
+
     /// The context of a bulk load run by an operator (the demo, benchmarks, migrations): no
     /// organisation, an administrator, and the reason in the audit trail.
     pub fn bulk_load(user_id: &str, reason: &str) -> RequestContext {

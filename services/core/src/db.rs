@@ -130,7 +130,7 @@ impl Database {
         MIGRATIONS
             .run(&self.pool)
             .await
-            .map_err(|e| Error::Internal(format!("migration failed: {e}")))
+            .map_err(|e| Error::internal("migration failed", e))
     }
 
     pub fn pool(&self) -> &AnyPool {

@@ -1,5 +1,7 @@
 //! The one error type of every service, and the one place that chooses gRPC status codes.
 
+use std::sync::Arc;
+
 use tonic::{Code, Status};
 use tonic_types::{ErrorDetails, StatusExt};
 
@@ -33,9 +35,62 @@ pub enum Error {
     /// A dependency (the database) is not reachable right now.
     #[error("{0}")]
     Unavailable(String),
-    /// Anything unexpected. The text is logged, never returned to the caller.
+    /// Anything unexpected: what failed, and its cause. Logged, never returned to the caller.
     #[error("internal error: {0}")]
-    Internal(String),
+    Internal(#[source] Internal),
+}
+
+/// An unexpected failure: what was being done, and the error that stopped it, kept as the
+/// source (for the operator's log, with its own chain of causes), never shown to a caller.
+#[derive(Debug, Clone)]
+pub struct Internal {
+    what: String,
+    cause: Option<Arc<dyn std::error::Error + Send + Sync>>,
+}
+
+impl Internal {
+    /// What was being done.
+    pub fn what(&self) -> &str {
+        &self.what
+    }
+}
+
+impl std::fmt::Display for Internal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.cause {
+            Some(cause) => write!(f, "{}: {cause}", self.what),
+            None => f.write_str(&self.what),
+        }
+    }
+}
+
+impl std::error::Error for Internal {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.cause
+            .as_deref()
+            .map(|cause| cause as &(dyn std::error::Error + 'static))
+    }
+}
+
+/// Two internal errors are alike when they say the same (for tests; causes have no equality).
+impl PartialEq for Internal {
+    fn eq(&self, other: &Internal) -> bool {
+        self.to_string() == other.to_string()
+    }
+}
+
+impl Eq for Internal {}
+
+impl From<String> for Internal {
+    fn from(what: String) -> Internal {
+        Internal { what, cause: None }
+    }
+}
+
+impl From<&str> for Internal {
+    fn from(what: &str) -> Internal {
+        Internal::from(what.to_owned())
+    }
 }
 
 impl Error {
@@ -45,6 +100,14 @@ impl Error {
             field: field.into(),
             reason: reason.into(),
         }
+    }
+
+    /// An unexpected failure of `what`, keeping `cause` as its source.
+    pub fn internal(what: impl Into<String>, cause: impl std::error::Error + Send + Sync + 'static) -> Self {
+        Error::Internal(Internal {
+            what: what.into(),
+            cause: Some(Arc::new(cause)),
+        })
     }
 
     /// A failed-precondition error for `field`.
@@ -97,9 +160,16 @@ impl From<Error> for Status {
             Error::Unauthenticated(message) => Status::unauthenticated(message),
             Error::Conflict(message) => Status::aborted(message),
             Error::Unavailable(message) => Status::unavailable(message),
-            Error::Internal(cause) => {
-                // The cause may name tables or values; it goes to the operator's log only.
-                tracing::error!(%cause, "internal error");
+            Error::Internal(internal) => {
+                // The cause may name tables or values; it goes to the operator's log only, with
+                // every error in its chain.
+                let mut chain = internal.to_string();
+                let mut source = std::error::Error::source(&internal).and_then(std::error::Error::source);
+                while let Some(cause) = source {
+                    chain.push_str(&format!(": {cause}"));
+                    source = cause.source();
+                }
+                tracing::error!(cause = %chain, "internal error");
                 Status::internal("internal error; the exchange's log has the cause")
             }
         }
@@ -127,9 +197,9 @@ impl From<sqlx::Error> for Error {
                 _ if is_timeout(db.as_ref()) => {
                     Error::Unavailable("the database did not answer in time; retry".into())
                 }
-                _ => Error::Internal(error.to_string()),
+                _ => Error::internal("a database statement failed", error),
             },
-            _ => Error::Internal(error.to_string()),
+            _ => Error::internal("a database call failed", error),
         }
     }
 }
@@ -174,5 +244,9 @@ mod tests {
         let status = Status::from(Error::Internal("table persons: secret".into()));
         assert_eq!(status.code(), Code::Internal);
         assert!(!status.message().contains("secret"));
+        let cause = std::io::Error::other("disk full at /var/lib/hie");
+        let error = Error::internal("writing the anchor", cause);
+        assert!(std::error::Error::source(&error).is_some_and(|s| s.to_string().contains("disk full")));
+        assert!(!Status::from(error).message().contains("disk"));
     }
 }

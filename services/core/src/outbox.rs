@@ -1,27 +1,47 @@
 //! The transactional outbox: a change that others must hear about writes its event in the same
-//! transaction as the change, so that the event exists exactly when the change does. The events
-//! service (a later issue) delivers them; until then they wait in `outbox_events`.
+//! transaction as the change, so that the event exists exactly when the change does. Each event
+//! is typed ([`EventType`], with its payload's schema version) and says whose it is (the person)
+//! and where it happened (the organisation), in columns of their own, so that the events service
+//! can filter without opening payloads. Ids are UUID version 7, made inside the writing
+//! transaction: the events of one person are made under that person's lock, so their ids are in
+//! the order they happened.
 
 use sqlx::AnyConnection;
 
 use crate::Error;
+use crate::domain::OrganisationCode;
+use crate::id::PersonId;
 use crate::time;
+use crate::vocabulary::EventType;
 
-/// An event as its `outbox_events` row is written.
+/// An event to announce, as its `outbox_events` row is written. The payload carries ids and
+/// codes, never demographics.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct OutboxRow {
+pub struct OutboxEvent {
     pub id: String,
-    pub topic: String,
+    pub event_type: EventType,
+    pub person_id: Option<PersonId>,
+    pub organisation: Option<OrganisationCode>,
     pub payload: String,
     pub created_at: i64,
 }
 
-impl OutboxRow {
-    /// The row of an event. `payload` is JSON; it carries ids, never demographics.
-    pub fn new(topic: &str, payload: &serde_json::Value) -> OutboxRow {
-        OutboxRow {
+/// The columns of `outbox_events`, in the order [`OutboxEvent::insert`] binds them.
+pub const OUTBOX_COLUMNS: &str =
+    "id, topic, person_id, organisation_code, schema_version, payload, created_at";
+
+impl OutboxEvent {
+    pub fn new(
+        event_type: EventType,
+        person_id: Option<&PersonId>,
+        organisation: Option<&OrganisationCode>,
+        payload: &serde_json::Value,
+    ) -> OutboxEvent {
+        OutboxEvent {
             id: uuid::Uuid::now_v7().to_string(),
-            topic: topic.to_owned(),
+            event_type,
+            person_id: person_id.cloned(),
+            organisation: organisation.cloned(),
             payload: payload.to_string(),
             created_at: time::to_micros(time::now()),
         }
@@ -29,38 +49,107 @@ impl OutboxRow {
 
     /// Writes the row in the caller's transaction.
     pub async fn insert(&self, conn: &mut AnyConnection) -> Result<(), Error> {
-        sqlx::query("INSERT INTO outbox_events (id, topic, payload, created_at) VALUES ($1, $2, $3, $4)")
-            .bind(&self.id)
-            .bind(&self.topic)
-            .bind(&self.payload)
-            .bind(self.created_at)
-            .execute(&mut *conn)
-            .await?;
+        OutboxEvent::insert_all(conn, std::slice::from_ref(self)).await
+    }
+
+    /// Writes the rows in the caller's transaction, a statement per hundred.
+    pub async fn insert_all(conn: &mut AnyConnection, events: &[OutboxEvent]) -> Result<(), Error> {
+        for chunk in events.chunks(100) {
+            let rows: Vec<String> = (0..chunk.len())
+                .map(|i| {
+                    let p = i * 7;
+                    format!(
+                        "(${}, ${}, ${}, ${}, ${}, ${}, ${})",
+                        p + 1,
+                        p + 2,
+                        p + 3,
+                        p + 4,
+                        p + 5,
+                        p + 6,
+                        p + 7
+                    )
+                })
+                .collect();
+            let sql = format!(
+                "INSERT INTO outbox_events ({OUTBOX_COLUMNS}) VALUES {}",
+                rows.join(", ")
+            );
+            let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+            for event in chunk {
+                query = query
+                    .bind(event.id.clone())
+                    .bind(event.event_type.code())
+                    .bind(event.person_id.as_ref().map(|p| p.as_str().to_owned()))
+                    .bind(event.organisation.as_ref().map(|o| o.as_str().to_owned()))
+                    .bind(event.event_type.schema_version())
+                    .bind(event.payload.clone())
+                    .bind(event.created_at);
+            }
+            query.execute(&mut *conn).await?;
+        }
         Ok(())
+    }
+
+    /// The event as the JSON object a PostgreSQL statement reads with `json_to_recordset`
+    /// (see `OUTBOX_RECORDSET`), for a store that writes a whole write in one statement.
+    pub fn to_json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "id": self.id,
+            "topic": self.event_type.code(),
+            "person_id": self.person_id.as_ref().map(PersonId::as_str),
+            "organisation_code": self.organisation.as_ref().map(OrganisationCode::as_str),
+            "schema_version": self.event_type.schema_version(),
+            "payload": self.payload,
+            "created_at": self.created_at,
+        })
     }
 }
 
-/// Appends one event.
-pub async fn append(conn: &mut AnyConnection, topic: &str, payload: &serde_json::Value) -> Result<(), Error> {
-    OutboxRow::new(topic, payload).insert(conn).await
+/// The record type of [`OutboxEvent::to_json`] for PostgreSQL's `json_to_recordset`.
+pub const OUTBOX_RECORDSET: &str = "x(id text, topic text, person_id text, organisation_code text, \
+     schema_version bigint, payload text, created_at bigint)";
+
+/// A stored event, as the events service and operators read it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredEvent {
+    pub id: String,
+    pub event_type: String,
+    pub person_id: Option<String>,
+    pub organisation_code: Option<String>,
+    pub schema_version: i64,
+    pub payload: serde_json::Value,
 }
 
-/// The events of a topic, oldest first, as (topic, payload): for tests and operators.
-pub async fn events(
-    conn: &mut AnyConnection,
-    topic_prefix: &str,
-) -> Result<Vec<(String, serde_json::Value)>, Error> {
-    let rows: Vec<(String, String)> = sqlx::query_as(
-        "SELECT topic, payload FROM outbox_events WHERE topic LIKE $1 ORDER BY created_at, id",
+#[derive(sqlx::FromRow)]
+struct StoredRow {
+    id: String,
+    topic: String,
+    person_id: Option<String>,
+    organisation_code: Option<String>,
+    schema_version: i64,
+    payload: String,
+}
+
+/// The events of the types `event_types` (all when empty), oldest first: for tests and operators.
+pub async fn events(conn: &mut AnyConnection, event_types: &[EventType]) -> Result<Vec<StoredEvent>, Error> {
+    let rows: Vec<StoredRow> = sqlx::query_as(
+        "SELECT id, topic, person_id, organisation_code, schema_version, payload FROM outbox_events ORDER BY id",
     )
-    .bind(format!("{topic_prefix}%"))
     .fetch_all(&mut *conn)
     .await?;
     rows.into_iter()
-        .map(|(topic, payload)| {
-            serde_json::from_str(&payload)
-                .map(|p| (topic, p))
-                .map_err(|e| Error::Internal(format!("an outbox payload is not JSON: {e}")))
+        .filter(|row| event_types.is_empty() || event_types.iter().any(|t| t.code() == row.topic))
+        .map(|row| {
+            let payload = serde_json::from_str(&row.payload)
+                .map_err(|e| Error::internal("an outbox payload is not JSON", e))?;
+            Ok(StoredEvent {
+                id: row.id,
+                event_type: row.topic,
+                person_id: row.person_id,
+                organisation_code: row.organisation_code,
+                schema_version: row.schema_version,
+                payload,
+            })
         })
         .collect()
 }

@@ -19,6 +19,7 @@ pub fn from_micros(micros: i64) -> DateTime<Utc> {
 /// Today's date in China Standard Time (UTC+8, no daylight saving): a birth registered in the
 /// morning in Kaili is still "today" there while it is yesterday in UTC.
 pub fn today_in_china() -> NaiveDate {
-    let china = FixedOffset::east_opt(8 * 3600).unwrap_or_else(|| FixedOffset::east_opt(0).unwrap());
+    // Eight hours is within the range east_opt accepts, so the fallback (UTC) never applies.
+    let china = FixedOffset::east_opt(8 * 3600).unwrap_or_else(|| chrono::Offset::fix(&Utc));
     Utc::now().with_timezone(&china).date_naive()
 }

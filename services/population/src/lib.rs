@@ -41,6 +41,6 @@ pub fn stored_matcher(
     thresholds: MatchThresholds,
 ) -> Result<ProbabilisticMatcher, Error> {
     let model = LinkageModel::from_json(json)
-        .map_err(|e| Error::Internal(format!("the stored matching model version {version} {e}")))?;
+        .map_err(|e| Error::Internal(format!("the stored matching model version {version} {e}").into()))?;
     Ok(ProbabilisticMatcher::new(model, version, thresholds))
 }

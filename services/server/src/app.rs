@@ -14,11 +14,9 @@ use hie_access::{AccessGate, AuditTrail};
 use hie_core::Error;
 use hie_core::db::{Database, DatabaseTimeouts};
 use hie_directory::DirectoryService;
-use hie_directory::grpc::DirectoryGrpc;
 use hie_population::PopulationService;
 use hie_population::domain::linkage::blocking::BlockingRule;
 use hie_population::domain::{MatchThresholds, ProbabilisticMatcher};
-use hie_population::grpc::PopulationGrpc;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
@@ -26,30 +24,9 @@ use tonic::transport::Server;
 use tonic::transport::server::TcpIncoming;
 
 use crate::Settings;
-use crate::authn::AuthenticateLayer;
 use crate::settings::{LimitSettings, TlsSettings};
-
-fn read(path: &std::path::Path, what: &str) -> Result<Vec<u8>, Error> {
-    std::fs::read(path)
-        .map_err(|e| Error::precondition("tls", format!("cannot read the {what} {}: {e}", path.display())))
-}
-
-fn server_tls_config(
-    tls: &TlsSettings,
-    handshake_timeout: Duration,
-) -> Result<tonic::transport::ServerTlsConfig, Error> {
-    use tonic::transport::{Certificate, Identity, ServerTlsConfig};
-    let identity = Identity::from_pem(
-        read(&tls.cert, "server certificate")?,
-        read(&tls.key, "server key")?,
-    );
-    let client_ca = Certificate::from_pem(read(&tls.client_ca, "client CA certificate")?);
-    // With a client CA root, a client certificate is required (client_auth_optional is false).
-    Ok(ServerTlsConfig::new()
-        .identity(identity)
-        .client_ca_root(client_ca)
-        .timeout(handshake_timeout))
-}
+use hie_core::service::{self, ServiceModule};
+use hie_transport::authn::AuthenticateLayer;
 
 /// Refuses to serve plaintext gRPC beyond loopback unless the operator explicitly allowed it for
 /// development, and then says so loudly. Plaintext is a development mode: calls carry patient data,
@@ -87,6 +64,8 @@ pub struct Exchange {
     pub access: AccessGate,
     /// Deadlines and per-connection bounds the server applies to every call.
     pub limits: LimitSettings,
+    /// The services to serve, by name (`--services`); every one when empty.
+    pub services: Vec<String>,
 }
 
 impl Exchange {
@@ -146,6 +125,9 @@ impl Exchange {
         let keys = crate::audit_keys::load(settings, &database).await?;
         let mut exchange = Exchange::over(database, policy, matcher, keys);
         exchange.limits = settings.limits.clone();
+        exchange.services = settings.services.clone();
+        // An unknown name is refused now, before anything is served.
+        service::choose(exchange.modules(), &exchange.services)?;
         // Events staged by writes whose process stopped before chaining them (a crash, a kill)
         // are chained now, before anything else is written.
         exchange.access.audit().flush().await?;
@@ -159,8 +141,8 @@ impl Exchange {
         matcher: ProbabilisticMatcher,
         keys: ChainKeys,
     ) -> Exchange {
-        let directory = DirectoryService::new(database.clone());
         let audit = AuditTrail::new(database.clone(), keys);
+        let directory = DirectoryService::new(database.clone(), audit.clone());
         let access = AccessGate::new(ConsentStore::new(database.clone()), audit, policy);
         let population = PopulationService::new(
             database.clone(),
@@ -175,7 +157,23 @@ impl Exchange {
             population,
             access,
             limits: LimitSettings::default(),
+            services: Vec::new(),
         }
+    }
+
+    /// Every service of the exchange, as the server mounts it: the one place a service is wired
+    /// in. Each crate builds its own module from the services it needs.
+    pub fn modules(&self) -> Vec<ServiceModule> {
+        vec![
+            hie_population::grpc::module(self.population.clone()),
+            hie_directory::grpc::module(self.directory.clone()),
+            AccessGrpc::new(
+                self.access.clone(),
+                Arc::new(self.directory.clone()),
+                Arc::new(self.population.clone()),
+            )
+            .module(),
+        ]
     }
 
     /// Binds `settings.listen` (port 0 picks a free port) and serves every service, with
@@ -201,29 +199,46 @@ impl Exchange {
             .map_err(|e| Error::Unavailable(format!("cannot listen on {listen}: {e}")))?;
         let address = listener
             .local_addr()
-            .map_err(|e| Error::Internal(e.to_string()))?;
+            .map_err(|e| Error::internal("reading the listening address", e))?;
 
+        let modules = service::choose(self.modules(), &self.services)?;
+        let serves_population = modules.iter().any(|m| m.name == "population");
         let (health_reporter, health_service) = tonic_health::server::health_reporter();
-        health_reporter
-            .set_serving::<hie_proto::directory::directory_server::DirectoryServer<DirectoryGrpc>>()
-            .await;
-        health_reporter
-            .set_serving::<hie_proto::access::access_service_server::AccessServiceServer<AccessGrpc>>()
-            .await;
-        health_reporter
-            .set_serving::<hie_proto::population::population_registry_server::PopulationRegistryServer<PopulationGrpc>>()
-            .await;
+        let mut routes = tonic::service::RoutesBuilder::default();
+        let mut served = Vec::with_capacity(modules.len());
+        let mut served_names = Vec::with_capacity(modules.len());
+        for module in modules {
+            health_reporter
+                .set_service_status(module.grpc_name, tonic_health::ServingStatus::Serving)
+                .await;
+            served.push(module.name);
+            served_names.push(module.grpc_name);
+            module.mount(&mut routes);
+        }
+        // Reflection lists what is served, not every service the descriptors know.
+        let advertised: Vec<&str> = served_names
+            .iter()
+            .copied()
+            .chain([
+                "grpc.health.v1.Health",
+                "grpc.reflection.v1.ServerReflection",
+                "grpc.reflection.v1alpha.ServerReflection",
+            ])
+            .collect();
         let reflection = || {
-            tonic_reflection::server::Builder::configure()
-                .register_encoded_file_descriptor_set(hie_proto::FILE_DESCRIPTOR_SET)
-                .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+            advertised.iter().fold(
+                tonic_reflection::server::Builder::configure()
+                    .register_encoded_file_descriptor_set(hie_proto::FILE_DESCRIPTOR_SET)
+                    .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET),
+                |builder, name| builder.with_service_name(*name),
+            )
         };
         let reflection_v1 = reflection()
             .build_v1()
-            .map_err(|e| Error::Internal(e.to_string()))?;
+            .map_err(|e| Error::internal("building reflection", e))?;
         let reflection_v1alpha = reflection()
             .build_v1alpha()
-            .map_err(|e| Error::Internal(e.to_string()))?;
+            .map_err(|e| Error::internal("building reflection", e))?;
 
         let limits = &self.limits;
         let millis = Duration::from_millis;
@@ -234,9 +249,15 @@ impl Exchange {
             .http2_keepalive_interval(Some(millis(limits.http2_keepalive_interval_ms)))
             .http2_keepalive_timeout(Some(millis(limits.http2_keepalive_timeout_ms)));
         if let Some(tls) = tls {
+            let config = hie_transport::tls::server_config(
+                &tls.cert,
+                &tls.key,
+                &tls.client_ca,
+                millis(limits.tls_handshake_timeout_ms),
+            )?;
             builder = builder
-                .tls_config(server_tls_config(tls, millis(limits.tls_handshake_timeout_ms))?)
-                .map_err(|e| Error::Internal(format!("the TLS configuration is unusable: {e}")))?;
+                .tls_config(config)
+                .map_err(|e| Error::internal("the TLS configuration is unusable", e))?;
         }
         let router = builder
             .layer(AuthenticateLayer::new(
@@ -244,21 +265,10 @@ impl Exchange {
                 self.access.audit().clone(),
                 tls.is_some(),
             ))
+            .add_routes(routes.routes())
             .add_service(health_service)
             .add_service(reflection_v1)
-            .add_service(reflection_v1alpha)
-            .add_service(
-                AccessGrpc::new(
-                    self.access.clone(),
-                    Arc::new(self.directory.clone()),
-                    Arc::new(self.population.clone()),
-                )
-                .into_server(),
-            )
-            .add_service(
-                DirectoryGrpc::new(self.directory.clone(), self.access.audit().clone()).into_server(),
-            )
-            .add_service(PopulationGrpc::new(self.population.clone()).into_server());
+            .add_service(reflection_v1alpha);
 
         let (stop, stopped) = oneshot::channel::<()>();
         let incoming = TcpIncoming::from(listener)
@@ -270,10 +280,16 @@ impl Exchange {
                     let _ = stopped.await;
                 })
                 .await
-                .map_err(|e| Error::Internal(format!("the gRPC server failed: {e}")))
+                .map_err(|e| Error::internal("the gRPC server failed", e))
         });
-        tracing::info!(%address, backend = ?self.database.backend(), mutual_tls = tls.is_some(), "hie is serving");
-        let model_watch = tokio::spawn(take_up_new_models(self.population.clone()));
+        tracing::info!(%address, backend = ?self.database.backend(), mutual_tls = tls.is_some(), services = ?served, "hie is serving");
+        // Only a server that registers records needs the newest matching model.
+        let watched = serves_population.then(|| self.population.clone());
+        let model_watch = tokio::spawn(async move {
+            if let Some(population) = watched {
+                take_up_new_models(population).await;
+            }
+        });
         Ok(RunningServer {
             address,
             stop,
@@ -336,7 +352,7 @@ impl RunningServer {
         let served = self
             .task
             .await
-            .map_err(|e| Error::Internal(format!("the server task failed: {e}")))?;
+            .map_err(|e| Error::internal("the server task failed", e))?;
         // Reads answered before the stop have their audit events committed before the database closes.
         // Bounded, so that a stop never hangs on a database that stopped answering: what is left
         // stays staged (writes) and is chained at the next start.
@@ -358,7 +374,7 @@ impl RunningServer {
     pub async fn wait(&mut self) -> Result<(), Error> {
         (&mut self.task)
             .await
-            .map_err(|e| Error::Internal(format!("the server task failed: {e}")))?
+            .map_err(|e| Error::internal("the server task failed", e))?
     }
 }
 

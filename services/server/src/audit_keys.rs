@@ -105,7 +105,7 @@ fn read_key(path: &Path, field: &str) -> Result<Option<AuditKey>, Error> {
 fn create_key(path: &Path, head: i64) -> Result<AuditKey, Error> {
     use std::io::Write;
     let field = "settings.audit.key_file";
-    let secret = AuditKey::generate_secret().map_err(Error::Internal)?;
+    let secret = AuditKey::generate_secret().map_err(|e| Error::Internal(e.into()))?;
     if let Some(folder) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
         std::fs::create_dir_all(folder)
             .map_err(|e| Error::precondition(field, format!("cannot create {}: {e}", folder.display())))?;
@@ -120,7 +120,7 @@ fn create_key(path: &Path, head: i64) -> Result<AuditKey, Error> {
         .and_then(|mut file| file.write_all(format!("{hex}\nlegacy-until {head}\n").as_bytes()))
         .map_err(|e| Error::precondition(field, format!("cannot write {}: {e}", path.display())))?;
     let key = AuditKey::from_secret(&secret)
-        .map_err(Error::Internal)?
+        .map_err(|e| Error::Internal(e.into()))?
         .made_after(head);
     tracing::warn!(
         path = %path.display(),

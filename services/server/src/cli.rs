@@ -131,6 +131,10 @@ pub struct ServeArgs {
     /// patient data included, crosses the network unencrypted and unauthenticated.
     #[arg(long)]
     pub insecure_plaintext_on_network: bool,
+    /// Serve only these services (comma-separated: population, directory, access) [default:
+    /// every one]. An unknown name is refused at start-up.
+    #[arg(long, value_delimiter = ',', value_name = "NAMES")]
+    pub services: Vec<String>,
 }
 
 #[derive(Debug, Args)]
@@ -150,7 +154,12 @@ impl Cli {
     fn settings(&self) -> Result<Settings, String> {
         let mut settings = Settings::load(self.config.as_deref())?;
         let (listen, database) = match &self.command {
-            Command::Serve(serve) | Command::Demo(DemoArgs { serve, .. }) => (serve.listen, &serve.database),
+            Command::Serve(serve) | Command::Demo(DemoArgs { serve, .. }) => {
+                if !serve.services.is_empty() {
+                    settings.services = serve.services.iter().map(|s| s.trim().to_owned()).collect();
+                }
+                (serve.listen, &serve.database)
+            }
             Command::Migrate(database)
             | Command::Audit(AuditCommand::Verify(database))
             | Command::Population(
@@ -357,7 +366,7 @@ pub fn operator(reason: &str) -> hie_core::context::RequestContext {
 }
 
 async fn certs(settings: &Settings, command: CertsCommand) -> Result<(), String> {
-    use crate::pki::{self, PkiFolder};
+    use hie_transport::pki::{self, PkiFolder};
     match command {
         CertsCommand::Init { dir, server_names } => {
             let folder = PkiFolder::new(dir);
@@ -384,19 +393,11 @@ async fn certs(settings: &Settings, command: CertsCommand) -> Result<(), String>
             let folder = PkiFolder::new(dir);
             let fingerprint = pki::issue_organisation(&folder, code.as_str())?;
             exchange
-                .access
-                .audit()
-                .audited_write(
+                .directory
+                .register_certificate(
                     &operator("issuing an organisation's client certificate"),
-                    "directory.certificate.issue",
-                    ("certificate", Some(fingerprint.clone())),
-                    Ok(()),
-                    async |conn| {
-                        exchange
-                            .directory
-                            .register_certificate_in(conn, &code, &fingerprint)
-                            .await
-                    },
+                    &code,
+                    &fingerprint,
                 )
                 .await
                 .map_err(|e| e.to_string())?;
@@ -421,14 +422,10 @@ async fn certs(settings: &Settings, command: CertsCommand) -> Result<(), String>
             };
             let exchange = Exchange::open(settings).await.map_err(|e| e.to_string())?;
             exchange
-                .access
-                .audit()
-                .audited_write(
+                .directory
+                .revoke_certificate(
                     &operator("revoking an organisation's client certificate"),
-                    "directory.certificate.revoke",
-                    ("certificate", Some(fingerprint.clone())),
-                    Ok(()),
-                    async |conn| exchange.directory.revoke_certificate_in(conn, &fingerprint).await,
+                    &fingerprint,
                 )
                 .await
                 .map_err(|e| e.to_string())?;

@@ -359,7 +359,10 @@ pub async fn load(exchange: &Exchange, prefecture: &SyntheticPrefecture) -> Resu
     for organisation in &prefecture.organisations {
         match exchange
             .directory
-            .register_organisation(organisation.clone())
+            .register_organisation(
+                &hie_core::context::RequestContext::bulk_load("hie-demo", "synthetic prefecture's directory"),
+                organisation.clone(),
+            )
             .await
         {
             Ok(_) | Err(hie_core::Error::AlreadyExists(_)) => {}

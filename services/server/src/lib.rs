@@ -6,12 +6,10 @@
 
 pub mod app;
 pub mod audit_keys;
-pub mod authn;
 pub mod bench;
 pub mod cli;
 pub mod demo;
 pub mod linkage_cli;
-pub mod pki;
 pub mod population_file;
 pub mod population_jobs;
 pub mod settings;

@@ -36,8 +36,8 @@ pub struct RematchArgs {
     pub batch: usize,
 }
 
-/// The checkpoint of the re-matching job.
-const REMATCH_JOB: &str = "population.rematch";
+/// The checkpoint of the re-matching job, named after its audit action.
+const REMATCH_JOB: &str = hie_core::vocabulary::AuditAction::Rematch.code();
 
 #[derive(Debug, Serialize)]
 struct TrainReport {

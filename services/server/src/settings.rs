@@ -14,6 +14,9 @@ use serde::{Deserialize, Serialize};
 pub struct Settings {
     /// Where the gRPC server listens.
     pub listen: SocketAddr,
+    /// Which services `hie serve` runs, by name (`population`, `directory`, `access`); all of
+    /// them when empty. Replicas that scale one service apart serve a subset.
+    pub services: Vec<String>,
     pub database: DatabaseSettings,
     /// Whether `hie serve` applies pending migrations at start-up.
     pub migrate_on_start: bool,
@@ -236,6 +239,7 @@ impl Default for Settings {
     fn default() -> Settings {
         Settings {
             listen: SocketAddr::from(([127, 0, 0, 1], 50051)),
+            services: Vec::new(),
             database: DatabaseSettings::default(),
             migrate_on_start: true,
             log: "info".into(),

@@ -70,8 +70,8 @@ impl AuditEvent {
     /// An event for `context` doing `action` on a resource.
     pub fn new(
         context: &RequestContext,
-        action: &str,
-        person_id: Option<String>,
+        action: hie_core::vocabulary::AuditAction,
+        person_id: Option<&hie_core::id::PersonId>,
         resource_type: &str,
         resource_id: Option<String>,
         outcome: Outcome,
@@ -84,8 +84,8 @@ impl AuditEvent {
             role: context.role.code().to_owned(),
             purpose: context.purpose.code().to_owned(),
             reason: context.reason.clone(),
-            action: action.to_owned(),
-            person_id,
+            action: action.code().to_owned(),
+            person_id: person_id.map(|id| id.as_str().to_owned()),
             resource_type: resource_type.to_owned(),
             resource_id,
             outcome,

@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 
 use hie_core::db::Database;
 use hie_core::{Error, time};
-use sqlx::{AnyConnection, AssertSqlSafe, FromRow};
+use sqlx::{AssertSqlSafe, FromRow};
 
 use crate::domain::consent::{ConsentDirectives, DataCategory, Grant};
 
@@ -183,16 +183,16 @@ impl ConsentStore {
     /// A person's directives inside the caller's transaction; `None` when they never set any.
     pub async fn directives_in(
         &self,
-        conn: &mut AnyConnection,
-        person_id: &str,
+        unit: &mut crate::UnitOfWork,
+        person_id: &hie_core::id::PersonId,
     ) -> Result<Option<ConsentDirectives>, Error> {
         let sql = format!(
             "SELECT c.person_id, {} FROM consent_directives c WHERE c.person_id = $1",
             directive_columns(Some("c"))
         );
         let row: Option<DirectivesRow> = sqlx::query_as(AssertSqlSafe(sql))
-            .bind(person_id.to_owned())
-            .fetch_optional(&mut *conn)
+            .bind(person_id.as_str().to_owned())
+            .fetch_optional(unit.connection().await?)
             .await?;
         Ok(row.map(|row| row.stored.directives()))
     }
@@ -228,8 +228,8 @@ impl ConsentStore {
     /// Replaces a person's directives inside the caller's transaction.
     pub async fn set_in(
         &self,
-        conn: &mut AnyConnection,
-        person_id: &str,
+        unit: &mut crate::UnitOfWork,
+        person_id: &hie_core::id::PersonId,
         directives: &ConsentDirectives,
         updated_by: &str,
     ) -> Result<(), Error> {
@@ -242,7 +242,7 @@ impl ConsentStore {
              consented_categories = excluded.consented_categories, grants = excluded.grants, \
              updated_at = excluded.updated_at, updated_by = excluded.updated_by",
         )
-        .bind(person_id.to_owned())
+        .bind(person_id.as_str().to_owned())
         .bind(stored.sharing)
         .bind(stored.allowed_organisations)
         .bind(stored.denied_organisations)
@@ -250,7 +250,7 @@ impl ConsentStore {
         .bind(stored.grants)
         .bind(time::to_micros(time::now()))
         .bind(updated_by.to_owned())
-        .execute(&mut *conn)
+        .execute(unit.connection().await?)
         .await?;
         Ok(())
     }

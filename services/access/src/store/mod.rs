@@ -3,7 +3,15 @@
 //! Reads' events go through a batcher that appends many in one transaction (group commit): an
 //! audited read costs a share of a commit, not a commit of its own.
 
+mod anchor;
 pub mod consent;
+mod event_columns;
+mod staging;
+
+pub use anchor::{AnchorFile, ChainKeys};
+use event_columns::EventColumns;
+use staging::chain_staged;
+pub use staging::{insert_staged_row, stage_in, staged_row};
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -12,11 +20,11 @@ use hie_core::batch::Batcher;
 use hie_core::context::RequestContext;
 use hie_core::db::{Backend, Database, HeldConnections};
 use hie_core::{Error, time};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use sqlx::{AnyConnection, AssertSqlSafe, FromRow};
 use tokio::sync::Semaphore;
 
-use crate::domain::{Anchor, AuditEvent, AuditKey, AuditKeys, ChainBreak, ChainVerifier, Outcome};
+use crate::domain::{AuditEvent, AuditKey, ChainBreak, ChainVerifier, Outcome};
 
 /// Which events a query returns; `None` means any.
 #[derive(Debug, Clone, Default)]
@@ -75,69 +83,15 @@ pub struct AuditTrail {
 /// going unrecorded.
 pub const MOST_UNCOMMITTED: u32 = 4096;
 
+/// A chained event as `audit_events` stores it.
 #[derive(FromRow)]
 struct StoredEvent {
     sequence: i64,
-    occurred_at: i64,
-    request_id: String,
-    organisation_code: Option<String>,
-    user_id: String,
-    role: String,
-    purpose: String,
-    reason: Option<String>,
-    action: String,
-    person_id: Option<String>,
-    resource_type: String,
-    resource_id: Option<String>,
-    outcome: String,
-    outcome_reason: Option<String>,
-    emergency: i64,
+    #[sqlx(flatten)]
+    columns: EventColumns,
     previous_hash: String,
     hash: String,
     key_id: Option<String>,
-}
-
-impl StoredEvent {
-    fn event(&self) -> AuditEvent {
-        let reason = self.outcome_reason.clone().unwrap_or_default();
-        AuditEvent {
-            occurred_at: time::from_micros(self.occurred_at),
-            request_id: self.request_id.clone(),
-            organisation: self.organisation_code.clone(),
-            user_id: self.user_id.clone(),
-            role: self.role.clone(),
-            purpose: self.purpose.clone(),
-            reason: self.reason.clone(),
-            action: self.action.clone(),
-            person_id: self.person_id.clone(),
-            resource_type: self.resource_type.clone(),
-            resource_id: self.resource_id.clone(),
-            // An unknown outcome code cannot re-encode to the stored hash, so it shows as an edit.
-            outcome: stored_outcome(&self.outcome, reason),
-            emergency: self.emergency != 0,
-        }
-    }
-}
-
-impl StoredEvent {
-    /// Whether the stored columns hold only what the exchange writes.
-    fn is_well_formed(&self) -> bool {
-        let outcome = match self.outcome.as_str() {
-            "permitted" => self.outcome_reason.is_none(),
-            "denied" | "failed" => self.outcome_reason.is_some(),
-            _ => false,
-        };
-        outcome && matches!(self.emergency, 0 | 1)
-    }
-}
-
-/// An outcome from its stored code and reason.
-fn stored_outcome(code: &str, reason: String) -> Outcome {
-    match code {
-        "permitted" => Outcome::Permitted,
-        "denied" => Outcome::Denied(reason),
-        _ => Outcome::Failed(reason),
-    }
 }
 
 /// The columns of an audit event row, in the order of [`ChainedRow`]'s fields.
@@ -168,20 +122,8 @@ const COLUMNS: [&str; 18] = [
 #[derive(Serialize)]
 struct ChainedRow<'a> {
     sequence: i64,
-    occurred_at: i64,
-    request_id: &'a str,
-    organisation_code: Option<&'a str>,
-    user_id: &'a str,
-    role: &'a str,
-    purpose: &'a str,
-    reason: Option<&'a str>,
-    action: &'a str,
-    person_id: Option<&'a str>,
-    resource_type: &'a str,
-    resource_id: Option<&'a str>,
-    outcome: &'static str,
-    outcome_reason: Option<&'a str>,
-    emergency: i16,
+    #[serde(flatten)]
+    columns: EventColumns,
     previous_hash: String,
     hash: String,
     key_id: &'a str,
@@ -202,27 +144,14 @@ fn chain<'a>(
         let hash = event.chain_hash(sequence, &previous_hash, Some(key));
         rows.push(ChainedRow {
             sequence,
-            occurred_at: time::to_micros(event.occurred_at),
-            request_id: &event.request_id,
-            organisation_code: event.organisation.as_deref(),
-            user_id: &event.user_id,
-            role: &event.role,
-            purpose: &event.purpose,
-            reason: event.reason.as_deref(),
-            action: &event.action,
-            person_id: event.person_id.as_deref(),
-            resource_type: &event.resource_type,
-            resource_id: event.resource_id.as_deref(),
-            outcome: event.outcome.code(),
-            outcome_reason: event.outcome.reason(),
-            emergency: i16::from(event.emergency),
+            columns: EventColumns::of(event),
             previous_hash: std::mem::replace(&mut previous_hash, hash.clone()),
             hash,
             key_id: key.id(),
         });
     }
     let sequences = rows.iter().map(|row| row.sequence).collect();
-    let json = serde_json::to_string(&rows).map_err(|e| Error::Internal(e.to_string()))?;
+    let json = serde_json::to_string(&rows).map_err(|e| Error::internal("encoding audit events", e))?;
     Ok((json, sequences, previous_hash))
 }
 
@@ -283,249 +212,8 @@ async fn append_in(
     Ok((sequences, head_hash))
 }
 
-/// The file where this process keeps the last link it chained ([`Anchor`]), outside the
-/// database. It only moves forward. The file stays open and each advance overwrites its one
-/// fixed-length line in place (one small write, no fsync): replacing the file by a rename cost
-/// about 200 microseconds a batch, which a resolve under load felt.
-#[derive(Debug)]
-pub struct AnchorFile {
-    path: std::path::PathBuf,
-    state: std::sync::Mutex<AnchorState>,
-}
-
-#[derive(Debug, Default)]
-struct AnchorState {
-    last: i64,
-    file: Option<std::fs::File>,
-}
-
-impl AnchorFile {
-    pub fn new(path: std::path::PathBuf) -> AnchorFile {
-        let last = std::fs::read_to_string(&path)
-            .ok()
-            .and_then(|text| Anchor::parse(&text))
-            .map_or(0, |anchor| anchor.sequence);
-        AnchorFile {
-            path,
-            state: std::sync::Mutex::new(AnchorState { last, file: None }),
-        }
-    }
-
-    /// The anchor as the file holds it; `None` when there is none yet.
-    pub fn read(&self) -> Result<Option<Anchor>, Error> {
-        match std::fs::read_to_string(&self.path) {
-            Ok(text) => Anchor::parse(&text).map(Some).ok_or_else(|| {
-                Error::Internal(format!(
-                    "the audit anchor file {} does not parse",
-                    self.path.display()
-                ))
-            }),
-            Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(error) => Err(Error::Unavailable(format!(
-                "cannot read the audit anchor file {}: {error}",
-                self.path.display()
-            ))),
-        }
-    }
-
-    /// Moves the anchor to the link just committed, if it is further along.
-    fn advance(&self, sequence: i64, hash: &str) {
-        use std::io::{Seek, SeekFrom, Write};
-        let mut state = self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        if sequence <= state.last {
-            return;
-        }
-        let line = Anchor {
-            sequence,
-            hash: hash.to_owned(),
-        }
-        .encode();
-        let written = (|| {
-            if state.file.is_none() {
-                state.file = Some(
-                    std::fs::OpenOptions::new()
-                        .write(true)
-                        .create(true)
-                        .truncate(false)
-                        .open(&self.path)?,
-                );
-            }
-            let file = state
-                .file
-                .as_mut()
-                .ok_or_else(|| std::io::Error::other("no anchor file"))?;
-            file.seek(SeekFrom::Start(0))?;
-            file.write_all(line.as_bytes())
-        })();
-        match written {
-            Ok(()) => state.last = sequence,
-            Err(error) => {
-                // The trail itself is intact; only the guard against a trimmed tail is behind.
-                state.file = None;
-                tracing::warn!(%error, path = %self.path.display(), "cannot write the audit anchor file");
-            }
-        }
-    }
-}
-
-/// What chains events: the keys, and this process's anchor file when it keeps one.
-#[derive(Debug, Clone)]
-pub struct ChainKeys {
-    pub keys: Arc<AuditKeys>,
-    pub anchor: Option<Arc<AnchorFile>>,
-}
-
-impl ChainKeys {
-    pub fn new(keys: AuditKeys, anchor: Option<std::path::PathBuf>) -> ChainKeys {
-        ChainKeys {
-            keys: Arc::new(keys),
-            anchor: anchor.map(|path| Arc::new(AnchorFile::new(path))),
-        }
-    }
-
-    /// A key of this process alone and no anchor: benchmarks and tests.
-    pub fn ephemeral() -> ChainKeys {
-        ChainKeys::new(AuditKeys::new(AuditKey::ephemeral(), vec![]), None)
-    }
-
-    fn key(&self) -> &AuditKey {
-        self.keys.current()
-    }
-
-    fn committed(&self, sequences: &[i64], head_hash: &str) {
-        if let (Some(anchor), Some(last)) = (&self.anchor, sequences.last()) {
-            anchor.advance(*last, head_hash);
-        }
-    }
-}
-
-/// An event as it waits in `audit_staged`.
-#[derive(Serialize, Deserialize)]
-struct StagedEvent {
-    occurred_at: i64,
-    request_id: String,
-    organisation_code: Option<String>,
-    user_id: String,
-    role: String,
-    purpose: String,
-    reason: Option<String>,
-    action: String,
-    person_id: Option<String>,
-    resource_type: String,
-    resource_id: Option<String>,
-    outcome: String,
-    outcome_reason: Option<String>,
-    emergency: bool,
-}
-
-impl StagedEvent {
-    fn of(event: &AuditEvent) -> StagedEvent {
-        StagedEvent {
-            occurred_at: time::to_micros(event.occurred_at),
-            request_id: event.request_id.clone(),
-            organisation_code: event.organisation.clone(),
-            user_id: event.user_id.clone(),
-            role: event.role.clone(),
-            purpose: event.purpose.clone(),
-            reason: event.reason.clone(),
-            action: event.action.clone(),
-            person_id: event.person_id.clone(),
-            resource_type: event.resource_type.clone(),
-            resource_id: event.resource_id.clone(),
-            outcome: event.outcome.code().to_owned(),
-            outcome_reason: event.outcome.reason().map(str::to_owned),
-            emergency: event.emergency,
-        }
-    }
-
-    fn event(self) -> AuditEvent {
-        let reason = self.outcome_reason.unwrap_or_default();
-        AuditEvent {
-            occurred_at: time::from_micros(self.occurred_at),
-            request_id: self.request_id,
-            organisation: self.organisation_code,
-            user_id: self.user_id,
-            role: self.role,
-            purpose: self.purpose,
-            reason: self.reason,
-            action: self.action,
-            person_id: self.person_id,
-            resource_type: self.resource_type,
-            resource_id: self.resource_id,
-            outcome: stored_outcome(&self.outcome, reason),
-            emergency: self.emergency,
-        }
-    }
-}
-
-/// Stages the events of a write inside the write's transaction: they commit or vanish with it,
-/// and take no lock on the chain's head. [`AuditTrail::chain_staged_soon`] (after the commit)
-/// or [`AuditTrail::flush`] moves them into the chain.
-pub async fn stage_in(conn: &mut AnyConnection, events: &[AuditEvent]) -> Result<(), Error> {
-    if events.is_empty() {
-        return Ok(());
-    }
-    insert_staged_row(conn, &staged_row(events)?).await
-}
-
-/// Writes a staged row made by [`staged_row`] in the caller's transaction.
-pub async fn insert_staged_row(
-    conn: &mut AnyConnection,
-    (id, events): &(String, String),
-) -> Result<(), Error> {
-    sqlx::query("INSERT INTO audit_staged (id, events) VALUES ($1, $2)")
-        .bind(id)
-        .bind(events)
-        .execute(&mut *conn)
-        .await?;
-    Ok(())
-}
-
-/// The `audit_staged` row (id, events) of `events`, for a caller that writes it within a
-/// statement of its own (see [`stage_in`]).
-pub fn staged_row(events: &[AuditEvent]) -> Result<(String, String), Error> {
-    let staged: Vec<StagedEvent> = events.iter().map(StagedEvent::of).collect();
-    let json = serde_json::to_string(&staged).map_err(|e| Error::Internal(e.to_string()))?;
-    Ok((uuid::Uuid::now_v7().to_string(), json))
-}
-
 /// How long staged events wait for company before they are chained.
 const CHAINING_DELAY: Duration = Duration::from_millis(20);
-
-/// How many staged transactions one chaining transaction takes.
-const STAGED_PER_CHAINING: i64 = 256;
-
-/// Moves staged events into the chain, oldest first, a batch per transaction, until none are
-/// left; returns how many events it chained. Each batch is taken off `audit_staged` and appended
-/// in the same transaction, so that an event is staged or chained, never neither or both.
-async fn chain_staged(database: &Database, keys: &ChainKeys) -> Result<usize, Error> {
-    let mut chained = 0;
-    loop {
-        let mut transaction = database.begin_write().await?;
-        let mut rows: Vec<(String, String)> = sqlx::query_as(
-            "DELETE FROM audit_staged WHERE id IN (SELECT id FROM audit_staged ORDER BY id LIMIT $1) \
-             RETURNING id, events",
-        )
-        .bind(STAGED_PER_CHAINING)
-        .fetch_all(&mut *transaction)
-        .await?;
-        if rows.is_empty() {
-            transaction.rollback().await?;
-            return Ok(chained);
-        }
-        rows.sort();
-        let mut events = Vec::new();
-        for (_, json) in rows {
-            let staged: Vec<StagedEvent> = serde_json::from_str(&json)
-                .map_err(|_| Error::Internal("a staged audit event does not parse".into()))?;
-            events.extend(staged.into_iter().map(StagedEvent::event));
-        }
-        let (sequences, head_hash) = append_in(&mut transaction, &events, keys.key()).await?;
-        transaction.commit().await?;
-        keys.committed(&sequences, &head_hash);
-        chained += events.len();
-    }
-}
 
 /// The group writer's side of the chain. On PostgreSQL it appends a batch in one statement that
 /// moves the head only if it is still where the writer left it (and inserts nothing otherwise),
@@ -664,64 +352,18 @@ impl AuditTrail {
 
     /// Records a refusal (committed before this returns) and gives the error to answer with:
     /// `PERMISSION_DENIED` with the reason, or whatever stopped the recording.
-    pub async fn refuse(
-        &self,
-        context: &RequestContext,
-        action: &str,
-        resource: (&str, Option<String>),
-        reason: String,
-    ) -> Error {
-        let event = AuditEvent::new(
-            context,
-            action,
-            None,
-            resource.0,
-            resource.1,
-            Outcome::Denied(reason.clone()),
-        );
-        match self.record(event).await {
+    pub async fn refuse(&self, context: &RequestContext, subject: &crate::Subject, reason: String) -> Error {
+        match self
+            .record(subject.event(context, Outcome::Denied(reason.clone())))
+            .await
+        {
             Ok(_) => Error::PermissionDenied(reason),
             Err(error) => error,
         }
     }
 
-    /// Runs `write` when `permitted`, in a write transaction whose commit carries its audit event
-    /// (staged, chained moments later): the change and its record commit together or not at all.
-    /// A refusal is recorded as denied with the reason, a failed write (rolled back) as failed
-    /// with the message the caller sees; both are committed before this returns. For writes that
-    /// touch no person's data (the directory's, operators' tools).
-    pub async fn audited_write<T>(
-        &self,
-        context: &RequestContext,
-        action: &str,
-        resource: (&str, Option<String>),
-        permitted: Result<(), String>,
-        write: impl AsyncFnOnce(&mut AnyConnection) -> Result<T, Error>,
-    ) -> Result<T, Error> {
-        if let Err(reason) = permitted {
-            return Err(self.refuse(context, action, resource, reason).await);
-        }
-        let (resource_type, resource_id) = resource;
-        let event =
-            |outcome| AuditEvent::new(context, action, None, resource_type, resource_id.clone(), outcome);
-        let written = async {
-            let mut transaction = self.database.begin_write().await?;
-            let written = write(&mut transaction).await?;
-            stage_in(&mut transaction, &[event(Outcome::Permitted)]).await?;
-            transaction.commit().await?;
-            Ok(written)
-        }
-        .await;
-        match written {
-            Ok(written) => {
-                self.chain_staged_soon();
-                Ok(written)
-            }
-            Err(error) => {
-                self.record(event(Outcome::of_error(&error))).await?;
-                Err(error)
-            }
-        }
+    pub(crate) fn database(&self) -> &Database {
+        &self.database
     }
 
     /// Appends the events of reads behind their answer: returns once they are queued for the
@@ -846,10 +488,10 @@ impl AuditTrail {
             .iter()
             .map(|row| {
                 let position = AuditPosition {
-                    occurred_at: row.occurred_at,
+                    occurred_at: row.columns.occurred_at,
                     sequence: row.sequence,
                 };
-                (position, row.event())
+                (position, row.columns.event())
             })
             .collect())
     }
@@ -889,14 +531,14 @@ impl AuditTrail {
                 // The raw columns first: a value the exchange never writes (an unknown outcome, an
                 // emergency flag of 2, a reason on a permitted event) decodes to something that
                 // re-encodes to the stored hash, so it must be caught as stored.
-                if !stored.is_well_formed() {
+                if !stored.columns.is_well_formed() {
                     return Ok(Err(ChainBreak::Edited {
                         sequence: stored.sequence,
                     }));
                 }
                 if let Err(broken) = verifier.check(
                     stored.sequence,
-                    &stored.event(),
+                    &stored.columns.event(),
                     stored.key_id.as_deref(),
                     &stored.previous_hash,
                     &stored.hash,

@@ -1,6 +1,5 @@
 use chrono::{DateTime, Utc};
 use hie_core::domain::{BoundedText, OrganisationCode};
-use hie_core::error::FieldError;
 
 use super::organisation::text_codes;
 
@@ -28,29 +27,12 @@ text_codes!(PractitionerRole {
     Administrator => "administrator",
 });
 
-/// The exchange's id of a practitioner: `pr-` and a UUID (version 7, so ids sort by creation).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PractitionerId(String);
-
-impl PractitionerId {
-    pub fn generate() -> PractitionerId {
-        PractitionerId(format!("pr-{}", uuid::Uuid::now_v7()))
-    }
-
-    pub fn parse(text: &str) -> Result<PractitionerId, FieldError> {
-        let text = text.trim();
-        match text.strip_prefix("pr-").map(uuid::Uuid::try_parse) {
-            Some(Ok(_)) => Ok(PractitionerId(text.to_owned())),
-            _ => Err(FieldError::new(
-                "is not a practitioner id, expected pr- and a UUID",
-            )),
-        }
-    }
-
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
+hie_core::id_type!(
+    /// The exchange's id of a practitioner: `pr-` and a UUID (version 7, so ids sort by creation).
+    PractitionerId,
+    "practitioner",
+    prefix "pr-"
+);
 
 /// A practitioner's content: everything but the id and the timestamps.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -1,31 +1,36 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use hie_access::{AuditTrail, Subject, UnitOfWork};
+use hie_core::cache::RecentCache;
+use hie_core::context::RequestContext;
 use hie_core::db::Database;
 use hie_core::domain::OrganisationCode;
 use hie_core::page::{PageSize, PageToken, next_page};
+use hie_core::vocabulary::AuditAction;
 use hie_core::{Error, time};
-use sqlx::AnyConnection;
 
 use super::{
     Organisation, OrganisationDraft, OrganisationFilter, Practitioner, PractitionerDraft, PractitionerId,
 };
 use crate::store::{CertificateRegistration, DirectoryStore};
 
-/// The directory's operations, on top of its store.
+/// What the directory's writes are, for a refusal's reason.
+const CHANGE: &str = "change the directory";
+
+/// The directory's operations, on top of its store. Every change is an administrator's, and is
+/// audited through the unit of work.
 #[derive(Clone, Debug)]
 pub struct DirectoryService {
     store: DirectoryStore,
+    audit: AuditTrail,
     /// Counts the changes made through this service that can take trust away (a certificate
     /// revoked, an organisation updated), so that caches of who may connect know to re-check.
     trust_changes: Arc<AtomicU64>,
-    /// Active organisations seen recently, with when and at which trust-change count: every
-    /// registration names its organisation, and looking it up each time cost a round trip.
-    active: Arc<std::sync::Mutex<std::collections::HashMap<OrganisationCode, SeenActive>>>,
+    /// Active organisations seen recently: every registration names its organisation, and
+    /// looking it up each time cost a round trip.
+    active: RecentCache<OrganisationCode, Organisation>,
 }
-
-/// An organisation found active: when, and at which count of trust changes.
-type SeenActive = (std::time::Instant, u64, Organisation);
 
 /// How long an organisation found active is taken as active without looking again. A change
 /// through this service ends it at once; one by another process (another replica, the CLI)
@@ -33,11 +38,12 @@ type SeenActive = (std::time::Instant, u64, Organisation);
 pub const ACTIVE_RECHECK_AFTER: std::time::Duration = std::time::Duration::from_secs(1);
 
 impl DirectoryService {
-    pub fn new(database: Database) -> DirectoryService {
+    pub fn new(database: Database, audit: AuditTrail) -> DirectoryService {
         DirectoryService {
             store: DirectoryStore::new(database),
+            audit,
             trust_changes: Arc::default(),
-            active: Arc::default(),
+            active: RecentCache::new(ACTIVE_RECHECK_AFTER, 10_000),
         }
     }
 
@@ -46,67 +52,68 @@ impl DirectoryService {
         self.trust_changes.load(Ordering::Acquire)
     }
 
-    /// Tells the caches of who may connect to look again: call after committing a change made
-    /// with an `_in` method that can take trust away (an organisation updated, a certificate
-    /// revoked). The methods without `_in` call it themselves.
-    pub fn trust_changed(&self) {
-        self.trust_changes.fetch_add(1, Ordering::AcqRel);
-    }
-
-    /// Runs one change on a connection of its own, outside any caller's transaction: for
-    /// operators' tools and tests, where no audit event goes with it.
-    async fn on_own_connection<T>(
+    /// Runs one change of the directory as an audited unit of work: administrators only.
+    async fn change<T>(
         &self,
-        change: impl AsyncFnOnce(&mut AnyConnection) -> Result<T, Error>,
+        context: &RequestContext,
+        subject: Subject,
+        work: impl AsyncFnOnce(&mut UnitOfWork) -> Result<T, Error>,
     ) -> Result<T, Error> {
-        let mut connection = self.store.database().pool().acquire().await?;
-        change(&mut connection).await
-    }
-
-    pub async fn register_organisation(&self, draft: OrganisationDraft) -> Result<Organisation, Error> {
-        self.on_own_connection(async |conn| self.register_organisation_in(conn, draft).await)
+        self.audit
+            .write(context, subject, context.administrators_only(CHANGE), work)
             .await
     }
 
-    /// Registers an organisation inside the caller's transaction (with its audit event).
-    pub async fn register_organisation_in(
+    /// Tells the caches of who may connect to look again, after a change that can take trust
+    /// away (an organisation updated, a certificate revoked).
+    fn trust_changed(&self) {
+        self.trust_changes.fetch_add(1, Ordering::AcqRel);
+    }
+
+    /// Registers an organisation (administrators only; audited).
+    pub async fn register_organisation(
         &self,
-        conn: &mut AnyConnection,
+        context: &RequestContext,
         draft: OrganisationDraft,
     ) -> Result<Organisation, Error> {
+        let subject =
+            Subject::new(AuditAction::RegisterOrganisation, "organisation").resource(draft.code.as_str());
         let now = time::now();
         let organisation = Organisation {
             draft,
             created_at: now,
             updated_at: now,
         };
-        self.store.insert_organisation(conn, &organisation).await?;
+        self.change(context, subject, async |unit| {
+            self.store.insert_organisation(unit, &organisation).await
+        })
+        .await?;
         tracing::info!(organisation = %organisation.code(), "organisation registered");
         Ok(organisation)
     }
 
-    pub async fn update_organisation(&self, draft: OrganisationDraft) -> Result<Organisation, Error> {
-        let updated = self
-            .on_own_connection(async |conn| self.update_organisation_in(conn, draft).await)
-            .await?;
-        self.trust_changed();
-        Ok(updated)
-    }
-
-    /// Updates an organisation inside the caller's transaction; call [`Self::trust_changed`]
-    /// after the commit.
-    pub async fn update_organisation_in(
+    /// Updates an organisation (administrators only; audited). Connections of the organisation
+    /// are checked again from the next call.
+    pub async fn update_organisation(
         &self,
-        conn: &mut AnyConnection,
+        context: &RequestContext,
         draft: OrganisationDraft,
     ) -> Result<Organisation, Error> {
-        let existing = self.get_organisation(&draft.code).await?;
-        let organisation = Organisation {
-            draft,
-            created_at: existing.created_at,
-            updated_at: time::now(),
-        };
-        self.store.update_organisation(conn, &organisation).await?;
+        let subject =
+            Subject::new(AuditAction::UpdateOrganisation, "organisation").resource(draft.code.as_str());
+        let organisation = self
+            .change(context, subject, async |unit| {
+                let existing = self.get_organisation(&draft.code).await?;
+                let organisation = Organisation {
+                    draft,
+                    created_at: existing.created_at,
+                    updated_at: time::now(),
+                };
+                self.store.update_organisation(unit, &organisation).await?;
+                Ok(organisation)
+            })
+            .await?;
+        self.trust_changed();
         tracing::info!(organisation = %organisation.code(), active = organisation.is_active(), "organisation updated");
         Ok(organisation)
     }
@@ -126,21 +133,12 @@ impl DirectoryService {
         code: &OrganisationCode,
     ) -> Result<Organisation, Error> {
         let changes = self.trust_changes();
-        if let Ok(active) = self.active.lock()
-            && let Some((seen, seen_changes, organisation)) = active.get(code)
-            && *seen_changes == changes
-            && seen.elapsed() < ACTIVE_RECHECK_AFTER
-        {
-            return Ok(organisation.clone());
+        if let Some(organisation) = self.active.get(code, changes) {
+            return Ok(organisation);
         }
         let found = self.store.organisation(code).await?;
-        if let Some(organisation) = found.as_ref().filter(|o| o.is_active())
-            && let Ok(mut active) = self.active.lock()
-        {
-            active.insert(
-                code.clone(),
-                (std::time::Instant::now(), changes, organisation.clone()),
-            );
+        if let Some(organisation) = found.as_ref().filter(|o| o.is_active()) {
+            self.active.remember(code.clone(), changes, organisation.clone());
         }
         match found {
             None => Err(Error::precondition(
@@ -173,68 +171,60 @@ impl DirectoryService {
     /// Registers a practitioner once per `request_id`: a retry returns the first registration.
     pub async fn register_practitioner(
         &self,
+        context: &RequestContext,
         request_id: &str,
         draft: PractitionerDraft,
     ) -> Result<Practitioner, Error> {
-        self.on_own_connection(async |conn| self.register_practitioner_in(conn, request_id, draft).await)
-            .await
-    }
-
-    /// [`Self::register_practitioner`] inside the caller's transaction.
-    pub async fn register_practitioner_in(
-        &self,
-        conn: &mut AnyConnection,
-        request_id: &str,
-        draft: PractitionerDraft,
-    ) -> Result<Practitioner, Error> {
-        self.require_active_organisation("practitioner.organisation_code", &draft.organisation_code)
-            .await?;
-        let now = time::now();
-        let practitioner = Practitioner {
-            id: PractitionerId::generate(),
-            draft,
-            created_at: now,
-            updated_at: now,
-        };
+        let subject = Subject::new(AuditAction::RegisterPractitioner, "practitioner");
         let stored = self
-            .store
-            .insert_practitioner(conn, request_id, &practitioner)
+            .change(context, subject, async |unit| {
+                self.require_active_organisation("practitioner.organisation_code", &draft.organisation_code)
+                    .await?;
+                let now = time::now();
+                let practitioner = Practitioner {
+                    id: PractitionerId::generate(),
+                    draft,
+                    created_at: now,
+                    updated_at: now,
+                };
+                let stored = self
+                    .store
+                    .insert_practitioner(unit, request_id, &practitioner)
+                    .await?;
+                unit.concerns(None, Some(stored.id.as_str().to_owned()));
+                if stored.id == practitioner.id {
+                    tracing::info!(practitioner = stored.id.as_str(), "practitioner registered");
+                }
+                Ok(stored)
+            })
             .await?;
-        if stored.id == practitioner.id {
-            tracing::info!(practitioner = stored.id.as_str(), "practitioner registered");
-        }
         Ok(stored)
     }
 
+    /// Updates a practitioner (administrators only; audited).
     pub async fn update_practitioner(
         &self,
+        context: &RequestContext,
         id: &PractitionerId,
         draft: PractitionerDraft,
     ) -> Result<Practitioner, Error> {
-        self.on_own_connection(async |conn| self.update_practitioner_in(conn, id, draft).await)
-            .await
-    }
-
-    /// [`Self::update_practitioner`] inside the caller's transaction.
-    pub async fn update_practitioner_in(
-        &self,
-        conn: &mut AnyConnection,
-        id: &PractitionerId,
-        draft: PractitionerDraft,
-    ) -> Result<Practitioner, Error> {
-        let existing = self.get_practitioner(id).await?;
-        if existing.draft.organisation_code != draft.organisation_code {
-            self.require_active_organisation("practitioner.organisation_code", &draft.organisation_code)
-                .await?;
-        }
-        let practitioner = Practitioner {
-            id: id.clone(),
-            draft,
-            created_at: existing.created_at,
-            updated_at: time::now(),
-        };
-        self.store.update_practitioner(conn, &practitioner).await?;
-        Ok(practitioner)
+        let subject = Subject::new(AuditAction::UpdatePractitioner, "practitioner").resource(id.as_str());
+        self.change(context, subject, async |unit| {
+            let existing = self.get_practitioner(id).await?;
+            if existing.draft.organisation_code != draft.organisation_code {
+                self.require_active_organisation("practitioner.organisation_code", &draft.organisation_code)
+                    .await?;
+            }
+            let practitioner = Practitioner {
+                id: id.clone(),
+                draft,
+                created_at: existing.created_at,
+                updated_at: time::now(),
+            };
+            self.store.update_practitioner(unit, &practitioner).await?;
+            Ok(practitioner)
+        })
+        .await
     }
 
     pub async fn get_practitioner(&self, id: &PractitionerId) -> Result<Practitioner, Error> {
@@ -259,54 +249,41 @@ impl DirectoryService {
         Ok((page, next))
     }
 
-    /// Registers a client certificate, by fingerprint, as one the organisation may connect with.
+    /// Registers a client certificate, by fingerprint, as one the organisation may connect with
+    /// (administrators only; audited).
     pub async fn register_certificate(
         &self,
+        context: &RequestContext,
         organisation: &OrganisationCode,
         fingerprint: &str,
     ) -> Result<(), Error> {
-        self.on_own_connection(async |conn| {
-            self.register_certificate_in(conn, organisation, fingerprint)
+        let subject = Subject::new(AuditAction::IssueCertificate, "certificate").resource(fingerprint);
+        self.change(context, subject, async |unit| {
+            self.get_organisation(organisation).await?;
+            self.store
+                .insert_certificate(unit, fingerprint, organisation)
                 .await
         })
-        .await
-    }
-
-    /// [`Self::register_certificate`] inside the caller's transaction.
-    pub async fn register_certificate_in(
-        &self,
-        conn: &mut AnyConnection,
-        organisation: &OrganisationCode,
-        fingerprint: &str,
-    ) -> Result<(), Error> {
-        self.get_organisation(organisation).await?;
-        self.store
-            .insert_certificate(conn, fingerprint, organisation)
-            .await?;
+        .await?;
         tracing::info!(%organisation, fingerprint, "client certificate registered");
         Ok(())
     }
 
-    /// Revokes a client certificate: connections presenting it are refused from now on.
-    pub async fn revoke_certificate(&self, fingerprint: &str) -> Result<(), Error> {
-        self.on_own_connection(async |conn| self.revoke_certificate_in(conn, fingerprint).await)
-            .await?;
+    /// Revokes a client certificate (administrators only; audited): connections presenting it
+    /// are refused from the next call.
+    pub async fn revoke_certificate(&self, context: &RequestContext, fingerprint: &str) -> Result<(), Error> {
+        let subject = Subject::new(AuditAction::RevokeCertificate, "certificate").resource(fingerprint);
+        self.change(context, subject, async |unit| {
+            if self.store.revoke_certificate(unit, fingerprint).await? {
+                Ok(())
+            } else {
+                Err(Error::NotFound(format!(
+                    "no unrevoked certificate has the fingerprint {fingerprint}"
+                )))
+            }
+        })
+        .await?;
         self.trust_changed();
-        Ok(())
-    }
-
-    /// Revokes a client certificate inside the caller's transaction; call
-    /// [`Self::trust_changed`] after the commit.
-    pub async fn revoke_certificate_in(
-        &self,
-        conn: &mut AnyConnection,
-        fingerprint: &str,
-    ) -> Result<(), Error> {
-        if !self.store.revoke_certificate(conn, fingerprint).await? {
-            return Err(Error::NotFound(format!(
-                "no unrevoked certificate has the fingerprint {fingerprint}"
-            )));
-        }
         tracing::warn!(fingerprint, "client certificate revoked");
         Ok(())
     }

@@ -1,11 +1,11 @@
 //! The `hie.directory.v1.Directory` gRPC service: maps proto messages to domain types, with
 //! every malformed field answered as `INVALID_ARGUMENT` naming it, and domain results back.
 
-use hie_access::AuditTrail;
 use hie_access::domain::consent::DataCategory;
 use hie_core::context::{Purpose, RequestContext, Role};
 use hie_core::domain::{BoundedText, DivisionCode, OrganisationCode};
 use hie_core::page::{PageSize, PageToken};
+use hie_core::service::ServiceModule;
 use hie_core::{Error, ResultExt};
 use hie_proto::directory as proto;
 use hie_proto::directory::directory_server::Directory;
@@ -21,28 +21,14 @@ use crate::domain::{
 #[derive(Clone, Debug)]
 pub struct DirectoryGrpc {
     directory: DirectoryService,
-    audit: AuditTrail,
 }
 
-/// Who may change the directory: the region's administrators. Hospitals read it.
-fn administrators_only(context: &RequestContext) -> Result<(), String> {
-    match context.role {
-        Role::Administrator => Ok(()),
-        role => Err(format!(
-            "role {} may not change the directory; only an administrator may",
-            role.code()
-        )),
-    }
-}
-
-impl DirectoryGrpc {
-    pub fn new(directory: DirectoryService, audit: AuditTrail) -> DirectoryGrpc {
-        DirectoryGrpc { directory, audit }
-    }
-
-    pub fn into_server(self) -> proto::directory_server::DirectoryServer<DirectoryGrpc> {
-        proto::directory_server::DirectoryServer::new(self)
-    }
+/// The directory as the server mounts it (`--services directory`).
+pub fn module(directory: DirectoryService) -> ServiceModule {
+    ServiceModule::new(
+        "directory",
+        proto::directory_server::DirectoryServer::new(DirectoryGrpc { directory }),
+    )
 }
 
 #[tonic::async_trait]
@@ -54,17 +40,7 @@ impl Directory for DirectoryGrpc {
     ) -> Result<Response<proto::RegisterOrganisationResponse>, Status> {
         let context = RequestContext::of(&request)?;
         let draft = organisation_draft(request.into_inner().organisation)?;
-        let code = Some(draft.code.to_string());
-        let organisation = self
-            .audit
-            .audited_write(
-                &context,
-                "directory.register_organisation",
-                ("organisation", code),
-                administrators_only(&context),
-                async |conn| self.directory.register_organisation_in(conn, draft).await,
-            )
-            .await?;
+        let organisation = self.directory.register_organisation(&context, draft).await?;
         Ok(Response::new(proto::RegisterOrganisationResponse {
             organisation: Some(organisation_to_proto(&organisation)),
         }))
@@ -77,19 +53,7 @@ impl Directory for DirectoryGrpc {
     ) -> Result<Response<proto::UpdateOrganisationResponse>, Status> {
         let context = RequestContext::of(&request)?;
         let draft = organisation_draft(request.into_inner().organisation)?;
-        let code = Some(draft.code.to_string());
-        let organisation = self
-            .audit
-            .audited_write(
-                &context,
-                "directory.update_organisation",
-                ("organisation", code),
-                administrators_only(&context),
-                async |conn| self.directory.update_organisation_in(conn, draft).await,
-            )
-            .await?;
-        // Committed: connections of this organisation are checked again from the next call.
-        self.directory.trust_changed();
+        let organisation = self.directory.update_organisation(&context, draft).await?;
         Ok(Response::new(proto::UpdateOrganisationResponse {
             organisation: Some(organisation_to_proto(&organisation)),
         }))
@@ -151,18 +115,8 @@ impl Directory for DirectoryGrpc {
         let request_id = parse_request_id(&request.request_id).field("request_id")?;
         let (_, draft) = practitioner_draft(request.practitioner, false)?;
         let practitioner = self
-            .audit
-            .audited_write(
-                &context,
-                "directory.register_practitioner",
-                ("practitioner", None),
-                administrators_only(&context),
-                async |conn| {
-                    self.directory
-                        .register_practitioner_in(conn, &request_id, draft)
-                        .await
-                },
-            )
+            .directory
+            .register_practitioner(&context, &request_id, draft)
             .await?;
         Ok(Response::new(proto::RegisterPractitionerResponse {
             practitioner: Some(practitioner_to_proto(&practitioner)),
@@ -177,16 +131,7 @@ impl Directory for DirectoryGrpc {
         let context = RequestContext::of(&request)?;
         let (id, draft) = practitioner_draft(request.into_inner().practitioner, true)?;
         let id = id.ok_or_else(|| Error::invalid("practitioner.id", "must not be empty"))?;
-        let practitioner = self
-            .audit
-            .audited_write(
-                &context,
-                "directory.update_practitioner",
-                ("practitioner", Some(id.as_str().to_owned())),
-                administrators_only(&context),
-                async |conn| self.directory.update_practitioner_in(conn, &id, draft).await,
-            )
-            .await?;
+        let practitioner = self.directory.update_practitioner(&context, &id, draft).await?;
         Ok(Response::new(proto::UpdatePractitionerResponse {
             practitioner: Some(practitioner_to_proto(&practitioner)),
         }))

@@ -1,11 +1,12 @@
 //! SQL for organisations and practitioners; written once for SQLite and PostgreSQL.
 
+use hie_access::UnitOfWork;
 use hie_access::domain::consent::DataCategory;
 use hie_core::context::{Entitlements, Purpose, Role};
 use hie_core::db::Database;
 use hie_core::domain::{BoundedText, DivisionCode, OrganisationCode};
 use hie_core::{Error, time};
-use sqlx::{AnyConnection, FromRow};
+use sqlx::FromRow;
 
 use crate::domain::{
     HospitalGrade, Organisation, OrganisationDraft, OrganisationFilter, OrganisationKind, Practitioner,
@@ -60,7 +61,7 @@ impl DirectoryStore {
 
     pub async fn insert_organisation(
         &self,
-        conn: &mut AnyConnection,
+        unit: &mut UnitOfWork,
         organisation: &Organisation,
     ) -> Result<(), Error> {
         let d = &organisation.draft;
@@ -80,7 +81,7 @@ impl DirectoryStore {
         .bind(d.sensitive_category.map(DataCategory::code))
         .bind(d.entitlements.role_codes(","))
         .bind(d.entitlements.purpose_codes(","))
-        .execute(&mut *conn)
+        .execute(unit.connection().await?)
         .await;
         match result.map_err(Error::from) {
             Err(Error::AlreadyExists(_)) => Err(Error::AlreadyExists(format!(
@@ -93,7 +94,7 @@ impl DirectoryStore {
 
     pub async fn update_organisation(
         &self,
-        conn: &mut AnyConnection,
+        unit: &mut UnitOfWork,
         organisation: &Organisation,
     ) -> Result<(), Error> {
         let d = &organisation.draft;
@@ -112,7 +113,7 @@ impl DirectoryStore {
         .bind(d.sensitive_category.map(DataCategory::code))
         .bind(d.entitlements.role_codes(","))
         .bind(d.entitlements.purpose_codes(","))
-        .execute(&mut *conn)
+        .execute(unit.connection().await?)
         .await?;
         if result.rows_affected() == 0 {
             return Err(Error::NotFound(format!(
@@ -160,7 +161,7 @@ impl DirectoryStore {
     /// `request_id` either way.
     pub async fn insert_practitioner(
         &self,
-        conn: &mut AnyConnection,
+        unit: &mut UnitOfWork,
         request_id: &str,
         practitioner: &Practitioner,
     ) -> Result<Practitioner, Error> {
@@ -178,20 +179,20 @@ impl DirectoryStore {
         .bind(i64::from(d.active))
         .bind(time::to_micros(practitioner.created_at))
         .bind(time::to_micros(practitioner.updated_at))
-        .execute(&mut *conn)
+        .execute(unit.connection().await?)
         .await?;
         let row: PractitionerRow = sqlx::query_as(sqlx::AssertSqlSafe(format!(
             "SELECT {PRACTITIONER_COLUMNS} FROM practitioners WHERE request_id = $1"
         )))
         .bind(request_id)
-        .fetch_one(&mut *conn)
+        .fetch_one(unit.connection().await?)
         .await?;
         Practitioner::try_from(row)
     }
 
     pub async fn update_practitioner(
         &self,
-        conn: &mut AnyConnection,
+        unit: &mut UnitOfWork,
         practitioner: &Practitioner,
     ) -> Result<(), Error> {
         let d = &practitioner.draft;
@@ -206,7 +207,7 @@ impl DirectoryStore {
         .bind(d.specialty.as_str())
         .bind(i64::from(d.active))
         .bind(time::to_micros(practitioner.updated_at))
-        .execute(&mut *conn)
+        .execute(unit.connection().await?)
         .await?;
         if result.rows_affected() == 0 {
             return Err(Error::NotFound(format!(
@@ -268,7 +269,7 @@ fn stored_entitlements(
 
 /// A stored value that no longer parses means the table was changed behind the exchange's back.
 fn corrupt(what: &str, key: &str) -> Error {
-    Error::Internal(format!("stored {what} {key} does not parse"))
+    Error::Internal(format!("stored {what} {key} does not parse").into())
 }
 
 impl TryFrom<OrganisationRow> for Organisation {
@@ -338,7 +339,7 @@ pub struct CertificateRegistration {
 impl DirectoryStore {
     pub async fn insert_certificate(
         &self,
-        conn: &mut AnyConnection,
+        unit: &mut UnitOfWork,
         fingerprint: &str,
         organisation: &OrganisationCode,
     ) -> Result<(), Error> {
@@ -348,7 +349,7 @@ impl DirectoryStore {
         .bind(fingerprint)
         .bind(organisation.as_str())
         .bind(time::to_micros(time::now()))
-        .execute(&mut *conn)
+        .execute(unit.connection().await?)
         .await;
         match result.map_err(Error::from) {
             Err(Error::AlreadyExists(_)) => Err(Error::AlreadyExists(format!(
@@ -359,17 +360,13 @@ impl DirectoryStore {
     }
 
     /// Marks a certificate revoked; returns false when no such certificate is registered.
-    pub async fn revoke_certificate(
-        &self,
-        conn: &mut AnyConnection,
-        fingerprint: &str,
-    ) -> Result<bool, Error> {
+    pub async fn revoke_certificate(&self, unit: &mut UnitOfWork, fingerprint: &str) -> Result<bool, Error> {
         let result = sqlx::query(
             "UPDATE organisation_certificates SET revoked_at = $2 WHERE fingerprint = $1 AND revoked_at IS NULL",
         )
         .bind(fingerprint)
         .bind(time::to_micros(time::now()))
-        .execute(&mut *conn)
+        .execute(unit.connection().await?)
         .await?;
         Ok(result.rows_affected() > 0)
     }

@@ -4,18 +4,19 @@
 //! moves as linked by hand, so that automatic matching never undoes it.
 
 use chrono::{DateTime, Utc};
-use hie_access::store::consent::ConsentStore;
-use hie_access::{AuditEvent, Outcome};
-use hie_core::context::{RequestContext, Role};
+use hie_access::ConsentStore;
+use hie_access::{Outcome, Subject, UnitOfWork};
+use hie_core::context::RequestContext;
+use hie_core::outbox::OutboxEvent;
 use hie_core::page::{PageSize, PageToken, next_page};
+use hie_core::vocabulary::{AuditAction, EventType};
 use hie_core::{Error, time};
 use serde_json::json;
-use sqlx::AnyConnection;
 
 use super::matching::Explanation;
 use super::service::link_event;
 use super::{PersonId, PopulationService, SourceRecordId};
-use crate::store::{MergeRow, ReviewRow};
+use crate::store::ReviewRow;
 
 /// The longest reason accepted, in characters.
 pub const MAX_REASON_CHARS: usize = 500;
@@ -68,28 +69,35 @@ pub enum ReviewDecision {
     Reject,
 }
 
+hie_core::id_type!(
+    /// The id of a merge, by which a steward undoes it.
+    MergeId,
+    "merge"
+);
+
 /// What a merge did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Merge {
-    pub id: String,
+    pub id: MergeId,
     pub moved: Vec<SourceRecordId>,
 }
 
-fn stewards_only(context: &RequestContext) -> Result<(), Error> {
-    stewards_only_to(context, "decide links").map_err(Error::PermissionDenied)
+/// A merge as recorded, so that an unmerge can give back exactly what it took: the records it
+/// moved, each with whether a person had linked it by hand.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MergeRecord {
+    pub id: MergeId,
+    pub from: PersonId,
+    pub into: PersonId,
+    pub moved: Vec<(SourceRecordId, bool)>,
+    pub merged_at: DateTime<Utc>,
+    pub merged_by: String,
+    pub reason: String,
+    pub unmerged_at: Option<DateTime<Utc>>,
 }
 
-/// Who may do `what` to the index as a whole (decide links, train the model): the region's data
-/// stewards, role administrator; the refusal's reason otherwise.
-pub(crate) fn stewards_only_to(context: &RequestContext, what: &str) -> Result<(), String> {
-    match context.role {
-        Role::Administrator => Ok(()),
-        role => Err(format!(
-            "role {} may not {what}; only an administrator (data steward) may",
-            role.code()
-        )),
-    }
-}
+/// What stewards' decisions are, for a refusal's reason.
+const DECIDE_LINKS: &str = "decide links";
 
 /// A decision's reason: required, and short enough to store.
 pub fn reason(text: &str) -> Result<String, Error> {
@@ -128,39 +136,23 @@ impl PopulationService {
         })
     }
 
-    /// Runs a steward's change in one transaction with its audit event; a refused or failed
-    /// change leaves an event of its own.
+    /// Runs a steward's change as one unit of work with its audit event (role administrator
+    /// only); a refused or failed change leaves an event of its own.
     async fn steward_change<T>(
         &self,
         context: &RequestContext,
-        action: &str,
-        resource: (&str, Option<String>),
-        change: impl AsyncFnOnce(&mut AnyConnection) -> Result<(T, Option<String>), Error>,
+        subject: Subject,
+        change: impl AsyncFnOnce(&mut UnitOfWork) -> Result<T, Error>,
     ) -> Result<T, Error> {
-        let outcome = async {
-            stewards_only(context)?;
-            let mut transaction = self.store.begin_write().await?;
-            let (value, person) = change(&mut transaction).await?;
-            let event = AuditEvent::new(
+        self.access
+            .audit()
+            .write(
                 context,
-                action,
-                person,
-                resource.0,
-                resource.1.clone(),
-                Outcome::Permitted,
-            );
-            hie_access::store::stage_in(&mut transaction, &[event]).await?;
-            transaction.commit().await?;
-            self.access.audit().chain_staged_soon();
-            Ok(value)
-        }
-        .await;
-        if let Err(error) = &outcome {
-            let refused = Outcome::of_error(error);
-            let event = AuditEvent::new(context, action, None, resource.0, resource.1, refused);
-            self.access.audit().record(event).await?;
-        }
-        outcome
+                subject,
+                context.administrators_only(DECIDE_LINKS),
+                change,
+            )
+            .await
     }
 
     /// Pending reviews, oldest first.
@@ -170,7 +162,10 @@ impl PopulationService {
         page_size: PageSize,
         page_token: Option<PageToken>,
     ) -> Result<(Vec<Review>, Option<PageToken>), Error> {
-        stewards_only(context)?;
+        let subject = Subject::new(AuditAction::ListMatchReviews, "match_review");
+        if let Err(reason) = context.administrators_only(DECIDE_LINKS) {
+            return Err(self.access.audit().refuse(context, &subject, reason).await);
+        }
         let rows = self
             .store
             .pending_reviews(
@@ -183,15 +178,10 @@ impl PopulationService {
             .map(|r| self.review_of(r))
             .collect::<Result<Vec<_>, _>>()?;
         let next = next_page(&mut reviews, page_size, |r| r.id.as_str());
-        let event = AuditEvent::new(
-            context,
-            "population.list_reviews",
-            None,
-            "match_review",
-            None,
-            Outcome::Permitted,
-        );
-        self.access.audit().record(event).await?;
+        self.access
+            .audit()
+            .record(subject.event(context, Outcome::Permitted))
+            .await?;
         Ok((reviews, next))
     }
 
@@ -205,13 +195,14 @@ impl PopulationService {
     ) -> Result<(Review, PersonId), Error> {
         let why = reason(why)?;
         let action = match decision {
-            ReviewDecision::Link => "population.review.link",
-            ReviewDecision::Reject => "population.review.reject",
+            ReviewDecision::Link => AuditAction::LinkByReview,
+            ReviewDecision::Reject => AuditAction::RejectReview,
         };
-        self.steward_change(context, action, ("match_review", Some(review_id.to_owned())), async |conn| {
+        let subject = Subject::new(action, "match_review").resource(review_id);
+        self.steward_change(context, subject, async |unit| {
             let row = self
                 .store
-                .review(conn, review_id)
+                .review(unit, review_id)
                 .await?
                 .ok_or_else(|| Error::NotFound(format!("review {review_id} does not exist")))?;
             if row.status != "pending" {
@@ -229,10 +220,10 @@ impl PopulationService {
             let now = time::now();
             let person = match decision {
                 ReviewDecision::Link => {
-                    let (current, _) = self.record_link(conn, &review.source_record_id).await?;
-                    self.require_live_person(conn, &review.candidate_person_id, "review_id").await?;
+                    let (current, _) = self.record_link(unit, &review.source_record_id).await?;
+                    self.require_live_person(unit, &review.candidate_person_id, "review_id").await?;
                     self.move_record_by_hand(
-                        conn,
+                        unit,
                         &review.source_record_id,
                         &current,
                         &review.candidate_person_id,
@@ -245,14 +236,15 @@ impl PopulationService {
                 }
                 ReviewDecision::Reject => {
                     review.status = ReviewStatus::Rejected;
-                    self.record_link(conn, &review.source_record_id).await?.0
+                    self.record_link(unit, &review.source_record_id).await?.0
                 }
             };
-            let decided = self.store.decide_review(conn, review_id, review.status.code(), &context.user_id, &why, now).await?;
+            let decided = self.store.decide_review(unit, review_id, review.status.code(), &context.user_id, &why, now).await?;
             if !decided {
                 return Err(Error::precondition("review_id", "was decided by someone else meanwhile"));
             }
-            Ok(((review, person.clone()), Some(person.as_str().to_owned())))
+            unit.concerns(Some(&person), None);
+            Ok((review, person))
         })
         .await
     }
@@ -268,28 +260,28 @@ impl PopulationService {
         let why = reason(why)?;
         self.steward_change(
             context,
-            "population.link",
-            ("source_record", Some(record.as_str().to_owned())),
-            async |conn| {
-                let current = self.record_link_locked(conn, record, Some(person)).await?;
+            Subject::new(AuditAction::LinkSourceRecord, "source_record").resource(record.as_str()),
+            async |unit| {
+                let current = self.record_link_locked(unit, record, Some(person)).await?;
                 if &current == person {
                     return Err(Error::precondition(
                         "person_id",
                         "the record is already linked to this person",
                     ));
                 }
-                self.require_live_person(conn, person, "person_id").await?;
+                self.require_live_person(unit, person, "person_id").await?;
                 let how = json!({"by": "manual link", "user": context.user_id, "reason": why});
-                let emptied = self.store.record_links_of(conn, &current).await?.len() < 2;
-                self.move_record_by_hand(conn, record, &current, person, how, time::now())
+                let emptied = self.store.record_links_of(unit, &current).await?.len() < 2;
+                self.move_record_by_hand(unit, record, &current, person, how, time::now())
                     .await?;
                 if emptied {
                     // The person it left is now merged into the one it joined: like a merge,
                     // their directives combine.
-                    self.combine_consent(conn, &current, person, &context.user_id)
+                    self.combine_consent(unit, &current, person, &context.user_id)
                         .await?;
                 }
-                Ok((current, Some(person.as_str().to_owned())))
+                unit.concerns(Some(person), None);
+                Ok(current)
             },
         )
         .await
@@ -305,11 +297,10 @@ impl PopulationService {
         let why = reason(why)?;
         self.steward_change(
             context,
-            "population.unlink",
-            ("source_record", Some(record.as_str().to_owned())),
-            async |conn| {
-                let current = self.record_link_locked(conn, record, None).await?;
-                if self.store.record_links_of(conn, &current).await?.len() < 2 {
+            Subject::new(AuditAction::UnlinkSourceRecord, "source_record").resource(record.as_str()),
+            async |unit| {
+                let current = self.record_link_locked(unit, record, None).await?;
+                if self.store.record_links_of(unit, &current).await?.len() < 2 {
                     return Err(Error::precondition(
                         "source_record_id",
                         "is the only record of its person: there is nothing to unlink it from",
@@ -319,24 +310,25 @@ impl PopulationService {
                 let person = PersonId::generate();
                 let demographics = self
                     .store
-                    .source_record_demographics(conn, record)
+                    .source_record_demographics(unit, record)
                     .await?
                     .ok_or_else(|| Error::Internal("a record vanished inside its transaction".into()))?;
                 self.store
-                    .insert_person(conn, &person, &demographics, now)
+                    .insert_person(unit, &person, &demographics, now)
                     .await?;
                 // The record's patient said what they said: the new person starts with the same
                 // directives.
                 let consent = self.access.consent();
-                if let Some(directives) = consent.directives_in(conn, current.as_str()).await? {
+                if let Some(directives) = consent.directives_in(unit, &current).await? {
                     consent
-                        .set_in(conn, person.as_str(), &directives, &context.user_id)
+                        .set_in(unit, &person, &directives, &context.user_id)
                         .await?;
                 }
                 let how = json!({"by": "manual unlink", "user": context.user_id, "reason": why});
-                self.move_record_by_hand(conn, record, &current, &person, how, now)
+                self.move_record_by_hand(unit, record, &current, &person, how, now)
                     .await?;
-                Ok((person.clone(), Some(person.as_str().to_owned())))
+                unit.concerns(Some(&person), None);
+                Ok(person)
             },
         )
         .await
@@ -359,47 +351,43 @@ impl PopulationService {
         let why = reason(why)?;
         self.steward_change(
             context,
-            "population.merge",
-            ("person", Some(from.as_str().to_owned())),
-            async |conn| {
+            Subject::new(AuditAction::MergePersons, "person").resource(from.as_str()),
+            async |unit| {
                 // Both persons in hand first: a concurrent registration, or the opposite merge,
                 // waits, and what follows reads them as they are.
-                self.store.lock_persons(conn, &[from, into]).await?;
-                self.require_live_person(conn, from, "from_person_id").await?;
-                self.require_live_person(conn, into, "into_person_id").await?;
+                self.store.lock_persons(unit, &[from, into]).await?;
+                self.require_live_person(unit, from, "from_person_id").await?;
+                self.require_live_person(unit, into, "into_person_id").await?;
                 let now = time::now();
-                let records = self.store.record_links_of(conn, from).await?;
+                let records = self.store.record_links_of(unit, from).await?;
                 for (record, _) in &records {
-                    self.store.move_record(conn, record, into, true).await?;
+                    self.store.move_record(unit, record, into, true).await?;
                 }
-                self.store.set_merged_into(conn, from, Some(into), now).await?;
-                let moved: Vec<serde_json::Value> = records
-                    .iter()
-                    .map(|(record, manual)| json!({"record": record.as_str(), "manual": manual}))
-                    .collect();
-                let merge = MergeRow {
-                    id: uuid::Uuid::now_v7().to_string(),
-                    from_person_id: from.as_str().to_owned(),
-                    into_person_id: into.as_str().to_owned(),
-                    moved_records: serde_json::Value::Array(moved).to_string(),
-                    merged_at: time::to_micros(now),
+                self.store.set_merged_into(unit, from, Some(into), now).await?;
+                let merge = MergeRecord {
+                    id: MergeId::generate(),
+                    from: from.clone(),
+                    into: into.clone(),
+                    moved: records.clone(),
+                    merged_at: now,
                     merged_by: context.user_id.clone(),
                     reason: why.clone(),
                     unmerged_at: None,
                 };
-                self.store.insert_merge(conn, &merge).await?;
-                if let Some(consent) = self.combine_consent(conn, from, into, &context.user_id).await? {
-                    self.store.set_merge_consent(conn, &merge.id, &consent).await?;
+                self.store.insert_merge(unit, &merge).await?;
+                if let Some(consent) = self.combine_consent(unit, from, into, &context.user_id).await? {
+                    self.store.set_merge_consent(unit, merge.id.as_str(), &consent).await?;
                 }
-                self.store.refresh_golden_record(conn, into, now).await?;
+                self.refresh_golden_record(unit, into, now).await?;
                 let payload = json!({
-                    "merge_id": merge.id, "from_person_id": from.as_str(), "into_person_id": into.as_str(),
+                    "merge_id": merge.id.as_str(), "from_person_id": from.as_str(), "into_person_id": into.as_str(),
                     "source_record_ids": records.iter().map(|(r, _)| r.as_str()).collect::<Vec<_>>(),
                     "user": context.user_id, "reason": why,
                 });
-                hie_core::outbox::append(conn, "population.person.merged", &payload).await?;
+                unit.emit(OutboxEvent::new(EventType::PersonMerged, Some(into), None, &payload));
+                unit.concerns(Some(into), None);
                 let moved = records.into_iter().map(|(r, _)| r).collect();
-                Ok((Merge { id: merge.id, moved }, Some(into.as_str().to_owned())))
+                Ok(Merge { id: merge.id, moved })
             },
         )
         .await
@@ -410,51 +398,45 @@ impl PopulationService {
     pub async fn unmerge_persons(
         &self,
         context: &RequestContext,
-        merge_id: &str,
+        merge_id: &MergeId,
         why: &str,
     ) -> Result<Vec<SourceRecordId>, Error> {
         let why = reason(why)?;
         self.steward_change(
             context,
-            "population.unmerge",
-            ("person_merge", Some(merge_id.to_owned())),
-            async |conn| {
+            Subject::new(AuditAction::UnmergePersons, "person_merge").resource(merge_id.as_str()),
+            async |unit| {
                 let merge = self
                     .store
-                    .merge(conn, merge_id)
+                    .merge(unit, merge_id.as_str())
                     .await?
                     .ok_or_else(|| Error::NotFound(format!("merge {merge_id} does not exist")))?;
                 if let Some(at) = merge.unmerged_at {
                     return Err(Error::precondition(
                         "merge_id",
-                        format!("was already undone at {}", time::from_micros(at).to_rfc3339()),
+                        format!("was already undone at {}", at.to_rfc3339()),
                     ));
                 }
-                let from = stored(PersonId::parse(&merge.from_person_id))?;
-                let into = stored(PersonId::parse(&merge.into_person_id))?;
-                self.store.lock_persons(conn, &[&from, &into]).await?;
-                let moved: Vec<serde_json::Value> = serde_json::from_str(&merge.moved_records)
-                    .map_err(|_| Error::Internal("a stored merge does not parse".into()))?;
+                let (from, into) = (merge.from, merge.into);
+                self.store.lock_persons(unit, &[&from, &into]).await?;
                 let now = time::now();
-                let mut restored = Vec::with_capacity(moved.len());
+                let mut restored = Vec::with_capacity(merge.moved.len());
                 let mut left = vec![into.clone()];
-                for entry in moved {
-                    let record = stored(SourceRecordId::parse(entry["record"].as_str().unwrap_or("")))?;
-                    let manual = entry["manual"].as_bool().unwrap_or(false);
-                    if let Some((now_with, _)) = self.store.record_link(conn, &record).await?
+                for (record, manual) in merge.moved {
+                    if let Some((now_with, _)) = self.store.record_link(unit, &record).await?
                         && !left.contains(&now_with)
                     {
                         left.push(now_with);
                     }
-                    self.store.move_record(conn, &record, &from, manual).await?;
+                    self.store.move_record(unit, &record, &from, manual).await?;
                     restored.push(record);
                 }
-                self.store.set_merged_into(conn, &from, None, now).await?;
-                self.restore_consent(conn, merge_id, &into, &context.user_id)
+                self.store.set_merged_into(unit, &from, None, now).await?;
+                self.restore_consent(unit, merge_id.as_str(), &into, &context.user_id)
                     .await?;
                 if !self
                     .store
-                    .mark_unmerged(conn, merge_id, &context.user_id, &why, now)
+                    .mark_unmerged(unit, merge_id.as_str(), &context.user_id, &why, now)
                     .await?
                 {
                     return Err(Error::precondition(
@@ -462,17 +444,18 @@ impl PopulationService {
                         "was undone by someone else meanwhile",
                     ));
                 }
-                self.store.refresh_golden_record(conn, &from, now).await?;
+                self.refresh_golden_record(unit, &from, now).await?;
                 for person in &left {
-                    self.store.refresh_golden_record(conn, person, now).await?;
+                    self.refresh_golden_record(unit, person, now).await?;
                 }
                 let payload = json!({
-                    "merge_id": merge_id, "from_person_id": from.as_str(), "into_person_id": into.as_str(),
+                    "merge_id": merge_id.as_str(), "from_person_id": from.as_str(), "into_person_id": into.as_str(),
                     "source_record_ids": restored.iter().map(SourceRecordId::as_str).collect::<Vec<_>>(),
                     "user": context.user_id, "reason": why,
                 });
-                hie_core::outbox::append(conn, "population.person.unmerged", &payload).await?;
-                Ok((restored, Some(from.as_str().to_owned())))
+                unit.emit(OutboxEvent::new(EventType::PersonUnmerged, Some(&from), None, &payload));
+                unit.concerns(Some(&from), None);
+                Ok(restored)
             },
         )
         .await
@@ -482,21 +465,21 @@ impl PopulationService {
     /// either set any); returns what to keep beside the merge for an unmerge.
     async fn combine_consent(
         &self,
-        conn: &mut AnyConnection,
+        unit: &mut UnitOfWork,
         from: &PersonId,
         into: &PersonId,
         user: &str,
     ) -> Result<Option<String>, Error> {
         let consent = self.access.consent();
-        let from_directives = consent.directives_in(conn, from.as_str()).await?;
-        let before = consent.directives_in(conn, into.as_str()).await?;
+        let from_directives = consent.directives_in(unit, from).await?;
+        let before = consent.directives_in(unit, into).await?;
         if from_directives.is_none() && before.is_none() {
             return Ok(None);
         }
         let after = from_directives
             .unwrap_or_default()
             .most_restrictive(&before.clone().unwrap_or_default());
-        consent.set_in(conn, into.as_str(), &after, user).await?;
+        consent.set_in(unit, into, &after, user).await?;
         Ok(Some(
             json!({
                 "before": before.as_ref().map(ConsentStore::to_json),
@@ -511,41 +494,41 @@ impl PopulationService {
     /// touched.
     async fn restore_consent(
         &self,
-        conn: &mut AnyConnection,
+        unit: &mut UnitOfWork,
         merge_id: &str,
         into: &PersonId,
         user: &str,
     ) -> Result<(), Error> {
-        let Some(kept) = self.store.merge_consent(conn, merge_id).await? else {
+        let Some(kept) = self.store.merge_consent(unit, merge_id).await? else {
             return Ok(());
         };
         let kept: serde_json::Value = serde_json::from_str(&kept)
             .map_err(|_| Error::Internal("a stored merge does not parse".into()))?;
         let consent = self.access.consent();
         let after = ConsentStore::from_json(kept["after"].as_str().unwrap_or("{}"))?;
-        if consent.directives_in(conn, into.as_str()).await? != Some(after) {
+        if consent.directives_in(unit, into).await? != Some(after) {
             return Ok(());
         }
         let before = match kept["before"].as_str() {
             Some(json) => ConsentStore::from_json(json)?,
             None => Default::default(),
         };
-        consent.set_in(conn, into.as_str(), &before, user).await
+        consent.set_in(unit, into, &before, user).await
     }
 
     /// The person a record is linked to, with that person (and `to`, when given) locked; a record
     /// moved by someone else in between is a conflict to retry.
     async fn record_link_locked(
         &self,
-        conn: &mut AnyConnection,
+        unit: &mut UnitOfWork,
         record: &SourceRecordId,
         to: Option<&PersonId>,
     ) -> Result<PersonId, Error> {
-        let (current, _) = self.record_link(conn, record).await?;
+        let (current, _) = self.record_link(unit, record).await?;
         let mut persons = vec![&current];
         persons.extend(to);
-        self.store.lock_persons(conn, &persons).await?;
-        if self.record_link(conn, record).await?.0 != current {
+        self.store.lock_persons(unit, &persons).await?;
+        if self.record_link(unit, record).await?.0 != current {
             return Err(Error::Conflict(
                 "the record was moved by someone else meanwhile; retry".into(),
             ));
@@ -555,22 +538,22 @@ impl PopulationService {
 
     async fn record_link(
         &self,
-        conn: &mut AnyConnection,
+        unit: &mut UnitOfWork,
         record: &SourceRecordId,
     ) -> Result<(PersonId, bool), Error> {
         self.store
-            .record_link(conn, record)
+            .record_link(unit, record)
             .await?
             .ok_or_else(|| Error::NotFound(format!("source record {} does not exist", record.as_str())))
     }
 
     async fn require_live_person(
         &self,
-        conn: &mut AnyConnection,
+        unit: &mut UnitOfWork,
         person: &PersonId,
         field: &str,
     ) -> Result<(), Error> {
-        match self.store.person_state(conn, person).await? {
+        match self.store.person_state(unit, person).await? {
             None => Err(Error::NotFound(format!(
                 "person {} does not exist",
                 person.as_str()
@@ -585,16 +568,17 @@ impl PopulationService {
 
     async fn move_record_by_hand(
         &self,
-        conn: &mut AnyConnection,
+        unit: &mut UnitOfWork,
         record: &SourceRecordId,
         from: &PersonId,
         to: &PersonId,
         how: serde_json::Value,
         now: DateTime<Utc>,
     ) -> Result<(), Error> {
-        self.store.move_record(conn, record, to, true).await?;
-        self.store.refresh_golden_record(conn, to, now).await?;
-        self.store.retire_if_empty(conn, from, to, now).await?;
-        link_event(conn, record, to, Some(from), how).await
+        self.store.move_record(unit, record, to, true).await?;
+        self.refresh_golden_record(unit, to, now).await?;
+        self.retire_if_empty(unit, from, to, now).await?;
+        unit.emit(link_event(record, to, Some(from), None, how));
+        Ok(())
     }
 }

@@ -42,47 +42,87 @@ pub fn trust_of(kind: Option<OrganisationKind>) -> u8 {
 /// The trust of a hospital: a record from one outranks every other for each field it states.
 pub const MOST_TRUSTED: u8 = 3;
 
+/// How one field of the golden record survives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Survival {
+    /// From the record that ranks first (most trusted, then newest), always: every record
+    /// states it (the name).
+    FromFirst,
+    /// From the first-ranked record that states it; kept when none does.
+    FromFirstStating,
+}
+
+/// One demographic field: its stored column (also its name in `demographics_sources`), how it
+/// survives, and how to read and copy it. [`DEMOGRAPHIC_FIELDS`] is the one list of them: the
+/// golden record here, and the store's column lists and its SQL that applies a newest record,
+/// are derived from it.
+#[derive(Debug, Clone, Copy)]
+pub struct DemographicField {
+    pub column: &'static str,
+    pub survival: Survival,
+    stated: fn(&Demographics) -> bool,
+    copy: fn(&mut Demographics, &Demographics),
+}
+
+macro_rules! optional_field {
+    ($field:ident, $column:literal) => {
+        DemographicField {
+            column: $column,
+            survival: Survival::FromFirstStating,
+            stated: |d| d.$field.is_some(),
+            copy: |to, from| to.$field = from.$field.clone(),
+        }
+    };
+}
+
+/// Every demographic field, in the order of the stored columns.
+pub const DEMOGRAPHIC_FIELDS: [DemographicField; 7] = [
+    DemographicField {
+        column: "name",
+        survival: Survival::FromFirst,
+        stated: |_| true,
+        copy: |to, from| to.name = from.name.clone(),
+    },
+    optional_field!(sex, "sex"),
+    optional_field!(birth_date, "birth_date"),
+    optional_field!(ethnicity, "ethnicity"),
+    optional_field!(phone, "phone"),
+    optional_field!(division, "division_code"),
+    DemographicField {
+        column: "address_line",
+        survival: Survival::FromFirstStating,
+        stated: |d| !d.address_line.as_str().is_empty(),
+        copy: |to, from| to.address_line = from.address_line.clone(),
+    },
+];
+
 /// The golden record of a person from their records; `None` for a person without records.
 pub fn golden_record(statements: &[Statement<'_>]) -> Option<(Demographics, Vec<FieldSource>)> {
-    let mut newest_first: Vec<&Statement<'_>> = statements.iter().collect();
+    let mut ranked: Vec<&Statement<'_>> = statements.iter().collect();
     // Most trusted first, then newest; among equals the larger id (the later registration)
     // first, so that the result does not depend on the order the records were read in.
-    newest_first.sort_by(|a, b| {
+    ranked.sort_by(|a, b| {
         b.trust
             .cmp(&a.trust)
             .then_with(|| b.updated_at.cmp(&a.updated_at))
             .then_with(|| b.record.cmp(a.record))
     });
-    let newest = newest_first.first()?;
-    let mut golden = newest.demographics.clone();
-    let mut sources = vec![FieldSource {
-        field: "name",
-        source_record_id: newest.record.clone(),
-    }];
-    macro_rules! survive {
-        ($field:ident, $name:literal, $present:expr) => {
-            if let Some(statement) = newest_first
-                .iter()
-                .find(|s| $present(&s.demographics.$field))
-            {
-                golden.$field = statement.demographics.$field.clone();
-                sources.push(FieldSource {
-                    field: $name,
-                    source_record_id: statement.record.clone(),
-                });
-            }
+    let first = ranked.first()?;
+    let mut golden = first.demographics.clone();
+    let mut sources = Vec::with_capacity(DEMOGRAPHIC_FIELDS.len());
+    for field in &DEMOGRAPHIC_FIELDS {
+        let source = match field.survival {
+            Survival::FromFirst => Some(first),
+            Survival::FromFirstStating => ranked.iter().find(|s| (field.stated)(s.demographics)),
         };
+        if let Some(statement) = source {
+            (field.copy)(&mut golden, statement.demographics);
+            sources.push(FieldSource {
+                field: field.column,
+                source_record_id: statement.record.clone(),
+            });
+        }
     }
-    survive!(sex, "sex", |v: &Option<_>| v.is_some());
-    survive!(birth_date, "birth_date", |v: &Option<_>| v.is_some());
-    survive!(ethnicity, "ethnicity", |v: &Option<_>| v.is_some());
-    survive!(phone, "phone", |v: &Option<_>| v.is_some());
-    survive!(division, "division_code", |v: &Option<_>| v.is_some());
-    survive!(
-        address_line,
-        "address_line",
-        |v: &hie_core::domain::BoundedText| !v.as_str().is_empty()
-    );
     Some((golden, sources))
 }
 

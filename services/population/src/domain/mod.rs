@@ -7,10 +7,13 @@ pub mod golden;
 pub mod linkage;
 mod matching;
 mod person;
+mod reads;
 mod record;
+mod registration;
+pub mod resolve;
 mod search;
 pub(crate) mod service;
-pub mod visibility;
+mod training;
 
 pub use matching::{
     BUILT_IN_MODEL, BlockingKey, Candidate, Explanation, FieldWeight, MatchDecision, MatchThresholds,
@@ -18,5 +21,6 @@ pub use matching::{
 };
 pub use person::{CrossReference, Person, PersonId, SourceRecord, SourceRecordId};
 pub use record::{Demographics, SourceRecordDraft};
+pub use registration::{Registration, RegistrationOutcome, RematchReport};
 pub use search::{NameQuery, SearchCriteria};
-pub use service::{PopulationService, Registration, RegistrationOutcome, RematchReport};
+pub use service::PopulationService;

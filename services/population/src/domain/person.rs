@@ -1,42 +1,12 @@
 use chrono::{DateTime, Utc};
 use hie_access::domain::consent::DataCategory;
 use hie_core::domain::{Identifier, OrganisationCode};
-use hie_core::error::FieldError;
 
 use super::Demographics;
 
-/// Declares a UUID-based id type: generated as UUID version 7, so that ids sort by creation and
-/// index well, and parsed strictly from requests.
-macro_rules! uuid_id {
-    ($(#[$doc:meta])* $name:ident, $what:literal) => {
-        $(#[$doc])*
-        #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
-        pub struct $name(String);
+pub use hie_core::id::PersonId;
 
-        impl $name {
-            pub fn generate() -> $name {
-                $name(uuid::Uuid::now_v7().to_string())
-            }
-
-            pub fn parse(text: &str) -> Result<$name, FieldError> {
-                uuid::Uuid::try_parse(text.trim())
-                    .map(|id| $name(id.to_string()))
-                    .map_err(|_| FieldError::new(concat!("is not a ", $what, " id, expected a UUID")))
-            }
-
-            pub fn as_str(&self) -> &str {
-                &self.0
-            }
-        }
-    };
-}
-
-uuid_id!(
-    /// The exchange's id of a person (the enterprise master patient id).
-    PersonId,
-    "person"
-);
-uuid_id!(
+hie_core::id_type!(
     /// The exchange's id of a source record.
     SourceRecordId,
     "source record"

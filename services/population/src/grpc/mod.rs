@@ -35,14 +35,12 @@ pub struct PopulationGrpc {
     population: PopulationService,
 }
 
-impl PopulationGrpc {
-    pub fn new(population: PopulationService) -> PopulationGrpc {
-        PopulationGrpc { population }
-    }
-
-    pub fn into_server(self) -> proto::population_registry_server::PopulationRegistryServer<PopulationGrpc> {
-        proto::population_registry_server::PopulationRegistryServer::new(self)
-    }
+/// The registry as the server mounts it (`--services population`).
+pub fn module(population: PopulationService) -> hie_core::service::ServiceModule {
+    hie_core::service::ServiceModule::new(
+        "population",
+        proto::population_registry_server::PopulationRegistryServer::new(PopulationGrpc { population }),
+    )
 }
 
 #[tonic::async_trait]
@@ -147,7 +145,7 @@ impl PopulationRegistry for PopulationGrpc {
             .merge_persons(&context, &from, &into, &request.reason)
             .await?;
         Ok(Response::new(proto::MergePersonsResponse {
-            merge_id: merge.id,
+            merge_id: merge.id.as_str().to_owned(),
             moved_source_record_ids: merge.moved.iter().map(|r| r.as_str().to_owned()).collect(),
         }))
     }
@@ -159,7 +157,7 @@ impl PopulationRegistry for PopulationGrpc {
     ) -> Result<Response<proto::UnmergePersonsResponse>, Status> {
         let context = context_of(&request)?;
         let request = request.into_inner();
-        let merge_id = required_id(&request.merge_id, "merge_id")?;
+        let merge_id = crate::domain::decisions::MergeId::parse(&request.merge_id).field("merge_id")?;
         let restored = self
             .population
             .unmerge_persons(&context, &merge_id, &request.reason)
@@ -461,16 +459,14 @@ pub fn cross_reference_to_proto(reference: &CrossReference) -> proto::CrossRefer
 /// clerk acts only for patients of their organisation) and whether they exist or were merged.
 #[tonic::async_trait]
 impl hie_access::grpc::PersonRegistry for PopulationService {
-    async fn keeps_a_record_of(&self, organisation: &str, person_id: &str) -> Result<bool, Error> {
-        self.store().keeps_a_record(organisation, person_id).await
+    async fn keeps_a_record_of(&self, organisation: &str, person_id: &PersonId) -> Result<bool, Error> {
+        self.store()
+            .keeps_a_record(organisation, person_id.as_str())
+            .await
     }
 
-    async fn person_state(&self, person_id: &str) -> Result<Option<Option<String>>, Error> {
-        let Ok(id) = PersonId::parse(person_id) else {
-            return Ok(None);
-        };
-        let mut conn = self.store().database().pool().acquire().await?;
-        let state = self.store().person_state(&mut conn, &id).await?;
+    async fn person_state(&self, person_id: &PersonId) -> Result<Option<Option<String>>, Error> {
+        let state = self.store().person_state_now(person_id).await?;
         Ok(state.map(|into| into.map(|p| p.as_str().to_owned())))
     }
 }

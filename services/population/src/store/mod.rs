@@ -1,25 +1,29 @@
 //! SQL for persons, source records and identifiers; written once for SQLite and PostgreSQL.
-//! Write functions take the connection of the caller's transaction, so that a registration is
-//! all or nothing.
+//! Write functions take the caller's unit of work ([`UnitOfWork`]), so that a registration is
+//! all or nothing and commits with its audit and outbox events. The store returns rows; what
+//! they mean (survivorship, visibility, matching) is decided in `domain`.
 
+mod columns;
+mod links;
 mod matching;
-mod resolve_batcher;
+mod reviews;
 
-pub use matching::{ExistingRecord, MAX_CANDIDATES, MergeRow, NewRecordWrite, PersonWrite, ReviewRow};
-
-pub use resolve_batcher::{MAX_BATCH, QUERY_SLOTS, ResolveBatcher};
+pub use links::StoredStatement;
+pub use matching::{ExistingRecord, MAX_CANDIDATES, NewRecordWrite, PersonWrite};
+pub use reviews::ReviewRow;
 
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
+use hie_access::UnitOfWork;
 use hie_access::domain::consent::{ConsentDirectives, DataCategory};
 use hie_access::store::consent::{StoredDirectives, directive_columns};
-use hie_core::db::Database;
+use hie_core::db::{Database, HeldConnections};
 use hie_core::domain::{
     BirthDate, BoundedText, DivisionCode, Ethnicity, Identifier, OrganisationCode, PersonName, Phone, Sex,
 };
 use hie_core::{Error, FieldError, time};
-use sqlx::{Any, AnyConnection, AssertSqlSafe, FromRow, Transaction};
+use sqlx::{Any, AnyConnection, AssertSqlSafe, FromRow};
 
 use crate::domain::{
     CrossReference, Demographics, NameQuery, Person, PersonId, SearchCriteria, SourceRecord,
@@ -29,6 +33,8 @@ use crate::domain::{
 #[derive(Clone, Debug)]
 pub struct PopulationStore {
     database: Database,
+    /// Connections held for resolve batches (see [`HeldConnections`]).
+    resolving: std::sync::Arc<HeldConnections>,
 }
 
 /// The demographic columns shared by `persons` and `source_records`.
@@ -43,7 +49,7 @@ struct DemographicsRow {
     address_line: Option<String>,
 }
 
-const DEMOGRAPHIC_COLUMNS: &str = "name, sex, birth_date, ethnicity, phone, division_code, address_line";
+use columns::DEMOGRAPHIC_COLUMNS;
 
 #[derive(FromRow)]
 struct PersonRow {
@@ -105,11 +111,24 @@ impl PopulationStore {
     }
 
     pub fn new(database: Database) -> PopulationStore {
-        PopulationStore { database }
+        PopulationStore {
+            resolving: std::sync::Arc::new(HeldConnections::new(
+                database.clone(),
+                crate::domain::resolve::QUERY_SLOTS,
+            )),
+            database,
+        }
     }
 
-    pub async fn begin_write(&self) -> Result<Transaction<'static, Any>, Error> {
-        self.database.begin_write().await
+    /// [`PopulationStore::resolve_many`] on a connection held for resolving.
+    pub async fn resolve_held(
+        &self,
+        identifiers: &[Identifier],
+        with_consent: bool,
+    ) -> Result<Vec<Option<ResolvedIdentifier>>, Error> {
+        self.resolving
+            .with(async |connection| self.resolve_many(connection, identifiers, with_consent).await)
+            .await
     }
 
     async fn identifiers_of_records(
@@ -141,20 +160,16 @@ impl PopulationStore {
 
     pub async fn insert_person(
         &self,
-        conn: &mut AnyConnection,
+        unit: &mut UnitOfWork,
         id: &PersonId,
         demographics: &Demographics,
         now: DateTime<Utc>,
     ) -> Result<(), Error> {
-        let sql = format!(
-            "INSERT INTO persons (id, {DEMOGRAPHIC_COLUMNS}, created_at, updated_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9)"
-        );
-        let query = sqlx::query(AssertSqlSafe(sql)).bind(id.as_str());
+        let query = sqlx::query(AssertSqlSafe(columns::INSERT_PERSON.as_str())).bind(id.as_str());
         DemographicColumns::of(demographics)
             .bind(query)
             .bind(time::to_micros(now))
-            .execute(&mut *conn)
+            .execute(unit.connection().await?)
             .await?;
         Ok(())
     }
@@ -164,22 +179,16 @@ impl PopulationStore {
     /// field wins); the fields it leaves empty keep theirs.
     pub async fn apply_newest_record(
         &self,
-        conn: &mut AnyConnection,
+        unit: &mut UnitOfWork,
         id: &PersonId,
         demographics: &Demographics,
         now: DateTime<Utc>,
     ) -> Result<(), Error> {
-        let query = sqlx::query(
-            "UPDATE persons SET name = $2, sex = COALESCE($3, sex), birth_date = COALESCE($4, birth_date), \
-             ethnicity = COALESCE($5, ethnicity), phone = COALESCE($6, phone), \
-             division_code = COALESCE($7, division_code), address_line = COALESCE($8, address_line), \
-             updated_at = $9 WHERE id = $1",
-        )
-        .bind(id.as_str());
+        let query = sqlx::query(AssertSqlSafe(columns::APPLY_NEWEST.as_str())).bind(id.as_str());
         DemographicColumns::of(demographics)
             .bind(query)
             .bind(time::to_micros(now))
-            .execute(&mut *conn)
+            .execute(unit.connection().await?)
             .await?;
         Ok(())
     }
@@ -187,78 +196,75 @@ impl PopulationStore {
     /// Sets the person's demographics to those of the record just registered, the most recent.
     pub async fn set_person_demographics(
         &self,
-        conn: &mut AnyConnection,
+        unit: &mut UnitOfWork,
         id: &PersonId,
         demographics: &Demographics,
         now: DateTime<Utc>,
     ) -> Result<(), Error> {
-        let query = sqlx::query(
-            "UPDATE persons SET name = $2, sex = $3, birth_date = $4, ethnicity = $5, phone = $6, division_code = $7, \
-             address_line = $8, updated_at = $9 WHERE id = $1",
-        )
-        .bind(id.as_str());
+        let query = sqlx::query(AssertSqlSafe(columns::SET_PERSON_DEMOGRAPHICS.as_str())).bind(id.as_str());
         DemographicColumns::of(demographics)
             .bind(query)
             .bind(time::to_micros(now))
-            .execute(&mut *conn)
+            .execute(unit.connection().await?)
             .await?;
         Ok(())
     }
 
     pub async fn insert_source_record(
         &self,
-        conn: &mut AnyConnection,
+        unit: &mut UnitOfWork,
         id: &SourceRecordId,
         person: &PersonId,
         draft: &SourceRecordDraft,
         now: DateTime<Utc>,
     ) -> Result<(), Error> {
-        let query = sqlx::query(include_str!("queries/insert_source_record.sql"))
+        let query = sqlx::query(AssertSqlSafe(columns::INSERT_SOURCE_RECORD.as_str()))
             .bind(id.as_str())
             .bind(draft.organisation().as_str())
             .bind(draft.local_patient_number().value())
             .bind(person.as_str());
-        bind_record_content(query, draft, now).execute(&mut *conn).await?;
+        bind_record_content(query, draft, now)
+            .execute(unit.connection().await?)
+            .await?;
         Ok(())
     }
 
     pub async fn update_source_record(
         &self,
-        conn: &mut AnyConnection,
+        unit: &mut UnitOfWork,
         id: &SourceRecordId,
         person: &PersonId,
         draft: &SourceRecordDraft,
         now: DateTime<Utc>,
     ) -> Result<(), Error> {
-        let query = sqlx::query(
-            "UPDATE source_records SET person_id = $2, name = $3, sex = $4, birth_date = $5, ethnicity = $6, \
-             phone = $7, division_code = $8, address_line = $9, name_key = $10, updated_at = $11 WHERE id = $1",
-        )
-        .bind(id.as_str())
-        .bind(person.as_str());
-        bind_record_content(query, draft, now).execute(&mut *conn).await?;
+        let query = sqlx::query(AssertSqlSafe(columns::UPDATE_SOURCE_RECORD.as_str()))
+            .bind(id.as_str())
+            .bind(person.as_str());
+        bind_record_content(query, draft, now)
+            .execute(unit.connection().await?)
+            .await?;
         Ok(())
     }
 
     /// Replaces the identifiers a record asserts with those of its latest submission.
     pub async fn replace_identifiers(
         &self,
-        conn: &mut AnyConnection,
+        unit: &mut UnitOfWork,
         record: &SourceRecordId,
         person: &PersonId,
         draft: &SourceRecordDraft,
     ) -> Result<(), Error> {
         sqlx::query("DELETE FROM person_identifiers WHERE source_record_id = $1")
             .bind(record.as_str())
-            .execute(&mut *conn)
+            .execute(unit.connection().await?)
             .await?;
-        self.insert_identifiers(conn, record, person, draft).await
+        self.insert_identifiers(unit, record, person, draft).await
     }
 
     /// Inserts every identifier a new record asserts, in one statement.
     pub async fn insert_identifiers(
         &self,
-        conn: &mut AnyConnection,
+        unit: &mut UnitOfWork,
         record: &SourceRecordId,
         person: &PersonId,
         draft: &SourceRecordDraft,
@@ -281,7 +287,7 @@ impl PopulationStore {
                 .bind(identifier.system_uri())
                 .bind(identifier.value().to_owned());
         }
-        query.execute(&mut *conn).await?;
+        query.execute(unit.connection().await?).await?;
         Ok(())
     }
 
@@ -459,7 +465,7 @@ impl PopulationStore {
                 source_record_id: stored_id(SourceRecordId::parse(&row.source_record_id))?,
                 sensitive_category: match &row.sensitive_category {
                     Some(code) => Some(DataCategory::sensitive_from_code(code).ok_or_else(|| {
-                        Error::Internal(format!("stored sensitive category {code} does not parse"))
+                        Error::Internal(format!("stored sensitive category {code} does not parse").into())
                     })?),
                     None => None,
                 },
@@ -634,5 +640,5 @@ fn stored_id<T>(parsed: Result<T, FieldError>) -> Result<T, Error> {
 
 fn stored_identifier(system: &str, value: &str) -> Result<Identifier, Error> {
     Identifier::parse(system, value)
-        .map_err(|_| Error::Internal(format!("a stored identifier of {system} does not parse")))
+        .map_err(|_| Error::Internal(format!("a stored identifier of {system} does not parse").into()))
 }

@@ -7,11 +7,11 @@
 use std::sync::Arc;
 
 use hie_core::batch::Batcher;
-use hie_core::db::HeldConnections;
 use hie_core::domain::Identifier;
+use hie_population::domain::resolve::{MAX_BATCH, QUERY_SLOTS};
 use hie_population::domain::{CrossReference, PersonId};
 use hie_population::grpc::{cross_reference_to_proto, parse_identifier};
-use hie_population::store::{MAX_BATCH, PopulationStore, QUERY_SLOTS};
+use hie_population::store::PopulationStore;
 use hie_proto::population as proto;
 use hie_proto::population::population_registry_server::{PopulationRegistry, PopulationRegistryServer};
 use tonic::{Request, Response, Status};
@@ -23,18 +23,14 @@ pub struct UnguardedResolve {
 impl UnguardedResolve {
     /// Batched as the registry batches resolves (same batch size and slots), minus the gate.
     pub fn server(database: hie_core::db::Database) -> PopulationRegistryServer<UnguardedResolve> {
-        let connections = Arc::new(HeldConnections::new(database.clone(), QUERY_SLOTS));
         let store = PopulationStore::new(database);
         let resolver = Batcher::new(
             QUERY_SLOTS,
             MAX_BATCH,
             Arc::new(move |identifiers: Vec<Identifier>| {
                 let store = store.clone();
-                let connections = connections.clone();
                 Box::pin(async move {
-                    let found = connections
-                        .with(async |connection| store.resolve_many(connection, &identifiers, false).await)
-                        .await?;
+                    let found = store.resolve_held(&identifiers, false).await?;
                     Ok(found
                         .into_iter()
                         .map(|found| found.map(|(person, references, _)| (person, references)))

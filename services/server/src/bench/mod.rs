@@ -14,14 +14,14 @@ use hie_core::db::{self, Database};
 use hie_proto::population::population_registry_client::PopulationRegistryClient;
 use hie_proto::population::{Identifier as ProtoIdentifier, ResolveIdentifierRequest};
 use serde::Serialize;
-use tonic::transport::{Certificate, Channel, ClientTlsConfig, Identity};
+use tonic::transport::{Channel, ClientTlsConfig};
 use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_client::HealthClient;
 
 use crate::Exchange;
 use crate::demo::{Rng, SyntheticPrefecture, load};
-use crate::pki::{self, PkiFolder};
 use crate::settings::{SecretUrl, Settings, TlsSettings};
+use hie_transport::pki::{self, PkiFolder};
 
 #[derive(Debug, Subcommand)]
 pub enum BenchCommand {
@@ -267,6 +267,11 @@ fn ratio(numerator: f64, denominator: f64) -> f64 {
     numerator / denominator.max(1e-9)
 }
 
+/// The context of the benchmark's own set-up (directory, loads), as an operator's.
+fn bench_context() -> hie_core::context::RequestContext {
+    hie_core::context::RequestContext::bulk_load("hie-bench", "benchmark set-up")
+}
+
 fn loopback() -> std::net::SocketAddr {
     std::net::SocketAddr::from(([127, 0, 0, 1], 0))
 }
@@ -294,19 +299,18 @@ async fn scratch_pki(
     let fingerprint = pki::issue_organisation(&pki_folder, organisation.as_str())?;
     exchange
         .directory
-        .register_certificate(&organisation, &fingerprint)
+        .register_certificate(&bench_context(), &organisation, &fingerprint)
         .await
         .map_err(|e| e.to_string())?;
-    let read = |path: std::path::PathBuf| {
-        std::fs::read(&path).map_err(|e| format!("cannot read {}: {e}", path.display()))
-    };
-    let client = ClientTlsConfig::new()
-        .ca_certificate(Certificate::from_pem(read(pki_folder.ca_cert())?))
-        .domain_name("localhost")
-        .identity(Identity::from_pem(
-            read(pki_folder.organisation_cert(organisation.as_str()))?,
-            read(pki_folder.organisation_key(organisation.as_str()))?,
-        ));
+    let client = hie_transport::tls::client_config(
+        &pki_folder.ca_cert(),
+        "localhost",
+        Some((
+            &pki_folder.organisation_cert(organisation.as_str()),
+            &pki_folder.organisation_key(organisation.as_str()),
+        )),
+    )
+    .map_err(|e| e.to_string())?;
     Ok(ScratchTls {
         server: TlsSettings {
             cert: pki_folder.server_cert(),
@@ -330,7 +334,7 @@ async fn load_in_parallel(
     for organisation in &prefecture.organisations {
         exchange
             .directory
-            .register_organisation(organisation.clone())
+            .register_organisation(&bench_context(), organisation.clone())
             .await
             .map_err(|e| e.to_string())?;
     }

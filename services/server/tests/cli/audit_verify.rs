@@ -79,7 +79,7 @@ async fn loaded() -> (tempfile::TempDir, String) {
     let context = hie_core::context::RequestContext::bulk_load("test", "a failed call");
     let failed = AuditEvent::new(
         &context,
-        "test.fail",
+        hie_core::vocabulary::AuditAction::QueryAudit,
         None,
         "thing",
         None,

@@ -1,24 +1,22 @@
 -- PostgreSQL only: every row a new record's registration writes, in one statement (data-modifying
 -- CTEs), so that a registration costs one round trip for its writes instead of six. Foreign keys
 -- are checked at the end of the statement, when the person and the record both exist.
--- $1 record id, $2 organisation, $3 local number, $4 person id, $5..$11 the demographic columns,
+-- $1 record id, $2 organisation, $3 local number, $4 person id, $5..$11 the demographic columns (golden::DEMOGRAPHIC_FIELDS),
 -- $12 name key, $13 now, $14 1 to create the person, 0 to apply the record to its golden record,
 -- 2 to leave the person's row to the caller,
 -- $15 identifiers as JSON [{"system","value"}], $16 blocking keys as comma-separated integers,
--- $17..$19 the outbox event (id, payload, created_at), $20 and $21 the staged audit row or NULL.
+-- $17 the outbox events as JSON (hie_core::outbox::OutboxEvent::to_json), $18 and $19 the staged
+-- audit row or NULL.
 WITH created AS (
-    INSERT INTO persons (id, name, sex, birth_date, ethnicity, phone, division_code, address_line, created_at, updated_at)
+    INSERT INTO persons (id, {demographic_columns}, created_at, updated_at)
     SELECT $4, $5, $6, $7, $8, $9, $10, $11, $13, $13 WHERE $14 = 1
 ), joined AS (
-    UPDATE persons SET name = $5, sex = COALESCE($6, sex), birth_date = COALESCE($7, birth_date),
-        ethnicity = COALESCE($8, ethnicity), phone = COALESCE($9, phone),
-        division_code = COALESCE($10, division_code), address_line = COALESCE($11, address_line),
-        updated_at = $13
+    UPDATE persons SET {apply_newest}, updated_at = $13
     WHERE id = $4 AND $14 = 0
 ), record AS (
     INSERT INTO source_records (
         id, organisation_code, local_patient_number, person_id,
-        name, sex, birth_date, ethnicity, phone, division_code, address_line,
+        {demographic_columns},
         name_key, created_at, updated_at
     ) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $13)
 ), identifiers AS (
@@ -28,7 +26,8 @@ WITH created AS (
     INSERT INTO match_keys (key, source_record_id)
     SELECT k::bigint, $1 FROM unnest(string_to_array($16::text, ',')) AS k WHERE $16::text <> ''
 ), outbox AS (
-    INSERT INTO outbox_events (id, topic, payload, created_at)
-    VALUES ($17, 'population.record.linked', $18, $19)
+    INSERT INTO outbox_events (id, topic, person_id, organisation_code, schema_version, payload, created_at)
+    SELECT x.id, x.topic, x.person_id, x.organisation_code, x.schema_version, x.payload, x.created_at
+    FROM json_to_recordset($17::json) AS {outbox_recordset}
 )
-INSERT INTO audit_staged (id, events) SELECT $20::text, $21::text WHERE $20::text IS NOT NULL
+INSERT INTO audit_staged (id, events) SELECT $18::text, $19::text WHERE $18::text IS NOT NULL

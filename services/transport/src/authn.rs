@@ -9,14 +9,13 @@
 //! organisation update made through this process's directory ends the reuse at once; one made by
 //! another process (`hie certs revoke`, another replica) takes effect within [`RECHECK_AFTER`].
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use hie_access::AuditTrail;
 use hie_access::domain::{AuditEvent, Outcome};
 use hie_core::Error;
+use hie_core::cache::RecentCache;
 use hie_core::context::{self, CallerOrganisation, CheckedContext, RequestContext};
 use hie_directory::DirectoryService;
 use tonic::Status;
@@ -30,30 +29,8 @@ pub const RECHECK_AFTER: Duration = Duration::from_secs(1);
 /// Bounds the memory of the reuse: past this many certificates it starts afresh.
 const MOST_REMEMBERED: usize = 10_000;
 
-/// A certificate's pass: when, at which directory trust-change count, for which organisation.
-type Pass = (Instant, u64, CallerOrganisation);
-
-/// Certificates (DER) that passed recently.
-#[derive(Clone, Debug, Default)]
-struct Passed(Arc<Mutex<HashMap<Vec<u8>, Pass>>>);
-
-impl Passed {
-    fn get(&self, der: &[u8], trust_changes: u64) -> Option<CallerOrganisation> {
-        let passed = self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        passed
-            .get(der)
-            .filter(|(at, changes, _)| *changes == trust_changes && at.elapsed() < RECHECK_AFTER)
-            .map(|(_, _, caller)| caller.clone())
-    }
-
-    fn remember(&self, der: &[u8], trust_changes: u64, caller: &CallerOrganisation) {
-        let mut passed = self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        if passed.len() >= MOST_REMEMBERED {
-            passed.clear();
-        }
-        passed.insert(der.to_vec(), (Instant::now(), trust_changes, caller.clone()));
-    }
-}
+/// Certificates (DER) that passed recently, with the organisation each belongs to.
+type Passed = RecentCache<Vec<u8>, CallerOrganisation>;
 
 /// Wraps every service of a server in [`Authenticate`].
 #[derive(Clone, Debug)]
@@ -72,7 +49,7 @@ impl AuthenticateLayer {
             directory,
             audit,
             required,
-            passed: Passed::default(),
+            passed: RecentCache::new(RECHECK_AFTER, MOST_REMEMBERED),
         }
     }
 }
@@ -140,7 +117,7 @@ where
                 Some(caller) => Ok(caller),
                 None => authenticate(&directory, certificate).await.inspect(|caller| {
                     if let Some(der) = certificate {
-                        passed.remember(der, trust_changes, caller);
+                        passed.remember(der.to_vec(), trust_changes, caller.clone());
                     }
                 }),
             };
@@ -193,7 +170,7 @@ async fn check_claims(
         role: claimed(context::ROLE_HEADER),
         purpose: claimed(context::PURPOSE_HEADER),
         reason: None,
-        action: "context.claim".to_owned(),
+        action: hie_core::vocabulary::AuditAction::ContextClaim.code().to_owned(),
         person_id: None,
         resource_type: "grpc_method".to_owned(),
         resource_id: Some(path.chars().take(200).collect()),

@@ -1,0 +1,117 @@
+//! The words services write down for others to read: the actions of the audit trail and the
+//! types of outbox events. Each is a variant here, never a string at a call site, so that a
+//! privacy officer's query or an event subscriber's filter can rely on the list being complete.
+
+/// Declares an enum whose variants each have one stored code, with `code()` and `parse()`.
+macro_rules! vocabulary {
+    ($(#[$doc:meta])* $name:ident { $($(#[$vdoc:meta])* $variant:ident => $code:literal,)* }) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+        pub enum $name {
+            $($(#[$vdoc])* $variant,)*
+        }
+
+        impl $name {
+            /// Every variant, in declaration order.
+            pub const ALL: &'static [$name] = &[$($name::$variant,)*];
+
+            /// The code stored and shown.
+            pub const fn code(self) -> &'static str {
+                match self {
+                    $($name::$variant => $code,)*
+                }
+            }
+
+            /// The variant of a stored code.
+            pub fn parse(code: &str) -> Option<$name> {
+                match code {
+                    $($code => Some($name::$variant),)*
+                    _ => None,
+                }
+            }
+        }
+
+        impl std::fmt::Display for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(self.code())
+            }
+        }
+    };
+}
+
+vocabulary!(
+    /// What a caller did, as the audit trail records it.
+    AuditAction {
+        /// A call whose claims (role, purpose, patient) its organisation may not make.
+        ContextClaim => "context.claim",
+        SetConsent => "access.set_consent",
+        GetConsent => "access.get_consent",
+        PatientAccessLog => "access.patient_access_log",
+        QueryAudit => "access.query_audit",
+        RegisterOrganisation => "directory.register_organisation",
+        UpdateOrganisation => "directory.update_organisation",
+        RegisterPractitioner => "directory.register_practitioner",
+        UpdatePractitioner => "directory.update_practitioner",
+        IssueCertificate => "directory.certificate.issue",
+        RevokeCertificate => "directory.certificate.revoke",
+        RegisterSourceRecord => "population.register",
+        ResolveIdentifier => "population.resolve",
+        GetPerson => "population.get_person",
+        SearchPersons => "population.search",
+        ListMatchReviews => "population.list_reviews",
+        LinkByReview => "population.review.link",
+        RejectReview => "population.review.reject",
+        LinkSourceRecord => "population.link",
+        UnlinkSourceRecord => "population.unlink",
+        MergePersons => "population.merge",
+        UnmergePersons => "population.unmerge",
+        Rematch => "population.rematch",
+        RematchDryRun => "population.rematch.dry_run",
+        TrainModel => "population.model.train",
+    }
+);
+
+vocabulary!(
+    /// What happened, as an outbox event announces it to subscribers.
+    EventType {
+        /// A source record joined a person (registration, re-matching or a steward's link).
+        RecordLinked => "population.record.linked",
+        PersonMerged => "population.person.merged",
+        PersonUnmerged => "population.person.unmerged",
+        /// A read that only break-the-glass permitted, for the privacy officer.
+        EmergencyOverride => "access.emergency_override",
+    }
+);
+
+impl EventType {
+    /// The version of the payload's schema: raised when a payload changes in a way a
+    /// subscriber must know, so that one reading an older event knows its shape.
+    pub fn schema_version(self) -> i64 {
+        match self {
+            EventType::RecordLinked
+            | EventType::PersonMerged
+            | EventType::PersonUnmerged
+            | EventType::EmergencyOverride => 1,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_code_is_distinct_and_parses_back() {
+        let mut codes: Vec<&str> = AuditAction::ALL.iter().map(|a| a.code()).collect();
+        codes.sort_unstable();
+        codes.dedup();
+        assert_eq!(codes.len(), AuditAction::ALL.len());
+        for action in AuditAction::ALL {
+            assert_eq!(AuditAction::parse(action.code()), Some(*action));
+        }
+        for event in EventType::ALL {
+            assert_eq!(EventType::parse(event.code()), Some(*event));
+        }
+        assert_eq!(EventType::parse("population.nothing"), None);
+    }
+}
