@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use hie_core::context::{RequestContext, Role};
 use hie_core::id::PersonId;
-use hie_core::page::{PageSize, PageToken};
+use hie_core::page::{PageSize, PageToken, next_page};
 use hie_core::vocabulary::AuditAction;
 use hie_core::{Error, ResultExt};
 use hie_proto::access as proto;
@@ -157,22 +157,17 @@ impl AccessGrpc {
                 .ok_or_else(|| Error::invalid("page_token", "is not a token this server issued"))?,
             None => AuditPosition::START,
         };
-        let mut events = self.audit.events(filter, before, size.get() + 1).await?;
-        let next = if events.len() as u32 > size.get() {
-            events.truncate(size.get() as usize);
-            events
-                .last()
-                .map(|(position, _)| PageToken::after(&position.key()).encode())
-                .unwrap_or_default()
-        } else {
-            String::new()
-        };
+        let mut events: Vec<(String, proto::AccessEvent)> = self
+            .audit
+            .events(filter, before, size.get() + 1)
+            .await?
+            .iter()
+            .map(|(position, event)| (position.key(), event_to_proto(position.sequence, event)))
+            .collect();
+        let next = next_page(&mut events, size, |(key, _)| key.as_str());
         Ok((
-            events
-                .iter()
-                .map(|(position, event)| event_to_proto(position.sequence, event))
-                .collect(),
-            next,
+            events.into_iter().map(|(_, event)| event).collect(),
+            next.map(|token| token.encode()).unwrap_or_default(),
         ))
     }
 }

@@ -5,10 +5,12 @@
 
 mod columns;
 mod links;
+mod lookups;
 mod matching;
 mod reviews;
 
 pub use links::StoredStatement;
+pub use lookups::ResolvedIdentifier;
 pub use matching::{ExistingRecord, MAX_CANDIDATES, NewRecordWrite, PersonWrite};
 pub use reviews::ReviewRow;
 
@@ -73,24 +75,6 @@ struct SourceRecordRow {
 }
 
 #[derive(FromRow)]
-struct ResolvedRow {
-    asked_system: String,
-    asked_value: String,
-    person_id: String,
-    system: String,
-    value: String,
-    organisation_code: String,
-    source_record_id: String,
-    #[sqlx(flatten)]
-    consent: StoredDirectives,
-    sensitive_category: Option<String>,
-}
-
-/// A resolved identifier: its person, every identifier of that person, and (when asked for) the
-/// person's consent directives.
-pub type ResolvedIdentifier = (PersonId, Vec<CrossReference>, ConsentDirectives);
-
-#[derive(FromRow)]
 struct IdentifierRow {
     source_record_id: String,
     system: String,
@@ -118,17 +102,6 @@ impl PopulationStore {
             )),
             database,
         }
-    }
-
-    /// [`PopulationStore::resolve_many`] on a connection held for resolving.
-    pub async fn resolve_held(
-        &self,
-        identifiers: &[Identifier],
-        with_consent: bool,
-    ) -> Result<Vec<Option<ResolvedIdentifier>>, Error> {
-        self.resolving
-            .with(async |connection| self.resolve_many(connection, identifiers, with_consent).await)
-            .await
     }
 
     async fn identifiers_of_records(
@@ -406,155 +379,6 @@ impl PopulationStore {
             })
             .collect()
     }
-
-    /// For each identifier, the person carrying it and all of that person's cross-references, in
-    /// one query for the whole batch, with what the access decision needs joined in when
-    /// `with_consent`: the person's consent directives and each keeping organisation's sensitive
-    /// category (empty and none otherwise). When (against the matching rules) an identifier is
-    /// carried by two persons, the one with the smallest id answers.
-    pub async fn resolve_many(
-        &self,
-        connection: &mut AnyConnection,
-        identifiers: &[Identifier],
-        with_consent: bool,
-    ) -> Result<Vec<Option<ResolvedIdentifier>>, Error> {
-        if identifiers.is_empty() {
-            return Ok(Vec::new());
-        }
-        // Batches are padded to a power of two by repeating the last identifier, so that the
-        // statement cache holds a handful of shapes rather than one per batch size.
-        let padded = identifiers.len().next_power_of_two();
-        let asked: Vec<String> = (0..padded)
-            .map(|i| format!("(i.system = ${} AND i.value = ${})", 2 * i + 1, 2 * i + 2))
-            .collect();
-        let sql = format!(
-            "SELECT DISTINCT i.system AS asked_system, i.value AS asked_value, x.person_id, x.system, x.value, \
-             x.organisation_code, x.source_record_id, {} \
-             FROM person_identifiers i JOIN person_identifiers x ON x.person_id = i.person_id {} \
-             WHERE {} \
-             ORDER BY asked_system, asked_value, x.person_id, x.system, x.value, x.organisation_code, x.source_record_id",
-            if with_consent {
-                format!("{}, o.sensitive_category", directive_columns(Some("c")))
-            } else {
-                format!(
-                    "{}, CAST(NULL AS TEXT) AS sensitive_category",
-                    directive_columns(None)
-                )
-            },
-            if with_consent {
-                "LEFT JOIN consent_directives c ON c.person_id = x.person_id \
-                 LEFT JOIN organisations o ON o.code = x.organisation_code"
-            } else {
-                ""
-            },
-            asked.join(" OR ")
-        );
-        let mut query = sqlx::query_as::<_, ResolvedRow>(AssertSqlSafe(sql));
-        for i in 0..padded {
-            let identifier = &identifiers[i.min(identifiers.len() - 1)];
-            query = query
-                .bind(identifier.system_uri())
-                .bind(identifier.value().to_owned());
-        }
-        let mut by_identifier: BTreeMap<(String, String), ResolvedIdentifier> = BTreeMap::new();
-        for row in query.fetch_all(&mut *connection).await? {
-            let person = stored_id(PersonId::parse(&row.person_id))?;
-            let reference = CrossReference {
-                identifier: stored_identifier(&row.system, &row.value)?,
-                organisation: stored_id(OrganisationCode::parse(&row.organisation_code))?,
-                source_record_id: stored_id(SourceRecordId::parse(&row.source_record_id))?,
-                sensitive_category: match &row.sensitive_category {
-                    Some(code) => Some(DataCategory::sensitive_from_code(code).ok_or_else(|| {
-                        Error::Internal(format!("stored sensitive category {code} does not parse").into())
-                    })?),
-                    None => None,
-                },
-            };
-            let (first_person, references, _) = by_identifier
-                .entry((row.asked_system, row.asked_value))
-                .or_insert_with(|| (person.clone(), Vec::new(), row.consent.directives()));
-            if *first_person == person {
-                references.push(reference);
-            }
-        }
-        Ok(identifiers
-            .iter()
-            .map(|identifier| {
-                by_identifier
-                    .get(&(identifier.system_uri(), identifier.value().to_owned()))
-                    .cloned()
-            })
-            .collect())
-    }
-
-    /// Up to `limit` persons after the id `after` matching `criteria`, in id order.
-    pub async fn search(
-        &self,
-        criteria: &SearchCriteria,
-        after: &str,
-        limit: u32,
-    ) -> Result<Vec<Person>, Error> {
-        let mut binds: Vec<String> = vec![after.to_owned()];
-        // Adds a bound value and returns its placeholder.
-        let mut placeholder = |value: String| {
-            binds.push(value);
-            format!("${}", binds.len())
-        };
-        let mut conditions = vec!["r.person_id > $1".to_owned()];
-        match &criteria.name {
-            Some(NameQuery::Exact(name)) => {
-                conditions.push(format!("r.name_key = {}", placeholder(name.search_key())))
-            }
-            Some(NameQuery::Prefix(name)) => {
-                let pattern = format!("{}%", escape_like(&name.search_key()));
-                conditions.push(format!("r.name_key LIKE {} ESCAPE '\\'", placeholder(pattern)));
-            }
-            None => {}
-        }
-        if let Some(from) = criteria.born_from {
-            conditions.push(format!("r.birth_date >= {}", placeholder(from.to_iso())));
-        }
-        if let Some(to) = criteria.born_to {
-            conditions.push(format!("r.birth_date <= {}", placeholder(to.to_iso())));
-        }
-        if let Some(sex) = criteria.sex {
-            conditions.push(format!("r.sex = {}", placeholder(sex.code().to_owned())));
-        }
-        if let Some(division) = &criteria.division {
-            conditions.push(format!(
-                "r.division_code LIKE {}",
-                placeholder(format!("{}%", division.region_prefix()))
-            ));
-        }
-        if let Some(identifier) = &criteria.identifier {
-            let system = placeholder(identifier.system_uri());
-            let value = placeholder(identifier.value().to_owned());
-            conditions.push(format!(
-                "r.person_id IN (SELECT i.person_id FROM person_identifiers i WHERE i.system = {system} AND i.value = {value})"
-            ));
-        }
-        let sql = format!(
-            "SELECT DISTINCT r.person_id FROM source_records r WHERE {} ORDER BY r.person_id LIMIT {}",
-            conditions.join(" AND "),
-            limit
-        );
-        let mut query = sqlx::query_as::<_, (String,)>(AssertSqlSafe(sql));
-        for value in binds {
-            query = query.bind(value);
-        }
-        let ids = query
-            .fetch_all(self.database.pool())
-            .await?
-            .into_iter()
-            .map(|(id,)| stored_id(PersonId::parse(&id)))
-            .collect::<Result<Vec<_>, _>>()?;
-        self.persons(&ids).await
-    }
-}
-
-/// Escapes the LIKE wildcards so that a name containing `%` or `_` matches literally.
-fn escape_like(text: &str) -> String {
-    text.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_")
 }
 
 /// Demographics as the text columns store them.
