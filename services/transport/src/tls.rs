@@ -58,3 +58,38 @@ pub async fn connect(url: &str, config: ClientTlsConfig) -> Result<Channel, Erro
         .await
         .map_err(|e| Error::Unavailable(format!("cannot connect to {url}: {e}")))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_missing_certificate_file_is_named_in_the_refusal() {
+        let missing = Path::new("/nonexistent/hie/ca.pem");
+        let refused = client_config(missing, "localhost", None).unwrap_err();
+        assert!(
+            matches!(&refused, Error::FailedPrecondition { field, reason } if field == "tls" && reason.contains("/nonexistent/hie/ca.pem")),
+            "{refused:?}"
+        );
+        let refused = server_config(missing, missing, missing, Duration::from_secs(1)).unwrap_err();
+        assert!(refused.to_string().contains("server certificate"), "{refused}");
+    }
+
+    #[test]
+    fn a_client_presents_its_organisations_certificate_from_the_development_pki() {
+        let folder = std::env::temp_dir().join(format!("hie-tls-{}", uuid::Uuid::now_v7()));
+        let pki = crate::pki::PkiFolder::new(&folder);
+        crate::pki::init(&pki, &[]).unwrap();
+        crate::pki::issue_organisation(&pki, "QDN-H01").unwrap();
+        let with_identity = client_config(
+            &pki.ca_cert(),
+            "localhost",
+            Some((
+                &pki.organisation_cert("QDN-H01"),
+                &pki.organisation_key("QDN-H01"),
+            )),
+        );
+        assert!(with_identity.is_ok(), "{with_identity:?}");
+        let _ = std::fs::remove_dir_all(&folder);
+    }
+}
