@@ -118,8 +118,7 @@ impl AccessGate {
                 read.context,
                 read.items.iter().map(|kept| (&kept.kept_by, kept.sensitive)),
             );
-            plans.push((decisions.len(), categories.clone()));
-            for category in std::iter::once(read.category).chain(categories) {
+            for category in std::iter::once(read.category).chain(categories.iter().copied()) {
                 decisions.push(Read {
                     context: read.context,
                     action: read.action,
@@ -128,11 +127,12 @@ impl AccessGate {
                 });
                 directives.push(person_directives.clone());
             }
+            plans.push(categories);
         }
         let mut decided = self.decide_all_given(&decisions, &directives).await?.into_iter();
         drop(decisions);
         let mut answers = Vec::with_capacity(reads.len());
-        for (read, (_, categories)) in reads.into_iter().zip(plans) {
+        for (read, categories) in reads.into_iter().zip(plans) {
             let person = decided
                 .next()
                 .ok_or_else(|| Error::Internal("a read was left undecided".into()))?;

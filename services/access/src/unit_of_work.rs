@@ -136,7 +136,7 @@ impl UnitOfWork {
     /// staged audit row (id, events) and the outbox events so far, which the commit then leaves
     /// out. Call once the write's subject is final; events emitted later are still written.
     pub fn take_pending(&mut self) -> Result<Pending, Error> {
-        let events = self.audit_events();
+        let events = self.take_audit_events();
         self.pending_taken = true;
         let audit = if events.is_empty() {
             None
@@ -149,9 +149,10 @@ impl UnitOfWork {
         })
     }
 
-    fn audit_events(&self) -> Vec<AuditEvent> {
-        match &self.each {
-            Some(events) => events.clone(),
+    /// The write's audit events: one per item of a bulk write, or the subject's one.
+    fn take_audit_events(&mut self) -> Vec<AuditEvent> {
+        match self.each.take() {
+            Some(events) => events,
             None => vec![self.subject.event(&self.context, Outcome::Permitted)],
         }
     }
@@ -227,7 +228,7 @@ impl AuditTrail {
     }
 
     async fn commit(&self, mut unit: UnitOfWork) -> Result<(), Error> {
-        let events = unit.audit_events();
+        let events = unit.take_audit_events();
         if unit.roll_back {
             if let Some(transaction) = unit.transaction.take() {
                 transaction.rollback().await?;

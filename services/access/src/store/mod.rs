@@ -11,7 +11,8 @@ mod staging;
 pub use anchor::{AnchorFile, ChainKeys};
 use event_columns::EventColumns;
 use staging::chain_staged;
-pub use staging::{insert_staged_row, stage_in, staged_row};
+// Staging is the unit of work's business alone: no service stages its own audit events.
+pub(crate) use staging::{stage_in, staged_row};
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -12,7 +12,7 @@ use crate::domain::AuditEvent;
 /// Stages the events of a write inside the write's transaction: they commit or vanish with it,
 /// and take no lock on the chain's head. [`AuditTrail::chain_staged_soon`] (after the commit)
 /// or [`AuditTrail::flush`] moves them into the chain.
-pub async fn stage_in(conn: &mut AnyConnection, events: &[AuditEvent]) -> Result<(), Error> {
+pub(crate) async fn stage_in(conn: &mut AnyConnection, events: &[AuditEvent]) -> Result<(), Error> {
     if events.is_empty() {
         return Ok(());
     }
@@ -20,10 +20,7 @@ pub async fn stage_in(conn: &mut AnyConnection, events: &[AuditEvent]) -> Result
 }
 
 /// Writes a staged row made by [`staged_row`] in the caller's transaction.
-pub async fn insert_staged_row(
-    conn: &mut AnyConnection,
-    (id, events): &(String, String),
-) -> Result<(), Error> {
+async fn insert_staged_row(conn: &mut AnyConnection, (id, events): &(String, String)) -> Result<(), Error> {
     sqlx::query("INSERT INTO audit_staged (id, events) VALUES ($1, $2)")
         .bind(id)
         .bind(events)
@@ -34,7 +31,7 @@ pub async fn insert_staged_row(
 
 /// The `audit_staged` row (id, events) of `events`, for a caller that writes it within a
 /// statement of its own (see [`stage_in`]).
-pub fn staged_row(events: &[AuditEvent]) -> Result<(String, String), Error> {
+pub(crate) fn staged_row(events: &[AuditEvent]) -> Result<(String, String), Error> {
     let staged: Vec<EventColumns> = events.iter().map(EventColumns::of).collect();
     let json =
         serde_json::to_string(&staged).map_err(|e| Error::internal("encoding staged audit events", e))?;

@@ -2,7 +2,7 @@
 //! against the persons sharing a blocking key, and linked to one of them or to a new person, in
 //! one unit of work with its audit event and its link event. Re-matching is this path again.
 
-use std::collections::BTreeSet;
+use std::collections::BTreeMap;
 
 use hie_access::{AuditEvent, Outcome, Subject, UnitOfWork};
 use hie_core::context::RequestContext;
@@ -79,6 +79,9 @@ fn record_lock_key(draft: &SourceRecordDraft) -> i64 {
     )) as i64
 }
 
+/// The trust of each organisation whose records a write registers ([`trust_of`]).
+type Trusts = BTreeMap<OrganisationCode, u8>;
+
 /// How many times a registration starts again when a concurrent change got in its way.
 const REGISTRATION_ATTEMPTS: u32 = 3;
 
@@ -96,11 +99,10 @@ impl PopulationService {
             .audit()
             .write_retrying(context, registration_subject(), REGISTRATION_ATTEMPTS, || {
                 async |unit: &mut UnitOfWork| {
-                    self.directory
-                        .require_active_organisation("organisation_code", draft.organisation())
-                        .await?;
+                    let trusts = self.trusts_of([draft.organisation()]).await?;
                     let matcher = self.matcher();
-                    self.register_in(unit, matcher.as_ref(), draft, None, true).await
+                    self.register_in(unit, matcher.as_ref(), draft, &trusts, None, true)
+                        .await
                 }
             })
             .await
@@ -114,13 +116,9 @@ impl PopulationService {
         context: &RequestContext,
         drafts: &[SourceRecordDraft],
     ) -> Result<Vec<Registration>, Error> {
-        let organisations: BTreeSet<&OrganisationCode> =
-            drafts.iter().map(SourceRecordDraft::organisation).collect();
-        for organisation in organisations {
-            self.directory
-                .require_active_organisation("organisation_code", organisation)
-                .await?;
-        }
+        let trusts = self
+            .trusts_of(drafts.iter().map(SourceRecordDraft::organisation))
+            .await?;
         let matcher = self.matcher();
         self.access
             .audit()
@@ -143,7 +141,7 @@ impl PopulationService {
                 let mut registrations = Vec::with_capacity(drafts.len());
                 for draft in drafts {
                     registrations.push(
-                        self.register_in(unit, matcher.as_ref(), draft, None, false)
+                        self.register_in(unit, matcher.as_ref(), draft, &trusts, None, false)
                             .await?,
                     );
                 }
@@ -163,6 +161,7 @@ impl PopulationService {
         unit: &mut UnitOfWork,
         matcher: &dyn Matcher,
         draft: &SourceRecordDraft,
+        trusts: &Trusts,
         content_time: Option<chrono::DateTime<chrono::Utc>>,
         single: bool,
     ) -> Result<Registration, Error> {
@@ -227,7 +226,7 @@ impl PopulationService {
             // the same statement; any other joins and the golden record is recomputed.
             let person_write = if outcome == RegistrationOutcome::CreatedPerson {
                 PersonWrite::Create
-            } else if self.trust_of(draft.organisation()).await? >= MOST_TRUSTED {
+            } else if trusts.get(draft.organisation()).copied().unwrap_or(0) >= MOST_TRUSTED {
                 PersonWrite::ApplyNewest
             } else {
                 PersonWrite::Leave
@@ -365,13 +364,26 @@ impl PopulationService {
         ))
     }
 
-    /// The trust of an organisation's statements (its kind, from the directory, cached there).
-    async fn trust_of(&self, organisation: &OrganisationCode) -> Result<u8, Error> {
-        let found = self
-            .directory
-            .require_active_organisation("organisation_code", organisation)
-            .await?;
-        Ok(trust_of(Some(found.draft.kind)))
+    /// The trust of each organisation's statements (its kind), which must be registered and
+    /// active. Asked before a registration takes any lock: a registration that held its key
+    /// locks while it waited for a second pooled connection to ask the directory (on every
+    /// expiry of the directory's one-second cache) left the others waiting on its locks with
+    /// every connection taken, and under load calls failed after the pool's ten seconds.
+    async fn trusts_of<'a>(
+        &self,
+        organisations: impl IntoIterator<Item = &'a OrganisationCode>,
+    ) -> Result<Trusts, Error> {
+        let mut trusts = Trusts::new();
+        for organisation in organisations {
+            if !trusts.contains_key(organisation) {
+                let found = self
+                    .directory
+                    .require_active_organisation("organisation_code", organisation)
+                    .await?;
+                trusts.insert(organisation.clone(), trust_of(Some(found.draft.kind)));
+            }
+        }
+        Ok(trusts)
     }
 
     /// Re-runs matching for up to `limit` records after `after` (in id order), as if each were
@@ -398,6 +410,7 @@ impl PopulationService {
         if let Some(last) = &report.last {
             subject = subject.resource(last.as_str());
         }
+        let trusts = self.trusts_of(records.iter().map(|r| &r.organisation)).await?;
         let matcher = self.matcher();
         self.access
             .audit()
@@ -416,7 +429,14 @@ impl PopulationService {
                         identifiers,
                     )?;
                     let registration = self
-                        .register_in(unit, matcher.as_ref(), &draft, Some(record.updated_at), false)
+                        .register_in(
+                            unit,
+                            matcher.as_ref(),
+                            &draft,
+                            &trusts,
+                            Some(record.updated_at),
+                            false,
+                        )
                         .await?;
                     report.processed += 1;
                     if registration.person_id != record.person_id {
