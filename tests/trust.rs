@@ -6,7 +6,7 @@ use hie_server::RunningServer;
 use hie_server::settings::TlsSettings;
 use hie_transport::pki::{self, PkiFolder};
 use tonic::Code;
-use tonic::transport::{Certificate, Channel, ClientTlsConfig, Identity};
+use tonic::transport::Channel;
 
 use crate::harness::{
     PopulationClient, TestDb, on_every_backend, population_client, register_organisations, request, steward,
@@ -115,16 +115,11 @@ async fn channel(
     fixture: &Fixture,
     identity: Option<(std::path::PathBuf, std::path::PathBuf)>,
 ) -> Result<Channel, tonic::transport::Error> {
-    let ca = std::fs::read(fixture.folder.ca_cert()).unwrap();
-    let mut tls = ClientTlsConfig::new()
-        .ca_certificate(Certificate::from_pem(ca))
-        .domain_name("localhost");
-    if let Some((cert, key)) = identity {
-        tls = tls.identity(Identity::from_pem(
-            std::fs::read(cert).unwrap(),
-            std::fs::read(key).unwrap(),
-        ));
-    }
+    // The client side of mutual TLS as an adapter builds it.
+    let identity = identity
+        .as_ref()
+        .map(|(cert, key)| (cert.as_path(), key.as_path()));
+    let tls = hie_transport::tls::client_config(&fixture.folder.ca_cert(), "localhost", identity).unwrap();
     let url = format!("https://localhost:{}", fixture.server.address().port());
     Channel::from_shared(url)
         .unwrap()
