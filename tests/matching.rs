@@ -171,7 +171,8 @@ async fn a_possible_match_waits_for_review_and_a_rejected_pair_is_never_proposed
     let unknown = population
         .decide_review(
             &steward(),
-            "0190a0a0-0000-7000-8000-000000000000",
+            &hie_population::domain::decisions::ReviewId::parse("0190a0a0-0000-7000-8000-000000000000")
+                .unwrap(),
             ReviewDecision::Link,
             "x",
         )

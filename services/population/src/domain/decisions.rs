@@ -51,7 +51,7 @@ impl ReviewStatus {
 /// A possible match, with why it scored as it did.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Review {
-    pub id: String,
+    pub id: ReviewId,
     pub source_record_id: SourceRecordId,
     pub candidate_person_id: PersonId,
     pub candidate_record_id: SourceRecordId,
@@ -68,6 +68,12 @@ pub enum ReviewDecision {
     Link,
     Reject,
 }
+
+hie_core::id_type!(
+    /// The id of a possible match waiting for a steward's decision.
+    ReviewId,
+    "review"
+);
 
 hie_core::id_type!(
     /// The id of a merge, by which a steward undoes it.
@@ -124,7 +130,7 @@ impl PopulationService {
         let pattern = u32::try_from(row.pattern)
             .map_err(|_| Error::Internal("a stored match pattern is out of range".into()))?;
         Ok(Review {
-            id: row.id,
+            id: stored(ReviewId::parse(&row.id))?,
             source_record_id: stored(SourceRecordId::parse(&row.source_record_id))?,
             candidate_person_id: stored(PersonId::parse(&row.candidate_person_id))?,
             candidate_record_id: stored(SourceRecordId::parse(&row.candidate_record_id))?,
@@ -189,7 +195,7 @@ impl PopulationService {
     pub async fn decide_review(
         &self,
         context: &RequestContext,
-        review_id: &str,
+        review_id: &ReviewId,
         decision: ReviewDecision,
         why: &str,
     ) -> Result<(Review, PersonId), Error> {
@@ -198,11 +204,11 @@ impl PopulationService {
             ReviewDecision::Link => AuditAction::LinkByReview,
             ReviewDecision::Reject => AuditAction::RejectReview,
         };
-        let subject = Subject::new(action, "match_review").resource(review_id);
+        let subject = Subject::new(action, "match_review").resource(review_id.as_str());
         self.steward_change(context, subject, async |unit| {
             let row = self
                 .store
-                .review(unit, review_id)
+                .review(unit, review_id.as_str())
                 .await?
                 .ok_or_else(|| Error::NotFound(format!("review {review_id} does not exist")))?;
             if row.status != "pending" {
@@ -227,7 +233,7 @@ impl PopulationService {
                         &review.source_record_id,
                         &current,
                         &review.candidate_person_id,
-                        json!({"by": "review", "review_id": review.id, "user": context.user_id, "reason": why}),
+                        json!({"by": "review", "review_id": review.id.as_str(), "user": context.user_id, "reason": why}),
                         now,
                     )
                     .await?;
@@ -239,7 +245,7 @@ impl PopulationService {
                     self.record_link(unit, &review.source_record_id).await?.0
                 }
             };
-            let decided = self.store.decide_review(unit, review_id, review.status.code(), &context.user_id, &why, now).await?;
+            let decided = self.store.decide_review(unit, review_id.as_str(), review.status.code(), &context.user_id, &why, now).await?;
             if !decided {
                 return Err(Error::precondition("review_id", "was decided by someone else meanwhile"));
             }

@@ -85,7 +85,9 @@ impl PopulationRegistry for PopulationGrpc {
                 .into());
             }
         };
-        let review_id = required_id(&request.review_id, "review_id")?;
+        // The reason before the id, as the domain asks for it first.
+        crate::domain::decisions::reason(&request.reason)?;
+        let review_id = crate::domain::decisions::ReviewId::parse(&request.review_id).field("review_id")?;
         let (review, person) = self
             .population
             .decide_review(&context, &review_id, decision, &request.reason)
@@ -256,21 +258,6 @@ impl PopulationRegistry for PopulationGrpc {
     }
 }
 
-/// An opaque id from a request: required, and short.
-fn required_id(text: &str, field: &str) -> Result<String, Error> {
-    let text = text.trim();
-    if text.is_empty() {
-        return Err(Error::invalid(field, "is required"));
-    }
-    if text.len() > 64 || !text.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') {
-        return Err(Error::invalid(
-            field,
-            "is not an id: expected up to 64 letters, digits and hyphens",
-        ));
-    }
-    Ok(text.to_owned())
-}
-
 /// Parses a registration request into a checked draft.
 pub fn source_record_draft(request: proto::RegisterSourceRecordRequest) -> Result<SourceRecordDraft, Error> {
     let organisation = OrganisationCode::parse(&request.organisation_code).field("organisation_code")?;
@@ -412,7 +399,7 @@ fn person_to_proto(person: &Person) -> proto::Person {
 
 fn review_to_proto(review: &Review) -> proto::MatchReview {
     proto::MatchReview {
-        id: review.id.clone(),
+        id: review.id.as_str().to_owned(),
         source_record_id: review.source_record_id.as_str().to_owned(),
         candidate_person_id: review.candidate_person_id.as_str().to_owned(),
         candidate_record_id: review.candidate_record_id.as_str().to_owned(),

@@ -306,7 +306,7 @@ impl PopulationStore {
                  pattern = excluded.pattern, model_version = excluded.model_version \
                  WHERE match_reviews.status = 'pending'",
             )
-            .bind(uuid::Uuid::now_v7().to_string())
+            .bind(crate::domain::decisions::ReviewId::generate().as_str().to_owned())
             .bind(record.as_str())
             .bind(possible.person_id.as_str())
             .bind(possible.source_record_id.as_str())
