@@ -226,6 +226,11 @@ async fn a_subset_of_services_is_served_alone_and_an_unknown_name_is_refused(db:
     );
 
     settings.services = vec!["population".into()];
+    let exchange = hie_server::Exchange::open(&settings).await.unwrap();
+    // The names refused before anything opens are those of the modules the server mounts.
+    let mounted: Vec<&str> = exchange.modules().iter().map(|module| module.name).collect();
+    assert_eq!(mounted, hie_server::app::SERVICE_NAMES);
+    drop(exchange);
     let server = hie_server::Exchange::open(&settings)
         .await
         .unwrap()

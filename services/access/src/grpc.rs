@@ -37,6 +37,9 @@ pub trait PersonRegistry: Send + Sync + std::fmt::Debug {
     async fn person_state(&self, person_id: &PersonId) -> Result<Option<Option<String>>, Error>;
 }
 
+/// The name `--services` knows the access service by.
+pub const SERVICE_NAME: &str = "access";
+
 #[derive(Clone, Debug)]
 pub struct AccessGrpc {
     access: AccessGate,
@@ -95,7 +98,7 @@ impl AccessGrpc {
     /// The access service as the server mounts it (`--services access`).
     pub fn module(self) -> hie_core::service::ServiceModule {
         hie_core::service::ServiceModule::new(
-            "access",
+            SERVICE_NAME,
             proto::access_service_server::AccessServiceServer::new(self),
         )
     }

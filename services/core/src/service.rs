@@ -62,17 +62,23 @@ impl ServiceModule {
 /// order of `available`; an unknown name is refused with the names there are.
 pub fn choose(available: Vec<ServiceModule>, wanted: &[String]) -> Result<Vec<ServiceModule>, crate::Error> {
     let known: Vec<&'static str> = available.iter().map(|m| m.name).collect();
-    if let Some(unknown) = wanted.iter().find(|w| !known.contains(&w.as_str())) {
-        return Err(crate::Error::invalid(
+    check_names(&known, wanted)?;
+    Ok(available
+        .into_iter()
+        .filter(|module| wanted.is_empty() || wanted.iter().any(|w| w == module.name))
+        .collect())
+}
+
+/// Refuses a name in `wanted` that is not among `known`, naming the ones there are.
+pub fn check_names(known: &[&str], wanted: &[String]) -> Result<(), crate::Error> {
+    match wanted.iter().find(|w| !known.contains(&w.as_str())) {
+        Some(unknown) => Err(crate::Error::invalid(
             "services",
             format!(
                 "no service is called {unknown:?}; expected some of {}",
                 known.join(", ")
             ),
-        ));
+        )),
+        None => Ok(()),
     }
-    Ok(available
-        .into_iter()
-        .filter(|module| wanted.is_empty() || wanted.iter().any(|w| w == module.name))
-        .collect())
 }

@@ -55,6 +55,13 @@ pub fn check_plaintext_listen(listen: SocketAddr, allowed_on_network: bool) -> R
     ))
 }
 
+/// The names of the services [`Exchange::modules`] mounts, known before anything is opened.
+pub const SERVICE_NAMES: [&str; 3] = [
+    hie_population::grpc::SERVICE_NAME,
+    hie_directory::grpc::SERVICE_NAME,
+    hie_access::grpc::SERVICE_NAME,
+];
+
 /// The services of the exchange over one database.
 #[derive(Clone, Debug)]
 pub struct Exchange {
@@ -76,6 +83,8 @@ impl Exchange {
             .limits
             .check()
             .map_err(|reason| Error::precondition("settings.limits", reason))?;
+        // A mistyped service name is refused before anything is opened or created.
+        service::check_names(&SERVICE_NAMES, &settings.services)?;
         let millis = std::time::Duration::from_millis;
         let database = Database::connect_with(
             settings.database.url.expose(),
@@ -126,8 +135,6 @@ impl Exchange {
         let mut exchange = Exchange::over(database, policy, matcher, keys);
         exchange.limits = settings.limits.clone();
         exchange.services = settings.services.clone();
-        // An unknown name is refused now, before anything is served.
-        service::choose(exchange.modules(), &exchange.services)?;
         // Events staged by writes whose process stopped before chaining them (a crash, a kill)
         // are chained now, before anything else is written.
         exchange.access.audit().flush().await?;

@@ -23,10 +23,13 @@ pub struct DirectoryGrpc {
     directory: DirectoryService,
 }
 
+/// The name `--services` knows the directory by.
+pub const SERVICE_NAME: &str = "directory";
+
 /// The directory as the server mounts it (`--services directory`).
 pub fn module(directory: DirectoryService) -> ServiceModule {
     ServiceModule::new(
-        "directory",
+        SERVICE_NAME,
         proto::directory_server::DirectoryServer::new(DirectoryGrpc { directory }),
     )
 }

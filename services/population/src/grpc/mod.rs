@@ -35,10 +35,13 @@ pub struct PopulationGrpc {
     population: PopulationService,
 }
 
+/// The name `--services` knows the registry by.
+pub const SERVICE_NAME: &str = "population";
+
 /// The registry as the server mounts it (`--services population`).
 pub fn module(population: PopulationService) -> hie_core::service::ServiceModule {
     hie_core::service::ServiceModule::new(
-        "population",
+        SERVICE_NAME,
         proto::population_registry_server::PopulationRegistryServer::new(PopulationGrpc { population }),
     )
 }
