@@ -261,11 +261,8 @@ impl AccessService for AccessGrpc {
     ) -> Result<Response<proto::QueryAuditResponse>, Status> {
         let context = RequestContext::of(&request)?;
         let subject = Subject::new(AuditAction::QueryAudit, "audit_trail");
-        if context.role != Role::Administrator {
-            let reason = format!(
-                "the audit trail is for privacy officers (role administrator), not role {}",
-                context.role.code()
-            );
+        // The trail is for the region's privacy officers (role administrator).
+        if let Err(reason) = context.administrators_only("query the audit trail") {
             return Err(self.audit.refuse(&context, &subject, reason).await.into());
         }
         let request = request.into_inner();
