@@ -121,9 +121,7 @@ impl AccessGate {
                 .acquire()
                 .await
                 .map_err(Error::from)?;
-            for row in &overrides {
-                row.insert(&mut conn).await?;
-            }
+            OutboxEvent::insert_all(&mut conn, &overrides).await?;
         }
         self.audit.record_behind(events).await?;
         Ok(answers)

@@ -228,19 +228,20 @@ impl AuditTrail {
     }
 
     async fn commit(&self, mut unit: UnitOfWork) -> Result<(), Error> {
-        let events = unit.take_audit_events();
         if unit.roll_back {
             if let Some(transaction) = unit.transaction.take() {
                 transaction.rollback().await?;
             }
-            self.record_all(events).await?;
+            self.record_all(unit.take_audit_events()).await?;
             return Ok(());
         }
         let outbox = std::mem::take(&mut unit.outbox);
-        let pending_taken = unit.pending_taken;
+        // A store that wrote the events in its own statement took them already: none are built
+        // again on that (hot) path.
+        let events = (!unit.pending_taken).then(|| unit.take_audit_events());
         let connection = unit.connection().await?;
-        if !pending_taken {
-            stage_in(connection, &events).await?;
+        if let Some(events) = &events {
+            stage_in(connection, events).await?;
         }
         OutboxEvent::insert_all(connection, &outbox).await?;
         if let Some(transaction) = unit.transaction.take() {

@@ -47,11 +47,6 @@ impl OutboxEvent {
         }
     }
 
-    /// Writes the row in the caller's transaction.
-    pub async fn insert(&self, conn: &mut AnyConnection) -> Result<(), Error> {
-        OutboxEvent::insert_all(conn, std::slice::from_ref(self)).await
-    }
-
     /// Writes the rows in the caller's transaction, a statement per hundred.
     pub async fn insert_all(conn: &mut AnyConnection, events: &[OutboxEvent]) -> Result<(), Error> {
         for chunk in events.chunks(100) {
