@@ -6,6 +6,9 @@ const PROTOS: &[&str] = &[
     "hie/access/v1/access.proto",
     "hie/directory/v1/directory.proto",
     "hie/population/v1/population.proto",
+    "hie/records/v1/records.proto",
+    "hie/emr/v1/emr.proto",
+    "hie/hospital/v1/hospital.proto",
 ];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {

@@ -16,5 +16,6 @@ mod bad_input;
 mod e2e;
 mod harness;
 mod matching;
+mod records;
 mod storage;
 mod trust;

@@ -16,7 +16,7 @@ pub mod unit_of_work;
 
 pub use domain::{AuditEvent, ChainBreak, Outcome};
 pub use gate::AccessGate;
-pub use read_gate::{Kept, PersonRead, Seen};
+pub use read_gate::{Kept, PersonRead, Seen, require_patient_is_one_of};
 pub use store::AuditTrail;
 pub use store::consent::ConsentStore;
 pub use unit_of_work::{Subject, UnitOfWork};

@@ -162,6 +162,29 @@ impl AccessGate {
     }
 }
 
+impl AccessGate {
+    /// [`AccessGate::read`] of one read: what the caller may see, or `PERMISSION_DENIED`.
+    pub async fn read_one<T>(&self, read: PersonRead<'_, T>) -> Result<Seen<T>, Error> {
+        self.read(vec![read])
+            .await?
+            .pop()
+            .unwrap_or_else(|| Err(Error::Internal("a read went undecided".into())))
+    }
+}
+
+/// Refuses a patient-portal call about anyone but the person it acts for, who may be any person
+/// of `lineage` (the survivor of a merge, or one merged into it). Other roles pass; the read
+/// gate decides for them.
+pub fn require_patient_is_one_of(context: &RequestContext, lineage: &[PersonId]) -> Result<(), Error> {
+    match lineage
+        .iter()
+        .find(|person| context.require_acting_for(person.as_str()).is_ok())
+    {
+        Some(_) => Ok(()),
+        None => context.require_acting_for(""),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

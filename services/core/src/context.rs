@@ -5,8 +5,8 @@
 
 use tonic::metadata::MetadataMap;
 
-use crate::Error;
 use crate::domain::{BoundedText, OrganisationCode};
+use crate::{Error, ResultExt};
 
 /// The organisation that authenticated the connection a request came over, and what the
 /// directory lets it assert. Absent when the server runs in plaintext development mode on
@@ -237,6 +237,28 @@ impl RequestContext {
             return Err(Error::PermissionDenied(refusal));
         }
         Ok(context)
+    }
+
+    /// The organisation a submission is made for, from the request field `field`: over mutual
+    /// TLS the certificate's organisation (the field may be left empty, and naming another is
+    /// refused), without TLS (development on loopback, bulk loads) the field, which is then
+    /// required. An organisation submits only its own data: the certificate, not the request,
+    /// says who it is.
+    pub fn submitting_organisation(&self, field: &str, claimed: &str) -> Result<OrganisationCode, Error> {
+        match &self.organisation {
+            Some(caller) if claimed.trim().is_empty() => Ok(caller.clone()),
+            Some(caller) => {
+                let claimed = OrganisationCode::parse(claimed).field(field)?;
+                if &claimed == caller {
+                    Ok(claimed)
+                } else {
+                    Err(Error::PermissionDenied(format!(
+                        "{field}: {claimed} is not the calling organisation {caller}"
+                    )))
+                }
+            }
+            None => OrganisationCode::parse(claimed).field(field),
+        }
     }
 
     /// Refuses a patient-side call for any person but the one a patient acts for.

@@ -304,6 +304,15 @@ pub fn with_database_name(url: &str, name: &str) -> String {
     }
 }
 
+/// `$first, $first+1, …` for `n` values: the numbered placeholders of an `IN (…)` list, which
+/// both backends accept.
+pub fn placeholders(first: usize, n: usize) -> String {
+    (first..first + n)
+        .map(|i| format!("${i}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -5,6 +5,9 @@ use crate::error::FieldError;
 /// The largest page any list or search call returns.
 pub const MAX_PAGE_SIZE: u32 = 200;
 
+/// The page size of a list whose caller left it unset.
+pub const DEFAULT_PAGE_SIZE: u32 = 50;
+
 /// A page size between 1 and [`MAX_PAGE_SIZE`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PageSize(u32);
@@ -16,6 +19,14 @@ impl PageSize {
             _ => Err(FieldError(format!(
                 "must be between 1 and {MAX_PAGE_SIZE}, got {requested}"
             ))),
+        }
+    }
+
+    /// A page size where 0 (the field left unset) means the default (AIP-158).
+    pub fn parse_or_default(requested: i32) -> Result<PageSize, FieldError> {
+        match requested {
+            0 => Ok(PageSize(DEFAULT_PAGE_SIZE)),
+            requested => Self::parse(requested),
         }
     }
 

@@ -16,6 +16,18 @@ pub fn from_micros(micros: i64) -> DateTime<Utc> {
     DateTime::from_timestamp_micros(micros).unwrap_or_default()
 }
 
+/// Noon of a calendar date in China, as a UTC instant: where a record keeps a date and not a
+/// time, it is ordered with timed records as if it happened at midday.
+pub fn noon_in_china(date: NaiveDate) -> DateTime<Utc> {
+    // 04:00 UTC is noon at UTC+8.
+    date.and_hms_opt(4, 0, 0).unwrap_or_default().and_utc()
+}
+
+/// The calendar date in China of an instant.
+pub fn date_in_china(instant: DateTime<Utc>) -> NaiveDate {
+    (instant + chrono::Duration::hours(8)).date_naive()
+}
+
 /// Today's date in China Standard Time (UTC+8, no daylight saving): a birth registered in the
 /// morning in Kaili is still "today" there while it is yesterday in UTC.
 pub fn today_in_china() -> NaiveDate {

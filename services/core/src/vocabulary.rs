@@ -68,6 +68,15 @@ vocabulary!(
         Rematch => "population.rematch",
         RematchDryRun => "population.rematch.dry_run",
         TrainModel => "population.model.train",
+        SubmitHealthRecord => "records.submit",
+        QueryHealthRecords => "records.query",
+        GetHealthRecord => "records.get",
+        RegisterEncounter => "emr.encounter.register",
+        ListEncounters => "emr.encounter.list",
+        RegisterDocumentSet => "emr.document_set.register",
+        FindDocuments => "emr.documents.find",
+        RetrieveDocument => "emr.document.retrieve",
+        GetPatientSummary => "emr.summary",
     }
 );
 
@@ -80,6 +89,13 @@ vocabulary!(
         PersonUnmerged => "population.person.unmerged",
         /// A read that only break-the-glass permitted, for the privacy officer.
         EmergencyOverride => "access.emergency_override",
+        /// An entry of the resident health archive was submitted, or a new version of it.
+        HealthRecordSubmitted => "records.entry.submitted",
+        /// A visit was registered or changed (admission, transfer, discharge).
+        EncounterRegistered => "emr.encounter.registered",
+        DocumentRegistered => "emr.document.registered",
+        /// A document replaced another (RPLC), which is now deprecated.
+        DocumentReplaced => "emr.document.replaced",
     }
 );
 
@@ -91,7 +107,11 @@ impl EventType {
             EventType::RecordLinked
             | EventType::PersonMerged
             | EventType::PersonUnmerged
-            | EventType::EmergencyOverride => 1,
+            | EventType::EmergencyOverride
+            | EventType::HealthRecordSubmitted
+            | EventType::EncounterRegistered
+            | EventType::DocumentRegistered
+            | EventType::DocumentReplaced => 1,
         }
     }
 }

@@ -14,9 +14,14 @@ use hie_access::{AccessGate, AuditTrail};
 use hie_core::Error;
 use hie_core::db::{Database, DatabaseTimeouts};
 use hie_directory::DirectoryService;
+use hie_emr::EmrService;
+use hie_emr::domain::HospitalGateways;
+use hie_emr::domain::gateway::NoGateways;
+use hie_emr::grpc::gateway_client::{GatewayEndpoint, GrpcGateways};
 use hie_population::PopulationService;
 use hie_population::domain::linkage::blocking::BlockingRule;
 use hie_population::domain::{MatchThresholds, ProbabilisticMatcher};
+use hie_records::RecordsService;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
@@ -55,11 +60,51 @@ pub fn check_plaintext_listen(listen: SocketAddr, allowed_on_network: bool) -> R
     ))
 }
 
+/// The hospitals' gateways the settings name, each over mutual TLS with the exchange's identity
+/// (plaintext only to loopback).
+fn hospital_gateways(settings: &Settings) -> Result<GrpcGateways, Error> {
+    let mut endpoints = Vec::with_capacity(settings.hospital_gateways.len());
+    for (i, gateway) in settings.hospital_gateways.iter().enumerate() {
+        let field = |name: &str| format!("settings.hospital_gateways[{i}].{name}");
+        let organisation = hie_core::domain::OrganisationCode::parse(&gateway.organisation)
+            .map_err(|e| Error::precondition(field("organisation"), e.0))?;
+        let tls = match &gateway.ca {
+            None => None,
+            Some(ca) => {
+                let host = gateway
+                    .url
+                    .parse::<tonic::transport::Uri>()
+                    .ok()
+                    .and_then(|uri| uri.host().map(str::to_owned))
+                    .unwrap_or_default();
+                let server_name = gateway.server_name.clone().unwrap_or(host);
+                let identity = settings
+                    .tls
+                    .as_ref()
+                    .map(|tls| (tls.cert.as_path(), tls.key.as_path()));
+                Some(hie_transport::tls::client_config(ca, &server_name, identity)?)
+            }
+        };
+        endpoints.push(GatewayEndpoint {
+            organisation,
+            url: gateway.url.clone(),
+            tls,
+        });
+    }
+    GrpcGateways::new(
+        endpoints,
+        Duration::from_millis(settings.limits.gateway_timeout_ms),
+        usize::try_from(settings.limits.document_max_bytes).unwrap_or(usize::MAX),
+    )
+}
+
 /// The names of the services [`Exchange::modules`] mounts, known before anything is opened.
-pub const SERVICE_NAMES: [&str; 3] = [
+pub const SERVICE_NAMES: [&str; 5] = [
     hie_population::grpc::SERVICE_NAME,
     hie_directory::grpc::SERVICE_NAME,
     hie_access::grpc::SERVICE_NAME,
+    hie_records::grpc::SERVICE_NAME,
+    hie_emr::grpc::SERVICE_NAME,
 ];
 
 /// The services of the exchange over one database.
@@ -69,6 +114,8 @@ pub struct Exchange {
     pub directory: DirectoryService,
     pub population: PopulationService,
     pub access: AccessGate,
+    pub records: RecordsService,
+    pub emr: EmrService,
     /// Deadlines and per-connection bounds the server applies to every call.
     pub limits: LimitSettings,
     /// The services to serve, by name (`--services`); every one when empty.
@@ -133,6 +180,8 @@ impl Exchange {
             .with_rules(rules);
         let keys = crate::audit_keys::load(settings, &database).await?;
         let mut exchange = Exchange::over(database, policy, matcher, keys);
+        let gateways = hospital_gateways(settings)?;
+        exchange.use_gateways(Arc::new(gateways), settings.limits.document_max_bytes);
         exchange.limits = settings.limits.clone();
         exchange.services = settings.services.clone();
         // Events staged by writes whose process stopped before chaining them (a crash, a kill)
@@ -158,14 +207,46 @@ impl Exchange {
             Arc::new(matcher.clone()),
             matcher.thresholds(),
         );
+        let records = RecordsService::new(
+            database.clone(),
+            access.clone(),
+            population.clone(),
+            directory.clone(),
+        );
+        let limits = LimitSettings::default();
+        let emr = EmrService::new(
+            database.clone(),
+            access.clone(),
+            population.clone(),
+            directory.clone(),
+            records.clone(),
+            Arc::new(NoGateways),
+            usize::try_from(limits.document_max_bytes).unwrap_or(usize::MAX),
+        );
         Exchange {
             database,
             directory,
             population,
             access,
-            limits: LimitSettings::default(),
+            records,
+            emr,
+            limits,
             services: Vec::new(),
         }
+    }
+
+    /// Fetches documents kept at hospitals through `gateways`, and keeps content up to
+    /// `document_max_bytes` in the exchange.
+    pub fn use_gateways(&mut self, gateways: Arc<dyn HospitalGateways>, document_max_bytes: u64) {
+        self.emr = EmrService::new(
+            self.database.clone(),
+            self.access.clone(),
+            self.population.clone(),
+            self.directory.clone(),
+            self.records.clone(),
+            gateways,
+            usize::try_from(document_max_bytes).unwrap_or(usize::MAX),
+        );
     }
 
     /// Every service of the exchange, as the server mounts it: the one place a service is wired
@@ -180,6 +261,8 @@ impl Exchange {
                 Arc::new(self.population.clone()),
             )
             .module(),
+            hie_records::grpc::module(self.records.clone()),
+            hie_emr::grpc::module(self.emr.clone()),
         ]
     }
 

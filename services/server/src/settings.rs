@@ -29,6 +29,24 @@ pub struct Settings {
     pub matching: MatchingSettings,
     pub limits: LimitSettings,
     pub audit: AuditSettings,
+    /// The gateways of hospitals that keep their documents themselves: the EMR registry fetches
+    /// their content from there on retrieve.
+    pub hospital_gateways: Vec<HospitalGatewaySettings>,
+}
+
+/// One hospital's gateway (`hie.hospital.v1.HospitalGateway`, served by its adapter).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct HospitalGatewaySettings {
+    /// The hospital's code in the directory.
+    pub organisation: String,
+    /// `https://host:port`; `http://` only to a loopback address (development).
+    pub url: String,
+    /// For https: the CA that issued the gateway's certificate, PEM. The exchange presents its
+    /// own certificate (`[tls] cert` and `key`) as its client certificate.
+    pub ca: Option<std::path::PathBuf>,
+    /// The name on the gateway's certificate; the URL's host when absent.
+    pub server_name: Option<String>,
 }
 
 /// Where the audit trail's key and anchor live: outside the database, so that write access to the
@@ -100,6 +118,11 @@ pub struct LimitSettings {
     /// PostgreSQL: a wait for a lock (row, table or a registration's advisory lock) longer than
     /// this fails (UNAVAILABLE), so that no call holds a pooled connection waiting indefinitely.
     pub lock_timeout_ms: u64,
+    /// The largest document content the exchange keeps itself; larger documents are kept at the
+    /// hospital and fetched through its gateway.
+    pub document_max_bytes: u64,
+    /// A hospital gateway answering later than this is UNAVAILABLE to the retrieving caller.
+    pub gateway_timeout_ms: u64,
 }
 
 impl Default for LimitSettings {
@@ -114,6 +137,8 @@ impl Default for LimitSettings {
             tls_handshake_timeout_ms: 10_000,
             statement_timeout_ms: 30_000,
             lock_timeout_ms: 5_000,
+            document_max_bytes: 16 * 1024 * 1024,
+            gateway_timeout_ms: 10_000,
         }
     }
 }
@@ -134,6 +159,8 @@ impl LimitSettings {
             ("tls_handshake_timeout_ms", self.tls_handshake_timeout_ms),
             ("statement_timeout_ms", self.statement_timeout_ms),
             ("lock_timeout_ms", self.lock_timeout_ms),
+            ("document_max_bytes", self.document_max_bytes),
+            ("gateway_timeout_ms", self.gateway_timeout_ms),
         ];
         match named.iter().find(|(_, value)| *value == 0) {
             Some((name, _)) => Err(format!("limits.{name} must be greater than 0")),
@@ -248,6 +275,7 @@ impl Default for Settings {
             matching: MatchingSettings::default(),
             limits: LimitSettings::default(),
             audit: AuditSettings::default(),
+            hospital_gateways: Vec::new(),
         }
     }
 }

@@ -6,6 +6,7 @@ use std::collections::BTreeSet;
 
 use chrono::{DateTime, Utc};
 use hie_core::context::{Purpose, RequestContext};
+use hie_core::domain::Icd10Code;
 
 /// What kind of data a read touches. The sensitive ones are shared only with the person's explicit
 /// consent for that category.
@@ -44,6 +45,25 @@ impl DataCategory {
             DataCategory::HivSti => "hiv_sti",
             DataCategory::ReproductiveHealth => "reproductive_health",
             DataCategory::SubstanceUse => "substance_use",
+        }
+    }
+
+    /// The sensitive category a diagnosis reveals, if any: mental and behavioural disorders
+    /// (F00–F99, with F10–F19 as substance use), HIV (B20–B24, Z21) and sexually transmitted
+    /// infections (A50–A64), and pregnancy ended by abortion or contraceptive management
+    /// (O00–O08, Z30). A record that carries such a code is shared only as that category is.
+    pub fn revealed_by(diagnosis: &Icd10Code) -> Option<DataCategory> {
+        let within = |from, to| diagnosis.in_range(from, to);
+        if within("F10", "F19") {
+            Some(DataCategory::SubstanceUse)
+        } else if within("F00", "F99") {
+            Some(DataCategory::MentalHealth)
+        } else if within("B20", "B24") || within("Z21", "Z21") || within("A50", "A64") {
+            Some(DataCategory::HivSti)
+        } else if within("O00", "O08") || within("Z30", "Z30") {
+            Some(DataCategory::ReproductiveHealth)
+        } else {
+            None
         }
     }
 

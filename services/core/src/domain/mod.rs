@@ -4,6 +4,7 @@
 mod birth_date;
 mod division;
 mod ethnicity;
+mod icd10;
 mod identifier;
 mod name;
 mod organisation_code;
@@ -15,6 +16,7 @@ mod text;
 pub use birth_date::BirthDate;
 pub use division::DivisionCode;
 pub use ethnicity::Ethnicity;
+pub use icd10::Icd10Code;
 pub use identifier::{Identifier, IdentifierSystem};
 pub use name::PersonName;
 pub use organisation_code::OrganisationCode;
@@ -82,6 +84,7 @@ mod hostile_input {
             let _ = BirthDate::parse(&input);
             let _ = Sex::parse(&input);
             let _ = Ethnicity::parse(&input);
+            let _ = Icd10Code::parse(&input);
             let _ = BoundedText::parse(&input, 10);
             let _ = BoundedText::parse_required(&input, 10);
             let _ = IdentifierSystem::parse(&input);

@@ -1,6 +1,7 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use hie_access::domain::consent::DataCategory;
 use hie_access::{AuditTrail, Subject, UnitOfWork};
 use hie_core::cache::RecentCache;
 use hie_core::context::RequestContext;
@@ -123,6 +124,27 @@ impl DirectoryService {
             .organisation(code)
             .await?
             .ok_or_else(|| Error::NotFound(format!("organisation {code} is not registered")))
+    }
+
+    /// The sensitive category each of these organisations' records reveal (a psychiatric
+    /// hospital's: mental health), for the read gate's "kept by" rule. An organisation the
+    /// directory does not know reveals none.
+    pub async fn sensitive_categories(
+        &self,
+        organisations: &[&OrganisationCode],
+    ) -> Result<std::collections::BTreeMap<OrganisationCode, Option<DataCategory>>, Error> {
+        let mut categories = std::collections::BTreeMap::new();
+        for organisation in organisations {
+            if !categories.contains_key(*organisation) {
+                let category = self
+                    .store
+                    .organisation(organisation)
+                    .await?
+                    .and_then(|o| o.draft.sensitive_category);
+                categories.insert((*organisation).clone(), category);
+            }
+        }
+        Ok(categories)
     }
 
     /// The organisation named by the request field `field`, which must be registered and active to

@@ -20,6 +20,7 @@ pub use matching::{
     Matcher, PossibleMatch, ProbabilisticMatcher, person_fields,
 };
 pub use person::{CrossReference, Person, PersonId, SourceRecord, SourceRecordId};
+pub use reads::{Lineage, PersonSelector};
 pub use record::{Demographics, SourceRecordDraft};
 pub use registration::{Registration, RegistrationOutcome, RematchReport};
 pub use search::{NameQuery, SearchCriteria};

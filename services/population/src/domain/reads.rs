@@ -215,3 +215,47 @@ impl PopulationService {
         Ok((shown, next))
     }
 }
+
+/// Whom a request about a person's health data means: the person's id in the exchange, or any
+/// identifier the registry knows.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PersonSelector {
+    Id(PersonId),
+    Identifier(Identifier),
+}
+
+/// A person as they stand now: the survivor of any merges, then everyone merged into them, whose
+/// data is the survivor's too (until an unmerge takes it back).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Lineage {
+    pub person: PersonId,
+    pub members: Vec<PersonId>,
+}
+
+impl PopulationService {
+    /// The person a request about health data means, followed through merges. An identifier is
+    /// resolved as `ResolveIdentifier` resolves it (through the read gate, audited), so that a
+    /// number only a hidden record carries answers as one nobody carries. `NOT_FOUND` for an
+    /// unknown person or identifier.
+    pub async fn lineage(
+        &self,
+        context: &RequestContext,
+        selector: &PersonSelector,
+    ) -> Result<Lineage, Error> {
+        let named = match selector {
+            PersonSelector::Id(id) => id.clone(),
+            PersonSelector::Identifier(identifier) => self.resolve(context, identifier).await?.0,
+        };
+        let members = self.store.lineage(&named).await?;
+        match members.first() {
+            Some(person) => Ok(Lineage {
+                person: person.clone(),
+                members,
+            }),
+            None => Err(Error::NotFound(format!(
+                "person {} does not exist",
+                named.as_str()
+            ))),
+        }
+    }
+}

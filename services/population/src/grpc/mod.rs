@@ -1,7 +1,7 @@
 //! The `hie.population.v1.PopulationRegistry` gRPC service: maps proto messages to domain types,
 //! answering every malformed field as `INVALID_ARGUMENT` naming it, and domain results back.
 
-use hie_core::context::{CallerOrganisation, RequestContext, Role};
+use hie_core::context::{RequestContext, Role};
 use hie_core::domain::{
     BirthDate, BoundedText, DivisionCode, Ethnicity, Identifier, OrganisationCode, PersonName, Phone, Sex,
 };
@@ -178,24 +178,10 @@ impl PopulationRegistry for PopulationGrpc {
         request: Request<proto::RegisterSourceRecordRequest>,
     ) -> Result<Response<proto::RegisterSourceRecordResponse>, Status> {
         let context = context_of(&request)?;
-        let caller = request.extensions().get::<CallerOrganisation>().cloned();
         let mut message = request.into_inner();
-        if let Some(CallerOrganisation { code: caller, .. }) = caller {
-            // Over mutual TLS an organisation submits only its own records: the certificate, not
-            // the request, says who it is.
-            if message.organisation_code.trim().is_empty() {
-                message.organisation_code = caller.to_string();
-            } else {
-                let claimed =
-                    OrganisationCode::parse(&message.organisation_code).field("organisation_code")?;
-                if claimed != caller {
-                    return Err(Error::PermissionDenied(format!(
-                        "organisation_code: {claimed} is not the calling organisation {caller}"
-                    ))
-                    .into());
-                }
-            }
-        }
+        message.organisation_code = context
+            .submitting_organisation("organisation_code", &message.organisation_code)?
+            .to_string();
         let draft = source_record_draft(message)?;
         let registration = self.population.register(&context, &draft).await?;
         let outcome = match registration.outcome {

@@ -182,3 +182,28 @@ impl PopulationStore {
 fn escape_like(text: &str) -> String {
     text.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_")
 }
+
+#[derive(FromRow)]
+struct LineageRow {
+    id: String,
+}
+
+impl PopulationStore {
+    /// The person `id` stands for now, then every person merged into them (directly or through
+    /// another merge): the survivor first. Empty when no such person exists. One statement: up
+    /// the merges to the survivor, then down to everyone merged into it.
+    pub async fn lineage(&self, id: &PersonId) -> Result<Vec<PersonId>, Error> {
+        let rows: Vec<LineageRow> = sqlx::query_as(include_str!("queries/lineage.sql"))
+            .bind(id.as_str())
+            .bind(MAX_MERGE_DEPTH)
+            .fetch_all(self.database.pool())
+            .await?;
+        rows.into_iter()
+            .map(|row| stored_id(PersonId::parse(&row.id)))
+            .collect()
+    }
+}
+
+/// How many merges deep a lineage is followed: far beyond any real chain, and a stop should a
+/// cycle ever be written.
+const MAX_MERGE_DEPTH: i64 = 64;

@@ -20,7 +20,7 @@ use chrono::{DateTime, Utc};
 use hie_access::UnitOfWork;
 use hie_access::domain::consent::{ConsentDirectives, DataCategory};
 use hie_access::store::consent::{StoredDirectives, directive_columns};
-use hie_core::db::{Database, HeldConnections};
+use hie_core::db::{Database, HeldConnections, placeholders};
 use hie_core::domain::{
     BirthDate, BoundedText, DivisionCode, Ethnicity, Identifier, OrganisationCode, PersonName, Phone, Sex,
 };
@@ -79,14 +79,6 @@ struct IdentifierRow {
     source_record_id: String,
     system: String,
     value: String,
-}
-
-/// `$first, $first+1, …` for `n` values.
-fn placeholders(first: usize, n: usize) -> String {
-    (first..first + n)
-        .map(|i| format!("${i}"))
-        .collect::<Vec<_>>()
-        .join(", ")
 }
 
 impl PopulationStore {
