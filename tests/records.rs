@@ -549,6 +549,39 @@ async fn documents_are_registered_all_or_nothing_found_replaced_and_never_delete
         .into_inner();
     assert!(diabetic.documents.is_empty());
 
+    // A document whose event code reveals mental health is withheld from a caller without that
+    // consent: the page says something was withheld, never what; a retrieve answers NOT_FOUND.
+    let mut psychiatric = document("QDN-H01", "ZY-1", "DOC-MH", b"mh", 1_780_500_000);
+    psychiatric.entry.as_mut().unwrap().event_codes = vec!["F32.1".into()];
+    emr.register_document_set(set("SS-9", vec![psychiatric], vec![]))
+        .await
+        .unwrap();
+    let page = emr.find_documents(find(vec![])).await.unwrap().into_inner();
+    assert!(page.some_withheld);
+    assert!(page.documents.iter().all(|d| d.unique_id != "DOC-MH"));
+    let hidden = emr
+        .retrieve_document(RetrieveDocumentRequest {
+            unique_id: "DOC-MH".into(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(hidden.code(), Status::NotFound);
+    // A hospital registers only documents it keeps itself.
+    let mut elsewhere = document("QDN-H01", "ZY-1", "DOC-EL", b"el", 1_780_000_000);
+    elsewhere.content = Vec::new();
+    elsewhere.entry.as_mut().unwrap().repository_organisation_code = "QDN-H02".into();
+    let refused = emr
+        .register_document_set(set("SS-10", vec![elsewhere], vec![]))
+        .await
+        .unwrap_err();
+    assert!(
+        refused
+            .message()
+            .starts_with("documents[0].entry.repository_organisation_code"),
+        "{}",
+        refused.message()
+    );
+
     let retrieved = emr
         .retrieve_document(RetrieveDocumentRequest {
             unique_id: "DOC-1".into(),

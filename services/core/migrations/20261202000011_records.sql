@@ -72,6 +72,7 @@ CREATE TABLE documents (
     id                            TEXT PRIMARY KEY,
     unique_id                     TEXT NOT NULL UNIQUE,
     submission_set_id             TEXT NOT NULL,
+    source_organisation_code      TEXT NOT NULL,
     person_id                     TEXT NOT NULL,
     source_patient_system         TEXT NOT NULL,
     source_patient_value          TEXT NOT NULL,

@@ -120,6 +120,15 @@ impl EmrService {
                         ));
                     }
                 }
+                (None, Some(repository)) if *repository != set.source_organisation => {
+                    return Err(Error::invalid(
+                        format!("{field}.entry.repository_organisation_code"),
+                        format!(
+                            "is {repository}: an organisation registers only documents it keeps itself ({})",
+                            set.source_organisation
+                        ),
+                    ));
+                }
                 (None, Some(_)) => {}
                 (Some(_), Some(_)) => {
                     return Err(Error::invalid(
@@ -274,6 +283,7 @@ impl EmrService {
             documents.push(Document {
                 id: DocumentId::generate(),
                 person_id: person,
+                source_organisation: set.source_organisation.clone(),
                 metadata: metadata.clone(),
                 status: AvailabilityStatus::Approved,
                 registered_at: now,
@@ -479,7 +489,7 @@ impl EmrService {
     }
 }
 
-/// A document, kept by the institution its author wrote for.
+/// A document, kept by the organisation that registered it.
 pub(super) fn document_item(document: Document) -> Item<Document> {
     Item {
         kept_by: document.kept_by().clone(),

@@ -198,15 +198,18 @@ impl DocumentMetadata {
 pub struct Document {
     pub id: DocumentId,
     pub person_id: PersonId,
+    /// The organisation that registered it (its certificate's, over mutual TLS).
+    pub source_organisation: OrganisationCode,
     pub metadata: DocumentMetadata,
     pub status: AvailabilityStatus,
     pub registered_at: DateTime<Utc>,
 }
 
 impl Document {
-    /// Who keeps the document, for the read gate: the institution its author wrote for.
+    /// Who keeps the document, for the read gate: the organisation that registered it, which
+    /// its certificate proved (the author's institution is only what the metadata claims).
     pub fn kept_by(&self) -> &OrganisationCode {
-        &self.metadata.author.institution
+        &self.source_organisation
     }
 }
 

@@ -439,6 +439,7 @@ pub fn document_to_proto(document: &Document) -> proto::DocumentEntry {
         legal_authenticator: m.legal_authenticator.clone(),
         observations: m.observations.iter().map(observation_to_proto).collect(),
         registered_at: Some(hie_proto::timestamp(document.registered_at)),
+        source_organisation_code: document.source_organisation.to_string(),
     }
 }
 

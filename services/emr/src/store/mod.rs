@@ -121,6 +121,7 @@ struct StoredCodes {
 struct DocumentRow {
     id: String,
     unique_id: String,
+    source_organisation_code: String,
     person_id: String,
     source_patient_system: String,
     source_patient_value: String,
@@ -147,7 +148,7 @@ struct DocumentRow {
     registered_at: i64,
 }
 
-const DOCUMENT_COLUMNS: &str = "id, unique_id, person_id, source_patient_system, source_patient_value, codes, \
+const DOCUMENT_COLUMNS: &str = "id, unique_id, source_organisation_code, person_id, source_patient_system, source_patient_value, codes, \
      confidentiality_code, sensitive_category_named, event_codes, creation_time, service_start_time, service_stop_time, \
      author_person, author_institution, author_role, author_specialty, language_code, mime_type, content_hash, \
      content_size, repository_organisation_code, status, title, legal_authenticator, observations, registered_at";
@@ -171,6 +172,8 @@ impl TryFrom<DocumentRow> for Document {
         Ok(Document {
             id: DocumentId::parse(&row.id).map_err(|_| corrupt("document id"))?,
             person_id: PersonId::parse(&row.person_id).map_err(|_| corrupt("document's person"))?,
+            source_organisation: OrganisationCode::parse(&row.source_organisation_code)
+                .map_err(|_| corrupt("document's source"))?,
             metadata: DocumentMetadata {
                 unique_id: row.unique_id,
                 source_patient: Identifier::parse(&row.source_patient_system, &row.source_patient_value)
@@ -418,17 +421,18 @@ impl EmrStore {
         );
         let connection: &mut AnyConnection = unit.connection().await?;
         sqlx::query(
-            "INSERT INTO documents (id, unique_id, submission_set_id, person_id, source_patient_system, \
+            "INSERT INTO documents (id, unique_id, submission_set_id, source_organisation_code, person_id, source_patient_system, \
              source_patient_value, class_code, type_code, codes, confidentiality_code, sensitive_category_named, \
              event_codes, creation_time, service_start_time, service_stop_time, author_person, author_institution, \
              author_role, author_specialty, language_code, mime_type, content_hash, content_size, \
              repository_organisation_code, status, title, legal_authenticator, observations, sensitive_category, \
              registered_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, \
-             $19, $20, $21, $22, $23, $24, $25, $26, $27, $28, $29, $30)",
+             $19, $20, $21, $22, $23, $24, $25, $26, $27, $28, $29, $30, $31)",
         )
         .bind(document.id.as_str())
         .bind(&m.unique_id)
         .bind(set)
+        .bind(document.source_organisation.as_str())
         .bind(document.person_id.as_str())
         .bind(m.source_patient.system_uri())
         .bind(m.source_patient.value())
