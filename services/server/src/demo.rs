@@ -410,6 +410,12 @@ pub async fn run(
         prefecture.records.len(),
         started.elapsed().as_secs_f64()
     );
+    let started = std::time::Instant::now();
+    let clinical = crate::demo_records::load(&exchange, &prefecture).await?;
+    eprintln!(
+        "hie demo: {clinical} archive entries and documents, with their visits, loaded in {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
     let server = exchange
         .start_with(settings.listen, settings.tls.as_ref(), plaintext_on_network)
         .await
@@ -421,6 +427,9 @@ pub async fn run(
 /// The request context every population call carries: who asks, in what role, and why.
 const CONTEXT: &str =
     "-H 'x-hie-user: demo-clerk' -H 'x-hie-role: registration_clerk' -H 'x-hie-purpose: treatment'";
+
+/// The request context of a clinician's look-up.
+const CLINIC: &str = "-H 'x-hie-user: dr-li' -H 'x-hie-role: clinician' -H 'x-hie-purpose: treatment'";
 
 /// Three grpcurl commands that show a cross-reference, a search and a directory look-up.
 fn try_it(prefecture: &SyntheticPrefecture, address: &str) -> String {
@@ -462,8 +471,23 @@ fn try_it(prefecture: &SyntheticPrefecture, address: &str) -> String {
         .map_or("杨".to_owned(), |r| {
             r.demographics.name.as_str().chars().take(1).collect()
         });
+    let clinic = crate::demo_records::sample(prefecture).first().map_or_else(String::new, |(_, at_h01)| {
+        let patient = format!(
+            "{{\"identifier\": {{\"system\": \"urn:hie:org:{}:patient\", \"value\": \"{}\"}}}}",
+            crate::demo_records::CLINICAL_HOSPITAL,
+            at_h01.local_patient_number().value()
+        );
+        format!(
+            "# A clinic's look-up of the patient QDN-H01 knows as {number}: their documents, one of them, the summary and the archive:\n\
+             grpcurl -plaintext {CLINIC} -d '{{\"person\": {patient}}}' \\\n  {address} hie.emr.v1.EmrRegistry/FindDocuments\n\
+             grpcurl -plaintext {CLINIC} -d '{{\"unique_id\": \"2.16.156.10011.1.1000000.0\"}}' \\\n  {address} hie.emr.v1.EmrRegistry/RetrieveDocument\n\
+             grpcurl -plaintext {CLINIC} -d '{{\"person\": {patient}}}' \\\n  {address} hie.emr.v1.EmrRegistry/GetPatientSummary\n\
+             grpcurl -plaintext {CLINIC} -d '{{\"person\": {patient}}}' \\\n  {address} hie.records.v1.HealthRecordRegistry/QueryEntries\n",
+            number = at_h01.local_patient_number().value()
+        )
+    });
     format!(
-        "\nhie demo is serving on {address}. Try:\n\n{resolve}\n\
+        "\nhie demo is serving on {address}. Try:\n\n{resolve}\n{clinic}\n\
          # Residents of Leishan county named {surname}…, born in the 1980s:\n\
          grpcurl -plaintext {CONTEXT} -d '{{\"name\": \"{surname}*\", \"birth_date_from\": \"1980-01-01\", \"birth_date_to\": \"1989-12-31\", \"division_code\": \"522634\", \"page_size\": 5}}' \\\n  \
          {address} hie.population.v1.PopulationRegistry/SearchPersons\n\n\

@@ -9,6 +9,7 @@ pub mod audit_keys;
 pub mod bench;
 pub mod cli;
 pub mod demo;
+pub mod demo_records;
 pub mod linkage_cli;
 pub mod population_file;
 pub mod population_jobs;

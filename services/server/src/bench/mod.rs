@@ -3,6 +3,7 @@
 //! noisy: the ratio travels between machines better than the absolute figure.
 
 mod baseline;
+mod documents;
 pub mod linkage_quality;
 mod registration;
 
@@ -34,6 +35,10 @@ pub enum BenchCommand {
     /// RegisterSourceRecord with probabilistic matching against a registry of many persons on
     /// PostgreSQL (default a million), beside the empty call.
     Register(registration::RegisterArgs),
+    /// The EMR registry on PostgreSQL: document-set registration, the stored query by person
+    /// against a filled registry, direct and federated retrieve, and the patient summary, beside
+    /// the empty call.
+    Documents(documents::DocumentsArgs),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -116,6 +121,7 @@ pub async fn run(command: BenchCommand) -> Result<(), String> {
         BenchCommand::Resolve(args) => resolve(args).await,
         BenchCommand::Match(args) => linkage_quality::run_match(args),
         BenchCommand::Register(args) => registration::run_register(args).await,
+        BenchCommand::Documents(args) => documents::run_documents(args).await,
     }
 }
 
