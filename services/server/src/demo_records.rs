@@ -7,8 +7,8 @@ use chrono::{Datelike, NaiveDate};
 use hie_core::context::RequestContext;
 use hie_core::domain::{Icd10Code, OrganisationCode};
 use hie_emr::domain::{
-    Author, Code, Confidentiality, DocumentMetadata, DocumentSubmission, EncounterDraft, EncounterKind, Observation,
-    SubmissionSet, sha256_hex,
+    Author, Code, Confidentiality, DocumentMetadata, DocumentSubmission, EncounterDraft, EncounterKind,
+    Observation, SubmissionSet, sha256_hex,
 };
 use hie_population::domain::{PersonSelector, SourceRecordDraft};
 use hie_records::domain::payload::{
@@ -138,14 +138,22 @@ pub async fn load(exchange: &Exchange, prefecture: &SyntheticPrefecture) -> Resu
                 today,
             )
             .map_err(|e| e.to_string())?;
-            exchange.records.submit(&context, draft).await.map_err(|e| e.to_string())?;
+            exchange
+                .records
+                .submit(&context, draft)
+                .await
+                .map_err(|e| e.to_string())?;
             loaded += 1;
         }
 
         // The hospital: a visit and its discharge summary with the laboratory's results.
         let at_h01 = at_hospital.local_patient_number().clone();
         let started = hie_core::time::noon_in_china(today - chrono::Days::new(20 + rng.below(60) as u64));
-        let diagnosis = if hypertensive { "I10" } else { *rng.pick(&["J06.9", "K29.7", "M54.5"]) };
+        let diagnosis = if hypertensive {
+            "I10"
+        } else {
+            *rng.pick(&["J06.9", "K29.7", "M54.5"])
+        };
         let department = *rng.pick(&["心内科", "消化内科", "呼吸内科", "骨科"]);
         let visit = EncounterDraft::new(
             hospital.clone(),
@@ -214,7 +222,11 @@ pub async fn load(exchange: &Exchange, prefecture: &SyntheticPrefecture) -> Resu
             documents: chunk.to_vec(),
             associations: Vec::new(),
         };
-        exchange.emr.register_set(&context, set).await.map_err(|e| e.to_string())?;
+        exchange
+            .emr
+            .register_set(&context, set)
+            .await
+            .map_err(|e| e.to_string())?;
         loaded += chunk.len();
     }
     Ok(loaded)

@@ -134,15 +134,28 @@ impl DirectoryService {
         organisations: &[&OrganisationCode],
     ) -> Result<std::collections::BTreeMap<OrganisationCode, Option<DataCategory>>, Error> {
         let mut categories = std::collections::BTreeMap::new();
+        let changes = self.trust_changes();
         for organisation in organisations {
-            if !categories.contains_key(*organisation) {
-                let category = self
-                    .store
-                    .organisation(organisation)
-                    .await?
-                    .and_then(|o| o.draft.sensitive_category);
-                categories.insert((*organisation).clone(), category);
+            if categories.contains_key(*organisation) {
+                continue;
             }
+            // Active organisations seen recently are remembered (a read of a person's records
+            // names the same few organisations again and again).
+            let found = match self.active.get(organisation, changes) {
+                Some(known) => Some(known),
+                None => {
+                    let found = self.store.organisation(organisation).await?;
+                    if let Some(active) = found.as_ref().filter(|o| o.is_active()) {
+                        self.active
+                            .remember((*organisation).clone(), changes, active.clone());
+                    }
+                    found
+                }
+            };
+            categories.insert(
+                (*organisation).clone(),
+                found.and_then(|o| o.draft.sensitive_category),
+            );
         }
         Ok(categories)
     }

@@ -193,17 +193,25 @@ impl EmrService {
                 .require_active_organisation(&format!("documents.entry.{field}"), organisation)
                 .await?;
         }
-        // Each source patient resolves once (a set is usually one patient's).
-        let mut persons: HashMap<Identifier, PersonId> = HashMap::new();
-        for submission in &set.documents {
-            let patient = &submission.metadata.source_patient;
-            if !persons.contains_key(patient) {
-                let lineage = self
-                    .population
-                    .lineage(context, &PersonSelector::Identifier(patient.clone()))
-                    .await?;
-                persons.insert(patient.clone(), lineage.person);
-            }
+        // Each source patient resolves once, all of them at once (the registry batches
+        // concurrent resolves into one query).
+        let mut patients: Vec<&Identifier> =
+            set.documents.iter().map(|d| &d.metadata.source_patient).collect();
+        patients.sort_by_key(|p| (p.system_uri(), p.value().to_owned()));
+        patients.dedup();
+        let selectors: Vec<PersonSelector> = patients
+            .iter()
+            .map(|patient| PersonSelector::Identifier((*patient).clone()))
+            .collect();
+        let resolved = futures_util::future::join_all(
+            selectors
+                .iter()
+                .map(|selector| self.population.lineage(context, selector)),
+        )
+        .await;
+        let mut persons: HashMap<Identifier, PersonId> = HashMap::with_capacity(patients.len());
+        for (patient, lineage) in patients.into_iter().zip(resolved) {
+            persons.insert(patient.clone(), lineage?.person);
         }
         let first_person = set
             .documents
@@ -258,24 +266,30 @@ impl EmrService {
             });
         }
         let now = time::now();
+        let unique_ids: Vec<&str> = set
+            .documents
+            .iter()
+            .map(|d| d.metadata.unique_id.as_str())
+            .collect();
+        let registered = self.store.documents_by_unique_ids(unit, &unique_ids).await?;
+        if let Some(existing) = registered.first() {
+            let i = unique_ids
+                .iter()
+                .position(|id| *id == existing.metadata.unique_id)
+                .unwrap_or_default();
+            let what = if existing.metadata.hash == set.documents[i].metadata.hash {
+                "with the same content"
+            } else {
+                "with different content"
+            };
+            return Err(Error::AlreadyExists(format!(
+                "documents[{i}].entry.unique_id: document {} is registered already, {what}",
+                existing.metadata.unique_id
+            )));
+        }
         let mut documents = Vec::with_capacity(set.documents.len());
-        for (i, submission) in set.documents.iter().enumerate() {
+        for submission in &set.documents {
             let metadata = &submission.metadata;
-            if let Some(existing) = self
-                .store
-                .document_by_unique_id(Some(unit), &metadata.unique_id)
-                .await?
-            {
-                let what = if existing.metadata.hash == metadata.hash {
-                    "with the same content"
-                } else {
-                    "with different content"
-                };
-                return Err(Error::AlreadyExists(format!(
-                    "documents[{i}].entry.unique_id: document {} is registered already, {what}",
-                    metadata.unique_id
-                )));
-            }
             let person = persons
                 .get(&metadata.source_patient)
                 .cloned()
@@ -351,10 +365,11 @@ impl EmrService {
                 &context.user_id,
             )
             .await?;
-        for (document, submission) in documents.iter().zip(&set.documents) {
-            self.store
-                .insert_document(unit, &set.unique_id, document, submission.content.as_deref())
-                .await?;
+        let contents: Vec<Option<&[u8]>> = set.documents.iter().map(|s| s.content.as_deref()).collect();
+        self.store
+            .insert_documents(unit, &set.unique_id, &documents, &contents)
+            .await?;
+        for document in &documents {
             unit.emit(OutboxEvent::new(
                 EventType::DocumentRegistered,
                 Some(&document.person_id),

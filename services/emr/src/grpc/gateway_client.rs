@@ -46,7 +46,10 @@ impl GrpcGateways {
             let field = format!("hospital_gateways[{i}].url");
             let mut channel = Channel::from_shared(endpoint.url.clone())
                 .map_err(|e| Error::precondition(&field, e.to_string()))?
-                .timeout(timeout);
+                .timeout(timeout)
+                // A retrieve is one small request and one answer: waiting to coalesce packets
+                // (Nagle) would add tens of milliseconds to every call.
+                .tcp_nodelay(true);
             match endpoint.tls {
                 Some(tls) => {
                     channel = channel

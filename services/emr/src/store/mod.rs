@@ -393,82 +393,132 @@ impl EmrStore {
         Ok(())
     }
 
-    pub async fn insert_document(
+    /// The registered documents among these unique ids, in one query.
+    pub async fn documents_by_unique_ids(
+        &self,
+        unit: &mut UnitOfWork,
+        unique_ids: &[&str],
+    ) -> Result<Vec<Document>, Error> {
+        if unique_ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let sql = format!(
+            "SELECT {DOCUMENT_COLUMNS} FROM documents WHERE unique_id IN ({})",
+            placeholders(1, unique_ids.len())
+        );
+        let mut statement = sqlx::query_as::<_, DocumentRow>(AssertSqlSafe(sql));
+        for id in unique_ids {
+            statement = statement.bind(*id);
+        }
+        documents(statement.fetch_all(&mut *unit.connection().await?).await?)
+    }
+
+    /// Inserts the documents of a set and the content the exchange keeps (`contents`, one per
+    /// document), many rows per statement.
+    pub async fn insert_documents(
         &self,
         unit: &mut UnitOfWork,
         set: &str,
-        document: &Document,
-        content: Option<&[u8]>,
+        documents: &[Document],
+        contents: &[Option<&[u8]>],
     ) -> Result<(), Error> {
-        let m = &document.metadata;
-        let codes = serde_json::to_string(&StoredCodes {
-            class: m.class_code.clone(),
-            type_code: m.type_code.clone(),
-            format: m.format_code.clone(),
-            facility_type: m.facility_type_code.clone(),
-            practice_setting: m.practice_setting_code.clone(),
-        })
-        .map_err(|e| Error::internal("encoding a document's codes", e))?;
-        let observations = serde_json::to_string(&m.observations)
-            .map_err(|e| Error::internal("encoding observations", e))?;
-        let event_codes = format!(
-            " {} ",
-            m.event_codes
-                .iter()
-                .map(Icd10Code::as_str)
-                .collect::<Vec<_>>()
-                .join(" ")
-        );
+        const COLUMNS: usize = 31;
+        // Rows per statement: well within either backend's limit on bound values.
+        const ROWS: usize = 50;
         let connection: &mut AnyConnection = unit.connection().await?;
-        sqlx::query(
-            "INSERT INTO documents (id, unique_id, submission_set_id, source_organisation_code, person_id, source_patient_system, \
-             source_patient_value, class_code, type_code, codes, confidentiality_code, sensitive_category_named, \
-             event_codes, creation_time, service_start_time, service_stop_time, author_person, author_institution, \
-             author_role, author_specialty, language_code, mime_type, content_hash, content_size, \
-             repository_organisation_code, status, title, legal_authenticator, observations, sensitive_category, \
-             registered_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, \
-             $19, $20, $21, $22, $23, $24, $25, $26, $27, $28, $29, $30, $31)",
-        )
-        .bind(document.id.as_str())
-        .bind(&m.unique_id)
-        .bind(set)
-        .bind(document.source_organisation.as_str())
-        .bind(document.person_id.as_str())
-        .bind(m.source_patient.system_uri())
-        .bind(m.source_patient.value())
-        .bind(&m.class_code.code)
-        .bind(&m.type_code.code)
-        .bind(codes)
-        .bind(m.confidentiality.code())
-        .bind(m.sensitive_category.map(DataCategory::code))
-        .bind(event_codes)
-        .bind(time::to_micros(m.creation_time))
-        .bind(micros(m.service_start_time))
-        .bind(micros(m.service_stop_time))
-        .bind(&m.author.person)
-        .bind(m.author.institution.as_str())
-        .bind(&m.author.role)
-        .bind(&m.author.specialty)
-        .bind(&m.language_code)
-        .bind(&m.mime_type)
-        .bind(&m.hash)
-        .bind(m.size)
-        .bind(m.repository.as_ref().map_or("", OrganisationCode::as_str))
-        .bind(document.status.code())
-        .bind(&m.title)
-        .bind(&m.legal_authenticator)
-        .bind(observations)
-        .bind(m.category().map(DataCategory::code))
-        .bind(time::to_micros(document.registered_at))
-        .execute(&mut *connection)
-        .await
-        .map_err(concurrent)?;
-        if let Some(content) = content {
-            sqlx::query("INSERT INTO document_contents (document_id, content) VALUES ($1, $2)")
-                .bind(document.id.as_str())
-                .bind(content.to_vec())
-                .execute(&mut *connection)
-                .await?;
+        for chunk in documents.chunks(ROWS) {
+            let rows: Vec<String> = (0..chunk.len())
+                .map(|r| format!("({})", placeholders(r * COLUMNS + 1, COLUMNS)))
+                .collect();
+            let sql = format!(
+                "INSERT INTO documents (id, unique_id, submission_set_id, source_organisation_code, person_id, \
+                 source_patient_system, source_patient_value, class_code, type_code, codes, confidentiality_code, \
+                 sensitive_category_named, event_codes, creation_time, service_start_time, service_stop_time, \
+                 author_person, author_institution, author_role, author_specialty, language_code, mime_type, \
+                 content_hash, content_size, repository_organisation_code, status, title, legal_authenticator, \
+                 observations, sensitive_category, registered_at) VALUES {}",
+                rows.join(", ")
+            );
+            let mut statement = sqlx::query(AssertSqlSafe(sql));
+            for document in chunk {
+                let m = &document.metadata;
+                let codes = serde_json::to_string(&StoredCodes {
+                    class: m.class_code.clone(),
+                    type_code: m.type_code.clone(),
+                    format: m.format_code.clone(),
+                    facility_type: m.facility_type_code.clone(),
+                    practice_setting: m.practice_setting_code.clone(),
+                })
+                .map_err(|e| Error::internal("encoding a document's codes", e))?;
+                let observations = serde_json::to_string(&m.observations)
+                    .map_err(|e| Error::internal("encoding observations", e))?;
+                let event_codes = format!(
+                    " {} ",
+                    m.event_codes
+                        .iter()
+                        .map(Icd10Code::as_str)
+                        .collect::<Vec<_>>()
+                        .join(" ")
+                );
+                statement = statement
+                    .bind(document.id.as_str().to_owned())
+                    .bind(m.unique_id.clone())
+                    .bind(set.to_owned())
+                    .bind(document.source_organisation.as_str().to_owned())
+                    .bind(document.person_id.as_str().to_owned())
+                    .bind(m.source_patient.system_uri())
+                    .bind(m.source_patient.value().to_owned())
+                    .bind(m.class_code.code.clone())
+                    .bind(m.type_code.code.clone())
+                    .bind(codes)
+                    .bind(m.confidentiality.code())
+                    .bind(m.sensitive_category.map(DataCategory::code))
+                    .bind(event_codes)
+                    .bind(time::to_micros(m.creation_time))
+                    .bind(micros(m.service_start_time))
+                    .bind(micros(m.service_stop_time))
+                    .bind(m.author.person.clone())
+                    .bind(m.author.institution.as_str().to_owned())
+                    .bind(m.author.role.clone())
+                    .bind(m.author.specialty.clone())
+                    .bind(m.language_code.clone())
+                    .bind(m.mime_type.clone())
+                    .bind(m.hash.clone())
+                    .bind(m.size)
+                    .bind(
+                        m.repository
+                            .as_ref()
+                            .map_or(String::new(), |r| r.as_str().to_owned()),
+                    )
+                    .bind(document.status.code())
+                    .bind(m.title.clone())
+                    .bind(m.legal_authenticator.clone())
+                    .bind(observations)
+                    .bind(m.category().map(DataCategory::code))
+                    .bind(time::to_micros(document.registered_at));
+            }
+            statement.execute(&mut *connection).await.map_err(concurrent)?;
+        }
+        let kept: Vec<(&Document, &[u8])> = documents
+            .iter()
+            .zip(contents)
+            .filter_map(|(document, content)| content.map(|c| (document, c)))
+            .collect();
+        for chunk in kept.chunks(ROWS) {
+            let rows: Vec<String> = (0..chunk.len())
+                .map(|r| format!("(${}, ${})", 2 * r + 1, 2 * r + 2))
+                .collect();
+            let sql = format!(
+                "INSERT INTO document_contents (document_id, content) VALUES {}",
+                rows.join(", ")
+            );
+            let mut statement = sqlx::query(AssertSqlSafe(sql));
+            for (document, content) in chunk {
+                statement = statement
+                    .bind(document.id.as_str().to_owned())
+                    .bind(content.to_vec());
+            }
+            statement.execute(&mut *connection).await?;
         }
         Ok(())
     }

@@ -78,7 +78,10 @@ struct DocumentsFigures {
     /// RegisterDocumentSet calls of 100 documents each (content 1 KiB, kept in the exchange).
     register_sets_of_100: CallFigures,
     documents_registered_per_second: f64,
-    /// FindDocuments by person id, a person with `documents_per_person` documents.
+    /// FindDocuments by person id, a person with `documents_per_person` documents, one call at
+    /// a time (the latency a clinic sees on an idle exchange)...
+    find_by_person_one_at_a_time: CallFigures,
+    /// ...and `concurrency` calls at a time.
     find_by_person: CallFigures,
     find_p99_to_empty_p99: f64,
     /// RetrieveDocument of 4 KiB kept in the exchange.
@@ -135,7 +138,9 @@ pub async fn run_documents(args: DocumentsArgs) -> Result<(), String> {
     let name = format!("hie_bench_{}", uuid::Uuid::now_v7().simple());
     let url = db::create_postgres_database(&args.postgres_url, &name)
         .await
-        .map_err(|e| format!("cannot create a scratch database on the PostgreSQL server of --postgres-url: {e}"))?;
+        .map_err(|e| {
+            format!("cannot create a scratch database on the PostgreSQL server of --postgres-url: {e}")
+        })?;
     let figures = documents_on(&url, &args).await;
     let _ = db::drop_postgres_database(&args.postgres_url, &name).await;
     let figures = figures?;
@@ -159,10 +164,12 @@ impl hie_proto::hospital::hospital_gateway_server::HospitalGateway for BenchGate
         request: tonic::Request<hie_proto::hospital::RetrieveDocumentRequest>,
     ) -> Result<tonic::Response<hie_proto::hospital::RetrieveDocumentResponse>, tonic::Status> {
         match self.0.get(&request.into_inner().unique_id) {
-            Some(content) => Ok(tonic::Response::new(hie_proto::hospital::RetrieveDocumentResponse {
-                content: content.clone(),
-                mime_type: "text/plain".into(),
-            })),
+            Some(content) => Ok(tonic::Response::new(
+                hie_proto::hospital::RetrieveDocumentResponse {
+                    content: content.clone(),
+                    mime_type: "text/plain".into(),
+                },
+            )),
             None => Err(tonic::Status::not_found("no such document")),
         }
     }
@@ -201,8 +208,13 @@ async fn documents_on(url: &str, args: &DocumentsArgs) -> Result<DocumentsFigure
 
     // The hospital's gateway, serving the federated copy of the retrieve's content.
     let retrieve_content = vec![b'r'; 4096];
-    let gateway_listener = tokio::net::TcpListener::bind(loopback()).await.map_err(|e| e.to_string())?;
-    let gateway_url = format!("http://{}", gateway_listener.local_addr().map_err(|e| e.to_string())?);
+    let gateway_listener = tokio::net::TcpListener::bind(loopback())
+        .await
+        .map_err(|e| e.to_string())?;
+    let gateway_url = format!(
+        "http://{}",
+        gateway_listener.local_addr().map_err(|e| e.to_string())?
+    );
     let gateway = BenchGateway(Arc::new(HashMap::from([(
         "bench.federated".to_owned(),
         retrieve_content.clone(),
@@ -210,7 +222,9 @@ async fn documents_on(url: &str, args: &DocumentsArgs) -> Result<DocumentsFigure
     let gateway_server = tokio::spawn(
         tonic::transport::Server::builder()
             .add_service(hie_proto::hospital::hospital_gateway_server::HospitalGatewayServer::new(gateway))
-            .serve_with_incoming(tonic::transport::server::TcpIncoming::from(gateway_listener)),
+            .serve_with_incoming(
+                tonic::transport::server::TcpIncoming::from(gateway_listener).with_nodelay(Some(true)),
+            ),
     );
     let gateways = GrpcGateways::new(
         vec![GatewayEndpoint {
@@ -223,7 +237,11 @@ async fn documents_on(url: &str, args: &DocumentsArgs) -> Result<DocumentsFigure
     )
     .map_err(|e| e.to_string())?;
     exchange.use_gateways(Arc::new(gateways), settings.limits.document_max_bytes);
-    let server = exchange.clone().start(loopback()).await.map_err(|e| e.to_string())?;
+    let server = exchange
+        .clone()
+        .start(loopback())
+        .await
+        .map_err(|e| e.to_string())?;
     let channels = connect(&server.url(), args.connections, None).await?;
     let mut emr = EmrRegistryClient::new(channels[0].clone());
 
@@ -244,7 +262,12 @@ async fn documents_on(url: &str, args: &DocumentsArgs) -> Result<DocumentsFigure
                 content: retrieve_content.clone(),
             },
             DocumentSubmission {
-                entry: Some(entry("bench.federated".into(), &patients[0], &retrieve_content, "QDN-H01")),
+                entry: Some(entry(
+                    "bench.federated".into(),
+                    &patients[0],
+                    &retrieve_content,
+                    "QDN-H01",
+                )),
                 content: Vec::new(),
             },
         ],
@@ -311,6 +334,7 @@ async fn documents_on(url: &str, args: &DocumentsArgs) -> Result<DocumentsFigure
         })
     };
     measure(&channels, c, warm_up, find).await;
+    let find_by_person_one_at_a_time = measure(&channels, 1, duration, find).await;
     let find_by_person = measure(&channels, c, duration, find).await;
 
     let retrieve = |unique_id: &'static str| {
@@ -377,9 +401,13 @@ async fn documents_on(url: &str, args: &DocumentsArgs) -> Result<DocumentsFigure
             retrieve_federated.p50_microseconds as f64,
             retrieve_direct.p50_microseconds as f64,
         ),
-        summary_p99_to_empty_p99: ratio(summary.p99_microseconds as f64, empty_call.p99_microseconds as f64),
+        summary_p99_to_empty_p99: ratio(
+            summary.p99_microseconds as f64,
+            empty_call.p99_microseconds as f64,
+        ),
         empty_call,
         register_sets_of_100,
+        find_by_person_one_at_a_time,
         find_by_person,
         retrieve_direct,
         retrieve_federated,
@@ -505,7 +533,11 @@ async fn summary_data(
                 today,
             )
             .map_err(|e| e.to_string())?;
-            exchange.records.submit(&context, draft).await.map_err(|e| e.to_string())?;
+            exchange
+                .records
+                .submit(&context, draft)
+                .await
+                .map_err(|e| e.to_string())?;
         }
         let content = format!("summary document of {p}").into_bytes();
         let documents = (0..10)
