@@ -131,7 +131,7 @@ pub struct ServeArgs {
     /// patient data included, crosses the network unencrypted and unauthenticated.
     #[arg(long)]
     pub insecure_plaintext_on_network: bool,
-    /// Serve only these services (comma-separated: population, directory, access) [default:
+    /// Serve only these services (comma-separated: population, directory, access, records, emr) [default:
     /// every one]. An unknown name is refused at start-up.
     #[arg(long, value_delimiter = ',', value_name = "NAMES")]
     pub services: Vec<String>,

@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 pub struct Settings {
     /// Where the gRPC server listens.
     pub listen: SocketAddr,
-    /// Which services `hie serve` runs, by name (`population`, `directory`, `access`); all of
+    /// Which services `hie serve` runs, by name (`population`, `directory`, `access`, `records`, `emr`); all of
     /// them when empty. Replicas that scale one service apart serve a subset.
     pub services: Vec<String>,
     pub database: DatabaseSettings,
