@@ -431,6 +431,27 @@ async fn documents_are_registered_all_or_nothing_found_replaced_and_never_delete
         stop.message()
     );
 
+    // An unknown patient is NOT_FOUND, naming the document.
+    let stranger = emr
+        .register_document_set(set(
+            "SS-4b",
+            vec![
+                document("QDN-H01", "ZY-1", "DOC-Z1", b"z1", 1_780_000_000),
+                document("QDN-H01", "NOBODY", "DOC-Z2", b"z2", 1_780_000_000),
+            ],
+            vec![],
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(stranger.code(), Status::NotFound);
+    assert!(
+        stranger
+            .message()
+            .starts_with("documents[1].entry.source_patient_id"),
+        "{}",
+        stranger.message()
+    );
+
     // A set whose association targets a missing document leaves nothing behind.
     let replace = |target: &str| Association {
         kind: AssociationKind::Replace as i32,

@@ -211,7 +211,19 @@ impl EmrService {
         .await;
         let mut persons: HashMap<Identifier, PersonId> = HashMap::with_capacity(patients.len());
         for (patient, lineage) in patients.into_iter().zip(resolved) {
-            persons.insert(patient.clone(), lineage?.person);
+            let lineage = lineage.map_err(|error| match error {
+                // Which document's patient is unknown, so that the hospital can find it.
+                Error::NotFound(reason) => {
+                    let i = set
+                        .documents
+                        .iter()
+                        .position(|d| &d.metadata.source_patient == patient)
+                        .unwrap_or_default();
+                    Error::NotFound(format!("documents[{i}].entry.source_patient_id: {reason}"))
+                }
+                other => other,
+            })?;
+            persons.insert(patient.clone(), lineage.person);
         }
         let first_person = set
             .documents
