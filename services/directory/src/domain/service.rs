@@ -134,30 +134,35 @@ impl DirectoryService {
         organisations: &[&OrganisationCode],
     ) -> Result<std::collections::BTreeMap<OrganisationCode, Option<DataCategory>>, Error> {
         let mut categories = std::collections::BTreeMap::new();
-        let changes = self.trust_changes();
         for organisation in organisations {
             if categories.contains_key(*organisation) {
                 continue;
             }
-            // Active organisations seen recently are remembered (a read of a person's records
-            // names the same few organisations again and again).
-            let found = match self.active.get(organisation, changes) {
-                Some(known) => Some(known),
-                None => {
-                    let found = self.store.organisation(organisation).await?;
-                    if let Some(active) = found.as_ref().filter(|o| o.is_active()) {
-                        self.active
-                            .remember((*organisation).clone(), changes, active.clone());
-                    }
-                    found
-                }
-            };
+            let found = self.organisation_seen_recently(organisation).await?;
             categories.insert(
                 (*organisation).clone(),
                 found.and_then(|o| o.draft.sensitive_category),
             );
         }
         Ok(categories)
+    }
+
+    /// The organisation, from the cache of active organisations seen recently when it is there
+    /// (reads of a person's records name the same few organisations again and again), else
+    /// from the store; `None` when the directory does not know it.
+    pub async fn organisation_seen_recently(
+        &self,
+        code: &OrganisationCode,
+    ) -> Result<Option<Organisation>, Error> {
+        let changes = self.trust_changes();
+        if let Some(known) = self.active.get(code, changes) {
+            return Ok(Some(known));
+        }
+        let found = self.store.organisation(code).await?;
+        if let Some(active) = found.as_ref().filter(|o| o.is_active()) {
+            self.active.remember(code.clone(), changes, active.clone());
+        }
+        Ok(found)
     }
 
     /// The organisation named by the request field `field`, which must be registered and active to
@@ -167,15 +172,7 @@ impl DirectoryService {
         field: &str,
         code: &OrganisationCode,
     ) -> Result<Organisation, Error> {
-        let changes = self.trust_changes();
-        if let Some(organisation) = self.active.get(code, changes) {
-            return Ok(organisation);
-        }
-        let found = self.store.organisation(code).await?;
-        if let Some(organisation) = found.as_ref().filter(|o| o.is_active()) {
-            self.active.remember(code.clone(), changes, organisation.clone());
-        }
-        match found {
+        match self.organisation_seen_recently(code).await? {
             None => Err(Error::precondition(
                 field,
                 format!("organisation {code} is not registered in the directory"),

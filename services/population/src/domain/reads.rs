@@ -59,7 +59,14 @@ impl PopulationService {
                     (previous.sensitive, previous.item.1)
                 }
                 _ => {
-                    let draft = self.directory.get_organisation(&record.organisation).await?.draft;
+                    let draft = self
+                        .directory
+                        .organisation_seen_recently(&record.organisation)
+                        .await?
+                        .ok_or_else(|| {
+                            Error::Internal("a source record's organisation is not in the directory".into())
+                        })?
+                        .draft;
                     (draft.sensitive_category, trust_of(Some(draft.kind)))
                 }
             };
