@@ -197,6 +197,17 @@ impl RequestContext {
         }
     }
 
+    /// Whether the caller's role is one of `roles`, the roles whose systems may do `what`: the
+    /// refusal's reason otherwise. The role check of every service's writes beyond the
+    /// administrators' own.
+    pub fn role_among(&self, roles: &[Role], what: &str) -> Result<(), String> {
+        if roles.contains(&self.role) {
+            Ok(())
+        } else {
+            Err(format!("role {} may not {what}", self.role.code()))
+        }
+    }
+
     /// The context of a bulk load run by an operator (the demo, benchmarks, migrations): no
     /// organisation, an administrator, and the reason in the audit trail.
     pub fn bulk_load(user_id: &str, reason: &str) -> RequestContext {

@@ -12,6 +12,7 @@ pub mod batch;
 pub mod cache;
 pub mod context;
 pub mod db;
+pub mod digest;
 pub mod domain;
 pub mod error;
 pub mod id;

@@ -77,19 +77,25 @@ impl PageToken {
 
     /// The token as sent to clients.
     pub fn encode(&self) -> String {
-        format!("v1:{}", self.0)
-            .bytes()
-            .map(|b| format!("{b:02x}"))
-            .collect()
+        crate::digest::hex(format!("v1:{}", self.0).as_bytes())
     }
 }
 
 /// Given one item more than the page size, drops it and returns the token that resumes after the
 /// last item kept; `None` when there is no further page.
 pub fn next_page<T>(items: &mut Vec<T>, page_size: PageSize, key: impl Fn(&T) -> &str) -> Option<PageToken> {
+    next_page_by(items, page_size, |item| key(item).to_owned())
+}
+
+/// [`next_page`] for a sort key made from several fields (a date and an id).
+pub fn next_page_by<T>(
+    items: &mut Vec<T>,
+    page_size: PageSize,
+    key: impl Fn(&T) -> String,
+) -> Option<PageToken> {
     if items.len() as u32 > page_size.get() {
         items.truncate(page_size.get() as usize);
-        items.last().map(|last| PageToken::after(key(last)))
+        items.last().map(|last| PageToken::after(&key(last)))
     } else {
         None
     }

@@ -1,7 +1,7 @@
 //! Time as the exchange stores it: UTC instants as microseconds since the Unix epoch, which both
 //! SQLite and PostgreSQL hold in a 64-bit integer, and "today" as the calendar date in China.
 
-use chrono::{DateTime, FixedOffset, NaiveDate, Utc};
+use chrono::{DateTime, NaiveDate, Utc};
 
 /// Now, truncated to whole microseconds so that a stored and re-read instant compares equal.
 pub fn now() -> DateTime<Utc> {
@@ -29,9 +29,7 @@ pub fn date_in_china(instant: DateTime<Utc>) -> NaiveDate {
 }
 
 /// Today's date in China Standard Time (UTC+8, no daylight saving): a birth registered in the
-/// morning in Kaili is still "today" there while it is yesterday in UTC.
+/// morning in Kaili is "today" there while it is still yesterday in UTC.
 pub fn today_in_china() -> NaiveDate {
-    // Eight hours is within the range east_opt accepts, so the fallback (UTC) never applies.
-    let china = FixedOffset::east_opt(8 * 3600).unwrap_or_else(|| chrono::Offset::fix(&Utc));
-    Utc::now().with_timezone(&china).date_naive()
+    date_in_china(Utc::now())
 }

@@ -114,7 +114,7 @@ fn create_key(path: &Path, head: i64) -> Result<AuditKey, Error> {
     options.write(true).create_new(true);
     #[cfg(unix)]
     std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    let hex: String = secret.iter().map(|b| format!("{b:02x}")).collect();
+    let hex = hie_core::digest::hex(&secret);
     options
         .open(path)
         .and_then(|mut file| file.write_all(format!("{hex}\nlegacy-until {head}\n").as_bytes()))

@@ -5,10 +5,11 @@
 
 use chrono::{Datelike, NaiveDate};
 use hie_core::context::RequestContext;
+use hie_core::digest::sha256_hex;
 use hie_core::domain::{Icd10Code, OrganisationCode};
 use hie_emr::domain::{
     Author, Code, Confidentiality, DocumentMetadata, DocumentSubmission, EncounterDraft, EncounterKind,
-    Observation, SubmissionSet, sha256_hex,
+    Observation, SubmissionSet,
 };
 use hie_population::domain::{PersonSelector, SourceRecordDraft};
 use hie_records::domain::payload::{

@@ -43,11 +43,7 @@ impl PkiFolder {
 /// The SHA-256 fingerprint of a certificate's DER encoding, lower-case hex: how the directory
 /// knows which organisation a client certificate belongs to.
 pub fn fingerprint(der: &[u8]) -> String {
-    ring::digest::digest(&ring::digest::SHA256, der)
-        .as_ref()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    hie_core::digest::sha256_hex(der)
 }
 
 /// The fingerprint of the first certificate in a PEM file.

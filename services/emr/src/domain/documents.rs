@@ -9,7 +9,7 @@ use hie_core::context::{RequestContext, Role};
 use hie_core::domain::{Icd10Code, Identifier, OrganisationCode};
 use hie_core::id::PersonId;
 use hie_core::outbox::OutboxEvent;
-use hie_core::page::{PageSize, PageToken};
+use hie_core::page::{PageSize, PageToken, next_page_by};
 use hie_core::vocabulary::{AuditAction, EventType};
 use hie_core::{Error, time};
 use hie_population::domain::{Lineage, PersonSelector};
@@ -18,9 +18,10 @@ use serde_json::json;
 use super::service::Item;
 use super::{
     AssociationKind, AvailabilityStatus, Confidentiality, Document, DocumentId, EmrService,
-    MAX_DOCUMENTS_PER_SET, SubmissionSet, sha256_hex,
+    MAX_DOCUMENTS_PER_SET, SubmissionSet,
 };
 use crate::store::document_page_key;
+use hie_core::digest::sha256_hex;
 
 /// What a registration did.
 #[derive(Debug, Clone)]
@@ -236,9 +237,7 @@ impl EmrService {
             subject = subject.person(person);
         }
         let audit = self.access.audit();
-        if let Err(reason) =
-            hie_records::domain::may_submit(context, &REGISTERING_ROLES, "register documents")
-        {
+        if let Err(reason) = context.role_among(&REGISTERING_ROLES, "register documents") {
             return Err(audit.refuse(context, &subject, reason).await);
         }
         audit
@@ -438,12 +437,7 @@ impl EmrService {
                 size + 1,
             )
             .await?;
-        let next = if documents.len() > size {
-            documents.truncate(size);
-            documents.last().map(|d| PageToken::after(&document_page_key(d)))
-        } else {
-            None
-        };
+        let next = next_page_by(&mut documents, query.page_size, document_page_key);
         let items = documents.into_iter().map(document_item).collect();
         let seen = self
             .gate(context, AuditAction::FindDocuments, &lineage, items)

@@ -8,7 +8,7 @@ use hie_core::context::{RequestContext, Role};
 use hie_core::domain::{Icd10Code, OrganisationCode};
 use hie_core::id::PersonId;
 use hie_core::outbox::OutboxEvent;
-use hie_core::page::{PageSize, PageToken};
+use hie_core::page::{PageSize, PageToken, next_page_by};
 use hie_core::vocabulary::{AuditAction, EventType};
 use hie_core::{Error, time};
 use hie_population::domain::PersonSelector;
@@ -162,8 +162,7 @@ impl EmrService {
         let person = self.population.lineage(context, person).await?.person;
         let subject = Subject::new(AuditAction::RegisterEncounter, "encounter").person(&person);
         let audit = self.access.audit();
-        if let Err(reason) = hie_records::domain::may_submit(context, &REGISTERING_ROLES, "register a visit")
-        {
+        if let Err(reason) = context.role_among(&REGISTERING_ROLES, "register a visit") {
             return Err(audit.refuse(context, &subject, reason).await);
         }
         audit
@@ -224,14 +223,7 @@ impl EmrService {
                 size + 1,
             )
             .await?;
-        let next = if encounters.len() > size {
-            encounters.truncate(size);
-            encounters
-                .last()
-                .map(|e| PageToken::after(&encounter_page_key(e)))
-        } else {
-            None
-        };
+        let next = next_page_by(&mut encounters, page_size, encounter_page_key);
         let items = encounters.into_iter().map(encounter_item).collect();
         let seen = self
             .gate(context, AuditAction::ListEncounters, &lineage, items)

@@ -24,6 +24,13 @@ pub trait HospitalGateways: Send + Sync + std::fmt::Debug {
     ) -> BoxFuture<'a, Result<Vec<u8>, Error>>;
 }
 
+/// The answer for a hospital whose gateway the exchange does not know.
+pub fn not_configured(hospital: &OrganisationCode) -> Error {
+    Error::Unavailable(format!(
+        "no gateway is configured for hospital {hospital} (settings: hospital_gateways)"
+    ))
+}
+
 /// No hospital gateway configured: documents kept at a hospital cannot be retrieved.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct NoGateways;
@@ -35,10 +42,6 @@ impl HospitalGateways for NoGateways {
         _unique_id: &'a str,
         _context: &'a RequestContext,
     ) -> BoxFuture<'a, Result<Vec<u8>, Error>> {
-        Box::pin(async move {
-            Err(Error::Unavailable(format!(
-                "no gateway is configured for hospital {hospital} (settings: hospital_gateways)"
-            )))
-        })
+        Box::pin(async move { Err(not_configured(hospital)) })
     }
 }

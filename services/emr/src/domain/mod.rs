@@ -255,8 +255,3 @@ pub struct SubmissionSet {
 
 /// The most documents a submission set holds.
 pub const MAX_DOCUMENTS_PER_SET: usize = 100;
-
-/// SHA-256 of content, lower-case hex.
-pub fn sha256_hex(content: &[u8]) -> String {
-    hie_records::domain::hex(ring::digest::digest(&ring::digest::SHA256, content).as_ref())
-}

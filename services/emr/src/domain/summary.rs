@@ -202,11 +202,12 @@ fn assemble(summary: &mut PatientSummary, visible: Vec<Source>) {
                 }
             }
             Source::Document(document) => {
+                let document = *document;
                 let at = document.metadata.creation_time;
                 for code in &document.metadata.event_codes {
                     keep_latest(&mut problems, code.clone(), code.clone(), at);
                 }
-                for observation in document.metadata.observations.clone() {
+                for observation in document.metadata.observations {
                     keep_latest(&mut results, observation.code.clone(), observation, at);
                 }
             }

@@ -12,7 +12,7 @@ use hie_proto::hospital as proto;
 use hie_proto::hospital::hospital_gateway_client::HospitalGatewayClient;
 use tonic::transport::{Channel, ClientTlsConfig};
 
-use crate::domain::gateway::{BoxFuture, HospitalGateways};
+use crate::domain::gateway::{BoxFuture, HospitalGateways, not_configured};
 
 /// Where one hospital's gateway listens, and how to trust it.
 #[derive(Debug, Clone)]
@@ -89,11 +89,11 @@ impl HospitalGateways for GrpcGateways {
         context: &'a RequestContext,
     ) -> BoxFuture<'a, Result<Vec<u8>, Error>> {
         Box::pin(async move {
-            let channel = self.channels.get(hospital).cloned().ok_or_else(|| {
-                Error::Unavailable(format!(
-                    "no gateway is configured for hospital {hospital} (settings: hospital_gateways)"
-                ))
-            })?;
+            let channel = self
+                .channels
+                .get(hospital)
+                .cloned()
+                .ok_or_else(|| not_configured(hospital))?;
             let mut client = HospitalGatewayClient::new(channel)
                 .max_decoding_message_size(self.max_content_bytes.saturating_add(64 * 1024));
             let mut request = tonic::Request::new(proto::RetrieveDocumentRequest {

@@ -12,7 +12,7 @@ use hie_core::{Error, time};
 use hie_population::domain::PersonSelector;
 
 pub use payload::{EntryPayload, EntryType};
-pub use service::{EntryQuery, Item, RecordsService, may_submit, read_items};
+pub use service::{EntryQuery, Item, RecordsService, read_items};
 
 hie_core::id_type!(EntryId, "health record entry");
 
@@ -73,17 +73,8 @@ impl EntryDraft {
     pub fn content_hash(&self) -> Result<String, Error> {
         let stored = serde_json::to_string(&(self.recorded_on, &self.payload))
             .map_err(|e| Error::internal("encoding an entry", e))?;
-        Ok(hex(ring::digest::digest(
-            &ring::digest::SHA256,
-            stored.as_bytes(),
-        )
-        .as_ref()))
+        Ok(hie_core::digest::sha256_hex(stored.as_bytes()))
     }
-}
-
-/// Lower-case hexadecimal.
-pub fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// One entry in one version, as kept.

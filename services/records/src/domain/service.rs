@@ -8,7 +8,7 @@ use hie_core::context::{RequestContext, Role};
 use hie_core::domain::OrganisationCode;
 use hie_core::id::PersonId;
 use hie_core::outbox::OutboxEvent;
-use hie_core::page::{PageSize, PageToken};
+use hie_core::page::{PageSize, PageToken, next_page_by};
 use hie_core::vocabulary::{AuditAction, EventType};
 use hie_core::{Error, time};
 use hie_directory::DirectoryService;
@@ -30,15 +30,6 @@ const SUBMITTING_ROLES: [Role; 4] = [
     Role::PublicHealthOfficer,
     Role::Administrator,
 ];
-
-/// Whether the caller's role may write clinical data, given the roles that may.
-pub fn may_submit(context: &RequestContext, roles: &[Role], what: &str) -> Result<(), String> {
-    if roles.contains(&context.role) {
-        Ok(())
-    } else {
-        Err(format!("role {} may not {what}", context.role.code()))
-    }
-}
 
 /// A query of one person's entries.
 #[derive(Debug, Clone)]
@@ -86,7 +77,7 @@ impl RecordsService {
         let hash = draft.content_hash()?;
         let subject = Subject::new(AuditAction::SubmitHealthRecord, "health_record_entry").person(&person);
         let audit = self.access.audit();
-        if let Err(reason) = may_submit(context, &SUBMITTING_ROLES, "submit to the health archive") {
+        if let Err(reason) = context.role_among(&SUBMITTING_ROLES, "submit to the health archive") {
             return Err(audit.refuse(context, &subject, reason).await);
         }
         audit
@@ -157,15 +148,12 @@ impl RecordsService {
         let after = query.page_token.as_ref().map(PageToken::last_key);
         let size = query.page_size.get() as usize;
         let mut entries = self.store.query(&lineage.members, query, after, size + 1).await?;
-        let next = (entries.len() > size).then(|| {
-            entries.truncate(size);
-            entries.last().map(|e| PageToken::after(&entry_page_key(e)))
-        });
+        let next = next_page_by(&mut entries, query.page_size, entry_page_key);
         let seen = self
             .gate(context, AuditAction::QueryHealthRecords, &lineage, entries)
             .await?;
         let withheld = !seen.hidden.is_empty();
-        Ok((lineage.person, seen.visible, next.flatten(), withheld))
+        Ok((lineage.person, seen.visible, next, withheld))
     }
 
     /// The person's entries of these types (every version current), for the patient summary:

@@ -15,8 +15,8 @@ use std::time::{Duration, Instant};
 use clap::Args;
 use hie_core::context::RequestContext;
 use hie_core::db;
+use hie_core::digest::sha256_hex;
 use hie_core::domain::OrganisationCode;
-use hie_emr::domain::sha256_hex;
 use hie_emr::grpc::gateway_client::{GatewayEndpoint, GrpcGateways};
 use hie_proto::emr::emr_registry_client::EmrRegistryClient;
 use hie_proto::emr::{
