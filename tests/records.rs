@@ -1027,6 +1027,7 @@ async fn visits_and_the_summary_follow_consent_and_merges(db: TestDb) {
         .into_inner();
     assert_eq!(t01_again.person_id, at_t01);
     assert_eq!(t01_again.entries.len(), 3);
+
     let visits = emr
         .list_encounters(ListEncountersRequest {
             person: Some(person(&at_t01)),
@@ -1036,5 +1037,54 @@ async fn visits_and_the_summary_follow_consent_and_merges(db: TestDb) {
         .unwrap()
         .into_inner();
     assert!(visits.encounters.is_empty());
+
+    // Her consent decides: the mental-health category opened shows the follow-up; withholding
+    // sharing refuses the read.
+    let set_consent = |directives: hie_access::domain::consent::ConsentDirectives| {
+        let exchange = server.exchange().clone();
+        let person = hie_core::id::PersonId::parse(&at_t01).unwrap();
+        async move {
+            let consent = exchange.access.consent();
+            let subject = hie_access::Subject::new(hie_core::vocabulary::AuditAction::SetConsent, "consent")
+                .person(&person);
+            exchange
+                .access
+                .audit()
+                .write(&steward(), subject, Ok(()), async |unit| {
+                    consent.set_in(unit, &person, &directives, "test").await
+                })
+                .await
+                .unwrap();
+        }
+    };
+    set_consent(hie_access::domain::consent::ConsentDirectives {
+        sharing: Some(true),
+        consented_categories: [hie_access::domain::consent::DataCategory::MentalHealth].into(),
+        ..Default::default()
+    })
+    .await;
+    let opened = records
+        .query_entries(QueryEntriesRequest {
+            person: Some(person(&at_t01)),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(opened.entries.len(), 4);
+    assert!(!opened.some_withheld);
+    set_consent(hie_access::domain::consent::ConsentDirectives {
+        sharing: Some(false),
+        ..Default::default()
+    })
+    .await;
+    let refused = records
+        .query_entries(QueryEntriesRequest {
+            person: Some(person(&at_t01)),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), Status::PermissionDenied, "{refused:?}");
     server.server.stop().await.unwrap();
 }

@@ -4,7 +4,7 @@
 
 use std::collections::BTreeSet;
 
-use hie_access::domain::consent::DataCategory;
+use hie_access::domain::consent::{ConsentDirectives, DataCategory};
 use hie_access::{Kept, PersonRead};
 use hie_core::Error;
 use hie_core::context::RequestContext;
@@ -232,11 +232,13 @@ pub enum PersonSelector {
 }
 
 /// A person as they stand now: the survivor of any merges, then everyone merged into them, whose
-/// data is the survivor's too (until an unmerge takes it back).
+/// data is the survivor's too (until an unmerge takes it back); and the survivor's consent
+/// directives as read with them, for the read gate.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Lineage {
     pub person: PersonId,
     pub members: Vec<PersonId>,
+    pub directives: ConsentDirectives,
 }
 
 impl PopulationService {
@@ -253,11 +255,11 @@ impl PopulationService {
             PersonSelector::Id(id) => id.clone(),
             PersonSelector::Identifier(identifier) => self.resolve(context, identifier).await?.0,
         };
-        let members = self.store.lineage(&named).await?;
-        match members.first() {
-            Some(person) => Ok(Lineage {
-                person: person.clone(),
+        match self.store.lineage(&named).await? {
+            Some((members, directives)) => Ok(Lineage {
+                person: members.first().cloned().unwrap_or(named),
                 members,
+                directives,
             }),
             None => Err(Error::NotFound(format!(
                 "person {} does not exist",

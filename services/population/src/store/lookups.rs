@@ -186,21 +186,36 @@ fn escape_like(text: &str) -> String {
 #[derive(FromRow)]
 struct LineageRow {
     id: String,
+    /// The survivor's consent directives, on the survivor's row (the first) only.
+    #[sqlx(flatten)]
+    consent: StoredDirectives,
 }
 
 impl PopulationStore {
     /// The person `id` stands for now, then every person merged into them (directly or through
-    /// another merge): the survivor first. Empty when no such person exists. One statement: up
-    /// the merges to the survivor, then down to everyone merged into it.
-    pub async fn lineage(&self, id: &PersonId) -> Result<Vec<PersonId>, Error> {
-        let rows: Vec<LineageRow> = sqlx::query_as(include_str!("queries/lineage.sql"))
+    /// another merge): the survivor first, with the survivor's consent directives (joined in, as
+    /// the resolve query joins them, so that a registry's read costs no second round trip for
+    /// the read gate). `None` when no such person exists. One statement: up the merges to the
+    /// survivor, then down to everyone merged into it.
+    pub async fn lineage(&self, id: &PersonId) -> Result<Option<(Vec<PersonId>, ConsentDirectives)>, Error> {
+        let sql = format!(
+            include_str!("queries/lineage.sql"),
+            directives = directive_columns(Some("c"))
+        );
+        let rows: Vec<LineageRow> = sqlx::query_as(AssertSqlSafe(sql))
             .bind(id.as_str())
             .bind(MAX_MERGE_DEPTH)
             .fetch_all(self.database.pool())
             .await?;
-        rows.into_iter()
+        let Some(first) = rows.first() else {
+            return Ok(None);
+        };
+        let directives = first.consent.directives();
+        let members = rows
+            .iter()
             .map(|row| stored_id(PersonId::parse(&row.id)))
-            .collect()
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Some((members, directives)))
     }
 }
 

@@ -256,7 +256,7 @@ pub async fn read_items<T>(
             action,
             person_id: &lineage.person,
             category: DataCategory::General,
-            directives: None,
+            directives: Some(lineage.directives.clone()),
             items,
         })
         .await

@@ -10,4 +10,6 @@ down (id, depth) AS (
     SELECT p.id, down.depth + 1 FROM persons p JOIN down ON p.merged_into = down.id
     WHERE down.depth < $2
 )
-SELECT id FROM down ORDER BY depth, id
+SELECT down.id, {directives}
+FROM down LEFT JOIN consent_directives c ON c.person_id = down.id AND down.depth = 0
+ORDER BY down.depth, down.id
