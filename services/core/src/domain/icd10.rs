@@ -1,12 +1,17 @@
 use crate::error::FieldError;
 
-/// An ICD-10 code as the national edition writes it (GB/T 14396): a chapter letter, two digits,
-/// and optionally a dot and one to four further characters (`I10`, `E11.9`, `F20.001`). Stored
-/// in upper case; a code without its dot (`E119`) is accepted and written with one.
-/// Stored as its text; only codes that passed `parse` are ever written.
+/// An ICD-10 code as the national editions write it (GB/T 14396, and the clinical edition's
+/// extension codes): a chapter letter, two digits, and optionally a dot and one to eight further
+/// letters and digits (`I10`, `E11.9`, `F20.001`, `I63.900x001`, `U07.1`). Stored in upper case
+/// (`I63.900X001`), so that a code compares equal however a system wrote it; a code without its
+/// dot (`E119`) is accepted and written with one. Stored as its text; only codes that passed
+/// `parse` are ever written.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize)]
 #[serde(transparent)]
 pub struct Icd10Code(String);
+
+/// The longest subdivision: the clinical edition's extension codes (`900x001`) have seven.
+const MAX_SUBDIVISION: usize = 8;
 
 impl Icd10Code {
     pub fn parse(text: &str) -> Result<Icd10Code, FieldError> {
@@ -17,7 +22,6 @@ impl Icd10Code {
         let bytes = code.as_bytes();
         let valid_category = bytes.len() >= 3
             && bytes[0].is_ascii_uppercase()
-            && bytes[0] != b'U'
             && bytes[1].is_ascii_digit()
             && bytes[2].is_ascii_alphanumeric();
         if !valid_category {
@@ -28,9 +32,9 @@ impl Icd10Code {
         }
         let rest = &code[3..];
         let subdivision = rest.strip_prefix('.').unwrap_or(rest);
-        if (rest.starts_with('.') && subdivision.is_empty()) || subdivision.len() > 4 {
+        if (rest.starts_with('.') && subdivision.is_empty()) || subdivision.len() > MAX_SUBDIVISION {
             return Err(FieldError(format!(
-                "{} is not an ICD-10 code: the subdivision after the dot has 1 to 4 characters",
+                "{} is not an ICD-10 code: the subdivision after the dot has 1 to {MAX_SUBDIVISION} characters",
                 Self::shown(&code)
             )));
         }
@@ -50,7 +54,7 @@ impl Icd10Code {
 
     /// A short, printable rendering of what was given, for an error message.
     fn shown(code: &str) -> String {
-        let short: String = code.chars().take(12).collect();
+        let short: String = code.chars().take(16).collect();
         format!("'{}'", short.escape_default())
     }
 
@@ -85,6 +89,8 @@ mod tests {
         assert_eq!(Icd10Code::parse(" I10 ").unwrap().as_str(), "I10");
         assert_eq!(Icd10Code::parse("F20.001").unwrap().as_str(), "F20.001");
         assert_eq!(Icd10Code::parse("F20.001").unwrap().category(), "F20");
+        assert_eq!(Icd10Code::parse("i63.900x001").unwrap().as_str(), "I63.900X001");
+        assert_eq!(Icd10Code::parse("U07.1").unwrap().as_str(), "U07.1");
     }
 
     #[test]
@@ -95,9 +101,9 @@ mod tests {
             "10I",
             "I1",
             "E11.",
-            "E11.12345",
+            "E11.123456789",
             "E11-9",
-            "U07.1",
+            "E11.9 1",
             "日本",
         ] {
             assert!(Icd10Code::parse(bad).is_err(), "{bad}");
