@@ -46,6 +46,15 @@ fn clients(server: &TestServer) -> (Records, Emr) {
     )
 }
 
+/// A registration clerk at reception, for treatment.
+fn registration_clerk(mut request: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
+    let metadata = request.metadata_mut();
+    metadata.insert("x-hie-user", "clerk-7".parse().expect("ASCII"));
+    metadata.insert("x-hie-role", "registration_clerk".parse().expect("ASCII"));
+    metadata.insert("x-hie-purpose", "treatment".parse().expect("ASCII"));
+    Ok(request)
+}
+
 fn local(organisation: &str, number: &str) -> PersonSelector {
     PersonSelector {
         selector: Some(person_selector::Selector::Identifier(Identifier {
@@ -270,6 +279,25 @@ async fn the_archive_keeps_each_changed_resubmission_as_a_version_and_ignores_a_
         .await
         .unwrap_err();
     assert_eq!(inactive.code(), Status::FailedPrecondition, "{inactive:?}");
+    // A reception clerk's system may not write to the archive, and is told so before the
+    // patient is even looked up (an unknown patient is refused the same way).
+    let mut clerk = HealthRecordRegistryClient::with_interceptor(
+        server.channel.clone(),
+        registration_clerk as ContextInterceptor,
+    );
+    for who in [person(&person_id), local("QDN-T01", "NOBODY")] {
+        let refused = clerk
+            .submit_entry(submission(
+                "QDN-T01",
+                "FU-6",
+                who,
+                "2026-03-02",
+                hypertension(140, 90),
+            ))
+            .await
+            .unwrap_err();
+        assert_eq!(refused.code(), Status::PermissionDenied, "{refused:?}");
+    }
     assert_eq!(count(server.exchange(), "health_record_entries").await, 2);
     assert_eq!(count(server.exchange(), "health_record_versions").await, 3);
     // Each change announced itself once; the retry announced nothing.

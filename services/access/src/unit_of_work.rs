@@ -178,18 +178,23 @@ impl AuditTrail {
     }
 
     /// [`AuditTrail::write`] for a write that a concurrent change may get in the way of
-    /// (`CONFLICT`): it starts again on a fresh transaction, up to `attempts` times in all, with
-    /// the work `attempt` makes for each try.
+    /// (`CONFLICT`): refused (and recorded) unless `permitted`; otherwise it starts again on a
+    /// fresh transaction, up to `attempts` times in all, with the work `attempt` makes for each
+    /// try.
     pub async fn write_retrying<T, W>(
         &self,
         context: &RequestContext,
         subject: Subject,
+        permitted: Result<(), String>,
         attempts: u32,
         attempt: impl Fn() -> W,
     ) -> Result<T, Error>
     where
         W: AsyncFnOnce(&mut UnitOfWork) -> Result<T, Error>,
     {
+        if let Err(reason) = permitted {
+            return Err(self.refuse(context, &subject, reason).await);
+        }
         let mut tried = 1;
         loop {
             let (written, subject_as_left) = self.run_unit(context, subject.clone(), attempt()).await;

@@ -194,8 +194,35 @@ impl EmrService {
                 .require_active_organisation(&format!("documents.entry.{field}"), organisation)
                 .await?;
         }
-        // Each source patient resolves once, all of them at once (the registry batches
-        // concurrent resolves into one query).
+        let subject =
+            Subject::new(AuditAction::RegisterDocumentSet, "submission_set").resource(set.unique_id.clone());
+        // The role is checked before any patient is looked up, as for archive entries.
+        let permitted = context.role_among(&REGISTERING_ROLES, "register documents");
+        self.access
+            .audit()
+            .write_retrying(context, subject, permitted, 3, || {
+                async |unit: &mut UnitOfWork| {
+                    // Before any store write, so the unit's transaction has not begun.
+                    let persons = self.source_patients(context, &set).await?;
+                    let first = set
+                        .documents
+                        .first()
+                        .and_then(|d| persons.get(&d.metadata.source_patient));
+                    unit.concerns(first, None);
+                    self.register_in(unit, context, &set, &persons).await
+                }
+            })
+            .await
+    }
+
+    /// The person of each source patient of a set: each resolved once, all at once (the
+    /// registry batches concurrent resolves into one query). An unknown one is `NOT_FOUND`,
+    /// naming the first document that names it.
+    async fn source_patients(
+        &self,
+        context: &RequestContext,
+        set: &SubmissionSet,
+    ) -> Result<HashMap<Identifier, PersonId>, Error> {
         let mut patients: Vec<&Identifier> =
             set.documents.iter().map(|d| &d.metadata.source_patient).collect();
         patients.sort_by_key(|p| (p.system_uri(), p.value().to_owned()));
@@ -226,25 +253,7 @@ impl EmrService {
             })?;
             persons.insert(patient.clone(), lineage.person);
         }
-        let first_person = set
-            .documents
-            .first()
-            .and_then(|d| persons.get(&d.metadata.source_patient))
-            .cloned();
-        let mut subject =
-            Subject::new(AuditAction::RegisterDocumentSet, "submission_set").resource(set.unique_id.clone());
-        if let Some(person) = &first_person {
-            subject = subject.person(person);
-        }
-        let audit = self.access.audit();
-        if let Err(reason) = context.role_among(&REGISTERING_ROLES, "register documents") {
-            return Err(audit.refuse(context, &subject, reason).await);
-        }
-        audit
-            .write_retrying(context, subject, 3, || {
-                async |unit: &mut UnitOfWork| self.register_in(unit, context, &set, &persons).await
-            })
-            .await
+        Ok(persons)
     }
 
     async fn register_in(

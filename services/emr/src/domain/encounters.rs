@@ -159,14 +159,15 @@ impl EmrService {
         self.directory
             .require_active_organisation("organisation_code", &draft.organisation)
             .await?;
-        let person = self.population.lineage(context, person).await?.person;
-        let subject = Subject::new(AuditAction::RegisterEncounter, "encounter").person(&person);
-        let audit = self.access.audit();
-        if let Err(reason) = context.role_among(&REGISTERING_ROLES, "register a visit") {
-            return Err(audit.refuse(context, &subject, reason).await);
-        }
-        audit
-            .write_retrying(context, subject, 3, || async |unit: &mut UnitOfWork| {
+        let subject = Subject::new(AuditAction::RegisterEncounter, "encounter");
+        // The role is checked before the person is looked up, as for archive entries.
+        let permitted = context.role_among(&REGISTERING_ROLES, "register a visit");
+        let selector = person;
+        self.access
+            .audit()
+            .write_retrying(context, subject, permitted, 3, || async |unit: &mut UnitOfWork| {
+                let person = self.population.lineage(context, selector).await?.person;
+                unit.concerns(Some(&person), None);
                 let existing = self
                     .store
                     .encounter_by_visit(unit, &draft.organisation, &draft.visit_number)

@@ -97,14 +97,20 @@ impl PopulationService {
     ) -> Result<Registration, Error> {
         self.access
             .audit()
-            .write_retrying(context, registration_subject(), REGISTRATION_ATTEMPTS, || {
-                async |unit: &mut UnitOfWork| {
-                    let trusts = self.trusts_of([draft.organisation()]).await?;
-                    let matcher = self.matcher();
-                    self.register_in(unit, matcher.as_ref(), draft, &trusts, None, true)
-                        .await
-                }
-            })
+            .write_retrying(
+                context,
+                registration_subject(),
+                Ok(()),
+                REGISTRATION_ATTEMPTS,
+                || {
+                    async |unit: &mut UnitOfWork| {
+                        let trusts = self.trusts_of([draft.organisation()]).await?;
+                        let matcher = self.matcher();
+                        self.register_in(unit, matcher.as_ref(), draft, &trusts, None, true)
+                            .await
+                    }
+                },
+            )
             .await
     }
 

@@ -73,16 +73,18 @@ impl RecordsService {
         self.directory
             .require_active_organisation("source_organisation_code", &draft.source_organisation)
             .await?;
-        let person = self.population.lineage(context, &draft.person).await?.person;
         let hash = draft.content_hash()?;
-        let subject = Subject::new(AuditAction::SubmitHealthRecord, "health_record_entry").person(&person);
-        let audit = self.access.audit();
-        if let Err(reason) = context.role_among(&SUBMITTING_ROLES, "submit to the health archive") {
-            return Err(audit.refuse(context, &subject, reason).await);
-        }
-        audit
-            .write_retrying(context, subject, SUBMIT_ATTEMPTS, || {
+        let subject = Subject::new(AuditAction::SubmitHealthRecord, "health_record_entry");
+        // The role is checked before the person is looked up: a refused caller learns nothing
+        // about who is registered.
+        let permitted = context.role_among(&SUBMITTING_ROLES, "submit to the health archive");
+        self.access
+            .audit()
+            .write_retrying(context, subject, permitted, SUBMIT_ATTEMPTS, || {
                 async |unit: &mut UnitOfWork| {
+                    // Before any store write, so the unit's transaction has not begun.
+                    let person = self.population.lineage(context, &draft.person).await?.person;
+                    unit.concerns(Some(&person), None);
                     let existing = self
                         .store
                         .entry_by_source(unit, &draft.source_organisation, &draft.source_entry_id)
