@@ -158,8 +158,8 @@ impl RecordsService {
         Ok((lineage.person, seen.visible, next, withheld))
     }
 
-    /// The person's entries of these types (every version current), for the patient summary:
-    /// read through the read gate by the caller (the summary), not audited here.
+    /// Every current entry of the person (the current version of each), for the patient summary,
+    /// which reads them through the read gate itself: not gated or audited here.
     pub async fn all_current(&self, lineage: &Lineage) -> Result<Vec<Entry>, Error> {
         self.store.all_current(&lineage.members).await
     }
