@@ -8,6 +8,7 @@ const PROTOS: &[&str] = &[
     "hie/population/v1/population.proto",
     "hie/records/v1/records.proto",
     "hie/emr/v1/emr.proto",
+    "hie/cards/v1/cards.proto",
     "hie/hospital/v1/hospital.proto",
 ];
 

@@ -35,6 +35,12 @@ pub mod hie {
             tonic::include_proto!("hie.emr.v1");
         }
     }
+    pub mod cards {
+        pub mod v1 {
+            #![allow(missing_docs, clippy::all)]
+            tonic::include_proto!("hie.cards.v1");
+        }
+    }
     pub mod hospital {
         pub mod v1 {
             #![allow(missing_docs, clippy::all)]
@@ -45,6 +51,8 @@ pub mod hie {
 
 /// `hie.access.v1`: the audit trail as patients and privacy officers see it.
 pub use hie::access::v1 as access;
+/// `hie.cards.v1`: the four cards and the reception check-in.
+pub use hie::cards::v1 as cards;
 /// `hie.directory.v1`: organisations and practitioners.
 pub use hie::directory::v1 as directory;
 /// `hie.emr.v1`: clinical documents, visits and the patient summary.

@@ -77,6 +77,19 @@ vocabulary!(
         FindDocuments => "emr.documents.find",
         RetrieveDocument => "emr.document.retrieve",
         GetPatientSummary => "emr.summary",
+        LinkCard => "cards.link",
+        UnlinkCard => "cards.unlink",
+        ReportCardLost => "cards.report_lost",
+        RevokeCard => "cards.revoke",
+        ExpireCard => "cards.expire",
+        ReplaceCard => "cards.replace",
+        ListCards => "cards.list",
+        GetCardHistory => "cards.history",
+        ResolveCard => "cards.resolve",
+        CheckIn => "cards.check_in",
+        /// A lost, revoked, replaced or expired card presented at a reader: refused, and recorded
+        /// for the privacy officer (who may be looking for a stolen card).
+        LostCardUsed => "cards.lost_card_used",
     }
 );
 
@@ -96,6 +109,13 @@ vocabulary!(
         DocumentRegistered => "emr.document.registered",
         /// A document replaced another (RPLC), which is now deprecated.
         DocumentReplaced => "emr.document.replaced",
+        CardLinked => "cards.card.linked",
+        CardUnlinked => "cards.card.unlinked",
+        CardLost => "cards.card.lost",
+        CardRevoked => "cards.card.revoked",
+        CardExpired => "cards.card.expired",
+        /// A card was replaced by a new one, which inherits its holder.
+        CardReplaced => "cards.card.replaced",
     }
 );
 
@@ -111,7 +131,13 @@ impl EventType {
             | EventType::HealthRecordSubmitted
             | EventType::EncounterRegistered
             | EventType::DocumentRegistered
-            | EventType::DocumentReplaced => 1,
+            | EventType::DocumentReplaced
+            | EventType::CardLinked
+            | EventType::CardUnlinked
+            | EventType::CardLost
+            | EventType::CardRevoked
+            | EventType::CardExpired
+            | EventType::CardReplaced => 1,
         }
     }
 }

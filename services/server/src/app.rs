@@ -14,6 +14,8 @@ use hie_access::{AccessGate, AuditTrail};
 use hie_core::Error;
 use hie_core::db::{Database, DatabaseTimeouts};
 use hie_directory::DirectoryService;
+use hie_cards::CardService;
+use hie_cards::domain::keys::{Chips, TokenKeys};
 use hie_emr::EmrService;
 use hie_emr::domain::HospitalGateways;
 use hie_emr::domain::gateway::NoGateways;
@@ -99,12 +101,13 @@ fn hospital_gateways(settings: &Settings) -> Result<GrpcGateways, Error> {
 }
 
 /// The names of the services [`Exchange::modules`] mounts, known before anything is opened.
-pub const SERVICE_NAMES: [&str; 5] = [
+pub const SERVICE_NAMES: [&str; 6] = [
     hie_population::grpc::SERVICE_NAME,
     hie_directory::grpc::SERVICE_NAME,
     hie_access::grpc::SERVICE_NAME,
     hie_records::grpc::SERVICE_NAME,
     hie_emr::grpc::SERVICE_NAME,
+    hie_cards::grpc::SERVICE_NAME,
 ];
 
 /// The services of the exchange over one database.
@@ -116,6 +119,7 @@ pub struct Exchange {
     pub access: AccessGate,
     pub records: RecordsService,
     pub emr: EmrService,
+    pub cards: CardService,
     /// Deadlines and per-connection bounds the server applies to every call.
     pub limits: LimitSettings,
     /// The services to serve, by name (`--services`); every one when empty.
@@ -182,6 +186,8 @@ impl Exchange {
         let mut exchange = Exchange::over(database, policy, matcher, keys);
         let gateways = hospital_gateways(settings)?;
         exchange.use_gateways(Arc::new(gateways), settings.limits.document_max_bytes);
+        let (tokens, chips) = crate::card_keys::load(settings, &exchange.database).await?;
+        exchange.use_card_keys(tokens, chips);
         exchange.limits = settings.limits.clone();
         exchange.services = settings.services.clone();
         // Events staged by writes whose process stopped before chaining them (a crash, a kill)
@@ -223,6 +229,14 @@ impl Exchange {
             Arc::new(NoGateways),
             usize::try_from(limits.document_max_bytes).unwrap_or(usize::MAX),
         );
+        let cards = CardService::new(
+            database.clone(),
+            access.clone(),
+            population.clone(),
+            emr.clone(),
+            TokenKeys::ephemeral(),
+            Chips::ephemeral(),
+        );
         Exchange {
             database,
             directory,
@@ -230,6 +244,7 @@ impl Exchange {
             access,
             records,
             emr,
+            cards,
             limits,
             services: Vec::new(),
         }
@@ -247,6 +262,20 @@ impl Exchange {
             gateways,
             usize::try_from(document_max_bytes).unwrap_or(usize::MAX),
         );
+        self.cards = self.cards.clone().with_emr(self.emr.clone());
+    }
+
+    /// Keeps card numbers under `tokens` and authenticates chips with `chips` (the keys the
+    /// settings name; a scratch exchange has random ones).
+    pub fn use_card_keys(&mut self, tokens: TokenKeys, chips: Chips) {
+        self.cards = CardService::new(
+            self.database.clone(),
+            self.access.clone(),
+            self.population.clone(),
+            self.emr.clone(),
+            tokens,
+            chips,
+        );
     }
 
     /// Every service of the exchange, as the server mounts it: the one place a service is wired
@@ -263,6 +292,7 @@ impl Exchange {
             .module(),
             hie_records::grpc::module(self.records.clone()),
             hie_emr::grpc::module(self.emr.clone()),
+            hie_cards::grpc::module(self.cards.clone()),
         ]
     }
 
@@ -292,7 +322,8 @@ impl Exchange {
             .map_err(|e| Error::internal("reading the listening address", e))?;
 
         let modules = service::choose(self.modules(), &self.services)?;
-        let serves_population = modules.iter().any(|m| m.name == "population");
+        let serves_population = modules.iter().any(|m| m.name == hie_population::grpc::SERVICE_NAME);
+        let serves_cards = modules.iter().any(|m| m.name == hie_cards::grpc::SERVICE_NAME);
         let (health_reporter, health_service) = tonic_health::server::health_reporter();
         let mut routes = tonic::service::RoutesBuilder::default();
         let mut served = Vec::with_capacity(modules.len());
@@ -375,16 +406,20 @@ impl Exchange {
         tracing::info!(%address, backend = ?self.database.backend(), mutual_tls = tls.is_some(), services = ?served, "hie is serving");
         // Only a server that registers records needs the newest matching model.
         let watched = serves_population.then(|| self.population.clone());
-        let model_watch = tokio::spawn(async move {
+        let mut background = vec![tokio::spawn(async move {
             if let Some(population) = watched {
                 take_up_new_models(population).await;
             }
-        });
+        })];
+        // A replica serving cards keeps its card look-up table current.
+        if serves_cards {
+            background.push(tokio::spawn(self.cards.clone().keep_index_current()));
+        }
         Ok(RunningServer {
             address,
             stop,
             task,
-            model_watch,
+            background,
             exchange: self,
         })
     }
@@ -396,8 +431,9 @@ pub struct RunningServer {
     address: SocketAddr,
     stop: oneshot::Sender<()>,
     task: JoinHandle<Result<(), Error>>,
-    /// Takes up models `hie population train` stores while the server runs.
-    model_watch: JoinHandle<()>,
+    /// Tasks that run beside the server: taking up models `hie population train` stores, and
+    /// keeping the card look-up table current.
+    background: Vec<JoinHandle<()>>,
     exchange: Exchange,
 }
 
@@ -437,7 +473,9 @@ impl RunningServer {
 
     /// Stops accepting calls, lets the calls under way finish, and closes the database.
     pub async fn stop(self) -> Result<(), Error> {
-        self.model_watch.abort();
+        for task in &self.background {
+            task.abort();
+        }
         let _ = self.stop.send(());
         let served = self
             .task

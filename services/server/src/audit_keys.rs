@@ -12,7 +12,7 @@ use hie_access::store::ChainKeys;
 use hie_core::Error;
 use hie_core::db::Database;
 
-use crate::Settings;
+use crate::{Settings, key_files};
 
 /// The keys and anchor the settings name; creates the key file when the trail has no keyed event.
 pub async fn load(all_settings: &Settings, database: &Database) -> Result<ChainKeys, Error> {
@@ -72,24 +72,12 @@ pub async fn load(all_settings: &Settings, database: &Database) -> Result<ChainK
 /// line and, on the second, `legacy-until N`, the last event chained before the key was made (0,
 /// none, when the line is missing).
 fn read_key(path: &Path, field: &str) -> Result<Option<AuditKey>, Error> {
-    let text = match std::fs::read_to_string(path) {
-        Ok(text) => text,
-        Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(error) => {
-            return Err(Error::precondition(
-                field,
-                format!("cannot read {}: {error}", path.display()),
-            ));
-        }
+    let Some((secret, lines)) = key_files::read_secret(path, field)? else {
+        return Ok(None);
     };
     let not_a_key =
         |what: &str| Error::precondition(field, format!("{} is not a key: {what}", path.display()));
-    let mut lines = text.lines().map(str::trim).filter(|line| !line.is_empty());
-    let secret = lines
-        .next()
-        .and_then(decode_hex)
-        .ok_or_else(|| not_a_key("expected hex digits on the first line"))?;
-    let legacy_until = match lines.next() {
+    let legacy_until = match lines.first() {
         None => 0,
         Some(line) => line
             .strip_prefix("legacy-until ")
@@ -103,22 +91,9 @@ fn read_key(path: &Path, field: &str) -> Result<Option<AuditKey>, Error> {
 
 /// Writes a new random key, readable by its owner only, and says so in the log (never the key).
 fn create_key(path: &Path, head: i64) -> Result<AuditKey, Error> {
-    use std::io::Write;
     let field = "settings.audit.key_file";
     let secret = AuditKey::generate_secret().map_err(|e| Error::Internal(e.into()))?;
-    if let Some(folder) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-        std::fs::create_dir_all(folder)
-            .map_err(|e| Error::precondition(field, format!("cannot create {}: {e}", folder.display())))?;
-    }
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create_new(true);
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    let hex = hie_core::digest::hex(&secret);
-    options
-        .open(path)
-        .and_then(|mut file| file.write_all(format!("{hex}\nlegacy-until {head}\n").as_bytes()))
-        .map_err(|e| Error::precondition(field, format!("cannot write {}: {e}", path.display())))?;
+    key_files::create_secret(path, field, &secret, &[format!("legacy-until {head}")])?;
     let key = AuditKey::from_secret(&secret)
         .map_err(|e| Error::Internal(e.into()))?
         .made_after(head);
@@ -128,14 +103,4 @@ fn create_key(path: &Path, head: i64) -> Result<AuditKey, Error> {
         "created a new audit key; back it up: without it the audit trail cannot be verified"
     );
     Ok(key)
-}
-
-fn decode_hex(text: &str) -> Option<Vec<u8>> {
-    if !text.len().is_multiple_of(2) || !text.bytes().all(|b| b.is_ascii_hexdigit()) {
-        return None;
-    }
-    (0..text.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(&text[i..i + 2], 16).ok())
-        .collect()
 }

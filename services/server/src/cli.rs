@@ -8,7 +8,7 @@ use clap::{Args, Parser, Subcommand};
 use hie_core::db::Database;
 
 use crate::settings::SecretUrl;
-use crate::{Exchange, Settings, bench, demo, linkage_cli, population_file, population_jobs};
+use crate::{Exchange, Settings, bench, card_cli, demo, linkage_cli, population_file, population_jobs};
 
 /// hie: a regional health-information exchange.
 #[derive(Debug, Parser)]
@@ -50,6 +50,10 @@ pub enum Command {
     /// Operator jobs on the population registry: train the matching model, re-match.
     #[command(subcommand)]
     Population(population_jobs::PopulationCommand),
+    /// Cards at a reception desk: `hie card simulate check-in --type bank --number … --organisation
+    /// QDN-H01 --department 内科`.
+    #[command(subcommand)]
+    Card(card_cli::CardCommand),
 }
 
 #[derive(Debug, Subcommand)]
@@ -131,7 +135,7 @@ pub struct ServeArgs {
     /// patient data included, crosses the network unencrypted and unauthenticated.
     #[arg(long)]
     pub insecure_plaintext_on_network: bool,
-    /// Serve only these services (comma-separated: population, directory, access, records, emr) [default:
+    /// Serve only these services (comma-separated: population, directory, access, records, emr, cards) [default:
     /// every one]. An unknown name is refused at start-up.
     #[arg(long, value_delimiter = ',', value_name = "NAMES")]
     pub services: Vec<String>,
@@ -171,6 +175,10 @@ impl Cli {
             | Command::Certs(CertsCommand::Issue { database, .. } | CertsCommand::Revoke { database, .. }) => {
                 (None, database)
             }
+            Command::Card(card_cli::CardCommand::Simulate(
+                card_cli::SimulateCommand::Resolve(reader)
+                | card_cli::SimulateCommand::CheckIn(card_cli::CheckInArgs { reader, .. }),
+            )) => (None, &reader.database),
             Command::Certs(CertsCommand::Init { .. }) => return Ok(settings),
             // Batch linkage works on files, not the database.
             Command::Link(_) | Command::Dedupe(_) | Command::Generate(_) => return Ok(settings),
@@ -232,6 +240,7 @@ pub fn run(cli: Cli) -> ExitCode {
                 linkage_cli::dedupe(&args).map(|summary| report_linkage(&summary, &args.out))
             }
             Command::Population(command) => population_jobs::run(&settings, command).await,
+            Command::Card(command) => card_cli::run(&settings, command).await,
             Command::Generate(GenerateCommand::PopulationFile {
                 records,
                 resident_id_share,

@@ -416,6 +416,12 @@ pub async fn run(
         "hie demo: {clinical} archive entries and documents, with their visits, loaded in {:.1} s",
         started.elapsed().as_secs_f64()
     );
+    let started = std::time::Instant::now();
+    let cards = crate::demo_cards::load(&exchange, &prefecture).await?;
+    eprintln!(
+        "hie demo: {cards} cards of the four types issued in {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
     let server = exchange
         .start_with(settings.listen, settings.tls.as_ref(), plaintext_on_network)
         .await
@@ -486,8 +492,22 @@ fn try_it(prefecture: &SyntheticPrefecture, address: &str) -> String {
             number = at_h01.local_patient_number().value()
         )
     });
+    let cards = crate::demo_records::sample(prefecture).first().map_or_else(String::new, |(township, _)| {
+        let county = township.demographics().division.as_ref().map_or("522601", |d| d.as_str());
+        let mut commands = String::from(
+            "# Reception at QDN-H01 with each of the first sample patient's cards (a simulated card and reader;\n\
+             # give the demo's --database-url or --config too, so that the simulator finds the issuers' keys):\n",
+        );
+        for (card_type, number) in crate::demo_cards::cards_of(0, county).into_iter().take(4) {
+            let kind = card_type.code().replace('_', "-");
+            commands.push_str(&format!(
+                "hie card simulate check-in --server http://{address} --type {kind} --number {number} --organisation QDN-H01 --department 内科\n"
+            ));
+        }
+        commands
+    });
     format!(
-        "\nhie demo is serving on {address}. Try:\n\n{resolve}\n{clinic}\n\
+        "\nhie demo is serving on {address}. Try:\n\n{resolve}\n{clinic}\n{cards}\n\
          # Residents of Leishan county named {surname}…, born in the 1980s:\n\
          grpcurl -plaintext {CONTEXT} -d '{{\"name\": \"{surname}*\", \"birth_date_from\": \"1980-01-01\", \"birth_date_to\": \"1989-12-31\", \"division_code\": \"522634\", \"page_size\": 5}}' \\\n  \
          {address} hie.population.v1.PopulationRegistry/SearchPersons\n\n\

@@ -7,9 +7,13 @@
 pub mod app;
 pub mod audit_keys;
 pub mod bench;
+pub mod card_cli;
+pub mod card_keys;
 pub mod cli;
 pub mod demo;
+pub mod demo_cards;
 pub mod demo_records;
+pub mod key_files;
 pub mod linkage_cli;
 pub mod population_file;
 pub mod population_jobs;

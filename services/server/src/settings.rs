@@ -14,7 +14,8 @@ use serde::{Deserialize, Serialize};
 pub struct Settings {
     /// Where the gRPC server listens.
     pub listen: SocketAddr,
-    /// Which services `hie serve` runs, by name (`population`, `directory`, `access`, `records`, `emr`); all of
+    /// Which services `hie serve` runs, by name (`population`, `directory`, `access`, `records`, `emr`,
+    /// `cards`); all of
     /// them when empty. Replicas that scale one service apart serve a subset.
     pub services: Vec<String>,
     pub database: DatabaseSettings,
@@ -29,6 +30,7 @@ pub struct Settings {
     pub matching: MatchingSettings,
     pub limits: LimitSettings,
     pub audit: AuditSettings,
+    pub cards: CardSettings,
     /// The gateways of hospitals that keep their documents themselves: the EMR registry fetches
     /// their content from there on retrieve.
     pub hospital_gateways: Vec<HospitalGatewaySettings>,
@@ -47,6 +49,23 @@ pub struct HospitalGatewaySettings {
     pub ca: Option<std::path::PathBuf>,
     /// The name on the gateway's certificate; the URL's host when absent.
     pub server_name: Option<String>,
+}
+
+/// The card service's keys, in files outside the database (hex, at least 32 bytes each).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct CardSettings {
+    /// The secret under which the exchange keeps each card number as an HMAC-SHA256 token (the
+    /// database never holds a number). Created when absent and no card is stored yet. Unset:
+    /// `card-token.key` beside the audit key.
+    pub token_key_file: Option<std::path::PathBuf>,
+    /// Token keys used before a rotation: cards stored under them are still found.
+    pub retired_token_key_files: Vec<std::path::PathBuf>,
+    /// The folder of the card issuers' master keys, `<type>.issuer.key` for each card type
+    /// (`resident_health`, `social_security`, `bank`, `citizen`): each chip card's key is
+    /// derived from its issuer's master key and its number. A missing file is created, for
+    /// development; in production each issuer installs its own. Unset: beside the audit key.
+    pub issuer_key_folder: Option<std::path::PathBuf>,
 }
 
 /// Where the audit trail's key and anchor live: outside the database, so that write access to the
@@ -275,6 +294,7 @@ impl Default for Settings {
             matching: MatchingSettings::default(),
             limits: LimitSettings::default(),
             audit: AuditSettings::default(),
+            cards: CardSettings::default(),
             hospital_gateways: Vec::new(),
         }
     }

@@ -497,7 +497,7 @@ pub fn encounter_to_proto(encounter: &Encounter) -> proto::Encounter {
     }
 }
 
-fn summary_to_proto(summary: &PatientSummary) -> proto::PatientSummary {
+pub fn summary_to_proto(summary: &PatientSummary) -> proto::PatientSummary {
     proto::PatientSummary {
         person_id: summary.person_id.as_str().to_owned(),
         demographics: Some(demographics_to_proto(&summary.demographics)),
