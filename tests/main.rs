@@ -13,6 +13,7 @@
 mod architecture;
 mod audit;
 mod bad_input;
+mod cards;
 mod e2e;
 mod harness;
 mod matching;

@@ -30,16 +30,16 @@ on_every_backend!(
     a_clerk_sets_consent_only_for_patients_of_their_organisation,
 );
 
-struct Fixture {
-    _db: TestDb,
+pub(crate) struct Fixture {
+    pub(crate) db: TestDb,
     folder: PkiFolder,
-    server: RunningServer,
+    pub(crate) server: RunningServer,
     _dir: tempfile::TempDir,
 }
 
 /// A server with mutual TLS over `db`; hospitals QDN-H01 and QDN-H02, the health authority
 /// QDN-WJW, the patient portal QDN-APP and the insurer QDN-YB have registered certificates.
-async fn fixture(db: TestDb) -> Fixture {
+pub(crate) async fn fixture(db: TestDb) -> Fixture {
     use hie_core::domain::{BoundedText, DivisionCode, OrganisationCode};
     use hie_directory::domain::{OrganisationDraft, OrganisationKind};
     let dir = tempfile::tempdir().unwrap();
@@ -95,7 +95,7 @@ async fn fixture(db: TestDb) -> Fixture {
         .await
         .unwrap();
     Fixture {
-        _db: db,
+        db,
         folder,
         server,
         _dir: dir,
@@ -129,7 +129,7 @@ async fn channel(
 }
 
 /// A mutual-TLS channel presenting the certificate of organisation `code`.
-async fn channel_of(fixture: &Fixture, code: &str) -> Channel {
+pub(crate) async fn channel_of(fixture: &Fixture, code: &str) -> Channel {
     channel(fixture, identity_of(&fixture.folder, code))
         .await
         .unwrap()
@@ -571,7 +571,7 @@ async fn a_psychiatric_hospitals_record_shows_elsewhere_only_with_consent_to_sha
 }
 
 /// A request from the residents' app acting for `person_id`.
-fn as_patient<T>(message: T, person_id: &str) -> tonic::Request<T> {
+pub(crate) fn as_patient<T>(message: T, person_id: &str) -> tonic::Request<T> {
     let mut request = with_context(message, "patient", "patient_request", None);
     request
         .metadata_mut()
@@ -587,7 +587,7 @@ fn as_user<T>(message: T, user: &str, role: &str, purpose: &str) -> tonic::Reque
 }
 
 /// Registers the woman at QDN-H01 (MZ1) and QDN-H02 (ZY1) over their own certificates; her person id.
-async fn woman_at_both_hospitals(fixture: &Fixture) -> String {
+pub(crate) async fn woman_at_both_hospitals(fixture: &Fixture) -> String {
     let h01 = channel_of(fixture, "QDN-H01").await;
     let h02 = channel_of(fixture, "QDN-H02").await;
     let person = population_client(h01)

@@ -11,11 +11,11 @@ use hie_access::grpc::AccessGrpc;
 use hie_access::store::ChainKeys;
 use hie_access::store::consent::ConsentStore;
 use hie_access::{AccessGate, AuditTrail};
+use hie_cards::CardService;
+use hie_cards::domain::keys::{Chips, TokenKeys};
 use hie_core::Error;
 use hie_core::db::{Database, DatabaseTimeouts};
 use hie_directory::DirectoryService;
-use hie_cards::CardService;
-use hie_cards::domain::keys::{Chips, TokenKeys};
 use hie_emr::EmrService;
 use hie_emr::domain::HospitalGateways;
 use hie_emr::domain::gateway::NoGateways;
@@ -322,7 +322,9 @@ impl Exchange {
             .map_err(|e| Error::internal("reading the listening address", e))?;
 
         let modules = service::choose(self.modules(), &self.services)?;
-        let serves_population = modules.iter().any(|m| m.name == hie_population::grpc::SERVICE_NAME);
+        let serves_population = modules
+            .iter()
+            .any(|m| m.name == hie_population::grpc::SERVICE_NAME);
         let serves_cards = modules.iter().any(|m| m.name == hie_cards::grpc::SERVICE_NAME);
         let (health_reporter, health_service) = tonic_health::server::health_reporter();
         let mut routes = tonic::service::RoutesBuilder::default();

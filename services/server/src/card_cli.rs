@@ -186,12 +186,17 @@ pub async fn run(settings: &Settings, command: CardCommand) -> Result<(), String
         (hie_core::context::PURPOSE_HEADER, "treatment".to_owned()),
     ];
     let failed = |status: tonic::Status| format!("{:?}: {}", status.code(), status.message());
-    let presented = card.present(&mut client, &reader.number, &context).await.map_err(failed)?;
+    let presented = card
+        .present(&mut client, &reader.number, &context)
+        .await
+        .map_err(failed)?;
     let answer = match simulate {
         SimulateCommand::Resolve(_) => {
             let resolved = client
                 .resolve_card(with_context(
-                    proto::ResolveCardRequest { card: Some(presented) },
+                    proto::ResolveCardRequest {
+                        card: Some(presented),
+                    },
                     &context,
                 ))
                 .await

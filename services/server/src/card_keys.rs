@@ -8,7 +8,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use hie_cards::domain::CardType;
-use hie_cards::domain::keys::{ChipAuthenticator, Chips, HmacSha256Chip, SecretKey, TokenKeys, generate_secret};
+use hie_cards::domain::keys::{
+    ChipAuthenticator, Chips, HmacSha256Chip, SecretKey, TokenKeys, generate_secret,
+};
 use hie_core::Error;
 use hie_core::db::Database;
 
@@ -67,7 +69,9 @@ pub async fn load(settings: &Settings, database: &Database) -> Result<(TokenKeys
         sqlx::query_as("SELECT token_key_id FROM cards ORDER BY updated_at DESC LIMIT 1")
             .fetch_optional(database.pool())
             .await?;
-    let create = newest_key.is_none().then_some("card token key (without it no card can be found)");
+    let create = newest_key
+        .is_none()
+        .then_some("card token key (without it no card can be found)");
     let current = key(&path, field, create)?.ok_or_else(|| {
         Error::precondition(
             field,

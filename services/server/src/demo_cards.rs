@@ -17,9 +17,15 @@ use crate::demo::SyntheticPrefecture;
 pub fn cards_of(n: usize, county: &str) -> Vec<(CardType, String)> {
     let n = n + 1;
     let mut cards = vec![
-        (CardType::ResidentHealth, with_luhn_digit(&format!("{county}{n:09}"))),
+        (
+            CardType::ResidentHealth,
+            with_luhn_digit(&format!("{county}{n:09}")),
+        ),
         (CardType::SocialSecurity, format!("G{:08}", n % 100_000_000)),
-        (CardType::Citizen, with_luhn_digit(&format!("5226{:07}", n % 10_000_000))),
+        (
+            CardType::Citizen,
+            with_luhn_digit(&format!("5226{:07}", n % 10_000_000)),
+        ),
         (CardType::Bank, with_luhn_digit(&format!("622202{n:012}"))),
     ];
     if n % 10 == 1 {

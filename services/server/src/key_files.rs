@@ -6,9 +6,12 @@ use std::path::Path;
 
 use hie_core::Error;
 
+/// A key file's secret and the lines after it.
+pub type SecretFile = (Vec<u8>, Vec<String>);
+
 /// The secret in `path` and the lines after it, or `None` when the file does not exist.
 /// `field` names the setting that points at the file, for errors.
-pub fn read_secret(path: &Path, field: &str) -> Result<Option<(Vec<u8>, Vec<String>)>, Error> {
+pub fn read_secret(path: &Path, field: &str) -> Result<Option<SecretFile>, Error> {
     let text = match std::fs::read_to_string(path) {
         Ok(text) => text,
         Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(None),
@@ -23,7 +26,10 @@ pub fn read_secret(path: &Path, field: &str) -> Result<Option<(Vec<u8>, Vec<Stri
     let secret = lines.next().and_then(decode_hex).ok_or_else(|| {
         Error::precondition(
             field,
-            format!("{} is not a key: expected hex digits on the first line", path.display()),
+            format!(
+                "{} is not a key: expected hex digits on the first line",
+                path.display()
+            ),
         )
     })?;
     Ok(Some((secret, lines.map(str::to_owned).collect())))

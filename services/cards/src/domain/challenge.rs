@@ -53,7 +53,10 @@ impl Challenges {
         let id = uuid::Builder::from_random_bytes(id.try_into().unwrap_or_default()).into_uuid();
         let bytes: [u8; 16] = bytes.try_into().unwrap_or_default();
         let expires_at = now + CHALLENGE_LIFETIME;
-        let mut pending = self.pending.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut pending = self
+            .pending
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
         if pending.len() >= MOST_PENDING {
             pending.retain(|_, p| p.expires_at > now);
             if pending.len() >= MOST_PENDING {
@@ -81,7 +84,8 @@ impl Challenges {
     /// it cannot be answered (unknown or used, expired, made for another card). Taken either way.
     pub fn take(&self, id: &str, card: CardToken, now: DateTime<Utc>) -> Result<[u8; 16], Error> {
         const FIELD: &str = "card.chip.challenge_id";
-        let key = parse_id(id).ok_or_else(|| Error::invalid(FIELD, "is not a challenge id, expected a UUID"))?;
+        let key =
+            parse_id(id).ok_or_else(|| Error::invalid(FIELD, "is not a challenge id, expected a UUID"))?;
         let taken = self
             .pending
             .lock()
@@ -133,14 +137,23 @@ mod tests {
 
         let issued = challenges.issue(CARD, now).unwrap();
         let late = now + CHALLENGE_LIFETIME + Duration::seconds(1);
-        assert!(challenges.take(&issued.id, CARD, late).unwrap_err().to_string().contains("expired"));
+        assert!(
+            challenges
+                .take(&issued.id, CARD, late)
+                .unwrap_err()
+                .to_string()
+                .contains("expired")
+        );
 
         let issued = challenges.issue(CARD, now).unwrap();
         let stolen = challenges.take(&issued.id, OTHER, now).unwrap_err();
         assert!(matches!(stolen, Error::InvalidArgument { .. }), "{stolen}");
         // Taken even so: the rightful card cannot answer it afterwards either.
         assert!(challenges.take(&issued.id, CARD, now).is_err());
-        assert!(matches!(challenges.take("nonsense", CARD, now), Err(Error::InvalidArgument { .. })));
+        assert!(matches!(
+            challenges.take("nonsense", CARD, now),
+            Err(Error::InvalidArgument { .. })
+        ));
 
         challenges.issue(CARD, now).unwrap();
         challenges.sweep(late);

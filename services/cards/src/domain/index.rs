@@ -127,9 +127,15 @@ impl CardIndex {
             last_four,
             updated_at: card.updated_at,
         };
-        let mut shard = self.shard(key).write().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut shard = self
+            .shard(key)
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
         // A poll that read the row before a local write committed must not undo that write.
-        if shard.get(&key).is_none_or(|kept| kept.updated_at <= entry.updated_at) {
+        if shard
+            .get(&key)
+            .is_none_or(|kept| kept.updated_at <= entry.updated_at)
+        {
             shard.insert(key, entry);
         }
     }
@@ -186,13 +192,20 @@ mod tests {
             updated_at: 1,
         };
         index.put(&token, &card);
-        assert_eq!(index.get(&[CardToken { value: [8; 32] }, token]), Some(card.clone()));
+        assert_eq!(
+            index.get(&[CardToken { value: [8; 32] }, token]),
+            Some(card.clone())
+        );
         card.status = CardStatus::Lost;
         card.updated_at = 2;
         index.put(&token, &card);
         assert_eq!(index.get(&[token]).map(|c| c.status), Some(CardStatus::Lost));
         // An older read of the row (a poll racing a local write) changes nothing.
-        let stale = IndexedCard { status: CardStatus::Active, updated_at: 1, ..card.clone() };
+        let stale = IndexedCard {
+            status: CardStatus::Active,
+            updated_at: 1,
+            ..card.clone()
+        };
         index.put(&token, &stale);
         assert_eq!(index.get(&[token]).map(|c| c.status), Some(CardStatus::Lost));
         assert_eq!(index.len(), 1);

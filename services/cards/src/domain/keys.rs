@@ -132,7 +132,11 @@ impl TokenKeys {
 }
 
 fn token_under(key: &SecretKey, card: &CardNumber) -> CardToken {
-    let tag = key.sign(&[b"hie-card-token/v1", card.card_type().code().as_bytes(), card.digits().as_bytes()]);
+    let tag = key.sign(&[
+        b"hie-card-token/v1",
+        card.card_type().code().as_bytes(),
+        card.digits().as_bytes(),
+    ]);
     let mut value = [0u8; 32];
     value.copy_from_slice(tag.as_ref());
     CardToken { value }
@@ -163,9 +167,11 @@ impl HmacSha256Chip {
     }
 
     fn card_key(&self, card: &CardNumber) -> SecretKey {
-        let derived = self
-            .master
-            .sign(&[b"hie-card-key/v1", card.card_type().code().as_bytes(), card.digits().as_bytes()]);
+        let derived = self.master.sign(&[
+            b"hie-card-key/v1",
+            card.card_type().code().as_bytes(),
+            card.digits().as_bytes(),
+        ]);
         SecretKey::from_secret(derived.as_ref()).unwrap_or_else(|_| unreachable_key())
     }
 }

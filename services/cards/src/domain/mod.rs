@@ -10,8 +10,8 @@ mod reception;
 pub mod service;
 
 use chrono::{DateTime, NaiveDate, Utc};
-use hie_core::id::PersonId;
 use hie_core::domain::OrganisationCode;
+use hie_core::id::PersonId;
 
 pub use number::{CardNumber, CardType};
 pub use reception::{CheckInRequest, CheckedIn, Presentation, ResolvedCard};

@@ -88,7 +88,9 @@ impl CardNumber {
                     ));
                 }
                 DivisionCode::parse(&number[..6]).map_err(|_| {
-                    FieldError::new("is not a resident health card number: its first 6 digits are not a division code")
+                    FieldError::new(
+                        "is not a resident health card number: its first 6 digits are not a division code",
+                    )
                 })?;
                 luhn(&number, "resident health card number")?;
             }
@@ -146,7 +148,11 @@ fn luhn(number: &str, what: &str) -> Result<(), FieldError> {
         .enumerate()
         .map(|(i, b)| {
             let d = u32::from(b - b'0');
-            if i % 2 == 1 { if d * 2 > 9 { d * 2 - 9 } else { d * 2 } } else { d }
+            if i % 2 == 1 {
+                if d * 2 > 9 { d * 2 - 9 } else { d * 2 }
+            } else {
+                d
+            }
         })
         .sum();
     if sum.is_multiple_of(10) {
@@ -186,7 +192,10 @@ mod tests {
         bad[last] = if bad[last] == b'9' { b'0' } else { bad[last] + 1 };
         let bad = String::from_utf8(bad).unwrap();
         let refused = CardNumber::parse(CardType::Bank, &bad).unwrap_err();
-        assert!(refused.0.contains("Luhn") && !refused.0.contains(&bad), "{refused}");
+        assert!(
+            refused.0.contains("Luhn") && !refused.0.contains(&bad),
+            "{refused}"
+        );
         assert!(CardNumber::parse(CardType::Bank, "0000000000000000").is_err());
 
         assert!(CardNumber::parse(CardType::ResidentHealth, &with_luhn_digit("522601000000123")).is_ok());
@@ -207,7 +216,13 @@ mod tests {
     fn the_number_never_shows_whole() {
         let card = CardNumber::parse(CardType::Bank, &with_luhn_digit("622202123456789")).unwrap();
         let shown = format!("{card:?}");
-        assert!(!shown.contains(card.digits()) && shown.contains(card.last_four()), "{shown}");
-        assert_eq!(CardNumber::parse(CardType::Bank, &format!(" {} ", card.digits())).unwrap(), card);
+        assert!(
+            !shown.contains(card.digits()) && shown.contains(card.last_four()),
+            "{shown}"
+        );
+        assert_eq!(
+            CardNumber::parse(CardType::Bank, &format!(" {} ", card.digits())).unwrap(),
+            card
+        );
     }
 }

@@ -64,7 +64,10 @@ impl CardService {
         let chip = self.chips.of(card.card_type()).ok_or_else(|| {
             Error::precondition(
                 "card.type",
-                format!("no chip authenticator is configured for the {}", card.card_type().name()),
+                format!(
+                    "no chip authenticator is configured for the {}",
+                    card.card_type().name()
+                ),
             )
         })?;
         let challenge = self.challenges.issue(self.tokens.token(card), Utc::now())?;
@@ -77,7 +80,11 @@ impl CardService {
     }
 
     /// The person the presented card belongs to.
-    pub async fn resolve(&self, context: &RequestContext, presentation: &Presentation) -> Result<ResolvedCard, Error> {
+    pub async fn resolve(
+        &self,
+        context: &RequestContext,
+        presentation: &Presentation,
+    ) -> Result<ResolvedCard, Error> {
         let card = self
             .authenticated_card(context, AuditAction::ResolveCard, presentation)
             .await?;
@@ -95,7 +102,11 @@ impl CardService {
 
     /// Reception: the card's person, the visit registered at the calling organisation (an
     /// encounter, with its event) and the summary consent permits that organisation.
-    pub async fn check_in(&self, context: &RequestContext, request: CheckInRequest) -> Result<CheckedIn, Error> {
+    pub async fn check_in(
+        &self,
+        context: &RequestContext,
+        request: CheckInRequest,
+    ) -> Result<CheckedIn, Error> {
         let visit_number = match &request.visit_number {
             Some(number) => number.clone(),
             None => format!("CHK-{}", uuid::Uuid::now_v7().simple()),
@@ -161,9 +172,11 @@ impl CardService {
             return Err(self.access.audit().refuse(context, &subject, reason).await);
         }
         let card_number = &presentation.card;
-        let challenge = self
-            .challenges
-            .take(&presentation.challenge_id, self.tokens.token(card_number), Utc::now())?;
+        let challenge = self.challenges.take(
+            &presentation.challenge_id,
+            self.tokens.token(card_number),
+            Utc::now(),
+        )?;
         let genuine = self
             .chips
             .of(card_number.card_type())

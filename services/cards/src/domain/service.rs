@@ -7,13 +7,13 @@ use std::sync::Arc;
 use chrono::{NaiveDate, Utc};
 use hie_access::domain::consent::DataCategory;
 use hie_access::{AccessGate, PersonRead, Subject, UnitOfWork, require_patient_is_one_of};
+use hie_core::Error;
 use hie_core::context::{RequestContext, Role};
 use hie_core::db::Database;
 use hie_core::domain::{Identifier, ResidentId};
+use hie_core::id::PersonId;
 use hie_core::outbox::OutboxEvent;
 use hie_core::vocabulary::{AuditAction, EventType};
-use hie_core::Error;
-use hie_core::id::PersonId;
 use hie_emr::EmrService;
 use hie_population::PopulationService;
 use hie_population::domain::{Lineage, PersonSelector};
@@ -155,83 +155,100 @@ impl CardService {
         if let Some(last_day) = request.expires_on
             && last_day < hie_core::time::today_in_china()
         {
-            return Err(Error::invalid("expires_on", "is in the past: the card has expired already"));
+            return Err(Error::invalid(
+                "expires_on",
+                "is in the past: the card has expired already",
+            ));
         }
         let subject = Subject::new(AuditAction::LinkCard, "card");
         let permitted = context.role_among(&LINKING_ROLES, "link a card");
         let linked = self
             .access
             .audit()
-            .write_retrying(context, subject, permitted, 3, || async |unit: &mut UnitOfWork| {
-                let holder = self.holder(context, &request).await?;
-                require_patient_is_one_of(context, &holder.members)?;
-                unit.concerns(Some(&holder.person), None);
-                let now = Utc::now();
-                let card_type = request.card.card_type();
-                let existing = self
-                    .store
-                    .card_by_tokens(unit, &self.tokens.candidates(&request.card))
+            .write_retrying(context, subject, permitted, 3, || {
+                async |unit: &mut UnitOfWork| {
+                    let holder = self.holder(context, &request).await?;
+                    require_patient_is_one_of(context, &holder.members)?;
+                    unit.concerns(Some(&holder.person), None);
+                    let now = Utc::now();
+                    let card_type = request.card.card_type();
+                    let existing = self
+                        .store
+                        .card_by_tokens(unit, &self.tokens.candidates(&request.card))
+                        .await?;
+                    let (card, new) = match existing {
+                        Some(card)
+                            if card.status == CardStatus::Active && holder.members.contains(&card.person) =>
+                        {
+                            unit.concerns(Some(&holder.person), Some(card.id.to_string()));
+                            return Ok((card, false));
+                        }
+                        Some(card) if card.status == CardStatus::Active => {
+                            return Err(Error::precondition(
+                                "card",
+                                format!(
+                                    "this {} is linked to another person; unlink it there first",
+                                    card_type.name()
+                                ),
+                            ));
+                        }
+                        Some(card) if card.status == CardStatus::Unlinked => (
+                            Card {
+                                person: holder.person.clone(),
+                                status: CardStatus::Active,
+                                expires_on: request.expires_on,
+                                linked_at: now,
+                                status_changed_at: now,
+                                updated_at: now,
+                                ..card
+                            },
+                            false,
+                        ),
+                        Some(card) => {
+                            return Err(Error::precondition(
+                                "card",
+                                format!(
+                                    "this {} is {}; it cannot be linked again",
+                                    card_type.name(),
+                                    card.status.code()
+                                ),
+                            ));
+                        }
+                        None => (
+                            Card {
+                                id: CardId::generate(),
+                                card_type,
+                                token: self.tokens.token(&request.card),
+                                last_four: request.card.last_four().to_owned(),
+                                status: CardStatus::Active,
+                                person: holder.person.clone(),
+                                expires_on: request.expires_on,
+                                replaces: None,
+                                replaced_by: None,
+                                linked_at: now,
+                                status_changed_at: now,
+                                updated_at: now,
+                            },
+                            true,
+                        ),
+                    };
+                    self.require_none_active(unit, &holder, &card).await?;
+                    if new {
+                        self.store.insert(unit, &card, self.tokens.current_id()).await?;
+                    } else {
+                        self.store.update(unit, &card).await?;
+                    }
+                    self.record(
+                        unit,
+                        context,
+                        &card,
+                        CardChangeKind::Linked,
+                        None,
+                        EventType::CardLinked,
+                    )
                     .await?;
-                let (card, new) = match existing {
-                    Some(card) if card.status == CardStatus::Active && holder.members.contains(&card.person) => {
-                        unit.concerns(Some(&holder.person), Some(card.id.to_string()));
-                        return Ok((card, false));
-                    }
-                    Some(card) if card.status == CardStatus::Active => {
-                        return Err(Error::precondition(
-                            "card",
-                            format!("this {} is linked to another person; unlink it there first", card_type.name()),
-                        ));
-                    }
-                    Some(card) if card.status == CardStatus::Unlinked => (
-                        Card {
-                            person: holder.person.clone(),
-                            status: CardStatus::Active,
-                            expires_on: request.expires_on,
-                            linked_at: now,
-                            status_changed_at: now,
-                            updated_at: now,
-                            ..card
-                        },
-                        false,
-                    ),
-                    Some(card) => {
-                        return Err(Error::precondition(
-                            "card",
-                            format!(
-                                "this {} is {}; it cannot be linked again",
-                                card_type.name(),
-                                card.status.code()
-                            ),
-                        ));
-                    }
-                    None => (
-                        Card {
-                            id: CardId::generate(),
-                            card_type,
-                            token: self.tokens.token(&request.card),
-                            last_four: request.card.last_four().to_owned(),
-                            status: CardStatus::Active,
-                            person: holder.person.clone(),
-                            expires_on: request.expires_on,
-                            replaces: None,
-                            replaced_by: None,
-                            linked_at: now,
-                            status_changed_at: now,
-                            updated_at: now,
-                        },
-                        true,
-                    ),
-                };
-                self.require_none_active(unit, &holder, &card).await?;
-                if new {
-                    self.store.insert(unit, &card, self.tokens.current_id()).await?;
-                } else {
-                    self.store.update(unit, &card).await?;
+                    Ok((card, true))
                 }
-                self.record(unit, context, &card, CardChangeKind::Linked, None, EventType::CardLinked)
-                    .await?;
-                Ok((card, true))
             })
             .await?;
         self.index.put(&linked.0.token, &IndexedCard::of(&linked.0));
@@ -250,7 +267,10 @@ impl CardService {
             other => other,
         })?;
         if let Some(person) = &request.person {
-            let named = self.population.lineage(context, &PersonSelector::Id(person.clone())).await?;
+            let named = self
+                .population
+                .lineage(context, &PersonSelector::Id(person.clone()))
+                .await?;
             if named.person != holder.person {
                 return Err(Error::precondition(
                     "holder_identity_number",
@@ -265,7 +285,12 @@ impl CardService {
     }
 
     /// Refuses a second active card of a type a person holds one of.
-    async fn require_none_active(&self, unit: &mut UnitOfWork, holder: &Lineage, card: &Card) -> Result<(), Error> {
+    async fn require_none_active(
+        &self,
+        unit: &mut UnitOfWork,
+        holder: &Lineage,
+        card: &Card,
+    ) -> Result<(), Error> {
         if !card.card_type.one_per_person() {
             return Ok(());
         }
@@ -337,11 +362,17 @@ impl CardService {
             from: &[CardStatus::Active, CardStatus::Lost],
             event: EventType::CardUnlinked,
         };
-        self.transition(context, id, Some(required_reason(reason)?), transition).await
+        self.transition(context, id, Some(required_reason(reason)?), transition)
+            .await
     }
 
     /// The card was lost: it stops working at once.
-    pub async fn report_lost(&self, context: &RequestContext, id: &CardId, note: &str) -> Result<Card, Error> {
+    pub async fn report_lost(
+        &self,
+        context: &RequestContext,
+        id: &CardId,
+        note: &str,
+    ) -> Result<Card, Error> {
         let transition = Transition {
             action: AuditAction::ReportCardLost,
             roles: &LOSS_REPORTING_ROLES,
@@ -352,7 +383,8 @@ impl CardService {
             event: EventType::CardLost,
         };
         let note = Some(note.trim()).filter(|n| !n.is_empty());
-        self.transition(context, id, note.map(checked_reason).transpose()?, transition).await
+        self.transition(context, id, note.map(checked_reason).transpose()?, transition)
+            .await
     }
 
     /// The issuer withdrew the card. Administrators only.
@@ -366,7 +398,8 @@ impl CardService {
             from: &[CardStatus::Active, CardStatus::Lost, CardStatus::Expired],
             event: EventType::CardRevoked,
         };
-        self.transition(context, id, Some(required_reason(reason)?), transition).await
+        self.transition(context, id, Some(required_reason(reason)?), transition)
+            .await
     }
 
     /// The card reached the end of its validity. Administrators only.
@@ -405,7 +438,12 @@ impl CardService {
                 if !transition.from.contains(&card.status) {
                     return Err(Error::precondition(
                         "card_id",
-                        format!("the {} is {}; it cannot be {}", card.described(), card.status.code(), transition.kind.code()),
+                        format!(
+                            "the {} is {}; it cannot be {}",
+                            card.described(),
+                            card.status.code(),
+                            transition.kind.code()
+                        ),
                     ));
                 }
                 let now = Utc::now();
@@ -416,8 +454,15 @@ impl CardService {
                     ..card
                 };
                 self.store.update(unit, &card).await?;
-                self.record(unit, context, &card, transition.kind, reason.as_deref(), transition.event)
-                    .await?;
+                self.record(
+                    unit,
+                    context,
+                    &card,
+                    transition.kind,
+                    reason.as_deref(),
+                    transition.event,
+                )
+                .await?;
                 Ok(card)
             })
             .await?;
@@ -427,7 +472,12 @@ impl CardService {
 
     /// The card `id` for a change by the caller: `NOT_FOUND` when unknown, and, for a patient,
     /// only their own card (any other answers as unknown).
-    async fn card_for_change(&self, unit: &mut UnitOfWork, context: &RequestContext, id: &CardId) -> Result<Card, Error> {
+    async fn card_for_change(
+        &self,
+        unit: &mut UnitOfWork,
+        context: &RequestContext,
+        id: &CardId,
+    ) -> Result<Card, Error> {
         let unknown = || Error::NotFound(format!("card {} does not exist", id.as_str()));
         let card = self.store.card_in(unit, id).await?.ok_or_else(unknown)?;
         unit.concerns(Some(&card.person), Some(card.id.to_string()));
@@ -455,71 +505,97 @@ impl CardService {
         let (old, new) = self
             .access
             .audit()
-            .write_retrying(context, subject, permitted, 3, || async |unit: &mut UnitOfWork| {
-                let old = self.card_for_change(unit, context, id).await?;
-                if new_card.card_type() != old.card_type {
-                    return Err(Error::invalid(
-                        "new_card.type",
-                        format!("must be the replaced card's type, {}", old.card_type.name()),
-                    ));
-                }
-                match old.status {
-                    CardStatus::Active | CardStatus::Lost | CardStatus::Expired => {}
-                    CardStatus::Revoked => {
-                        return Err(Error::precondition(
-                            "card_id",
-                            format!("the {} was revoked by its issuer; a revoked card is not replaced", old.described()),
+            .write_retrying(context, subject, permitted, 3, || {
+                async |unit: &mut UnitOfWork| {
+                    let old = self.card_for_change(unit, context, id).await?;
+                    if new_card.card_type() != old.card_type {
+                        return Err(Error::invalid(
+                            "new_card.type",
+                            format!("must be the replaced card's type, {}", old.card_type.name()),
                         ));
                     }
-                    status => {
+                    match old.status {
+                        CardStatus::Active | CardStatus::Lost | CardStatus::Expired => {}
+                        CardStatus::Revoked => {
+                            return Err(Error::precondition(
+                                "card_id",
+                                format!(
+                                    "the {} was revoked by its issuer; a revoked card is not replaced",
+                                    old.described()
+                                ),
+                            ));
+                        }
+                        status => {
+                            return Err(Error::precondition(
+                                "card_id",
+                                format!(
+                                    "the {} is {}; it cannot be replaced",
+                                    old.described(),
+                                    status.code()
+                                ),
+                            ));
+                        }
+                    }
+                    if self
+                        .store
+                        .card_by_tokens(unit, &self.tokens.candidates(new_card))
+                        .await?
+                        .is_some()
+                    {
                         return Err(Error::precondition(
-                            "card_id",
-                            format!("the {} is {}; it cannot be replaced", old.described(), status.code()),
+                            "new_card",
+                            format!(
+                                "this {} is known to the exchange already; a replacement is a new card",
+                                new_card.card_type().name()
+                            ),
                         ));
                     }
-                }
-                if self
-                    .store
-                    .card_by_tokens(unit, &self.tokens.candidates(new_card))
-                    .await?
-                    .is_some()
-                {
-                    return Err(Error::precondition(
-                        "new_card",
-                        format!("this {} is known to the exchange already; a replacement is a new card", new_card.card_type().name()),
-                    ));
-                }
-                let now = Utc::now();
-                let new = Card {
-                    id: CardId::generate(),
-                    card_type: old.card_type,
-                    token: self.tokens.token(new_card),
-                    last_four: new_card.last_four().to_owned(),
-                    status: CardStatus::Active,
-                    person: old.person.clone(),
-                    expires_on,
-                    replaces: Some(old.id.clone()),
-                    replaced_by: None,
-                    linked_at: now,
-                    status_changed_at: now,
-                    updated_at: now,
-                };
-                let old = Card {
-                    status: CardStatus::Replaced,
-                    replaced_by: Some(new.id.clone()),
-                    status_changed_at: now,
-                    updated_at: now,
-                    ..old
-                };
-                // The old card leaves the active set before the new one joins it.
-                self.store.update(unit, &old).await?;
-                self.store.insert(unit, &new, self.tokens.current_id()).await?;
-                self.record(unit, context, &old, CardChangeKind::Replaced, None, EventType::CardReplaced)
+                    let now = Utc::now();
+                    let new = Card {
+                        id: CardId::generate(),
+                        card_type: old.card_type,
+                        token: self.tokens.token(new_card),
+                        last_four: new_card.last_four().to_owned(),
+                        status: CardStatus::Active,
+                        person: old.person.clone(),
+                        expires_on,
+                        replaces: Some(old.id.clone()),
+                        replaced_by: None,
+                        linked_at: now,
+                        status_changed_at: now,
+                        updated_at: now,
+                    };
+                    let old = Card {
+                        status: CardStatus::Replaced,
+                        replaced_by: Some(new.id.clone()),
+                        status_changed_at: now,
+                        updated_at: now,
+                        ..old
+                    };
+                    // The old card leaves the active set before the new one joins it.
+                    self.store.update(unit, &old).await?;
+                    self.store.insert(unit, &new, self.tokens.current_id()).await?;
+                    self.record(
+                        unit,
+                        context,
+                        &old,
+                        CardChangeKind::Replaced,
+                        None,
+                        EventType::CardReplaced,
+                    )
                     .await?;
-                self.record(unit, context, &new, CardChangeKind::Replacement, None, EventType::CardLinked)
+                    self.record(
+                        unit,
+                        context,
+                        &new,
+                        CardChangeKind::Replacement,
+                        None,
+                        EventType::CardLinked,
+                    )
                     .await?;
-                unit.concerns(Some(&old.person), Some(old.id.to_string()));
-                Ok((old, new))
+                    unit.concerns(Some(&old.person), Some(old.id.to_string()));
+                    Ok((old, new))
+                }
             })
             .await?;
         self.index.put(&old.token, &IndexedCard::of(&old));
@@ -528,19 +604,28 @@ impl CardService {
     }
 
     /// Every card of the person (of each person merged into them too), the newest link first.
-    pub async fn cards_of(&self, context: &RequestContext, person: &PersonSelector) -> Result<(PersonId, Vec<Card>), Error> {
+    pub async fn cards_of(
+        &self,
+        context: &RequestContext,
+        person: &PersonSelector,
+    ) -> Result<(PersonId, Vec<Card>), Error> {
         context
             .role_among(&LISTING_ROLES, "list a person's cards")
             .map_err(Error::PermissionDenied)?;
         let lineage = self.population.lineage(context, person).await?;
         require_patient_is_one_of(context, &lineage.members)?;
-        self.read_demographics(context, AuditAction::ListCards, &lineage).await?;
+        self.read_demographics(context, AuditAction::ListCards, &lineage)
+            .await?;
         let cards = self.store.cards_of(&lineage.members).await?;
         Ok((lineage.person, cards))
     }
 
     /// A card and its history, oldest first.
-    pub async fn history(&self, context: &RequestContext, id: &CardId) -> Result<(Card, Vec<CardChange>), Error> {
+    pub async fn history(
+        &self,
+        context: &RequestContext,
+        id: &CardId,
+    ) -> Result<(Card, Vec<CardChange>), Error> {
         context
             .role_among(&LISTING_ROLES, "read a card's history")
             .map_err(Error::PermissionDenied)?;
@@ -551,7 +636,8 @@ impl CardService {
             .lineage(context, &PersonSelector::Id(card.person.clone()))
             .await?;
         require_patient_is_one_of(context, &lineage.members).map_err(|_| unknown())?;
-        self.read_demographics(context, AuditAction::GetCardHistory, &lineage).await?;
+        self.read_demographics(context, AuditAction::GetCardHistory, &lineage)
+            .await?;
         let changes = self.store.changes_of(id).await?;
         Ok((card, changes))
     }
@@ -587,7 +673,10 @@ fn checked_reason(reason: &str) -> Result<String, Error> {
 
 fn required_reason(reason: &str) -> Result<String, Error> {
     if reason.trim().is_empty() {
-        return Err(Error::invalid("reason", "is required: say why, for the card's history and the audit trail"));
+        return Err(Error::invalid(
+            "reason",
+            "is required: say why, for the card's history and the audit trail",
+        ));
     }
     checked_reason(reason)
 }

@@ -5,8 +5,8 @@
 use chrono::NaiveDate;
 use hie_core::context::RequestContext;
 use hie_core::domain::ResidentId;
-use hie_core::service::ServiceModule;
 use hie_core::id::PersonId;
+use hie_core::service::ServiceModule;
 use hie_core::{Error, ResultExt};
 use hie_emr::grpc::{encounter_to_proto, summary_to_proto};
 use hie_proto::cards as proto;
@@ -87,7 +87,10 @@ fn presentation(message: Option<proto::CardPresentation>) -> Result<Presentation
         )
     })?;
     if chip.mac.is_empty() || chip.mac.len() > 64 {
-        return Err(Error::invalid("card.chip.mac", "expected the MAC the card computed, 1 to 64 bytes"));
+        return Err(Error::invalid(
+            "card.chip.mac",
+            "expected the MAC the card computed, 1 to 64 bytes",
+        ));
     }
     Ok(Presentation {
         card,
@@ -119,7 +122,11 @@ pub fn card_to_proto(card: &Card) -> proto::Card {
         person_id: card.person.to_string(),
         expires_on: card.expires_on.map(|d| d.to_string()).unwrap_or_default(),
         replaces_card_id: card.replaces.as_ref().map(CardId::to_string).unwrap_or_default(),
-        replaced_by_card_id: card.replaced_by.as_ref().map(CardId::to_string).unwrap_or_default(),
+        replaced_by_card_id: card
+            .replaced_by
+            .as_ref()
+            .map(CardId::to_string)
+            .unwrap_or_default(),
         linked_at: Some(hie_proto::timestamp(card.linked_at)),
         status_changed_at: Some(hie_proto::timestamp(card.status_changed_at)),
     }
@@ -131,7 +138,11 @@ fn change_to_proto(change: &CardChange) -> proto::CardChange {
         change: change.kind.code().to_owned(),
         status: status_to_proto(change.status).into(),
         person_id: change.person.to_string(),
-        organisation_code: change.organisation.as_ref().map(ToString::to_string).unwrap_or_default(),
+        organisation_code: change
+            .organisation
+            .as_ref()
+            .map(ToString::to_string)
+            .unwrap_or_default(),
         user_id: change.user_id.clone(),
         reason: change.reason.clone().unwrap_or_default(),
     }
@@ -218,7 +229,10 @@ impl CardServiceApi for CardsGrpc {
     ) -> Result<Response<proto::ExpireCardResponse>, Status> {
         let context = RequestContext::of(&request)?;
         let m = request.into_inner();
-        let card = self.cards.expire(&context, &card_id("card_id", &m.card_id)?).await?;
+        let card = self
+            .cards
+            .expire(&context, &card_id("card_id", &m.card_id)?)
+            .await?;
         Ok(Response::new(proto::ExpireCardResponse {
             card: Some(card_to_proto(&card)),
         }))

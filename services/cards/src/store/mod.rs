@@ -105,7 +105,9 @@ impl TryFrom<ChangeRow> for CardChange {
 /// again, the link then finds the first.
 fn concurrent(error: sqlx::Error) -> Error {
     match Error::from(error) {
-        Error::AlreadyExists(_) => Error::Conflict("a concurrent link of the same card or card type; retry".into()),
+        Error::AlreadyExists(_) => {
+            Error::Conflict("a concurrent link of the same card or card type; retry".into())
+        }
         other => other,
     }
 }
@@ -119,7 +121,9 @@ fn by_tokens(tokens: &[CardToken]) -> CardQuery<'static> {
     );
     tokens
         .iter()
-        .fold(sqlx::query_as(AssertSqlSafe(sql)), |query, token| query.bind(token.to_hex()))
+        .fold(sqlx::query_as(AssertSqlSafe(sql)), |query, token| {
+            query.bind(token.to_hex())
+        })
 }
 
 fn by_id(id: &CardId) -> CardQuery<'static> {
@@ -133,8 +137,14 @@ impl CardStore {
     }
 
     /// The card stored under any of `tokens`, read in the unit (a write's own look-up).
-    pub async fn card_by_tokens(&self, unit: &mut UnitOfWork, tokens: &[CardToken]) -> Result<Option<Card>, Error> {
-        let row = by_tokens(tokens).fetch_optional(&mut *unit.connection().await?).await?;
+    pub async fn card_by_tokens(
+        &self,
+        unit: &mut UnitOfWork,
+        tokens: &[CardToken],
+    ) -> Result<Option<Card>, Error> {
+        let row = by_tokens(tokens)
+            .fetch_optional(&mut *unit.connection().await?)
+            .await?;
         row.map(Card::try_from).transpose()
     }
 
@@ -271,7 +281,12 @@ impl CardStore {
     /// Up to `limit` cards changed at or after `since` (UTC microseconds), in (change, id) order
     /// after the card `(since, after)`: the replica's table reads them page by page, and
     /// the poll reads what others changed. The last card's change time comes with each page.
-    pub async fn changed_since(&self, since: i64, after: &str, limit: i64) -> Result<Vec<(Card, i64)>, Error> {
+    pub async fn changed_since(
+        &self,
+        since: i64,
+        after: &str,
+        limit: i64,
+    ) -> Result<Vec<(Card, i64)>, Error> {
         let sql = format!(
             "SELECT {CARD_COLUMNS} FROM cards WHERE updated_at > $1 OR (updated_at = $1 AND id > $2) \
              ORDER BY updated_at, id LIMIT $3"
