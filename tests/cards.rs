@@ -24,6 +24,7 @@ on_every_backend!(
     linking_refuses_a_holder_mismatch_a_second_active_card_and_bad_numbers_changing_nothing,
     another_replica_refuses_a_revoked_card_within_its_refresh,
     over_mutual_tls_the_desk_checks_in_at_its_own_hospital_and_a_patient_reports_only_their_own_card_lost,
+    a_resolve_follows_a_merge_and_a_consent_change_at_once,
 );
 
 type Cards = CardServiceClient<Channel>;
@@ -769,4 +770,65 @@ async fn over_mutual_tls_the_desk_checks_in_at_its_own_hospital_and_a_patient_re
         .unwrap_err();
     assert_eq!(refused.code(), Code::FailedPrecondition, "{refused:?}");
     fixture.server.stop().await.unwrap();
+}
+
+async fn a_resolve_follows_a_merge_and_a_consent_change_at_once(db: TestDb) {
+    use hie_proto::access::access_service_client::AccessServiceClient;
+    use hie_proto::access::{ConsentDirectives, SetConsentRequest, Sharing};
+    let server = db.server().await;
+    register_organisations(server.exchange()).await;
+    let merged = holder(&server, 6).await;
+    let survivor = holder(&server, 7).await;
+    let mut cards = CardServiceClient::new(server.channel.clone());
+    let citizen = hie_cards::domain::number::with_luhn_digit("52260100006");
+    link(&mut cards, number(CardType::Citizen, &citizen), &woman(6))
+        .await
+        .unwrap();
+    // Wait for the replica's view of persons, so that what follows runs on it, not the database.
+    while server.exchange().cards.indexed_cards().is_none() {
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    for _ in 0..2 {
+        let presented = present(&db, &mut cards, CardType::Citizen, &citizen).await;
+        assert_eq!(resolve(&mut cards, presented).await.unwrap(), merged);
+    }
+    server
+        .exchange()
+        .population
+        .merge_persons(
+            &crate::harness::steward(),
+            &hie_core::id::PersonId::parse(&merged).unwrap(),
+            &hie_core::id::PersonId::parse(&survivor).unwrap(),
+            "the same woman registered twice",
+        )
+        .await
+        .unwrap();
+    // The very next read answers the survivor (the merge's event reached the view as it committed).
+    let presented = present(&db, &mut cards, CardType::Citizen, &citizen).await;
+    assert_eq!(resolve(&mut cards, presented).await.unwrap(), survivor);
+
+    // The survivor withholds sharing: the next resolve is refused; sharing again, it is answered.
+    let set = |sharing: Sharing| SetConsentRequest {
+        person_id: survivor.clone(),
+        directives: Some(ConsentDirectives {
+            sharing: sharing.into(),
+            ..Default::default()
+        }),
+    };
+    let mut access = AccessServiceClient::new(server.channel.clone());
+    access
+        .set_consent(with_context(set(Sharing::Withhold), &administrator()))
+        .await
+        .unwrap();
+    let presented = present(&db, &mut cards, CardType::Citizen, &citizen).await;
+    let refused = resolve(&mut cards, presented).await.unwrap_err();
+    assert_eq!(refused.code(), Code::PermissionDenied, "{refused:?}");
+    access
+        .set_consent(with_context(set(Sharing::Share), &administrator()))
+        .await
+        .unwrap();
+    let presented = present(&db, &mut cards, CardType::Citizen, &citizen).await;
+    assert_eq!(resolve(&mut cards, presented).await.unwrap(), survivor);
+    server.server.stop().await.unwrap();
 }

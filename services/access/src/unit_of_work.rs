@@ -80,6 +80,9 @@ pub struct UnitOfWork {
     /// Bulk writes record an event per item instead of one for the whole write.
     each: Option<Vec<AuditEvent>>,
     outbox: Vec<OutboxEvent>,
+    /// Events a store wrote in a statement of its own: announced in this process at the commit
+    /// like the rest.
+    written_by_store: Vec<OutboxEvent>,
     /// A store wrote the audit event and the outbox events in a statement of its own.
     pending_taken: bool,
     roll_back: bool,
@@ -116,6 +119,11 @@ impl UnitOfWork {
         }
     }
 
+    /// The organisation the write is made for (the caller's), if any.
+    pub fn organisation(&self) -> Option<&hie_core::domain::OrganisationCode> {
+        self.context.organisation.as_ref()
+    }
+
     /// Records `events` (one per item of a bulk write) instead of the write's one event.
     pub fn record_each(&mut self, events: Vec<AuditEvent>) {
         self.each = Some(events);
@@ -143,10 +151,9 @@ impl UnitOfWork {
         } else {
             Some(staged_row(&events)?)
         };
-        Ok(Pending {
-            audit,
-            outbox: std::mem::take(&mut self.outbox),
-        })
+        let outbox = std::mem::take(&mut self.outbox);
+        self.written_by_store.extend(outbox.iter().cloned());
+        Ok(Pending { audit, outbox })
     }
 
     /// The write's audit events: one per item of a bulk write, or the subject's one.
@@ -219,6 +226,7 @@ impl AuditTrail {
             subject,
             each: None,
             outbox: Vec::new(),
+            written_by_store: Vec::new(),
             pending_taken: false,
             roll_back: false,
         };
@@ -253,6 +261,9 @@ impl AuditTrail {
             transaction.commit().await?;
         }
         self.chain_staged_soon();
+        let mut committed = std::mem::take(&mut unit.written_by_store);
+        committed.extend(outbox);
+        self.announce(&committed);
         Ok(())
     }
 

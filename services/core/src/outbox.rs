@@ -85,6 +85,12 @@ impl OutboxEvent {
         Ok(())
     }
 
+    /// The persons the event names: its person and every person id in its payload (a merge
+    /// names both persons, a link the record's old person and its new one).
+    pub fn persons_named(&self) -> Vec<PersonId> {
+        persons_named(self.person_id.as_ref().map(PersonId::as_str), &self.payload)
+    }
+
     /// The event as the JSON object a PostgreSQL statement reads with `json_to_recordset`
     /// (see `OUTBOX_RECORDSET`), for a store that writes a whole write in one statement.
     pub fn to_json(&self) -> serde_json::Value {
@@ -144,6 +150,70 @@ pub async fn events(conn: &mut AnyConnection, event_types: &[EventType]) -> Resu
                 organisation_code: row.organisation_code,
                 schema_version: row.schema_version,
                 payload,
+            })
+        })
+        .collect()
+}
+
+/// The persons a stored event names: `person` and every string of its payload that is a person id.
+fn persons_named(person: Option<&str>, payload: &str) -> Vec<PersonId> {
+    fn collect(value: &serde_json::Value, into: &mut Vec<PersonId>) {
+        match value {
+            serde_json::Value::String(text) => into.extend(PersonId::parse(text).ok()),
+            serde_json::Value::Array(items) => items.iter().for_each(|item| collect(item, into)),
+            serde_json::Value::Object(fields) => fields.values().for_each(|item| collect(item, into)),
+            _ => {}
+        }
+    }
+    let mut persons: Vec<PersonId> = person.and_then(|p| PersonId::parse(p).ok()).into_iter().collect();
+    if let Ok(payload) = serde_json::from_str::<serde_json::Value>(payload) {
+        collect(&payload, &mut persons);
+    }
+    persons.sort();
+    persons.dedup();
+    persons
+}
+
+/// Events of `event_types` written at or after `since` (UTC microseconds), oldest first, at most
+/// `limit`: for a replica that keeps derived state current with what other replicas changed.
+pub async fn written_since(
+    pool: &sqlx::AnyPool,
+    event_types: &[EventType],
+    since: i64,
+    limit: i64,
+) -> Result<Vec<OutboxEvent>, Error> {
+    let topics = crate::db::placeholders(3, event_types.len());
+    let sql = format!(
+        "SELECT id, topic, person_id, organisation_code, payload, created_at FROM outbox_events \
+         WHERE created_at >= $1 AND topic IN ({topics}) ORDER BY created_at LIMIT $2"
+    );
+    let mut query = sqlx::query_as::<_, (String, String, Option<String>, Option<String>, String, i64)>(
+        sqlx::AssertSqlSafe(sql),
+    )
+    .bind(since)
+    .bind(limit);
+    for event_type in event_types {
+        query = query.bind(event_type.code());
+    }
+    let unreadable = || Error::Internal("a stored outbox event is unreadable".into());
+    query
+        .fetch_all(pool)
+        .await?
+        .into_iter()
+        .map(|(id, topic, person, organisation, payload, created_at)| {
+            Ok(OutboxEvent {
+                id,
+                event_type: EventType::parse(&topic).ok_or_else(unreadable)?,
+                person_id: person
+                    .map(|p| PersonId::parse(&p))
+                    .transpose()
+                    .map_err(|_| unreadable())?,
+                organisation: organisation
+                    .map(|o| OrganisationCode::parse(&o))
+                    .transpose()
+                    .map_err(|_| unreadable())?,
+                payload,
+                created_at,
             })
         })
         .collect()

@@ -102,6 +102,9 @@ vocabulary!(
         PersonUnmerged => "population.person.unmerged",
         /// A read that only break-the-glass permitted, for the privacy officer.
         EmergencyOverride => "access.emergency_override",
+        /// A person's consent directives were set (by the patient or staff, or by a merge, an
+        /// unmerge or an unlink that carries them along).
+        ConsentChanged => "access.consent.changed",
         /// An entry of the resident health archive was submitted, or a new version of it.
         HealthRecordSubmitted => "records.entry.submitted",
         /// A visit was registered or changed (admission, transfer, discharge).
@@ -128,6 +131,7 @@ impl EventType {
             | EventType::PersonMerged
             | EventType::PersonUnmerged
             | EventType::EmergencyOverride
+            | EventType::ConsentChanged
             | EventType::HealthRecordSubmitted
             | EventType::EncounterRegistered
             | EventType::DocumentRegistered

@@ -268,14 +268,7 @@ impl Exchange {
     /// Keeps card numbers under `tokens` and authenticates chips with `chips` (the keys the
     /// settings name; a scratch exchange has random ones).
     pub fn use_card_keys(&mut self, tokens: TokenKeys, chips: Chips) {
-        self.cards = CardService::new(
-            self.database.clone(),
-            self.access.clone(),
-            self.population.clone(),
-            self.emr.clone(),
-            tokens,
-            chips,
-        );
+        self.cards = self.cards.clone().with_keys(tokens, chips);
     }
 
     /// Every service of the exchange, as the server mounts it: the one place a service is wired

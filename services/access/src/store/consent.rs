@@ -225,6 +225,17 @@ impl ConsentStore {
         .directives())
     }
 
+    /// Every person who has directives of their own (anyone else has the defaults).
+    pub async fn persons_with_directives(&self) -> Result<Vec<hie_core::id::PersonId>, Error> {
+        let rows: Vec<(String,)> = sqlx::query_as("SELECT person_id FROM consent_directives")
+            .fetch_all(self.database.pool())
+            .await?;
+        Ok(rows
+            .into_iter()
+            .filter_map(|(id,)| hie_core::id::PersonId::parse(&id).ok())
+            .collect())
+    }
+
     /// Replaces a person's directives inside the caller's transaction.
     pub async fn set_in(
         &self,
@@ -252,6 +263,15 @@ impl ConsentStore {
         .bind(updated_by.to_owned())
         .execute(unit.connection().await?)
         .await?;
+        // Emitted here, the one place directives are written, so that no path that changes them
+        // (a patient's choice, a merge, an unmerge, an unlink) can leave a cache of them stale.
+        let organisation = unit.organisation().cloned();
+        unit.emit(hie_core::outbox::OutboxEvent::new(
+            hie_core::vocabulary::EventType::ConsentChanged,
+            Some(person_id),
+            organisation.as_ref(),
+            &serde_json::json!({ "person_id": person_id.as_str() }),
+        ));
         Ok(())
     }
 

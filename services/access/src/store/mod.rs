@@ -20,6 +20,7 @@ use std::time::Duration;
 use hie_core::batch::Batcher;
 use hie_core::context::RequestContext;
 use hie_core::db::{Backend, Database, HeldConnections};
+use hie_core::outbox::OutboxEvent;
 use hie_core::{Error, time};
 use serde::Serialize;
 use sqlx::{AnyConnection, AssertSqlSafe, FromRow};
@@ -77,7 +78,22 @@ pub struct AuditTrail {
     /// One permit per read event that may be answered before its event is committed.
     uncommitted: Arc<Semaphore>,
     most_uncommitted: u32,
+    /// Told the outbox events of each write this process commits, right after the commit.
+    observers: CommitObservers,
 }
+
+/// The observers of commits (a list of closures, which have no `Debug` of their own).
+#[derive(Clone, Default)]
+struct CommitObservers(Arc<std::sync::RwLock<Vec<CommitObserver>>>);
+
+impl std::fmt::Debug for CommitObservers {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("CommitObservers")
+    }
+}
+
+/// What [`AuditTrail::on_commit`] calls with a committed write's outbox events.
+pub type CommitObserver = Arc<dyn Fn(&[OutboxEvent]) + Send + Sync>;
 
 /// How many events of answered reads may wait for their commit at once. A full backlog makes
 /// reads wait for the audit trail: when it cannot be written, reads stop (fail closed) instead of
@@ -337,6 +353,35 @@ impl AuditTrail {
             chaining: Arc::default(),
             uncommitted: Arc::new(Semaphore::new(most_uncommitted as usize)),
             most_uncommitted,
+            observers: CommitObservers::default(),
+        }
+    }
+
+    /// Has `observer` called with the outbox events of every write this process commits from
+    /// now on, right after the commit and before the write answers: for state a replica derives
+    /// from the database and must never serve stale once a change is committed (a cache of
+    /// persons). It must be quick and must not block. Other processes' writes are not seen here;
+    /// their events are in the outbox.
+    pub fn on_commit(&self, observer: CommitObserver) {
+        self.observers
+            .0
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .push(observer);
+    }
+
+    pub(crate) fn announce(&self, events: &[OutboxEvent]) {
+        if events.is_empty() {
+            return;
+        }
+        for observer in self
+            .observers
+            .0
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .iter()
+        {
+            observer(events);
         }
     }
 

@@ -6,7 +6,9 @@ pub mod challenge;
 pub mod index;
 pub mod keys;
 pub mod number;
+pub mod persons;
 mod reception;
+mod replica;
 pub mod service;
 
 use chrono::{DateTime, NaiveDate, Utc};

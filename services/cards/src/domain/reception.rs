@@ -13,7 +13,7 @@ use hie_core::id::PersonId;
 use hie_core::vocabulary::AuditAction;
 use hie_emr::domain::encounters::Encounter;
 use hie_emr::domain::{EncounterDraft, EncounterKind, PatientSummary};
-use hie_population::domain::PersonSelector;
+use hie_population::domain::{Lineage, PersonSelector};
 
 use super::challenge::Challenge;
 use super::index::IndexedCard;
@@ -88,16 +88,28 @@ impl CardService {
         let card = self
             .authenticated_card(context, AuditAction::ResolveCard, presentation)
             .await?;
-        let lineage = self
-            .population
-            .lineage(context, &PersonSelector::Id(card.person.clone()))
-            .await?;
+        let lineage = self.lineage_of(context, &card.person).await?;
         self.read_demographics(context, AuditAction::ResolveCard, &lineage)
             .await?;
         Ok(ResolvedCard {
             person: lineage.person,
             card,
         })
+    }
+
+    /// The person a card was linked to as they stand now, from the replica's cache when it
+    /// holds them (see `persons.rs`), else from the registry (and then kept).
+    async fn lineage_of(&self, context: &RequestContext, person: &PersonId) -> Result<Lineage, Error> {
+        if let Some(lineage) = self.persons.get(person) {
+            return Ok(lineage);
+        }
+        let generation = self.persons.generation();
+        let lineage = self
+            .population
+            .lineage(context, &PersonSelector::Id(person.clone()))
+            .await?;
+        self.persons.keep(person.clone(), lineage.clone(), generation);
+        Ok(lineage)
     }
 
     /// Reception: the card's person, the visit registered at the calling organisation (an

@@ -20,8 +20,9 @@ use hie_population::domain::{Lineage, PersonSelector};
 use serde_json::json;
 
 use super::challenge::Challenges;
-use super::index::{CardIndex, IndexedCard, REFRESH_EVERY};
+use super::index::{CardIndex, IndexedCard};
 use super::keys::{Chips, TokenKeys};
+use super::persons::{PersonCache, changes_persons};
 use super::{Card, CardChange, CardChangeKind, CardId, CardNumber, CardStatus};
 use crate::store::CardStore;
 
@@ -52,6 +53,7 @@ pub struct CardService {
     pub(super) chips: Arc<Chips>,
     pub(super) challenges: Arc<Challenges>,
     pub(super) index: Arc<CardIndex>,
+    pub(super) persons: Arc<PersonCache>,
 }
 
 /// A card to link: the card, the identity number on its application, the person when known.
@@ -75,7 +77,7 @@ struct Transition {
 }
 
 impl CardService {
-    #[allow(clippy::too_many_arguments)]
+    /// The card service; its view of persons hears of every change this process commits.
     pub fn new(
         database: Database,
         access: AccessGate,
@@ -84,6 +86,16 @@ impl CardService {
         tokens: TokenKeys,
         chips: Chips,
     ) -> CardService {
+        let persons = Arc::new(PersonCache::default());
+        let observed = persons.clone();
+        access.audit().on_commit(Arc::new(move |events: &[OutboxEvent]| {
+            let named: Vec<PersonId> = events
+                .iter()
+                .filter(|event| changes_persons(event))
+                .flat_map(|event| event.persons_named())
+                .collect();
+            observed.evict(&named);
+        }));
         CardService {
             store: CardStore::new(database),
             access,
@@ -93,55 +105,31 @@ impl CardService {
             chips: Arc::new(chips),
             challenges: Arc::new(Challenges::default()),
             index: Arc::new(CardIndex::default()),
+            persons,
         }
     }
 
-    /// Loads this replica's look-up table and keeps it current until the task is dropped: the
-    /// first pass reads every card, page by page (look-ups go to the database meanwhile); then,
-    /// every [`REFRESH_EVERY`], the cards changed in the last five seconds are read again (a
-    /// write stamps its row a moment before it commits; putting a card twice is harmless, and an
-    /// older copy never replaces a newer one). Expired challenges are swept on the way.
-    pub async fn keep_index_current(self) {
-        const PAGE: i64 = 20_000;
-        const OVERLAP_MICROS: i64 = 5_000_000;
-        let (mut since, mut after, mut newest) = (i64::MIN, String::new(), i64::MIN);
-        loop {
-            match self.store.changed_since(since, &after, PAGE).await {
-                Ok(page) => {
-                    for (card, updated_at) in &page {
-                        self.index.put(&card.token, &IndexedCard::of(card));
-                        newest = newest.max(*updated_at);
-                    }
-                    if let Some((card, updated_at)) = page.last()
-                        && page.len() as i64 == PAGE
-                    {
-                        (since, after) = (*updated_at, card.id.to_string());
-                        continue;
-                    }
-                    if !self.index.is_loaded() {
-                        self.index.mark_loaded();
-                        tracing::info!(cards = self.index.len(), "the card look-up table is loaded");
-                    }
-                    (since, after) = (newest.saturating_sub(OVERLAP_MICROS), String::new());
-                    self.sweep_challenges();
-                    tokio::time::sleep(REFRESH_EVERY).await;
-                }
-                Err(error) => {
-                    tracing::warn!(%error, "cannot read the cards changed lately; trying again");
-                    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
-                }
-            }
+    /// The same cards under other keys (the settings', once read).
+    pub fn with_keys(self, tokens: TokenKeys, chips: Chips) -> CardService {
+        CardService {
+            tokens: Arc::new(tokens),
+            chips: Arc::new(chips),
+            ..self
         }
-    }
-
-    /// How many cards this replica's look-up table holds, once loaded.
-    pub fn indexed_cards(&self) -> Option<usize> {
-        self.index.is_loaded().then(|| self.index.len())
     }
 
     /// The same cards over another EMR service (the exchange's, once its gateways are set).
     pub fn with_emr(self, emr: EmrService) -> CardService {
         CardService { emr, ..self }
+    }
+
+    /// The token a card is stored under now and its key's id: for bulk loads that write card
+    /// rows themselves (the benchmark's fill). Tokens are keyed hashes, never numbers.
+    pub fn stored_token(&self, card: &CardNumber) -> (String, String) {
+        (
+            self.tokens.token(card).to_hex(),
+            self.tokens.current_id().to_owned(),
+        )
     }
 
     /// The chips of each card type (for the simulator, which plays the issuer's part).

@@ -278,6 +278,15 @@ impl CardStore {
         rows.into_iter().map(CardChange::try_from).collect()
     }
 
+    /// The outbox events of `events` written at or after `since` (UTC microseconds).
+    pub async fn events_since(
+        &self,
+        events: &[hie_core::vocabulary::EventType],
+        since: i64,
+    ) -> Result<Vec<hie_core::outbox::OutboxEvent>, Error> {
+        hie_core::outbox::written_since(self.database.pool(), events, since, 50_000).await
+    }
+
     /// Up to `limit` cards changed at or after `since` (UTC microseconds), in (change, id) order
     /// after the card `(since, after)`: the replica's table reads them page by page, and
     /// the poll reads what others changed. The last card's change time comes with each page.

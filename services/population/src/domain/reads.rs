@@ -242,6 +242,24 @@ pub struct Lineage {
 }
 
 impl PopulationService {
+    /// Every person whose [`Lineage`] is more than themselves alone under the default consent:
+    /// persons merged into others, the persons they were merged into, and persons with consent
+    /// directives of their own. Anyone else stands alone, with the defaults: a cache of lineages
+    /// may hold these and take everyone else as standing alone.
+    pub async fn persons_not_standing_alone(&self) -> Result<Vec<PersonId>, Error> {
+        let mut persons: Vec<PersonId> = self
+            .store
+            .merged_persons()
+            .await?
+            .into_iter()
+            .flat_map(|(merged, into)| [merged, into])
+            .collect();
+        persons.extend(self.access.consent().persons_with_directives().await?);
+        persons.sort();
+        persons.dedup();
+        Ok(persons)
+    }
+
     /// The person a request about health data means, followed through merges. An identifier is
     /// resolved as `ResolveIdentifier` resolves it (through the read gate, audited), so that a
     /// number only a hidden record carries answers as one nobody carries. `NOT_FOUND` for an

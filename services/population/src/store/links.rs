@@ -298,6 +298,23 @@ impl PopulationStore {
         Ok(())
     }
 
+    /// Every person merged into another, with the person they were merged into.
+    pub async fn merged_persons(&self) -> Result<Vec<(PersonId, PersonId)>, Error> {
+        let rows: Vec<(String, String)> =
+            sqlx::query_as("SELECT id, merged_into FROM persons WHERE merged_into IS NOT NULL")
+                .fetch_all(self.database.pool())
+                .await?;
+        rows.into_iter()
+            .map(|(id, into)| {
+                let parse = |text: &str| {
+                    PersonId::parse(text)
+                        .map_err(|_| Error::Internal("a stored person id is unreadable".into()))
+                };
+                Ok((parse(&id)?, parse(&into)?))
+            })
+            .collect()
+    }
+
     /// Whom a person was merged into, if they were.
     pub async fn merged_into(&self, person: &PersonId) -> Result<Option<PersonId>, Error> {
         Ok(self.person_state_now(person).await?.flatten())

@@ -440,7 +440,7 @@ fn as_clerk_submitting<T>(message: T) -> tonic::Request<T> {
 
 /// The id of the `n`th person of the fill: the first 128 bits of SHA-256 of
 /// `bench-person-<n>`, written as a UUID, as [`PERSON_ID`] makes it in SQL.
-fn filled_person(n: usize) -> String {
+pub(super) fn filled_person(n: usize) -> String {
     let digest = ring::digest::digest(&ring::digest::SHA256, format!("bench-person-{n}").as_bytes());
     let hex: String = digest.as_ref()[..16].iter().map(|b| format!("{b:02x}")).collect();
     format!(
@@ -458,6 +458,20 @@ const PERSON_ID: &str = "(SELECT substr(h, 1, 8) || '-' || substr(h, 9, 4) || '-
      substr(h, 17, 4) || '-' || substr(h, 21, 12) \
      FROM (SELECT encode(sha256(convert_to('bench-person-' || i, 'UTF8')), 'hex') AS h) hashed)";
 
+/// Persons `start` to `last` (inclusive) of the fill, set-based, with the ids [`filled_person`]
+/// gives them.
+pub(super) async fn fill_persons(exchange: &Exchange, start: usize, last: usize) -> Result<(), String> {
+    let persons_sql = format!(
+        "INSERT INTO persons (id, name, created_at, updated_at) \
+         SELECT {PERSON_ID}, '填充' || i, 0, 0 FROM generate_series({start}, {last}) AS i"
+    );
+    sqlx::query(sqlx::AssertSqlSafe(persons_sql))
+        .execute(exchange.database.pool())
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok(())
+}
+
 /// Fills the registry with `persons` persons and `per_person` documents each, set-based, in
 /// chunks of 100,000 persons.
 async fn fill(exchange: &Exchange, persons: usize, per_person: usize) -> Result<(), String> {
@@ -474,14 +488,7 @@ async fn fill(exchange: &Exchange, persons: usize, per_person: usize) -> Result<
     let mut start = 0usize;
     while start < persons {
         let last = (start + chunk).min(persons) - 1;
-        let persons_sql = format!(
-            "INSERT INTO persons (id, name, created_at, updated_at) \
-             SELECT {PERSON_ID}, '填充' || i, 0, 0 FROM generate_series({start}, {last}) AS i"
-        );
-        sqlx::query(sqlx::AssertSqlSafe(persons_sql))
-            .execute(pool)
-            .await
-            .map_err(|e| e.to_string())?;
+        fill_persons(exchange, start, last).await?;
         let documents_sql = format!(
             "INSERT INTO documents (id, unique_id, submission_set_id, source_organisation_code, person_id, \
              source_patient_system, source_patient_value, class_code, type_code, codes, confidentiality_code, \

@@ -3,6 +3,7 @@
 //! noisy: the ratio travels between machines better than the absolute figure.
 
 mod baseline;
+mod checkin;
 mod documents;
 pub mod linkage_quality;
 mod registration;
@@ -39,6 +40,9 @@ pub enum BenchCommand {
     /// against a filled registry, direct and federated retrieve, and the patient summary, beside
     /// the empty call.
     Documents(documents::DocumentsArgs),
+    /// The reception desk on PostgreSQL (default a million persons, three million cards):
+    /// ResolveCard and CheckIn with 64 readers at once, beside the empty call.
+    Checkin(checkin::CheckinArgs),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -122,6 +126,7 @@ pub async fn run(command: BenchCommand) -> Result<(), String> {
         BenchCommand::Match(args) => linkage_quality::run_match(args),
         BenchCommand::Register(args) => registration::run_register(args).await,
         BenchCommand::Documents(args) => documents::run_documents(args).await,
+        BenchCommand::Checkin(args) => checkin::run_checkin(args).await,
     }
 }
 
@@ -480,6 +485,30 @@ async fn measure<F>(channels: &[Channel], concurrency: usize, duration: Duration
 where
     F: Fn(Channel, usize) -> CallFuture + Clone + Send + 'static,
 {
+    measure_timed(channels, concurrency, duration, move |channel, n| {
+        let call = call(channel, n);
+        Box::pin(async move {
+            let sent = Instant::now();
+            call.await.map(|()| sent.elapsed().as_micros() as u64)
+        })
+    })
+    .await
+}
+
+/// A call that times its own measured part (in microseconds): what it does first, such as a
+/// card reader asking for a challenge, is not counted in the latency.
+type TimedCallFuture = std::pin::Pin<Box<dyn std::future::Future<Output = Result<u64, String>> + Send>>;
+
+/// `concurrency` workers calling `call` until `duration` is over; latencies as the calls time them.
+async fn measure_timed<F>(
+    channels: &[Channel],
+    concurrency: usize,
+    duration: Duration,
+    call: F,
+) -> CallFigures
+where
+    F: Fn(Channel, usize) -> TimedCallFuture + Clone + Send + 'static,
+{
     let started = Instant::now();
     let deadline = started + duration;
     let mut workers = tokio::task::JoinSet::new();
@@ -487,34 +516,36 @@ where
         let channel = channels[worker % channels.len()].clone();
         let call = call.clone();
         workers.spawn(async move {
-            let mut latencies = Vec::new();
-            let mut errors = 0;
-            let mut first_error = None;
+            let mut outcomes = Vec::new();
             let mut n = worker * 7919;
             while Instant::now() < deadline {
-                let sent = Instant::now();
-                match call(channel.clone(), n).await {
-                    Ok(()) => latencies.push(sent.elapsed().as_micros() as u64),
-                    Err(error) => {
-                        errors += 1;
-                        first_error.get_or_insert(error);
-                    }
-                }
+                outcomes.push(call(channel.clone(), n).await);
                 n += 1;
             }
-            (latencies, errors, first_error)
+            outcomes
         });
     }
-    let mut latencies = Vec::new();
+    let mut outcomes = Vec::new();
+    while let Some(Ok(mut worker_outcomes)) = workers.join_next().await {
+        outcomes.append(&mut worker_outcomes);
+    }
+    figures(outcomes, started.elapsed())
+}
+
+/// Throughput and latency percentiles of calls that took `elapsed` in all.
+fn figures(outcomes: Vec<Result<u64, String>>, elapsed: Duration) -> CallFigures {
+    let mut latencies = Vec::with_capacity(outcomes.len());
     let mut errors = 0;
     let mut first_error = None;
-    while let Some(Ok((mut worker_latencies, worker_errors, worker_first_error))) = workers.join_next().await
-    {
-        latencies.append(&mut worker_latencies);
-        errors += worker_errors;
-        first_error = first_error.or(worker_first_error);
+    for outcome in outcomes {
+        match outcome {
+            Ok(latency) => latencies.push(latency),
+            Err(error) => {
+                errors += 1;
+                first_error.get_or_insert(error);
+            }
+        }
     }
-    let elapsed = started.elapsed().as_secs_f64();
     latencies.sort_unstable();
     let percentile = |p: f64| {
         latencies
@@ -526,7 +557,7 @@ where
         calls: latencies.len(),
         errors,
         first_error,
-        throughput_per_second: latencies.len() as f64 / elapsed,
+        throughput_per_second: latencies.len() as f64 / elapsed.as_secs_f64(),
         p50_microseconds: percentile(0.50),
         p99_microseconds: percentile(0.99),
     }
