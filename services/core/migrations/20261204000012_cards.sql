@@ -19,8 +19,9 @@ CREATE TABLE cards (
     updated_at         BIGINT NOT NULL
 );
 CREATE INDEX cards_by_person ON cards (person_id);
--- Replicas poll for the cards changed since their last look.
-CREATE INDEX cards_by_update ON cards (updated_at);
+-- Replicas read every card at start and poll for the cards changed since, page by page in
+-- (updated_at, id) order.
+CREATE INDEX cards_by_update ON cards (updated_at, id);
 -- One active card of each type but bank cards per person: two concurrent links cannot both win.
 CREATE UNIQUE INDEX cards_one_active_per_type ON cards (person_id, card_type)
     WHERE status = 'active' AND card_type <> 'bank';

@@ -12,7 +12,7 @@ use hie_core::domain::OrganisationCode;
 use hie_core::id::PersonId;
 use hie_core::vocabulary::AuditAction;
 use hie_emr::domain::encounters::Encounter;
-use hie_emr::domain::{EncounterDraft, EncounterKind, PatientSummary};
+use hie_emr::domain::{EncounterDraft, EncounterKind, PatientSummary, Whose};
 use hie_population::domain::{Lineage, PersonSelector};
 
 use super::challenge::Challenge;
@@ -149,9 +149,13 @@ impl CardService {
         let card = self
             .authenticated_card(context, AuditAction::CheckIn, &request.presentation)
             .await?;
-        let person = PersonSelector::Id(card.person.clone());
-        let (encounter, _) = self.emr.register_encounter(context, &person, draft).await?;
-        let summary = self.emr.summary(context, &person).await?;
+        // The person as this replica's view has them: no look-up in the registry.
+        let lineage = self.lineage_of(context, &card.person).await?;
+        let (encounter, _) = self
+            .emr
+            .register_encounter_for(context, Whose::Resolved(&lineage), draft)
+            .await?;
+        let summary = self.emr.summary_of(context, &lineage).await?;
         self.access
             .audit()
             .record_behind(vec![

@@ -297,8 +297,7 @@ impl CardStore {
         limit: i64,
     ) -> Result<Vec<(Card, i64)>, Error> {
         let sql = format!(
-            "SELECT {CARD_COLUMNS} FROM cards WHERE updated_at > $1 OR (updated_at = $1 AND id > $2) \
-             ORDER BY updated_at, id LIMIT $3"
+            "SELECT {CARD_COLUMNS} FROM cards WHERE (updated_at, id) > ($1, $2) ORDER BY updated_at, id LIMIT $3"
         );
         let rows: Vec<CardRow> = sqlx::query_as(AssertSqlSafe(sql))
             .bind(since)

@@ -11,7 +11,7 @@ use hie_core::outbox::OutboxEvent;
 use hie_core::page::{PageSize, PageToken, next_page_by};
 use hie_core::vocabulary::{AuditAction, EventType};
 use hie_core::{Error, time};
-use hie_population::domain::PersonSelector;
+use hie_population::domain::{Lineage, PersonSelector};
 use hie_records::domain::payload::text;
 use serde_json::json;
 
@@ -148,6 +148,14 @@ const REGISTERING_ROLES: [Role; 4] = [
     Role::Administrator,
 ];
 
+/// The person a call is about: named by the request (resolved here), or resolved already by the
+/// caller (the card service, from its replica's view of persons).
+#[derive(Debug, Clone, Copy)]
+pub enum Whose<'a> {
+    Selected(&'a PersonSelector),
+    Resolved(&'a Lineage),
+}
+
 impl EmrService {
     /// Registers a visit or its next step; `true` when something changed.
     pub async fn register_encounter(
@@ -156,17 +164,31 @@ impl EmrService {
         person: &PersonSelector,
         draft: EncounterDraft,
     ) -> Result<(Encounter, bool), Error> {
+        self.register_encounter_for(context, Whose::Selected(person), draft)
+            .await
+    }
+
+    /// [`EmrService::register_encounter`] for a person named either way.
+    pub async fn register_encounter_for(
+        &self,
+        context: &RequestContext,
+        person: Whose<'_>,
+        draft: EncounterDraft,
+    ) -> Result<(Encounter, bool), Error> {
         self.directory
             .require_active_organisation("organisation_code", &draft.organisation)
             .await?;
         let subject = Subject::new(AuditAction::RegisterEncounter, "encounter");
         // The role is checked before the person is looked up, as for archive entries.
         let permitted = context.role_among(&REGISTERING_ROLES, "register a visit");
-        let selector = person;
+        let whose = person;
         self.access
             .audit()
             .write_retrying(context, subject, permitted, 3, || async |unit: &mut UnitOfWork| {
-                let person = self.population.lineage(context, selector).await?.person;
+                let person = match whose {
+                    Whose::Selected(selector) => self.population.lineage(context, selector).await?.person,
+                    Whose::Resolved(lineage) => lineage.person.clone(),
+                };
                 unit.concerns(Some(&person), None);
                 let existing = self
                     .store

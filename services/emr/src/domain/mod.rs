@@ -16,7 +16,7 @@ use hie_records::domain::payload::text;
 use serde::{Deserialize, Serialize};
 
 pub use documents::{DocumentQuery, Registered, Retrieved};
-pub use encounters::{EncounterDraft, EncounterKind};
+pub use encounters::{EncounterDraft, EncounterKind, Whose};
 pub use gateway::HospitalGateways;
 pub use service::EmrService;
 pub use summary::{PatientSummary, Timed};

@@ -11,7 +11,7 @@ use hie_core::context::RequestContext;
 use hie_core::domain::{Icd10Code, OrganisationCode};
 use hie_core::id::PersonId;
 use hie_core::vocabulary::AuditAction;
-use hie_population::domain::{Demographics, PersonSelector};
+use hie_population::domain::{Demographics, Lineage, PersonSelector};
 use hie_records::domain::payload::{Allergy, Immunisation, Medication, VitalSigns};
 use hie_records::domain::{Entry, EntryPayload, EntryType};
 
@@ -60,18 +60,26 @@ impl EmrService {
         person: &PersonSelector,
     ) -> Result<PatientSummary, Error> {
         let lineage = self.population.lineage(context, person).await?;
+        self.summary_of(context, &lineage).await
+    }
+
+    /// The summary of a person the caller resolved already (the card service's check-in).
+    pub async fn summary_of(
+        &self,
+        context: &RequestContext,
+        lineage: &Lineage,
+    ) -> Result<PatientSummary, Error> {
         require_patient_is_one_of(context, &lineage.members)?;
-        // Demographics through the registry's own read (its gate decision and audit).
-        let (person, _) = self.population.person(context, &lineage.person).await?;
-        let entries = self.records.all_current(&lineage).await?;
-        let encounters = self
-            .store
-            .encounters(&lineage.members, None, SUMMARY_DEPTH)
-            .await?;
-        let documents = self
-            .store
-            .recent_approved(&lineage.members, SUMMARY_DEPTH)
-            .await?;
+        // The four reads are independent: in flight together, the summary waits for the slowest,
+        // not for their sum. Demographics come through the registry's own read (its gate
+        // decision and audit).
+        let ((person, _), entries, encounters, documents) = futures_util::future::try_join4(
+            self.population.person(context, &lineage.person),
+            self.records.all_current(lineage),
+            self.store.encounters(&lineage.members, None, SUMMARY_DEPTH),
+            self.store.recent_approved(&lineage.members, SUMMARY_DEPTH),
+        )
+        .await?;
         let items: Vec<Item<Source>> = entries
             .into_iter()
             .map(|entry| Item::of_entry(entry).map(Source::Entry))
@@ -87,7 +95,7 @@ impl EmrService {
             )
             .collect();
         let seen = self
-            .gate(context, AuditAction::GetPatientSummary, &lineage, items)
+            .gate(context, AuditAction::GetPatientSummary, lineage, items)
             .await?;
         let mut summary = PatientSummary {
             person_id: lineage.person.clone(),
