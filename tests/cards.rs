@@ -421,6 +421,17 @@ async fn a_card_is_trusted_only_after_its_chip_answers_a_fresh_challenge_for_it(
         .await
         .unwrap_err();
     assert_eq!(refused.code(), Code::PermissionDenied, "{refused:?}");
+    // Nor may it ask for challenges (a bounded resource of the replica).
+    let refused = cards
+        .begin_card_authentication(with_context(
+            BeginCardAuthenticationRequest {
+                card: Some(number(CardType::Bank, &bank)),
+            },
+            &context("analyst", "public_health_officer"),
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), Code::PermissionDenied, "{refused:?}");
     server.server.stop().await.unwrap();
 }
 

@@ -468,8 +468,11 @@ impl RunningServer {
 
     /// Stops accepting calls, lets the calls under way finish, and closes the database.
     pub async fn stop(self) -> Result<(), Error> {
-        for task in &self.background {
+        // Stopped, and waited for, before the database closes: a refresh caught mid-query would
+        // otherwise report the closed database as a failure.
+        for task in self.background {
             task.abort();
+            let _ = task.await;
         }
         let _ = self.stop.send(());
         let served = self

@@ -59,8 +59,16 @@ pub struct CheckedIn {
 }
 
 impl CardService {
-    /// A one-time challenge for `card`, and the MAC algorithm its chip answers with.
-    pub fn begin_authentication(&self, card: &CardNumber) -> Result<(Challenge, &'static str), Error> {
+    /// A one-time challenge for `card`, and the MAC algorithm its chip answers with. Only the
+    /// roles that read cards at a desk may ask (challenges are a bounded resource of the replica).
+    pub fn begin_authentication(
+        &self,
+        context: &RequestContext,
+        card: &CardNumber,
+    ) -> Result<(Challenge, &'static str), Error> {
+        context
+            .role_among(&READER_ROLES, "read a card at a desk")
+            .map_err(Error::PermissionDenied)?;
         let chip = self.chips.of(card.card_type()).ok_or_else(|| {
             Error::precondition(
                 "card.type",

@@ -294,9 +294,9 @@ impl CardServiceApi for CardsGrpc {
         &self,
         request: Request<proto::BeginCardAuthenticationRequest>,
     ) -> Result<Response<proto::BeginCardAuthenticationResponse>, Status> {
-        RequestContext::of(&request)?;
+        let context = RequestContext::of(&request)?;
         let card = card_number("card", request.into_inner().card)?;
-        let (challenge, algorithm) = self.cards.begin_authentication(&card)?;
+        let (challenge, algorithm) = self.cards.begin_authentication(&context, &card)?;
         Ok(Response::new(proto::BeginCardAuthenticationResponse {
             challenge_id: challenge.id,
             challenge: challenge.bytes.to_vec(),
