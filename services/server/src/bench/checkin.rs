@@ -14,7 +14,6 @@ use std::time::{Duration, Instant};
 use clap::Args;
 use hie_cards::domain::{CardNumber, CardType};
 use hie_cards::grpc::card_type_to_proto;
-use hie_core::db;
 use hie_proto::cards as proto;
 use hie_proto::cards::card_service_client::CardServiceClient;
 use serde::Serialize;
@@ -23,12 +22,11 @@ use tonic::transport::Channel;
 use super::documents::{fill_persons, filled_person};
 use super::{
     CallFigures, as_clerk, bench_context, connect, figures, health_call, loopback, measure, measure_timed,
-    ratio,
+    on_scratch_postgres, ratio, scratch_settings,
 };
 use crate::Exchange;
 use crate::demo::SyntheticPrefecture;
 use crate::demo_cards::cards_of;
-use crate::settings::{SecretUrl, Settings};
 
 #[derive(Debug, Args)]
 pub struct CheckinArgs {
@@ -96,22 +94,10 @@ pub async fn run_checkin(args: CheckinArgs) -> Result<(), String> {
             args.cards_per_person
         ));
     }
-    let name = format!("hie_bench_{}", uuid::Uuid::now_v7().simple());
-    let url = db::create_postgres_database(&args.postgres_url, &name)
-        .await
-        .map_err(|e| {
-            format!("cannot create a scratch database on the PostgreSQL server of --postgres-url: {e}")
-        })?;
-    let figures = checkin_on(&url, &args).await;
-    let _ = db::drop_postgres_database(&args.postgres_url, &name).await;
-    let figures = figures?;
-    let text = if args.json {
-        serde_json::to_string(&figures)
-    } else {
-        serde_json::to_string_pretty(&figures)
-    };
-    println!("{}", text.map_err(|e| e.to_string())?);
-    Ok(())
+    on_scratch_postgres(&args.postgres_url, args.json, async |url| {
+        checkin_on(&url, &args).await
+    })
+    .await
 }
 
 /// The card the benchmark presents for call `n`: person and card type spread over the fill.
@@ -135,12 +121,7 @@ fn resident_mib() -> f64 {
 }
 
 async fn checkin_on(url: &str, args: &CheckinArgs) -> Result<CheckinFigures, String> {
-    let mut settings = Settings::default();
-    settings.database.url = SecretUrl::new(url);
-    settings.database.max_connections = 16;
-    let key_folder = tempfile::tempdir().map_err(|e| e.to_string())?;
-    settings.audit.key_file = Some(key_folder.path().join("audit.key"));
-    settings.limits.statement_timeout_ms = 3_600_000;
+    let (settings, _keys) = scratch_settings(url)?;
     let exchange = Exchange::open(&settings).await.map_err(|e| e.to_string())?;
     for organisation in SyntheticPrefecture::generate(1, 2026).organisations {
         exchange

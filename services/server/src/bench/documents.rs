@@ -14,7 +14,6 @@ use std::time::{Duration, Instant};
 
 use clap::Args;
 use hie_core::context::RequestContext;
-use hie_core::db;
 use hie_core::digest::sha256_hex;
 use hie_core::domain::OrganisationCode;
 use hie_emr::grpc::gateway_client::{GatewayEndpoint, GrpcGateways};
@@ -28,10 +27,12 @@ use hie_proto::records::{PersonSelector, person_selector};
 use serde::Serialize;
 use tonic::transport::Channel;
 
-use super::{CallFigures, CallFuture, as_clerk, connect, health_call, loopback, measure, ratio};
+use super::{
+    CallFigures, CallFuture, as_clerk, connect, health_call, loopback, measure, on_scratch_postgres, ratio,
+    scratch_settings,
+};
 use crate::Exchange;
 use crate::demo::{Rng, SyntheticPrefecture, load};
-use crate::settings::{SecretUrl, Settings};
 
 #[derive(Debug, Args)]
 pub struct DocumentsArgs {
@@ -135,22 +136,10 @@ fn entry(unique_id: String, patient: &str, content: &[u8], repository: &str) -> 
 }
 
 pub async fn run_documents(args: DocumentsArgs) -> Result<(), String> {
-    let name = format!("hie_bench_{}", uuid::Uuid::now_v7().simple());
-    let url = db::create_postgres_database(&args.postgres_url, &name)
-        .await
-        .map_err(|e| {
-            format!("cannot create a scratch database on the PostgreSQL server of --postgres-url: {e}")
-        })?;
-    let figures = documents_on(&url, &args).await;
-    let _ = db::drop_postgres_database(&args.postgres_url, &name).await;
-    let figures = figures?;
-    let text = if args.json {
-        serde_json::to_string(&figures)
-    } else {
-        serde_json::to_string_pretty(&figures)
-    };
-    println!("{}", text.map_err(|e| e.to_string())?);
-    Ok(())
+    on_scratch_postgres(&args.postgres_url, args.json, async |url| {
+        documents_on(&url, &args).await
+    })
+    .await
 }
 
 /// The hospital's gateway of the benchmark: serves the content it was given, by unique id.
@@ -176,13 +165,8 @@ impl hie_proto::hospital::hospital_gateway_server::HospitalGateway for BenchGate
 }
 
 async fn documents_on(url: &str, args: &DocumentsArgs) -> Result<DocumentsFigures, String> {
-    let mut settings = Settings::default();
-    settings.database.url = SecretUrl::new(url);
-    settings.database.max_connections = 16;
-    let key_folder = tempfile::tempdir().map_err(|e| e.to_string())?;
-    settings.audit.key_file = Some(key_folder.path().join("audit.key"));
+    let (mut settings, _keys) = scratch_settings(url)?;
     settings.limits.lock_timeout_ms = 120_000;
-    settings.limits.statement_timeout_ms = 3_600_000;
     let mut exchange = Exchange::open(&settings).await.map_err(|e| e.to_string())?;
 
     eprintln!("hie bench: registering {} residents", args.residents);

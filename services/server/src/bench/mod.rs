@@ -274,6 +274,48 @@ async fn resolve_on(
     })
 }
 
+/// Runs `measure` on a scratch PostgreSQL database made on the server of `postgres_url` (and
+/// dropped after, whatever happened), then prints its figures as JSON: one line with `json`,
+/// indented otherwise.
+async fn on_scratch_postgres<T, F>(
+    postgres_url: &str,
+    json: bool,
+    measure: impl FnOnce(String) -> F,
+) -> Result<(), String>
+where
+    T: Serialize,
+    F: std::future::Future<Output = Result<T, String>>,
+{
+    let name = format!("hie_bench_{}", uuid::Uuid::now_v7().simple());
+    let url = db::create_postgres_database(postgres_url, &name)
+        .await
+        .map_err(|e| {
+            format!("cannot create a scratch database on the PostgreSQL server of --postgres-url: {e}")
+        })?;
+    let figures = measure(url).await;
+    let _ = db::drop_postgres_database(postgres_url, &name).await;
+    let figures = figures?;
+    let text = if json {
+        serde_json::to_string(&figures)
+    } else {
+        serde_json::to_string_pretty(&figures)
+    };
+    println!("{}", text.map_err(|e| e.to_string())?);
+    Ok(())
+}
+
+/// The settings of a benchmark's exchange over `url`, with its audit and card keys in a
+/// temporary folder (kept as long as the returned guard), and room for bulk statements.
+fn scratch_settings(url: &str) -> Result<(Settings, tempfile::TempDir), String> {
+    let mut settings = Settings::default();
+    settings.database.url = SecretUrl::new(url);
+    settings.database.max_connections = 16;
+    let key_folder = tempfile::tempdir().map_err(|e| e.to_string())?;
+    settings.audit.key_file = Some(key_folder.path().join("audit.key"));
+    settings.limits.statement_timeout_ms = 3_600_000;
+    Ok((settings, key_folder))
+}
+
 fn ratio(numerator: f64, denominator: f64) -> f64 {
     numerator / denominator.max(1e-9)
 }
