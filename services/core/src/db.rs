@@ -39,6 +39,34 @@ impl Backend {
 pub struct Database {
     pool: AnyPool,
     backend: Backend,
+    /// PostgreSQL: the URL, for the connection that listens for other replicas' changes. Never
+    /// shown (the `Debug` below leaves it out).
+    listen_url: Option<std::sync::Arc<str>>,
+}
+
+/// The PostgreSQL channel on which a write that replicas must hear of at once (a card stopped, a
+/// person's consent or lineage changed) notifies, as it commits (`OutboxEvent::insert_all`).
+pub const CHANGES_CHANNEL: &str = "hie_changes";
+
+/// A connection listening on [`CHANGES_CHANNEL`].
+pub struct ChangeListener(sqlx::postgres::PgListener);
+
+impl std::fmt::Debug for ChangeListener {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ChangeListener")
+    }
+}
+
+impl ChangeListener {
+    /// Waits for the next notification. After a lost connection it reconnects; what was
+    /// notified meanwhile is lost, so a caller polls as well.
+    pub async fn next(&mut self) -> Result<(), Error> {
+        self.0
+            .recv()
+            .await
+            .map(drop)
+            .map_err(|e| Error::Unavailable(format!("listening for changes: {}", describe(&e))))
+    }
 }
 
 impl std::fmt::Debug for Database {
@@ -122,7 +150,28 @@ impl Database {
         let pool = options.connect(&url).await.map_err(|e| {
             Error::Unavailable(format!("cannot open the {backend:?} database: {}", describe(&e)))
         })?;
-        Ok(Database { pool, backend })
+        let listen_url = (backend == Backend::Postgres).then(|| std::sync::Arc::from(url.as_str()));
+        Ok(Database {
+            pool,
+            backend,
+            listen_url,
+        })
+    }
+
+    /// On PostgreSQL, a connection of its own listening for the changes other replicas commit
+    /// ([`CHANGES_CHANNEL`]); `None` on SQLite, which one process holds.
+    pub async fn listen_for_changes(&self) -> Result<Option<ChangeListener>, Error> {
+        let Some(url) = &self.listen_url else {
+            return Ok(None);
+        };
+        let mut listener = sqlx::postgres::PgListener::connect(url)
+            .await
+            .map_err(|e| Error::Unavailable(format!("cannot listen for changes: {}", describe(&e))))?;
+        listener
+            .listen(CHANGES_CHANNEL)
+            .await
+            .map_err(|e| Error::Unavailable(format!("cannot listen for changes: {}", describe(&e))))?;
+        Ok(Some(ChangeListener(listener)))
     }
 
     /// Applies every migration not yet applied. Migrations only ever add.

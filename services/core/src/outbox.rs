@@ -47,8 +47,16 @@ impl OutboxEvent {
         }
     }
 
-    /// Writes the rows in the caller's transaction, a statement per hundred.
+    /// Writes the rows in the caller's transaction, a statement per hundred. On PostgreSQL,
+    /// when one of them concerns every replica, the transaction also notifies
+    /// [`crate::db::CHANGES_CHANNEL`], delivered to the listening replicas as it commits.
     pub async fn insert_all(conn: &mut AnyConnection, events: &[OutboxEvent]) -> Result<(), Error> {
+        if events.iter().any(|e| e.event_type.concerns_replicas()) && conn.backend_name() == "PostgreSQL" {
+            sqlx::query("SELECT pg_notify($1, '')")
+                .bind(crate::db::CHANGES_CHANNEL)
+                .execute(&mut *conn)
+                .await?;
+        }
         for chunk in events.chunks(100) {
             let rows: Vec<String> = (0..chunk.len())
                 .map(|i| {

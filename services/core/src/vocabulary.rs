@@ -123,6 +123,24 @@ vocabulary!(
 );
 
 impl EventType {
+    /// Whether every replica must hear of the event as soon as it commits, because it changes
+    /// what a replica holds in memory: a card's status or holder, a person's consent or lineage.
+    /// On PostgreSQL the writing transaction notifies `db::CHANGES_CHANNEL`.
+    pub fn concerns_replicas(self) -> bool {
+        matches!(
+            self,
+            EventType::CardLinked
+                | EventType::CardUnlinked
+                | EventType::CardLost
+                | EventType::CardRevoked
+                | EventType::CardExpired
+                | EventType::CardReplaced
+                | EventType::ConsentChanged
+                | EventType::PersonMerged
+                | EventType::PersonUnmerged
+        )
+    }
+
     /// The version of the payload's schema: raised when a payload changes in a way a
     /// subscriber must know, so that one reading an older event knows its shape.
     pub fn schema_version(self) -> i64 {

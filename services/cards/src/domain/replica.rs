@@ -2,11 +2,14 @@
 //! the card table (`index.rs`) and the view of persons (`persons.rs`), loaded at start and kept
 //! current, and the sweeping of expired challenges.
 
+use std::sync::Arc;
+
 use chrono::Utc;
 use hie_core::Error;
 use hie_core::context::RequestContext;
 use hie_core::id::PersonId;
 use hie_population::domain::PersonSelector;
+use tokio::sync::Notify;
 
 use super::CardService;
 use super::index::{IndexedCard, REFRESH_EVERY};
@@ -20,8 +23,36 @@ impl CardService {
     /// twice is harmless, and an older copy never replaces a newer one). The person view: this
     /// process's committed changes mark their persons unknown as they commit (see
     /// [`CardService::new`]); other replicas' are read from the outbox with each refresh.
-    /// Expired challenges are swept on the way.
+    /// Expired challenges are swept on the way. On PostgreSQL a refresh also runs as soon as
+    /// another replica commits a change every replica must hear of (a card stopped, a consent
+    /// or lineage changed: `EventType::concerns_replicas`), which it notifies as it commits.
     pub async fn keep_index_current(self) {
+        let wake = Arc::new(Notify::new());
+        tokio::join!(self.listen(wake.clone()), self.refresh(wake));
+    }
+
+    /// Wakes the refresh at each change another replica notifies (PostgreSQL); on SQLite, which
+    /// one process holds, there is nothing to hear.
+    async fn listen(&self, wake: Arc<Notify>) {
+        loop {
+            match self.store.listen_for_changes().await {
+                Ok(None) => return,
+                Ok(Some(mut listener)) => {
+                    while listener.next().await.is_ok() {
+                        wake.notify_one();
+                    }
+                }
+                Err(error) => {
+                    tracing::warn!(%error, "cannot listen for other replicas' changes; polling meanwhile")
+                }
+            }
+            // Whatever was notified while the connection was down is found by the poll.
+            wake.notify_one();
+            tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+        }
+    }
+
+    async fn refresh(&self, wake: Arc<Notify>) {
         const PAGE: i64 = 20_000;
         const OVERLAP_MICROS: i64 = 5_000_000;
         let (mut since, mut after, mut newest) = (i64::MIN, String::new(), i64::MIN);
@@ -75,7 +106,11 @@ impl CardService {
                 tracing::warn!(%error, "cannot load the persons not standing alone; trying again");
             }
             self.sweep_challenges();
-            tokio::time::sleep(REFRESH_EVERY).await;
+            // Notifications that came while refreshing are coalesced into one more refresh.
+            tokio::select! {
+                () = tokio::time::sleep(REFRESH_EVERY) => {}
+                () = wake.notified() => {}
+            }
         }
     }
 

@@ -278,6 +278,11 @@ impl CardStore {
         rows.into_iter().map(CardChange::try_from).collect()
     }
 
+    /// On PostgreSQL, a connection listening for the changes other replicas commit.
+    pub async fn listen_for_changes(&self) -> Result<Option<hie_core::db::ChangeListener>, Error> {
+        self.database.listen_for_changes().await
+    }
+
     /// The outbox events of `events` written at or after `since` (UTC microseconds).
     pub async fn events_since(
         &self,
