@@ -25,6 +25,7 @@ on_every_backend!(
     another_replica_refuses_a_revoked_card_within_its_refresh,
     over_mutual_tls_the_desk_checks_in_at_its_own_hospital_and_a_patient_reports_only_their_own_card_lost,
     a_resolve_follows_a_merge_and_a_consent_change_at_once,
+    a_token_key_rotation_keeps_every_card_and_a_lost_key_stops_the_start,
 );
 
 type Cards = CardServiceClient<Channel>;
@@ -847,4 +848,54 @@ async fn a_resolve_follows_a_merge_and_a_consent_change_at_once(db: TestDb) {
     let presented = present(&db, &mut cards, CardType::Citizen, &citizen).await;
     assert_eq!(resolve(&mut cards, presented).await.unwrap(), survivor);
     server.server.stop().await.unwrap();
+}
+
+async fn a_token_key_rotation_keeps_every_card_and_a_lost_key_stops_the_start(db: TestDb) {
+    use hie_server::Exchange;
+    let server = db.server().await;
+    register_organisations(server.exchange()).await;
+    let person = holder(&server, 8).await;
+    let mut cards = CardServiceClient::new(server.channel.clone());
+    let bank = hie_cards::domain::number::with_luhn_digit("622202000000000088");
+    link(&mut cards, number(CardType::Bank, &bank), &woman(8))
+        .await
+        .unwrap();
+    server.server.stop().await.unwrap();
+
+    // The key file is gone: the exchange refuses to start rather than lose every card.
+    let settings = db.settings();
+    let key = settings.card_token_key_file();
+    let retired = key.with_file_name("card-token-2026.key");
+    std::fs::rename(&key, &retired).unwrap();
+    let refused = Exchange::open(&settings).await.unwrap_err();
+    assert!(refused.to_string().contains("token_key_file"), "{refused}");
+
+    // A new key, the old one retired: the card is still found, and a new card goes under the new key.
+    std::fs::write(&key, format!("{}\n", "ab".repeat(32))).unwrap();
+    let mut rotated = settings.clone();
+    rotated.cards.retired_token_key_files = vec![retired];
+    let server = Exchange::open(&rotated)
+        .await
+        .unwrap()
+        .start("127.0.0.1:0".parse().unwrap())
+        .await
+        .unwrap();
+    let channel = tonic::transport::Channel::from_shared(server.url())
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let mut cards = CardServiceClient::new(channel);
+    let presented = present(&db, &mut cards, CardType::Bank, &bank).await;
+    assert_eq!(resolve(&mut cards, presented).await.unwrap(), person);
+    let second = hie_cards::domain::number::with_luhn_digit("622202000000000089");
+    link(&mut cards, number(CardType::Bank, &second), &woman(8))
+        .await
+        .unwrap();
+    let (keys,): (i64,) = sqlx::query_as("SELECT COUNT(DISTINCT token_key_id) FROM cards")
+        .fetch_one(server.exchange().database.pool())
+        .await
+        .unwrap();
+    assert_eq!(keys, 2);
+    server.stop().await.unwrap();
 }
