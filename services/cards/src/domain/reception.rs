@@ -61,14 +61,18 @@ pub struct CheckedIn {
 impl CardService {
     /// A one-time challenge for `card`, and the MAC algorithm its chip answers with. Only the
     /// roles that read cards at a desk may ask (challenges are a bounded resource of the replica).
-    pub fn begin_authentication(
+    pub async fn begin_authentication(
         &self,
         context: &RequestContext,
         card: &CardNumber,
     ) -> Result<(Challenge, &'static str), Error> {
-        context
-            .role_among(&READER_ROLES, "read a card at a desk")
-            .map_err(Error::PermissionDenied)?;
+        self.require_role(
+            context,
+            &READER_ROLES,
+            "read a card at a desk",
+            AuditAction::ResolveCard,
+        )
+        .await?;
         let chip = self.chips.of(card.card_type()).ok_or_else(|| {
             Error::precondition(
                 "card.type",
@@ -192,9 +196,8 @@ impl CardService {
         presentation: &Presentation,
     ) -> Result<IndexedCard, Error> {
         let subject = Subject::new(action, "card");
-        if let Err(reason) = context.role_among(&READER_ROLES, "read a card at a desk") {
-            return Err(self.access.audit().refuse(context, &subject, reason).await);
-        }
+        self.require_role(context, &READER_ROLES, "read a card at a desk", action)
+            .await?;
         let card_number = &presentation.card;
         let challenge = self.challenges.take(
             &presentation.challenge_id,

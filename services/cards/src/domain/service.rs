@@ -597,9 +597,13 @@ impl CardService {
         context: &RequestContext,
         person: &PersonSelector,
     ) -> Result<(PersonId, Vec<Card>), Error> {
-        context
-            .role_among(&LISTING_ROLES, "list a person's cards")
-            .map_err(Error::PermissionDenied)?;
+        self.require_role(
+            context,
+            &LISTING_ROLES,
+            "list a person's cards",
+            AuditAction::ListCards,
+        )
+        .await?;
         let lineage = self.population.lineage(context, person).await?;
         require_patient_is_one_of(context, &lineage.members)?;
         self.read_demographics(context, AuditAction::ListCards, &lineage)
@@ -614,9 +618,13 @@ impl CardService {
         context: &RequestContext,
         id: &CardId,
     ) -> Result<(Card, Vec<CardChange>), Error> {
-        context
-            .role_among(&LISTING_ROLES, "read a card's history")
-            .map_err(Error::PermissionDenied)?;
+        self.require_role(
+            context,
+            &LISTING_ROLES,
+            "read a card's history",
+            AuditAction::GetCardHistory,
+        )
+        .await?;
         let unknown = || Error::NotFound(format!("card {} does not exist", id.as_str()));
         let card = self.store.card(id).await?.ok_or_else(unknown)?;
         let lineage = self
@@ -628,6 +636,24 @@ impl CardService {
             .await?;
         let changes = self.store.changes_of(id).await?;
         Ok((card, changes))
+    }
+
+    /// Refuses, and records the refusal of, a caller whose role is not among `roles`.
+    pub(super) async fn require_role(
+        &self,
+        context: &RequestContext,
+        roles: &[Role],
+        what: &str,
+        action: AuditAction,
+    ) -> Result<(), Error> {
+        match context.role_among(roles, what) {
+            Ok(()) => Ok(()),
+            Err(reason) => Err(self
+                .access
+                .audit()
+                .refuse(context, &Subject::new(action, "card"), reason)
+                .await),
+        }
     }
 
     /// The read gate's decision on the person's identity data (cards are that), audited.

@@ -296,7 +296,7 @@ impl CardServiceApi for CardsGrpc {
     ) -> Result<Response<proto::BeginCardAuthenticationResponse>, Status> {
         let context = RequestContext::of(&request)?;
         let card = card_number("card", request.into_inner().card)?;
-        let (challenge, algorithm) = self.cards.begin_authentication(&context, &card)?;
+        let (challenge, algorithm) = self.cards.begin_authentication(&context, &card).await?;
         Ok(Response::new(proto::BeginCardAuthenticationResponse {
             challenge_id: challenge.id,
             challenge: challenge.bytes.to_vec(),
