@@ -841,6 +841,12 @@ async fn a_resolve_follows_a_merge_and_a_consent_change_at_once(db: TestDb) {
     let presented = present(&db, &mut cards, CardType::Citizen, &citizen).await;
     let refused = resolve(&mut cards, presented).await.unwrap_err();
     assert_eq!(refused.code(), Code::PermissionDenied, "{refused:?}");
+    // A check-in is refused as the resolve is, and writes no visit.
+    let visits = count(server.exchange(), "encounters").await;
+    let presented = present(&db, &mut cards, CardType::Citizen, &citizen).await;
+    let refused = check_in(&mut cards, presented, "WITHHELD-1").await.unwrap_err();
+    assert_eq!(refused.code(), Code::PermissionDenied, "{refused:?}");
+    assert_eq!(count(server.exchange(), "encounters").await, visits);
     access
         .set_consent(with_context(set(Sharing::Share), &administrator()))
         .await

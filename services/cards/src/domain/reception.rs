@@ -163,6 +163,10 @@ impl CardService {
             .await?;
         // The person as this replica's view has them: no look-up in the registry.
         let lineage = self.lineage_of(context, &card.person).await?;
+        // Consent first: a caller refused the person's data is refused before anything is
+        // written, as a resolve would be.
+        self.read_demographics(context, AuditAction::CheckIn, &lineage)
+            .await?;
         let (encounter, _) = self
             .emr
             .register_encounter_for(context, Whose::Resolved(&lineage), draft)
