@@ -164,13 +164,12 @@ impl Database {
         let Some(url) = &self.listen_url else {
             return Ok(None);
         };
+        let unavailable =
+            |e: sqlx::Error| Error::Unavailable(format!("cannot listen for changes: {}", describe(&e)));
         let mut listener = sqlx::postgres::PgListener::connect(url)
             .await
-            .map_err(|e| Error::Unavailable(format!("cannot listen for changes: {}", describe(&e))))?;
-        listener
-            .listen(CHANGES_CHANNEL)
-            .await
-            .map_err(|e| Error::Unavailable(format!("cannot listen for changes: {}", describe(&e))))?;
+            .map_err(unavailable)?;
+        listener.listen(CHANGES_CHANNEL).await.map_err(unavailable)?;
         Ok(Some(ChangeListener(listener)))
     }
 

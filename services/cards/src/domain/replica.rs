@@ -18,9 +18,9 @@ use super::persons::{CHANGES_OF_PERSONS, changes_persons};
 impl CardService {
     /// Loads this replica's look-up table and keeps it and the person view current until the
     /// task is dropped. The table: the first pass reads every card, page by page (look-ups go to
-    /// the database meanwhile); then, every [`REFRESH_EVERY`], the cards changed in the last five
-    /// seconds are read again (a write stamps its row a moment before it commits; putting a card
-    /// twice is harmless, and an older copy never replaces a newer one). The person view: this
+    /// the database meanwhile); then, every [`REFRESH_EVERY`], the cards changed since five
+    /// seconds before the previous pass began (a write stamps its row a moment before it commits;
+    /// putting a card twice is harmless, and an older copy never replaces a newer one). The person view: this
     /// process's committed changes mark their persons unknown as they commit (see
     /// [`CardService::new`]); other replicas' are read from the outbox with each refresh.
     /// Expired challenges are swept on the way. On PostgreSQL a refresh also runs as soon as
@@ -54,15 +54,22 @@ impl CardService {
 
     async fn refresh(&self, wake: Arc<Notify>) {
         const PAGE: i64 = 20_000;
+        // How long a write may take between stamping its rows and committing them (and how far
+        // replicas' clocks may differ): a pass reads again what changed that long before the
+        // previous pass began, so that nothing committed late is missed, and nothing older is
+        // read twice (a bulk load of millions is read once, not at every pass).
         const OVERLAP_MICROS: i64 = 5_000_000;
-        let (mut since, mut after, mut newest) = (i64::MIN, String::new(), i64::MIN);
-        let mut persons_since = hie_core::time::to_micros(Utc::now()) - OVERLAP_MICROS;
+        let now = || hie_core::time::to_micros(Utc::now());
+        let (mut since, mut after) = (i64::MIN, String::new());
+        let mut pass_began = now();
+        let mut events_since = now() - OVERLAP_MICROS;
+        // Events already applied, by id, while they are inside the overlap: each evicts once.
+        let mut applied: std::collections::HashMap<String, i64> = std::collections::HashMap::new();
         loop {
             match self.store.changed_since(since, &after, PAGE).await {
                 Ok(page) => {
-                    for (card, updated_at) in &page {
+                    for (card, _) in &page {
                         self.index.put(&card.token, &IndexedCard::of(card));
-                        newest = newest.max(*updated_at);
                     }
                     if let Some((card, updated_at)) = page.last()
                         && page.len() as i64 == PAGE
@@ -74,7 +81,7 @@ impl CardService {
                         self.index.mark_loaded();
                         tracing::info!(cards = self.index.len(), "the card look-up table is loaded");
                     }
-                    (since, after) = (newest.saturating_sub(OVERLAP_MICROS), String::new());
+                    (since, after) = (pass_began - OVERLAP_MICROS, String::new());
                 }
                 Err(error) => {
                     tracing::warn!(%error, "cannot read the cards changed lately; trying again");
@@ -82,17 +89,18 @@ impl CardService {
                     continue;
                 }
             }
-            match self.store.events_since(&CHANGES_OF_PERSONS, persons_since).await {
+            let events_read = now();
+            match self.store.events_since(&CHANGES_OF_PERSONS, events_since).await {
                 Ok(events) => {
                     let named: Vec<PersonId> = events
                         .iter()
+                        .filter(|event| applied.insert(event.id.clone(), event.created_at).is_none())
                         .filter(|event| changes_persons(event))
                         .flat_map(|event| event.persons_named())
                         .collect();
                     self.persons.evict(&named);
-                    if let Some(newest_change) = events.iter().map(|e| e.created_at).max() {
-                        persons_since = persons_since.max(newest_change.saturating_sub(OVERLAP_MICROS));
-                    }
+                    events_since = events_read - OVERLAP_MICROS;
+                    applied.retain(|_, created_at| *created_at >= events_since);
                 }
                 Err(error) => {
                     // Unsure what changed meanwhile: nothing known is trusted.
@@ -111,6 +119,7 @@ impl CardService {
                 () = tokio::time::sleep(REFRESH_EVERY) => {}
                 () = wake.notified() => {}
             }
+            pass_began = now();
         }
     }
 
