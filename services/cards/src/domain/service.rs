@@ -164,7 +164,7 @@ impl CardService {
                         .store
                         .card_by_tokens(unit, &self.tokens.candidates(&request.card))
                         .await?;
-                    let (card, new) = match existing {
+                    let card = match existing {
                         Some(card)
                             if card.status == CardStatus::Active && holder.members.contains(&card.person) =>
                         {
@@ -180,18 +180,15 @@ impl CardService {
                                 ),
                             ));
                         }
-                        Some(card) if card.status == CardStatus::Unlinked => (
-                            Card {
-                                person: holder.person.clone(),
-                                status: CardStatus::Active,
-                                expires_on: request.expires_on,
-                                linked_at: now,
-                                status_changed_at: now,
-                                updated_at: now,
-                                ..card
-                            },
-                            false,
-                        ),
+                        Some(card) if card.status == CardStatus::Unlinked => Card {
+                            person: holder.person.clone(),
+                            status: CardStatus::Active,
+                            expires_on: request.expires_on,
+                            linked_at: now,
+                            status_changed_at: now,
+                            updated_at: now,
+                            ..card
+                        },
                         Some(card) => {
                             return Err(Error::precondition(
                                 "card",
@@ -202,30 +199,23 @@ impl CardService {
                                 ),
                             ));
                         }
-                        None => (
-                            Card {
-                                id: CardId::generate(),
-                                card_type,
-                                token: self.tokens.token(&request.card),
-                                last_four: request.card.last_four().to_owned(),
-                                status: CardStatus::Active,
-                                person: holder.person.clone(),
-                                expires_on: request.expires_on,
-                                replaces: None,
-                                replaced_by: None,
-                                linked_at: now,
-                                status_changed_at: now,
-                                updated_at: now,
-                            },
-                            true,
-                        ),
+                        None => Card {
+                            id: CardId::generate(),
+                            card_type,
+                            token: self.tokens.token(&request.card),
+                            last_four: request.card.last_four().to_owned(),
+                            status: CardStatus::Active,
+                            person: holder.person.clone(),
+                            expires_on: request.expires_on,
+                            replaces: None,
+                            replaced_by: None,
+                            linked_at: now,
+                            status_changed_at: now,
+                            updated_at: now,
+                        },
                     };
                     self.require_none_active(unit, &holder, &card).await?;
-                    if new {
-                        self.store.insert(unit, &card, self.tokens.current_id()).await?;
-                    } else {
-                        self.store.update(unit, &card).await?;
-                    }
+                    self.store.write(unit, &card, self.tokens.current_id()).await?;
                     self.record(
                         unit,
                         context,
@@ -441,7 +431,7 @@ impl CardService {
                     updated_at: now,
                     ..card
                 };
-                self.store.update(unit, &card).await?;
+                self.store.write(unit, &card, self.tokens.current_id()).await?;
                 self.record(
                     unit,
                     context,
@@ -561,8 +551,8 @@ impl CardService {
                         ..old
                     };
                     // The old card leaves the active set before the new one joins it.
-                    self.store.update(unit, &old).await?;
-                    self.store.insert(unit, &new, self.tokens.current_id()).await?;
+                    self.store.write(unit, &old, self.tokens.current_id()).await?;
+                    self.store.write(unit, &new, self.tokens.current_id()).await?;
                     self.record(
                         unit,
                         context,

@@ -118,7 +118,8 @@ pub fn card_to_proto(card: &Card) -> proto::Card {
         card_id: card.id.to_string(),
         r#type: card_type_to_proto(card.card_type).into(),
         last_four: card.last_four.clone(),
-        status: status_to_proto(card.status).into(),
+        // As a reader meets it: an active card past its last day shows as expired.
+        status: status_to_proto(card.status_on(hie_core::time::today_in_china())).into(),
         person_id: card.person.to_string(),
         expires_on: card.expires_on.map(|d| d.to_string()).unwrap_or_default(),
         replaces_card_id: card.replaces.as_ref().map(CardId::to_string).unwrap_or_default(),

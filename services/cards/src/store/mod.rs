@@ -200,12 +200,16 @@ impl CardStore {
         rows.into_iter().map(Card::try_from).collect()
     }
 
-    /// Writes a new card.
-    pub async fn insert(&self, unit: &mut UnitOfWork, card: &Card, token_key_id: &str) -> Result<(), Error> {
+    /// Writes a card as it now stands: a new one with its token (under the key `token_key_id`),
+    /// or an existing one's person, status, expiry and successor (its number never changes).
+    pub async fn write(&self, unit: &mut UnitOfWork, card: &Card, token_key_id: &str) -> Result<(), Error> {
         sqlx::query(
             "INSERT INTO cards (id, card_type, token, token_key_id, last_four, person_id, status, expires_on, \
              replaces, replaced_by, linked_at, status_changed_at, updated_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) \
+             ON CONFLICT (id) DO UPDATE SET person_id = excluded.person_id, status = excluded.status, \
+             expires_on = excluded.expires_on, replaced_by = excluded.replaced_by, linked_at = excluded.linked_at, \
+             status_changed_at = excluded.status_changed_at, updated_at = excluded.updated_at",
         )
         .bind(card.id.as_str())
         .bind(card.card_type.code())
@@ -216,26 +220,6 @@ impl CardStore {
         .bind(card.status.code())
         .bind(card.expires_on.map(|d| d.format("%Y-%m-%d").to_string()))
         .bind(card.replaces.as_ref().map(CardId::as_str))
-        .bind(card.replaced_by.as_ref().map(CardId::as_str))
-        .bind(time::to_micros(card.linked_at))
-        .bind(time::to_micros(card.status_changed_at))
-        .bind(time::to_micros(card.updated_at))
-        .execute(&mut *unit.connection().await?)
-        .await
-        .map_err(concurrent)?;
-        Ok(())
-    }
-
-    /// Writes a card's person, status, expiry and successor as they now stand.
-    pub async fn update(&self, unit: &mut UnitOfWork, card: &Card) -> Result<(), Error> {
-        sqlx::query(
-            "UPDATE cards SET person_id = $2, status = $3, expires_on = $4, replaced_by = $5, linked_at = $6, \
-             status_changed_at = $7, updated_at = $8 WHERE id = $1",
-        )
-        .bind(card.id.as_str())
-        .bind(card.person.as_str())
-        .bind(card.status.code())
-        .bind(card.expires_on.map(|d| d.format("%Y-%m-%d").to_string()))
         .bind(card.replaced_by.as_ref().map(CardId::as_str))
         .bind(time::to_micros(card.linked_at))
         .bind(time::to_micros(card.status_changed_at))
