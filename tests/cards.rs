@@ -7,8 +7,8 @@
 use hie_proto::cards::card_service_client::CardServiceClient;
 use hie_proto::cards::{
     BeginCardAuthenticationRequest, CardNumber, CardPresentation, CardStatus, CardType, CheckInRequest,
-    ChipResponse, GetCardHistoryRequest, LinkCardRequest, ListCardsRequest, ReplaceCardRequest,
-    ReportCardLostRequest, ResolveCardRequest, RevokeCardRequest,
+    ChipResponse, ExpireCardRequest, GetCardHistoryRequest, LinkCardRequest, ListCardsRequest,
+    ReplaceCardRequest, ReportCardLostRequest, ResolveCardRequest, RevokeCardRequest, UnlinkCardRequest,
 };
 use hie_proto::records::{PersonSelector, person_selector};
 use hie_server::card_cli::{SimulatedCard, with_context};
@@ -26,6 +26,7 @@ on_every_backend!(
     over_mutual_tls_the_desk_checks_in_at_its_own_hospital_and_a_patient_reports_only_their_own_card_lost,
     a_resolve_follows_a_merge_and_a_consent_change_at_once,
     a_token_key_rotation_keeps_every_card_and_a_lost_key_stops_the_start,
+    a_card_linked_by_mistake_is_unlinked_and_linked_again_and_an_expired_card_stops,
 );
 
 type Cards = CardServiceClient<Channel>;
@@ -904,4 +905,124 @@ async fn a_token_key_rotation_keeps_every_card_and_a_lost_key_stops_the_start(db
         .unwrap();
     assert_eq!(keys, 2);
     server.stop().await.unwrap();
+}
+
+async fn a_card_linked_by_mistake_is_unlinked_and_linked_again_and_an_expired_card_stops(db: TestDb) {
+    let server = db.server().await;
+    register_organisations(server.exchange()).await;
+    let wrong = holder(&server, 10).await;
+    let right = holder(&server, 11).await;
+    let mut cards = CardServiceClient::new(server.channel.clone());
+    let citizen = hie_cards::domain::number::with_luhn_digit("52260100010");
+    let id = link(&mut cards, number(CardType::Citizen, &citizen), &woman(10))
+        .await
+        .unwrap();
+    let presented = present(&db, &mut cards, CardType::Citizen, &citizen).await;
+    assert_eq!(resolve(&mut cards, presented).await.unwrap(), wrong);
+
+    // Unlinking needs a reason and an administrator; afterwards the card finds nobody.
+    let unlink = |reason: &str| UnlinkCardRequest {
+        card_id: id.clone(),
+        reason: reason.into(),
+    };
+    let refused = cards
+        .unlink_card(with_context(unlink(" "), &administrator()))
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), Code::InvalidArgument, "{refused:?}");
+    let refused = cards
+        .unlink_card(with_context(unlink("linked to the wrong woman"), &clerk()))
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), Code::PermissionDenied, "{refused:?}");
+    let unlinked = cards
+        .unlink_card(with_context(
+            unlink("linked to the wrong woman"),
+            &administrator(),
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(unlinked.card.unwrap().status, CardStatus::Unlinked as i32);
+    let presented = present(&db, &mut cards, CardType::Citizen, &citizen).await;
+    assert_eq!(
+        resolve(&mut cards, presented).await.unwrap_err().code(),
+        Code::NotFound
+    );
+
+    // Linked again, to the right woman: the same card, its history whole.
+    let relinked = link(&mut cards, number(CardType::Citizen, &citizen), &woman(11))
+        .await
+        .unwrap();
+    assert_eq!(relinked, id);
+    let presented = present(&db, &mut cards, CardType::Citizen, &citizen).await;
+    assert_eq!(resolve(&mut cards, presented).await.unwrap(), right);
+    let history = cards
+        .get_card_history(with_context(
+            GetCardHistoryRequest { card_id: id.clone() },
+            &clerk(),
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    let changes: Vec<(&str, &str)> = history
+        .changes
+        .iter()
+        .map(|c| (c.change.as_str(), c.person_id.as_str()))
+        .collect();
+    assert_eq!(
+        changes,
+        [
+            ("linked", wrong.as_str()),
+            ("unlinked", wrong.as_str()),
+            ("linked", right.as_str())
+        ]
+    );
+
+    // Expired by the issuer: refused at the desk, listed as expired; expiring again changes nothing.
+    let expire = || ExpireCardRequest { card_id: id.clone() };
+    cards
+        .expire_card(with_context(expire(), &administrator()))
+        .await
+        .unwrap();
+    let again = cards
+        .expire_card(with_context(expire(), &administrator()))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(again.card.unwrap().status, CardStatus::Expired as i32);
+    let presented = present(&db, &mut cards, CardType::Citizen, &citizen).await;
+    let refused = resolve(&mut cards, presented).await.unwrap_err();
+    assert_eq!(refused.code(), Code::FailedPrecondition, "{refused:?}");
+    assert!(refused.message().contains("expired"), "{refused:?}");
+    assert_eq!(count(server.exchange(), "card_changes").await, 4);
+    // An expired card is replaced by a new one, which works.
+    let renewed = hie_cards::domain::number::with_luhn_digit("52260100011");
+    cards
+        .replace_card(with_context(
+            ReplaceCardRequest {
+                card_id: id.clone(),
+                new_card: Some(number(CardType::Citizen, &renewed)),
+                expires_on: "2099-12-31".into(),
+            },
+            &clerk(),
+        ))
+        .await
+        .unwrap();
+    let presented = present(&db, &mut cards, CardType::Citizen, &renewed).await;
+    assert_eq!(resolve(&mut cards, presented).await.unwrap(), right);
+    // A replacement must be of the same type.
+    let refused = cards
+        .replace_card(with_context(
+            ReplaceCardRequest {
+                card_id: id.clone(),
+                new_card: Some(number(CardType::Bank, "4111111111111111")),
+                expires_on: String::new(),
+            },
+            &clerk(),
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), Code::InvalidArgument, "{refused:?}");
+    server.server.stop().await.unwrap();
 }
