@@ -82,6 +82,7 @@ async fn link(cards: &mut Cards, card: CardNumber, holder_number: &str) -> Resul
                 holder_identity_number: holder_number.to_owned(),
                 person_id: String::new(),
                 expires_on: String::new(),
+                chip: None,
             },
             &administrator(),
         ))
@@ -179,6 +180,7 @@ async fn each_card_type_checks_its_holder_in_and_a_lost_card_stops_at_once(db: T
                 holder_identity_number: woman(1),
                 person_id: person.clone(),
                 expires_on: String::new(),
+                chip: None,
             },
             &clerk(),
         ))
@@ -458,6 +460,7 @@ async fn linking_refuses_a_holder_mismatch_a_second_active_card_and_bad_numbers_
         holder_identity_number: holder_number,
         person_id: person,
         expires_on: String::new(),
+        chip: None,
     };
     let refusals = [
         // A second active resident health card.
@@ -591,6 +594,7 @@ async fn linking_refuses_a_holder_mismatch_a_second_active_card_and_bad_numbers_
                 holder_identity_number: woman(3),
                 person_id: first.clone(),
                 expires_on: "2001-01-01".into(),
+                chip: None,
             },
             &administrator(),
         ))
@@ -753,21 +757,55 @@ async fn over_mutual_tls_the_desk_checks_in_at_its_own_hospital_and_a_patient_re
         .unwrap()
         .into_inner();
     assert_eq!(reported.card.unwrap().status, CardStatus::Lost as i32);
-    // She links her own bank card; not one for someone else.
+    // She links her own bank card, proving with its chip that she holds it (a number alone is
+    // refused); not one for someone else.
     let bank = hie_cards::domain::number::with_luhn_digit("622202000000000011");
+    let portal_context = vec![
+        ("x-hie-user", "app".to_owned()),
+        ("x-hie-role", "patient".to_owned()),
+        ("x-hie-purpose", "patient_request".to_owned()),
+        ("x-hie-patient", woman_id.clone()),
+    ];
+    let held = |number: &str| {
+        SimulatedCard::issued(&fixture.db.settings(), hie_cards::domain::CardType::Bank, number).unwrap()
+    };
     let own = LinkCardRequest {
         card: Some(number(CardType::Bank, &bank)),
         holder_identity_number: woman(1),
         person_id: String::new(),
         expires_on: String::new(),
+        chip: None,
     };
-    app.link_card(as_patient(own.clone(), &woman_id)).await.unwrap();
+    let refused = app
+        .link_card(as_patient(own.clone(), &woman_id))
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), Code::InvalidArgument, "{refused:?}");
+    assert!(refused.message().starts_with("chip"), "{refused:?}");
+    let proof = held(&bank)
+        .present(&mut app, &bank, &portal_context)
+        .await
+        .unwrap()
+        .chip;
+    app.link_card(as_patient(
+        LinkCardRequest {
+            chip: proof,
+            ..own.clone()
+        },
+        &woman_id,
+    ))
+    .await
+    .unwrap();
+    let other_bank = hie_cards::domain::number::with_luhn_digit("622202000000000012");
+    let proof = held(&other_bank)
+        .present(&mut app, &other_bank, &portal_context)
+        .await
+        .unwrap()
+        .chip;
     let for_another = LinkCardRequest {
         holder_identity_number: woman(9),
-        card: Some(number(
-            CardType::Bank,
-            &hie_cards::domain::number::with_luhn_digit("622202000000000012"),
-        )),
+        card: Some(number(CardType::Bank, &other_bank)),
+        chip: proof,
         ..own
     };
     let refused = app

@@ -55,6 +55,8 @@ pub async fn load(exchange: &Exchange, prefecture: &SyntheticPrefecture) -> Resu
                 holder: holder.clone(),
                 person: None,
                 expires_on: None,
+                // The issuer's staff, card in hand.
+                chip: None,
             };
             exchange
                 .cards

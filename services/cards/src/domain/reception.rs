@@ -22,6 +22,16 @@ use super::{CardNumber, CardService, CardStatus};
 /// Who reads cards at a desk: reception clerks, nurses at triage, clinicians.
 const READER_ROLES: [Role; 3] = [Role::RegistrationClerk, Role::Nurse, Role::Clinician];
 
+/// Who may ask a card for proof: the readers, and those who link cards (a patient proves they
+/// hold the card they link).
+const CHALLENGING_ROLES: [Role; 5] = [
+    Role::RegistrationClerk,
+    Role::Nurse,
+    Role::Clinician,
+    Role::Administrator,
+    Role::Patient,
+];
+
 /// A card in the reader with its chip's answer.
 #[derive(Debug, Clone)]
 pub struct Presentation {
@@ -60,7 +70,7 @@ pub struct CheckedIn {
 
 impl CardService {
     /// A one-time challenge for `card`, and the MAC algorithm its chip answers with. Only the
-    /// roles that read cards at a desk may ask (challenges are a bounded resource of the replica).
+    /// roles that read or link cards may ask (challenges are a bounded resource of the replica).
     pub async fn begin_authentication(
         &self,
         context: &RequestContext,
@@ -68,8 +78,8 @@ impl CardService {
     ) -> Result<(Challenge, &'static str), Error> {
         self.require_role(
             context,
-            &READER_ROLES,
-            "read a card at a desk",
+            &CHALLENGING_ROLES,
+            "ask a card for proof",
             AuditAction::ResolveCard,
         )
         .await?;
@@ -84,6 +94,36 @@ impl CardService {
         })?;
         let challenge = self.challenges.issue(self.tokens.token(card), Utc::now())?;
         Ok((challenge, chip.algorithm()))
+    }
+
+    /// Checks that the presented card's chip answered its challenge: the challenge is taken
+    /// (one use), then the answer verified. A wrong answer is refused and recorded, the same way
+    /// for every number.
+    pub(super) async fn verify_chip(
+        &self,
+        context: &RequestContext,
+        action: AuditAction,
+        presentation: &Presentation,
+    ) -> Result<(), Error> {
+        let card_number = &presentation.card;
+        let challenge = self.challenges.take(
+            &presentation.challenge_id,
+            self.tokens.token(card_number),
+            Utc::now(),
+        )?;
+        let genuine = self
+            .chips
+            .of(card_number.card_type())
+            .is_some_and(|chip| chip.verify(card_number, &challenge, &presentation.mac));
+        if genuine {
+            return Ok(());
+        }
+        let reason = "card.chip.mac: the answer does not verify; read the card again".to_owned();
+        Err(self
+            .access
+            .audit()
+            .refuse(context, &Subject::new(action, "card"), reason)
+            .await)
     }
 
     /// Forgets expired challenges; run now and then.
@@ -199,23 +239,10 @@ impl CardService {
         action: AuditAction,
         presentation: &Presentation,
     ) -> Result<IndexedCard, Error> {
-        let subject = Subject::new(action, "card");
         self.require_role(context, &READER_ROLES, "read a card at a desk", action)
             .await?;
+        self.verify_chip(context, action, presentation).await?;
         let card_number = &presentation.card;
-        let challenge = self.challenges.take(
-            &presentation.challenge_id,
-            self.tokens.token(card_number),
-            Utc::now(),
-        )?;
-        let genuine = self
-            .chips
-            .of(card_number.card_type())
-            .is_some_and(|chip| chip.verify(card_number, &challenge, &presentation.mac));
-        if !genuine {
-            let reason = "card.chip.mac: the answer does not verify; read the card again".to_owned();
-            return Err(self.access.audit().refuse(context, &subject, reason).await);
-        }
         let candidates = self.tokens.candidates(card_number);
         let found = if self.index.is_loaded() {
             self.index.get(&candidates)

@@ -23,7 +23,7 @@ use super::challenge::Challenges;
 use super::index::{CardIndex, IndexedCard};
 use super::keys::{Chips, TokenKeys};
 use super::persons::{PersonCache, changes_persons};
-use super::{Card, CardChange, CardChangeKind, CardId, CardNumber, CardStatus};
+use super::{Card, CardChange, CardChangeKind, CardId, CardNumber, CardStatus, Presentation};
 use crate::store::CardStore;
 
 /// Who may link a card: the issuers' staff, a reception clerk issuing a card at the desk, and a
@@ -63,6 +63,16 @@ pub struct LinkRequest {
     pub holder: ResidentId,
     pub person: Option<PersonId>,
     pub expires_on: Option<NaiveDate>,
+    /// The chip's answer to a challenge: proof that the caller holds the card (required of a
+    /// patient).
+    pub chip: Option<ChipAnswer>,
+}
+
+/// A chip's answer: the challenge's id and the MAC.
+#[derive(Debug, Clone)]
+pub struct ChipAnswer {
+    pub challenge_id: String,
+    pub mac: Vec<u8>,
 }
 
 /// A change of a card's status, as each life-cycle call asks for it.
@@ -147,6 +157,26 @@ impl CardService {
                 "expires_on",
                 "is in the past: the card has expired already",
             ));
+        }
+        // Proof of possession: a patient links only a card they hold (else anyone could claim a
+        // number they only know, and the card's holder could not link it any more).
+        match &request.chip {
+            Some(answer) => {
+                let presentation = Presentation {
+                    card: request.card.clone(),
+                    challenge_id: answer.challenge_id.clone(),
+                    mac: answer.mac.clone(),
+                };
+                self.verify_chip(context, AuditAction::LinkCard, &presentation)
+                    .await?;
+            }
+            None if context.role == Role::Patient => {
+                return Err(Error::invalid(
+                    "chip",
+                    "is required: a patient links a card by having its chip answer a challenge (BeginCardAuthentication)",
+                ));
+            }
+            None => {}
         }
         let subject = Subject::new(AuditAction::LinkCard, "card");
         let permitted = context.role_among(&LINKING_ROLES, "link a card");

@@ -14,7 +14,7 @@ use hie_proto::cards::card_service_server::CardService as CardServiceApi;
 use hie_records::grpc::person_selector;
 use tonic::{Request, Response, Status};
 
-use crate::domain::service::LinkRequest;
+use crate::domain::service::{ChipAnswer, LinkRequest};
 use crate::domain::{
     Card, CardChange, CardId, CardNumber, CardService, CardStatus, CardType, CheckInRequest, Presentation,
 };
@@ -86,19 +86,27 @@ fn presentation(message: Option<proto::CardPresentation>) -> Result<Presentation
             "is required: the chip's answer to a challenge from BeginCardAuthentication",
         )
     })?;
+    let answer = chip_answer("card.chip", chip)?;
+    Ok(Presentation {
+        card,
+        challenge_id: answer.challenge_id,
+        mac: answer.mac,
+    })
+}
+
+/// A chip's answer, its MAC's length checked.
+fn chip_answer(field: &str, chip: proto::ChipResponse) -> Result<ChipAnswer, Error> {
     if chip.mac.is_empty() || chip.mac.len() > 64 {
         return Err(Error::invalid(
-            "card.chip.mac",
+            format!("{field}.mac"),
             "expected the MAC the card computed, 1 to 64 bytes",
         ));
     }
-    Ok(Presentation {
-        card,
+    Ok(ChipAnswer {
         challenge_id: chip.challenge_id,
         mac: chip.mac,
     })
 }
-
 fn card_id(field: &str, text: &str) -> Result<CardId, Error> {
     CardId::parse(text).field(field)
 }
@@ -167,6 +175,7 @@ impl CardServiceApi for CardsGrpc {
             holder: ResidentId::parse(&m.holder_identity_number).field("holder_identity_number")?,
             person,
             expires_on: optional_date("expires_on", &m.expires_on)?,
+            chip: m.chip.map(|chip| chip_answer("chip", chip)).transpose()?,
         };
         let (card, changed) = self.cards.link(&context, link).await?;
         Ok(Response::new(proto::LinkCardResponse {
