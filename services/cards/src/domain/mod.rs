@@ -1,12 +1,14 @@
 //! The card service's domain: card types and numbers (`number.rs`), keys and chips (`keys.rs`),
-//! one-time challenges (`challenge.rs`), the per-replica look-up table (`index.rs`), the life
-//! cycle (`service.rs`) and the reception's resolve and check-in (`reception.rs`).
+//! one-time challenges (`challenge.rs`), the replica's card table (`index.rs`) and view of
+//! persons (`persons.rs`) and their upkeep (`replica.rs`), the life cycle (`service.rs`), lists
+//! and histories (`reads.rs`), and the reception's resolve and check-in (`reception.rs`).
 
 pub mod challenge;
 pub mod index;
 pub mod keys;
 pub mod number;
 pub mod persons;
+mod reads;
 mod reception;
 mod replica;
 pub mod service;
