@@ -21,8 +21,8 @@ use tonic::transport::Channel;
 
 use super::documents::{fill_persons, filled_person};
 use super::{
-    CallFigures, as_clerk, bench_context, connect, figures, health_call, loopback, measure, measure_timed,
-    on_scratch_postgres, ratio, scratch_settings,
+    CallFigures, PostgresServer, as_clerk, bench_context, connect, figures, health_call, loopback, measure,
+    measure_timed, on_scratch_postgres, ratio, scratch_settings,
 };
 use crate::Exchange;
 use crate::demo::SyntheticPrefecture;
@@ -39,13 +39,8 @@ pub struct CheckinArgs {
     /// Cards per person (1 to 3: a resident health card, a social-security card, a citizen card).
     #[arg(long, default_value_t = 3)]
     pub cards_per_person: usize,
-    /// A PostgreSQL server where the benchmark may create (and drop) a scratch database.
-    #[arg(
-        long,
-        env = "HIE_BENCH_POSTGRES_URL",
-        default_value = "postgres://postgres@127.0.0.1:5432/postgres"
-    )]
-    pub postgres_url: String,
+    #[command(flatten)]
+    pub postgres: PostgresServer,
     /// How long the empty call and check-in run, in seconds.
     #[arg(long, default_value_t = 10)]
     pub seconds: u64,
@@ -99,7 +94,7 @@ pub async fn run_checkin(args: CheckinArgs) -> Result<(), String> {
             args.cards_per_person
         ));
     }
-    on_scratch_postgres(&args.postgres_url, args.json, async |url| {
+    on_scratch_postgres(&args.postgres.url, args.json, async |url| {
         checkin_on(&url, &args).await
     })
     .await

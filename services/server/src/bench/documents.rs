@@ -28,8 +28,8 @@ use serde::Serialize;
 use tonic::transport::Channel;
 
 use super::{
-    CallFigures, CallFuture, as_clerk, connect, health_call, loopback, measure, on_scratch_postgres, ratio,
-    scratch_settings,
+    CallFigures, CallFuture, PostgresServer, as_clerk, connect, health_call, loopback, measure,
+    on_scratch_postgres, ratio, scratch_settings,
 };
 use crate::Exchange;
 use crate::demo::{Rng, SyntheticPrefecture, load};
@@ -48,13 +48,8 @@ pub struct DocumentsArgs {
     /// Residents registered through the registry (the patients of registration and summary).
     #[arg(long, default_value_t = 2_000)]
     pub residents: usize,
-    /// A PostgreSQL server where the benchmark may create (and drop) a scratch database.
-    #[arg(
-        long,
-        env = "HIE_BENCH_POSTGRES_URL",
-        default_value = "postgres://postgres@127.0.0.1:5432/postgres"
-    )]
-    pub postgres_url: String,
+    #[command(flatten)]
+    pub postgres: PostgresServer,
     #[arg(long, default_value_t = 10)]
     pub seconds: u64,
     /// Calls in flight at once for the reads.
@@ -136,7 +131,7 @@ fn entry(unique_id: String, patient: &str, content: &[u8], repository: &str) -> 
 }
 
 pub async fn run_documents(args: DocumentsArgs) -> Result<(), String> {
-    on_scratch_postgres(&args.postgres_url, args.json, async |url| {
+    on_scratch_postgres(&args.postgres.url, args.json, async |url| {
         documents_on(&url, &args).await
     })
     .await

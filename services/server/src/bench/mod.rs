@@ -63,13 +63,8 @@ pub struct ResolveArgs {
     /// Which backends to measure.
     #[arg(long, value_enum, default_value = "both")]
     pub backend: BackendChoice,
-    /// A PostgreSQL server where the benchmark may create and drop a scratch database.
-    #[arg(
-        long,
-        env = "HIE_BENCH_POSTGRES_URL",
-        default_value = "postgres://postgres@127.0.0.1:5432/postgres"
-    )]
-    pub postgres_url: String,
+    #[command(flatten)]
+    pub postgres: PostgresServer,
     /// How long each measurement runs, in seconds.
     #[arg(long, default_value_t = 5)]
     pub seconds: u64,
@@ -83,6 +78,18 @@ pub struct ResolveArgs {
     /// certificate registered in the directory), as production does.
     #[arg(long)]
     pub tls: bool,
+}
+
+/// The PostgreSQL server a benchmark works on, the same option for every benchmark.
+#[derive(Debug, Args)]
+pub struct PostgresServer {
+    /// A PostgreSQL server where the benchmark may create (and drop) a scratch database.
+    #[arg(
+        long = "postgres-url",
+        env = "HIE_BENCH_POSTGRES_URL",
+        default_value = "postgres://postgres@127.0.0.1:5432/postgres"
+    )]
+    pub url: String,
 }
 
 /// Throughput and latency of one kind of call.
@@ -143,13 +150,13 @@ async fn resolve(args: ResolveArgs) -> Result<(), String> {
     }
     if matches!(args.backend, BackendChoice::Postgres | BackendChoice::Both) {
         let name = format!("hie_bench_{}", uuid::Uuid::now_v7().simple());
-        let url = db::create_postgres_database(&args.postgres_url, &name)
+        let url = db::create_postgres_database(&args.postgres.url, &name)
             .await
             .map_err(|e| {
                 format!("cannot create a scratch database on the PostgreSQL server of --postgres-url: {e}")
             })?;
         let figures = resolve_on("postgres", &url, &args, &prefecture, 4).await;
-        let _ = db::drop_postgres_database(&args.postgres_url, &name).await;
+        let _ = db::drop_postgres_database(&args.postgres.url, &name).await;
         results.push(figures?);
     }
     let report = serde_json::json!({

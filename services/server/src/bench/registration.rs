@@ -12,8 +12,8 @@ use serde::Serialize;
 use tonic::transport::Channel;
 
 use super::{
-    CallFigures, CallFuture, as_clerk, connect, count_persons, health_call, load_in_parallel, loopback,
-    measure, ratio,
+    CallFigures, CallFuture, PostgresServer, as_clerk, connect, count_persons, health_call, load_in_parallel,
+    loopback, measure, ratio,
 };
 use crate::Exchange;
 use crate::demo::SyntheticPrefecture;
@@ -27,13 +27,8 @@ pub struct RegisterArgs {
     /// How many persons the registry holds before measuring (one township-centre record each).
     #[arg(long, default_value_t = 1_000_000)]
     pub persons: usize,
-    /// A PostgreSQL server where the benchmark may create (and drop) a scratch database.
-    #[arg(
-        long,
-        env = "HIE_BENCH_POSTGRES_URL",
-        default_value = "postgres://postgres@127.0.0.1:5432/postgres"
-    )]
-    pub postgres_url: String,
+    #[command(flatten)]
+    pub postgres: PostgresServer,
     /// Keep the loaded database (named after --persons) and reuse it on the next run.
     #[arg(long)]
     pub keep: bool,
@@ -121,7 +116,7 @@ pub async fn run_register(args: RegisterArgs) -> Result<(), String> {
         .records
         .split_off(args.persons.min(prefecture.records.len()));
     let name = format!("hie_bench_register_{}", args.persons);
-    let url = db::with_database_name(&args.postgres_url, &name);
+    let url = db::with_database_name(&args.postgres.url, &name);
     let mut settings = Settings::default();
     settings.database.url = SecretUrl::new(&url);
     settings.database.max_connections = 16;
@@ -145,14 +140,14 @@ pub async fn run_register(args: RegisterArgs) -> Result<(), String> {
             (exchange, None)
         }
         _ => {
-            let _ = db::drop_postgres_database(&args.postgres_url, &name).await;
+            let _ = db::drop_postgres_database(&args.postgres.url, &name).await;
             for file in [&settings.audit.key_file, &settings.audit.anchor_file]
                 .into_iter()
                 .flatten()
             {
                 let _ = std::fs::remove_file(file);
             }
-            db::create_postgres_database(&args.postgres_url, &name)
+            db::create_postgres_database(&args.postgres.url, &name)
                 .await
                 .map_err(|e| format!("cannot create a scratch database on --postgres-url: {e}"))?;
             let exchange = Exchange::open(&settings).await.map_err(|e| e.to_string())?;
@@ -204,7 +199,7 @@ pub async fn run_register(args: RegisterArgs) -> Result<(), String> {
     server.stop().await.map_err(|e| e.to_string())?;
     if !args.keep {
         exchange.database.close().await;
-        let _ = db::drop_postgres_database(&args.postgres_url, &name).await;
+        let _ = db::drop_postgres_database(&args.postgres.url, &name).await;
     }
     let figures = RegisterFigures {
         benchmark: "register",
