@@ -26,15 +26,18 @@ pub enum EncounterKind {
     Admission,
     Transfer,
     Discharge,
+    /// The admission or registration was cancelled: the visit did not happen.
+    Cancelled,
 }
 
 impl EncounterKind {
-    pub const ALL: [EncounterKind; 5] = [
+    pub const ALL: [EncounterKind; 6] = [
         EncounterKind::Outpatient,
         EncounterKind::Emergency,
         EncounterKind::Admission,
         EncounterKind::Transfer,
         EncounterKind::Discharge,
+        EncounterKind::Cancelled,
     ];
 
     pub fn code(self) -> &'static str {
@@ -44,6 +47,7 @@ impl EncounterKind {
             EncounterKind::Admission => "admission",
             EncounterKind::Transfer => "transfer",
             EncounterKind::Discharge => "discharge",
+            EncounterKind::Cancelled => "cancelled",
         }
     }
 

@@ -193,6 +193,9 @@ fn assemble(summary: &mut PatientSummary, visible: Vec<Source>) {
                     _ => {}
                 }
             }
+            // A cancelled visit did not happen: its diagnoses are not the patient's problems.
+            Source::Encounter(encounter)
+                if encounter.draft.kind == super::encounters::EncounterKind::Cancelled => {}
             Source::Encounter(encounter) => {
                 for diagnosis in &encounter.draft.diagnoses {
                     keep_latest(

@@ -443,7 +443,9 @@ pub fn document_to_proto(document: &Document) -> proto::DocumentEntry {
     }
 }
 
-fn encounter_draft(
+/// Parses a visit as the registry takes it (also used by the HL7 adapter to check a visit before
+/// it acknowledges the message).
+pub fn encounter_draft(
     organisation: OrganisationCode,
     message: Option<proto::Encounter>,
 ) -> Result<EncounterDraft, Error> {
@@ -454,10 +456,11 @@ fn encounter_draft(
         Ok(proto::EncounterKind::Admission) => EncounterKind::Admission,
         Ok(proto::EncounterKind::Transfer) => EncounterKind::Transfer,
         Ok(proto::EncounterKind::Discharge) => EncounterKind::Discharge,
+        Ok(proto::EncounterKind::Cancelled) => EncounterKind::Cancelled,
         _ => {
             return Err(Error::invalid(
                 "encounter.kind",
-                "expected OUTPATIENT, EMERGENCY, ADMISSION, TRANSFER or DISCHARGE",
+                "expected OUTPATIENT, EMERGENCY, ADMISSION, TRANSFER, DISCHARGE or CANCELLED",
             ));
         }
     };
@@ -486,6 +489,7 @@ pub fn encounter_to_proto(encounter: &Encounter) -> proto::Encounter {
             EncounterKind::Admission => proto::EncounterKind::Admission,
             EncounterKind::Transfer => proto::EncounterKind::Transfer,
             EncounterKind::Discharge => proto::EncounterKind::Discharge,
+            EncounterKind::Cancelled => proto::EncounterKind::Cancelled,
         }
         .into(),
         department: d.department.clone(),
