@@ -10,6 +10,7 @@
 // Test code may unwrap: a panic is a failing test (see clippy.toml).
 #![allow(clippy::unwrap_used)]
 
+mod adapters;
 mod architecture;
 mod audit;
 mod bad_input;

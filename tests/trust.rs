@@ -32,7 +32,7 @@ on_every_backend!(
 
 pub(crate) struct Fixture {
     pub(crate) db: TestDb,
-    folder: PkiFolder,
+    pub(crate) folder: PkiFolder,
     pub(crate) server: RunningServer,
     _dir: tempfile::TempDir,
 }
@@ -40,6 +40,11 @@ pub(crate) struct Fixture {
 /// A server with mutual TLS over `db`; hospitals QDN-H01 and QDN-H02, the health authority
 /// QDN-WJW, the patient portal QDN-APP and the insurer QDN-YB have registered certificates.
 pub(crate) async fn fixture(db: TestDb) -> Fixture {
+    fixture_on(db, "127.0.0.1:0".parse().unwrap()).await
+}
+
+/// The same fixture, its server listening on `listen`.
+pub(crate) async fn fixture_on(db: TestDb, listen: std::net::SocketAddr) -> Fixture {
     use hie_core::domain::{BoundedText, DivisionCode, OrganisationCode};
     use hie_directory::domain::{OrganisationDraft, OrganisationKind};
     let dir = tempfile::tempdir().unwrap();
@@ -90,10 +95,7 @@ pub(crate) async fn fixture(db: TestDb) -> Fixture {
         key: folder.server_key(),
         client_ca: folder.ca_cert(),
     };
-    let server = exchange
-        .start_with("127.0.0.1:0".parse().unwrap(), Some(&tls), false)
-        .await
-        .unwrap();
+    let server = exchange.start_with(listen, Some(&tls), false).await.unwrap();
     Fixture {
         db,
         folder,

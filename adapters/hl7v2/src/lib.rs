@@ -7,6 +7,11 @@
 //! It must never acknowledge a message before it is journaled, never lose a journaled message,
 //! and never write patient data to the log.
 
+pub mod exchange;
+pub mod forwarder;
 pub mod hl7;
+pub mod journal;
+pub mod listener;
 pub mod mllp;
+pub mod run;
 pub mod translate;

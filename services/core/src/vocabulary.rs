@@ -64,6 +64,7 @@ vocabulary!(
         LinkSourceRecord => "population.link",
         UnlinkSourceRecord => "population.unlink",
         MergePersons => "population.merge",
+        MergeLocalPatients => "population.local_patients.merge",
         UnmergePersons => "population.unmerge",
         Rematch => "population.rematch",
         RematchDryRun => "population.rematch.dry_run",

@@ -8,7 +8,9 @@ use clap::{Args, Parser, Subcommand};
 use hie_core::db::Database;
 
 use crate::settings::SecretUrl;
-use crate::{Exchange, Settings, bench, card_cli, demo, linkage_cli, population_file, population_jobs};
+use crate::{
+    Exchange, Settings, adapter_cli, bench, card_cli, demo, linkage_cli, population_file, population_jobs,
+};
 
 /// hie: a regional health-information exchange.
 #[derive(Debug, Parser)]
@@ -54,6 +56,10 @@ pub enum Command {
     /// QDN-H01 --department 内科`.
     #[command(subcommand)]
     Card(card_cli::CardCommand),
+    /// Hospital adapters: `hie adapter hl7v2 --exchange https://… --organisation QDN-H01 …`, and
+    /// `hie adapter status` / `hie adapter dead-letters …` on an adapter's data folder.
+    #[command(subcommand)]
+    Adapter(adapter_cli::AdapterCommand),
 }
 
 #[derive(Debug, Subcommand)]
@@ -182,6 +188,8 @@ impl Cli {
             Command::Certs(CertsCommand::Init { .. }) => return Ok(settings),
             // Batch linkage works on files, not the database.
             Command::Link(_) | Command::Dedupe(_) | Command::Generate(_) => return Ok(settings),
+            // An adapter runs at the hospital, with its own journal and no exchange database.
+            Command::Adapter(_) => return Ok(settings),
             Command::Bench(_) => {
                 // Benchmarks print JSON; per-request information logs would only add noise.
                 if std::env::var_os("HIE_LOG").is_none() {
@@ -241,6 +249,7 @@ pub fn run(cli: Cli) -> ExitCode {
             }
             Command::Population(command) => population_jobs::run(&settings, command).await,
             Command::Card(command) => card_cli::run(&settings, command).await,
+            Command::Adapter(command) => adapter_cli::run(command).await,
             Command::Generate(GenerateCommand::PopulationFile {
                 records,
                 resident_id_share,

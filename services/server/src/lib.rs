@@ -4,6 +4,7 @@
 //!
 //! It owns no tables and no business rules: those belong to the service crates it composes.
 
+pub mod adapter_cli;
 pub mod app;
 pub mod audit_keys;
 pub mod bench;

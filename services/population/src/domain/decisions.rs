@@ -469,7 +469,7 @@ impl PopulationService {
 
     /// Gives `into` the most restrictive combination of both persons' consent directives (when
     /// either set any); returns what to keep beside the merge for an unmerge.
-    async fn combine_consent(
+    pub(super) async fn combine_consent(
         &self,
         unit: &mut UnitOfWork,
         from: &PersonId,
@@ -524,7 +524,7 @@ impl PopulationService {
 
     /// The person a record is linked to, with that person (and `to`, when given) locked; a record
     /// moved by someone else in between is a conflict to retry.
-    async fn record_link_locked(
+    pub(super) async fn record_link_locked(
         &self,
         unit: &mut UnitOfWork,
         record: &SourceRecordId,
@@ -572,7 +572,7 @@ impl PopulationService {
         }
     }
 
-    async fn move_record_by_hand(
+    pub(super) async fn move_record_by_hand(
         &self,
         unit: &mut UnitOfWork,
         record: &SourceRecordId,

@@ -5,6 +5,7 @@ pub mod decisions;
 pub mod fellegi_sunter;
 pub mod golden;
 pub mod linkage;
+mod local_merge;
 mod matching;
 mod person;
 mod reads;
@@ -15,6 +16,7 @@ mod search;
 pub(crate) mod service;
 mod training;
 
+pub use local_merge::LocalMerge;
 pub use matching::{
     BUILT_IN_MODEL, BlockingKey, Candidate, Explanation, FieldWeight, MatchDecision, MatchThresholds,
     Matcher, PossibleMatch, ProbabilisticMatcher, person_fields,

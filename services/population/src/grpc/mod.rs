@@ -120,6 +120,32 @@ impl PopulationRegistry for PopulationGrpc {
     }
 
     #[tracing::instrument(skip_all)]
+    async fn merge_local_patients(
+        &self,
+        request: Request<proto::MergeLocalPatientsRequest>,
+    ) -> Result<Response<proto::MergeLocalPatientsResponse>, Status> {
+        let context = context_of(&request)?;
+        let request = request.into_inner();
+        let organisation =
+            context.submitting_organisation("organisation_code", &request.organisation_code)?;
+        let merge = self
+            .population
+            .merge_local_patients(
+                &context,
+                &organisation,
+                &request.prior_local_patient_number,
+                &request.surviving_local_patient_number,
+            )
+            .await?;
+        tracing::info!(changed = merge.changed, "local patient numbers merged");
+        Ok(Response::new(proto::MergeLocalPatientsResponse {
+            person_id: merge.person_id.as_str().to_owned(),
+            retired_source_record_id: merge.retired_source_record_id.as_str().to_owned(),
+            changed: merge.changed,
+        }))
+    }
+
+    #[tracing::instrument(skip_all)]
     async fn unlink_source_record(
         &self,
         request: Request<proto::UnlinkSourceRecordRequest>,

@@ -4,6 +4,7 @@
 use chrono::{DateTime, Utc};
 use hie_access::UnitOfWork;
 use hie_core::db::Backend;
+use hie_core::domain::OrganisationCode;
 use hie_core::{Error, time};
 use hie_directory::domain::OrganisationKind;
 use sqlx::{AnyConnection, AssertSqlSafe, FromRow};
@@ -66,7 +67,8 @@ impl PopulationStore {
         // sensitive categories.
         let sql = format!(
             "SELECT s.id, {columns}, s.updated_at, o.kind FROM source_records s \
-             LEFT JOIN organisations o ON o.code = s.organisation_code WHERE s.person_id = $1",
+             LEFT JOIN organisations o ON o.code = s.organisation_code \
+             WHERE s.person_id = $1 AND s.retired_into IS NULL",
             columns = super::columns::columns_of("s"),
         );
         let rows: Vec<GoldenRow> = sqlx::query_as(AssertSqlSafe(sql))
@@ -83,6 +85,47 @@ impl PopulationStore {
                 })
             })
             .collect()
+    }
+
+    /// The record an organisation keeps under a local patient number: its id, its person, and
+    /// the record it was retired into (A40), if it was.
+    pub async fn record_of_local_number(
+        &self,
+        unit: &mut UnitOfWork,
+        organisation: &OrganisationCode,
+        local_patient_number: &str,
+    ) -> Result<Option<(SourceRecordId, PersonId, Option<String>)>, Error> {
+        let row: Option<(String, String, Option<String>)> = sqlx::query_as(
+            "SELECT id, person_id, retired_into FROM source_records \
+             WHERE organisation_code = $1 AND local_patient_number = $2",
+        )
+        .bind(organisation.as_str())
+        .bind(local_patient_number)
+        .fetch_optional(unit.connection().await?)
+        .await?;
+        row.map(|(id, person, retired)| {
+            Ok((
+                stored_id(SourceRecordId::parse(&id))?,
+                stored_id(PersonId::parse(&person))?,
+                retired,
+            ))
+        })
+        .transpose()
+    }
+
+    /// Marks `record` retired into `into` (A40).
+    pub async fn set_retired_into(
+        &self,
+        unit: &mut UnitOfWork,
+        record: &SourceRecordId,
+        into: &SourceRecordId,
+    ) -> Result<(), Error> {
+        sqlx::query("UPDATE source_records SET retired_into = $1 WHERE id = $2")
+            .bind(into.as_str())
+            .bind(record.as_str())
+            .execute(unit.connection().await?)
+            .await?;
+        Ok(())
     }
 
     /// A record's person and whether a person linked it by hand.

@@ -97,6 +97,13 @@ impl PopulationRegistry for UnguardedResolve {
         Err(baseline_only())
     }
 
+    async fn merge_local_patients(
+        &self,
+        _: Request<proto::MergeLocalPatientsRequest>,
+    ) -> Result<Response<proto::MergeLocalPatientsResponse>, Status> {
+        Err(baseline_only())
+    }
+
     async fn merge_persons(
         &self,
         _: Request<proto::MergePersonsRequest>,

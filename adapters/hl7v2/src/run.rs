@@ -1,0 +1,158 @@
+//! The adapter as a process: the MLLP listener, the forwarder and the journal's upkeep, started
+//! together and stopped together.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+
+use crate::exchange::ExchangeClient;
+use crate::forwarder::{Backoff, Forwarder};
+use crate::journal::{Journal, now_ms};
+use crate::listener::{ListenerSettings, Receiver};
+use crate::translate::Hospital;
+
+/// The files of the hospital's side of mutual TLS with the exchange.
+#[derive(Debug, Clone)]
+pub struct TlsFiles {
+    /// The CA that issued the exchange's server certificate.
+    pub ca: PathBuf,
+    /// The hospital's certificate and key (the organisation the exchange knows it as).
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    /// The name on the exchange's certificate; the URL's host when absent.
+    pub server_name: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct AdapterSettings {
+    pub listen: SocketAddr,
+    pub exchange_url: String,
+    pub tls: Option<TlsFiles>,
+    pub hospital: Hospital,
+    pub data_folder: PathBuf,
+    /// The user the adapter's calls are made as (the interface, not a person).
+    pub user: String,
+    pub lanes: usize,
+    pub backoff: Backoff,
+    pub listener: ListenerSettings,
+    /// How long delivered messages are kept, so that a sender's late resend is recognised.
+    pub keep_delivered: Duration,
+}
+
+/// A started adapter.
+#[derive(Debug)]
+pub struct RunningAdapter {
+    mllp_address: SocketAddr,
+    journal: Journal,
+    shutdown: watch::Sender<bool>,
+    tasks: JoinSet<()>,
+}
+
+impl RunningAdapter {
+    /// Where the MLLP listener listens (the port, when 0 was asked for).
+    pub fn mllp_address(&self) -> SocketAddr {
+        self.mllp_address
+    }
+
+    pub fn journal(&self) -> &Journal {
+        &self.journal
+    }
+
+    /// Stops listening and forwarding; what is pending stays in the journal for the next start.
+    pub async fn stop(mut self) {
+        let _ = self.shutdown.send(true);
+        while self.tasks.join_next().await.is_some() {}
+    }
+
+    /// Runs until the process is interrupted.
+    pub async fn until_interrupted(self) {
+        let _ = tokio::signal::ctrl_c().await;
+        tracing::info!("stopping the adapter");
+        self.stop().await;
+    }
+}
+
+/// Opens the journal, binds the listener and starts forwarding.
+pub async fn start(settings: AdapterSettings) -> Result<RunningAdapter, String> {
+    let journal = Journal::open(&settings.data_folder)
+        .await
+        .map_err(|e| e.to_string())?;
+    let tls = match &settings.tls {
+        None => None,
+        Some(files) => {
+            let uri: tonic::transport::Uri = settings
+                .exchange_url
+                .parse()
+                .map_err(|e| format!("--exchange {}: {e}", settings.exchange_url))?;
+            let server_name = files
+                .server_name
+                .clone()
+                .or_else(|| uri.host().map(str::to_owned))
+                .unwrap_or_default();
+            Some(
+                hie_transport::tls::client_config(&files.ca, &server_name, Some((&files.cert, &files.key)))
+                    .map_err(|e| e.to_string())?,
+            )
+        }
+    };
+    let exchange = ExchangeClient::new(&settings.exchange_url, tls, &settings.user)?;
+    let listener = TcpListener::bind(settings.listen)
+        .await
+        .map_err(|e| format!("cannot listen on {}: {e}", settings.listen))?;
+    let mllp_address = listener.local_addr().map_err(|e| e.to_string())?;
+    let (shutdown, stopping) = watch::channel(false);
+    let mut tasks = JoinSet::new();
+    let receiver = Arc::new(Receiver::new(
+        journal.clone(),
+        settings.hospital.clone(),
+        settings.listener.clone(),
+    ));
+    tasks.spawn(receiver.serve(listener, stopping.clone()));
+    let forwarder = Forwarder {
+        journal: journal.clone(),
+        exchange,
+        hospital: settings.hospital.clone(),
+        default_charset: settings.listener.default_charset,
+        lanes: settings.lanes,
+        backoff: settings.backoff,
+    };
+    tasks.spawn(forwarder.run(stopping.clone()));
+    tasks.spawn(prune_delivered(
+        journal.clone(),
+        settings.keep_delivered,
+        stopping,
+    ));
+    tracing::info!(
+        mllp = %mllp_address,
+        exchange = %settings.exchange_url,
+        organisation = %settings.hospital.organisation,
+        journal = %journal.path().display(),
+        "HL7 v2 adapter started"
+    );
+    Ok(RunningAdapter {
+        mllp_address,
+        journal,
+        shutdown,
+        tasks,
+    })
+}
+
+async fn prune_delivered(journal: Journal, keep: Duration, mut stopping: watch::Receiver<bool>) {
+    loop {
+        let before = now_ms() - keep.as_millis() as i64;
+        match journal.prune_delivered(before).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(messages = n, "forgot delivered messages past their keeping time"),
+            Err(e) => tracing::warn!(error = %e, "cannot prune the journal"),
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_secs(3600)) => {}
+            _ = stopping.changed() => return,
+        }
+    }
+}

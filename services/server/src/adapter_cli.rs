@@ -1,0 +1,224 @@
+//! `hie adapter …`: the hospital adapters, run at or for a hospital, and the operator's view of
+//! an adapter's journal.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use chrono::FixedOffset;
+use clap::{Args, Subcommand};
+use hie_adapter_hl7v2::forwarder::Backoff;
+use hie_adapter_hl7v2::hl7::{Charset, Message};
+use hie_adapter_hl7v2::journal::Journal;
+use hie_adapter_hl7v2::listener::ListenerSettings;
+use hie_adapter_hl7v2::run::{AdapterSettings, TlsFiles};
+use hie_adapter_hl7v2::translate::Hospital;
+use hie_core::domain::OrganisationCode;
+
+#[derive(Debug, Subcommand)]
+pub enum AdapterCommand {
+    /// Listen for HL7 v2 over MLLP from the hospital's interface engine, acknowledge every message
+    /// once it is journaled, and forward it to the exchange.
+    Hl7v2(Hl7v2Args),
+    /// An adapter's backlog, oldest pending message, dead letters and last error, as JSON.
+    Status(DataFolderArgs),
+    /// Messages the exchange refused: list, show, and put back in the queue after a fix.
+    #[command(subcommand)]
+    DeadLetters(DeadLetterCommand),
+}
+
+#[derive(Debug, Args)]
+pub struct DataFolderArgs {
+    /// The adapter's data folder (its journal).
+    #[arg(long, default_value = "hie-adapter")]
+    pub data_folder: PathBuf,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DeadLetterCommand {
+    /// Every dead letter, oldest first, with the exchange's reason (JSON).
+    List(DataFolderArgs),
+    /// One message as it was received, one segment per line.
+    Show {
+        sequence: i64,
+        #[command(flatten)]
+        folder: DataFolderArgs,
+    },
+    /// Queue one dead letter (or every one with --all) for delivery again.
+    Replay {
+        #[arg(required_unless_present = "all")]
+        sequence: Option<i64>,
+        #[arg(long, conflicts_with = "sequence")]
+        all: bool,
+        #[command(flatten)]
+        folder: DataFolderArgs,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct Hl7v2Args {
+    /// Where the MLLP listener listens.
+    #[arg(long, default_value = "127.0.0.1:2575")]
+    pub listen: SocketAddr,
+    /// The exchange: https://host:port (mutual TLS; plaintext http only to a loopback address).
+    #[arg(long)]
+    pub exchange: String,
+    /// The hospital's code in the exchange's directory (the organisation its certificate names).
+    #[arg(long)]
+    pub organisation: String,
+    #[command(flatten)]
+    pub folder: DataFolderArgs,
+    /// The CA that issued the exchange's certificate (PEM).
+    #[arg(long, requires_all = ["cert", "key"])]
+    pub ca: Option<PathBuf>,
+    /// The hospital's certificate (PEM).
+    #[arg(long)]
+    pub cert: Option<PathBuf>,
+    /// The hospital's private key (PEM).
+    #[arg(long)]
+    pub key: Option<PathBuf>,
+    /// The name on the exchange's certificate, when it is not the URL's host.
+    #[arg(long)]
+    pub server_name: Option<String>,
+    /// The user the adapter's calls are made as.
+    #[arg(long, default_value = "hl7v2-interface")]
+    pub user: String,
+    /// How many patients' messages are forwarded at once (each patient's in order).
+    #[arg(long, default_value_t = 16)]
+    pub lanes: usize,
+    /// The character set of messages that leave MSH-18 empty: UNICODE UTF-8, GB 18030-2000, GBK, …
+    #[arg(long, default_value = "UNICODE UTF-8")]
+    pub default_charset: String,
+    /// The offset of timestamps that do not state one.
+    #[arg(long, default_value = "+08:00")]
+    pub utc_offset: String,
+    /// Larger messages are refused (AR).
+    #[arg(long, default_value_t = 4 * 1024 * 1024)]
+    pub max_message_bytes: usize,
+    /// How long delivered messages are kept, so that a late resend is recognised.
+    #[arg(long, default_value_t = 7)]
+    pub keep_delivered_days: u64,
+}
+
+impl Hl7v2Args {
+    pub fn settings(&self) -> Result<AdapterSettings, String> {
+        let organisation =
+            OrganisationCode::parse(&self.organisation).map_err(|e| format!("--organisation: {}", e.0))?;
+        let default_charset = Charset::from_msh18(&self.default_charset).ok_or_else(|| {
+            format!(
+                "--default-charset {}: expected UNICODE UTF-8, GB 18030-2000, GBK, ASCII or 8859/1",
+                self.default_charset
+            )
+        })?;
+        let utc_offset: FixedOffset = self
+            .utc_offset
+            .parse()
+            .map_err(|_| format!("--utc-offset {}: expected +HH:MM or -HH:MM", self.utc_offset))?;
+        if self.lanes == 0 || self.lanes > 1024 {
+            return Err("--lanes: expected 1 to 1024".to_owned());
+        }
+        let tls = match (&self.ca, &self.cert, &self.key) {
+            (Some(ca), Some(cert), Some(key)) => Some(TlsFiles {
+                ca: ca.clone(),
+                cert: cert.clone(),
+                key: key.clone(),
+                server_name: self.server_name.clone(),
+            }),
+            (None, None, None) => None,
+            _ => return Err("--ca, --cert and --key go together".to_owned()),
+        };
+        Ok(AdapterSettings {
+            listen: self.listen,
+            exchange_url: self.exchange.clone(),
+            tls,
+            hospital: Hospital {
+                organisation,
+                utc_offset,
+            },
+            data_folder: self.folder.data_folder.clone(),
+            user: self.user.clone(),
+            lanes: self.lanes,
+            backoff: Backoff::default(),
+            listener: ListenerSettings {
+                default_charset,
+                max_message_bytes: self.max_message_bytes,
+                ..ListenerSettings::default()
+            },
+            keep_delivered: Duration::from_secs(self.keep_delivered_days * 86_400),
+        })
+    }
+}
+
+pub async fn run(command: AdapterCommand) -> Result<(), String> {
+    match command {
+        AdapterCommand::Hl7v2(args) => {
+            let adapter = hie_adapter_hl7v2::run::start(args.settings()?).await?;
+            println!("hie adapter hl7v2: MLLP on {}", adapter.mllp_address());
+            adapter.until_interrupted().await;
+            Ok(())
+        }
+        AdapterCommand::Status(folder) => {
+            let journal = open(&folder).await?;
+            let status = journal.status().await.map_err(|e| e.to_string())?;
+            print_json(&serde_json::json!({"data_folder": folder.data_folder, "journal": status}))
+        }
+        AdapterCommand::DeadLetters(DeadLetterCommand::List(folder)) => {
+            let journal = open(&folder).await?;
+            let letters = journal.dead_letters(10_000).await.map_err(|e| e.to_string())?;
+            print_json(&letters)
+        }
+        AdapterCommand::DeadLetters(DeadLetterCommand::Show { sequence, folder }) => {
+            let journal = open(&folder).await?;
+            let (state, raw) = journal
+                .message(sequence)
+                .await
+                .map_err(|e| e.to_string())?
+                .ok_or_else(|| format!("no message {sequence} in the journal"))?;
+            let text = Message::parse(&raw, Charset::Utf8)
+                .ok()
+                .and_then(|m| m.charset().decode(&raw).ok())
+                .unwrap_or_else(|| String::from_utf8_lossy(&raw).into_owned());
+            println!("# message {sequence}: {state}");
+            for segment in text.split(['\r', '\n']).filter(|s| !s.is_empty()) {
+                println!("{segment}");
+            }
+            Ok(())
+        }
+        AdapterCommand::DeadLetters(DeadLetterCommand::Replay {
+            sequence,
+            all: _,
+            folder,
+        }) => {
+            let journal = open(&folder).await?;
+            let replayed = journal.replay(sequence).await.map_err(|e| e.to_string())?;
+            if replayed == 0 && sequence.is_some() {
+                return Err(format!(
+                    "message {} is not a dead letter",
+                    sequence.unwrap_or_default()
+                ));
+            }
+            println!(
+                "{replayed} message(s) queued again; a running adapter sends them within a second or two"
+            );
+            Ok(())
+        }
+    }
+}
+
+async fn open(folder: &DataFolderArgs) -> Result<Journal, String> {
+    if !folder.data_folder.join("journal.sqlite").exists() {
+        return Err(format!(
+            "{} holds no adapter journal",
+            folder.data_folder.display()
+        ));
+    }
+    Journal::open(&folder.data_folder)
+        .await
+        .map_err(|e| e.to_string())
+}
+
+fn print_json<T: serde::Serialize>(value: &T) -> Result<(), String> {
+    let text = serde_json::to_string_pretty(value).map_err(|e| e.to_string())?;
+    println!("{text}");
+    Ok(())
+}
