@@ -414,3 +414,181 @@ async fn an_a40_retires_the_prior_number_into_the_surviving_one(db: TestDb) {
     assert_eq!(status.delivered, 4);
     adapter.stop().await;
 }
+
+/// `mllp_send` from PyPI's `hl7` package: `.ci/run` installs it into a virtual environment and
+/// names it in `HIE_TEST_MLLP_SEND`; elsewhere the usual place is tried.
+fn mllp_send() -> Option<std::path::PathBuf> {
+    let path = std::env::var_os("HIE_TEST_MLLP_SEND")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| std::env::temp_dir().join("hie-py/bin/mllp_send"));
+    if path.exists() {
+        return Some(path);
+    }
+    assert!(
+        std::env::var("CI").as_deref() != Ok("true"),
+        "mllp_send is not at {}: .ci/run installs it (pip install hl7)",
+        path.display()
+    );
+    eprintln!(
+        "skipped: mllp_send is not at {} (pip install hl7 into {}/hie-py)",
+        path.display(),
+        std::env::temp_dir().display()
+    );
+    None
+}
+
+#[tokio::test]
+async fn a_python_hl7_client_gets_the_acknowledgements_hl7_expects() {
+    let Some(mllp_send) = mllp_send() else { return };
+    let fixture = fixture(TestDb::sqlite().await).await;
+    let data = tempfile::tempdir().unwrap();
+    let adapter = adapter_for(&fixture, data.path()).await;
+    let gbk_text =
+        adt("A04", "PY2", "P501", "吴阿妹", 501, Some(("O", "PV2"))).replace("UNICODE UTF-8", "GBK");
+    let (gbk, _, _) = encoding_rs::GBK.encode(&gbk_text);
+    let no_visit_number = adt("A01", "PY3", "P502", "李娜", 502, Some(("I", "")));
+    let unsupported = format!("{}SCH|1\r", msh("SIU^S12^SIU_S12", "PY4"));
+    let mut file = Vec::new();
+    for message in [
+        adt("A04", "PY1", "P500", "王秀英", 500, Some(("O", "PV1"))).into_bytes(),
+        gbk.into_owned(),
+        no_visit_number.into_bytes(),
+        unsupported.into_bytes(),
+    ] {
+        file.extend(frame(&message));
+    }
+    let messages = data.path().join("messages.hl7");
+    std::fs::write(&messages, file).unwrap();
+    let port = adapter.mllp_address().port().to_string();
+    let output = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(&mllp_send)
+            .args(["--port", &port, "--file"])
+            .arg(&messages)
+            .arg("127.0.0.1")
+            .output()
+    })
+    .await
+    .unwrap()
+    .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    // mllp_send prints each answer as it came off the wire, framing and all, one per line.
+    let printed = String::from_utf8(output.stdout).unwrap();
+    let acks: Vec<Message> = printed
+        .split('\n')
+        .map(|line| line.trim_matches(|c| c == '\u{b}' || c == '\u{1c}' || c == '\r'))
+        .filter(|line| line.starts_with("MSH"))
+        .map(|line| Message::parse(line.as_bytes(), Charset::Utf8).unwrap())
+        .collect();
+    let summary: Vec<(String, String, String, String)> = acks
+        .iter()
+        .map(|a| {
+            (
+                a.value("MSA", 1),
+                a.value("MSA", 2),
+                a.field("ERR", 2).component(1),
+                a.field("ERR", 3).component(1),
+            )
+        })
+        .collect();
+    let expected = [
+        ("AA", "PY1", "", ""),
+        ("AA", "PY2", "", ""),
+        ("AE", "PY3", "PV1", "101"),
+        ("AR", "PY4", "MSH", "200"),
+    ];
+    assert_eq!(
+        summary,
+        expected
+            .map(|(a, b, c, d)| (a.to_owned(), b.to_owned(), c.to_owned(), d.to_owned()))
+            .to_vec()
+    );
+    assert_eq!(acks[2].field("ERR", 2).component(3), "19");
+    settled(&adapter).await;
+    // The GBK message's name arrived as the characters the hospital wrote.
+    assert_eq!(
+        count(fixture.server.exchange(), "source_records WHERE name = '吴阿妹'").await,
+        1
+    );
+    adapter.stop().await;
+}
+
+#[tokio::test]
+async fn broken_frames_are_refused_one_by_one_and_the_listener_serves_everyone_else() {
+    let fixture = fixture(TestDb::sqlite().await).await;
+    let data = tempfile::tempdir().unwrap();
+    let mut settings = settings(&fixture, fixture.server.address(), data.path());
+    settings.listener.max_message_bytes = 4096;
+    let adapter = hie_adapter_hl7v2::run::start(settings).await.unwrap();
+    let at = adapter.mllp_address();
+    let good = |control: &str| adt("A28", control, "P600", "王秀英", 600, None);
+
+    // A sender that stops in the middle of a frame and goes away.
+    let mut quitter = TcpStream::connect(at).await.unwrap();
+    quitter.write_all(&[START_BLOCK]).await.unwrap();
+    quitter.write_all(b"MSH|^~\\&|HIS|QDN-H01").await.unwrap();
+
+    let mut connection = TcpStream::connect(at).await.unwrap();
+    let refused = |ack: &Message| {
+        (
+            ack_code(ack),
+            ack.field("ERR", 2).component(1),
+            ack.field("ERR", 2).component(3),
+        )
+    };
+    // No MSH at all.
+    let ack = send_on(&mut connection, b"PID|1||X^^^QDN-H01^MR\r").await;
+    assert_eq!(refused(&ack), ("AR".into(), "MSH".into(), "".into()));
+    // A letter as the field separator.
+    let ack = send_on(&mut connection, b"MSHA^~\\&AHIS\r").await;
+    assert_eq!(refused(&ack), ("AR".into(), "MSH".into(), "1".into()));
+    // Declared UTF-8, sent as GBK.
+    let declared_utf8 = good("B1");
+    let (gbk, _, _) = encoding_rs::GBK.encode(&declared_utf8);
+    let ack = send_on(&mut connection, &gbk).await;
+    assert_eq!(refused(&ack), ("AR".into(), "MSH".into(), "18".into()));
+    assert_eq!(ack.value("MSA", 2), "B1", "the refusal still names the message");
+    // A character set nobody knows.
+    let ack = send_on(
+        &mut connection,
+        good("B2").replace("UNICODE UTF-8", "EBCDIC").as_bytes(),
+    )
+    .await;
+    assert_eq!(refused(&ack), ("AR".into(), "MSH".into(), "18".into()));
+    // Too large.
+    let oversized = format!("{}NTE|1||{}\r", good("B3"), "x".repeat(5000));
+    let ack = send_on(&mut connection, oversized.as_bytes()).await;
+    assert_eq!(ack_code(&ack), "AR");
+    assert!(
+        ack.value("ERR", 8).contains("at most 4096"),
+        "{}",
+        ack.value("ERR", 8)
+    );
+    // A frame cut off by the next start block: one refusal for it, then the next one's answer.
+    let mut cut = vec![START_BLOCK];
+    cut.extend_from_slice(good("B4").as_bytes());
+    cut.truncate(40);
+    connection.write_all(&cut).await.unwrap();
+    connection.write_all(&frame(good("B5").as_bytes())).await.unwrap();
+    let first = read_ack(&mut connection).await;
+    assert_eq!(ack_code(&first), "AR");
+    assert!(
+        first.value("ERR", 8).contains("cut off"),
+        "{}",
+        first.value("ERR", 8)
+    );
+    assert_eq!(ack_code(&read_ack(&mut connection).await), "AA");
+    // And the connection still takes good messages.
+    assert_eq!(
+        ack_code(&send_on(&mut connection, good("B6").as_bytes()).await),
+        "AA"
+    );
+    drop(quitter);
+    assert_eq!(ack_code(&send(at, &good("B7")).await), "AA");
+    let status = settled(&adapter).await;
+    assert_eq!(status.delivered, 3);
+    adapter.stop().await;
+}

@@ -59,7 +59,12 @@ impl Answering {
         }
     }
 
+    /// Whether the message's version puts its error in ERR-1 (v2.3, v2.4). An acknowledgement
+    /// of a message whose version could not be read is written as v2.5.1.
     fn before_v2_5(&self) -> bool {
+        if self.version.is_empty() {
+            return false;
+        }
         let mut parts = self.version.split('.').map(|p| p.parse::<u32>().unwrap_or(0));
         let (major, minor) = (parts.next().unwrap_or(2), parts.next().unwrap_or(5));
         (major, minor) < (2, 5)
