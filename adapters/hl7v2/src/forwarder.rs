@@ -6,6 +6,7 @@
 
 use std::collections::HashSet;
 use std::hash::{DefaultHasher, Hash, Hasher};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -60,6 +61,7 @@ impl Forwarder {
     /// Runs until `shutdown` turns true; what is in flight then stays pending in the journal.
     pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
         let in_flight: InFlight = Arc::default();
+        let exchange_down = Arc::new(AtomicBool::new(false));
         let (delivered, delivered_queue) = mpsc::unbounded_channel();
         let mut tasks = JoinSet::new();
         tasks.spawn(mark_delivered(
@@ -73,6 +75,7 @@ impl Forwarder {
                 tasks.spawn(
                     Lane {
                         forwarder: self.clone(),
+                        exchange_down: exchange_down.clone(),
                         delivered: delivered.clone(),
                         in_flight: in_flight.clone(),
                     }
@@ -133,6 +136,9 @@ fn lane_of(patient_key: &str, lanes: usize) -> usize {
 
 struct Lane {
     forwarder: Forwarder,
+    /// Shared by every lane: whether the last delivery attempt found the exchange unable to take
+    /// messages.
+    exchange_down: Arc<AtomicBool>,
     delivered: mpsc::UnboundedSender<i64>,
     in_flight: InFlight,
 }
@@ -168,8 +174,8 @@ impl Lane {
             loop {
                 match f.exchange.deliver(&translated).await {
                     Delivery::Delivered => {
-                        if failures > 0 {
-                            tracing::info!(sequence = pending.sequence, failures, "delivered after retrying");
+                        if self.exchange_down.swap(false, Ordering::Relaxed) {
+                            tracing::info!(failures, "the exchange takes messages again");
                         }
                         let _ = self.delivered.send(pending.sequence);
                         break;
@@ -185,8 +191,9 @@ impl Lane {
                         break;
                     }
                     Delivery::Retry(reason) => {
-                        if failures == 0 {
-                            tracing::warn!(sequence = pending.sequence, reason = %reason, "the exchange cannot take messages now; retrying");
+                        // Once per outage, not once per lane or message.
+                        if !self.exchange_down.swap(true, Ordering::Relaxed) {
+                            tracing::warn!(reason = %reason, "the exchange cannot take messages now; they wait in the journal");
                         }
                         failures += 1;
                         if let Err(e) = f.journal.record_failure(pending.sequence, &reason).await {

@@ -5,6 +5,7 @@
 mod baseline;
 mod checkin;
 mod documents;
+mod hl7;
 pub mod linkage_quality;
 mod registration;
 
@@ -43,6 +44,9 @@ pub enum BenchCommand {
     /// The reception desk on PostgreSQL (default a million persons, three million cards):
     /// ResolveCard and CheckIn with 64 readers at once, beside the empty call.
     Checkin(checkin::CheckinArgs),
+    /// The HL7 v2 adapter end to end on PostgreSQL: ADT messages over MLLP, journaled, forwarded
+    /// and registered with matching; the journal's share of the cost; beside the empty call.
+    Hl7(hl7::Hl7Args),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -134,6 +138,7 @@ pub async fn run(command: BenchCommand) -> Result<(), String> {
         BenchCommand::Register(args) => registration::run_register(args).await,
         BenchCommand::Documents(args) => documents::run_documents(args).await,
         BenchCommand::Checkin(args) => checkin::run_checkin(args).await,
+        BenchCommand::Hl7(args) => hl7::run_hl7(args).await,
     }
 }
 
