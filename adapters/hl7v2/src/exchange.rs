@@ -91,7 +91,7 @@ impl ExchangeClient {
                     .await?;
                 if let Some(visit) = visit {
                     let mut emr = self.emr.clone();
-                    emr.register_encounter(self.request(visit.clone(), "registration_clerk"))
+                    emr.register_encounter(self.request(visit.as_ref().clone(), "registration_clerk"))
                         .await?;
                 }
             }

@@ -13,5 +13,6 @@ pub mod hl7;
 pub mod journal;
 pub mod listener;
 pub mod mllp;
+pub mod robustness;
 pub mod run;
 pub mod translate;

@@ -35,16 +35,95 @@ pub enum Frame {
     Unterminated { size: usize },
 }
 
+/// The framing rules, byte by byte, without I/O: the reader's state machine, and what the fuzz
+/// target drives directly.
+#[derive(Debug)]
+pub struct FrameDecoder {
+    max_message_bytes: usize,
+    in_frame: bool,
+    current: Vec<u8>,
+    size: usize,
+}
+
+impl FrameDecoder {
+    pub fn new(max_message_bytes: usize) -> FrameDecoder {
+        FrameDecoder {
+            max_message_bytes,
+            in_frame: false,
+            current: Vec::new(),
+            size: 0,
+        }
+    }
+
+    /// Whether a start block has come and its end block not yet.
+    pub fn in_frame(&self) -> bool {
+        self.in_frame
+    }
+
+    /// Takes one byte; a frame when it ends one.
+    pub fn push(&mut self, byte: u8) -> Option<Frame> {
+        if !self.in_frame {
+            // Bytes between frames (the carriage return after an end block, a stray line feed)
+            // are not part of any message.
+            if byte == START_BLOCK {
+                self.start();
+            }
+            return None;
+        }
+        match byte {
+            END_BLOCK => {
+                self.in_frame = false;
+                let message = std::mem::take(&mut self.current);
+                let size = std::mem::take(&mut self.size);
+                Some(if size > self.max_message_bytes {
+                    Frame::Oversized { head: message, size }
+                } else {
+                    Frame::Message(message)
+                })
+            }
+            START_BLOCK => {
+                let truncated = std::mem::take(&mut self.current);
+                self.start();
+                Some(Frame::Truncated(truncated))
+            }
+            _ => {
+                self.size += 1;
+                if self.current.len() < self.max_message_bytes {
+                    self.current.push(byte);
+                }
+                None
+            }
+        }
+    }
+
+    /// The end of the input: what was left in the middle of a frame, if anything.
+    pub fn finish(&mut self) -> Option<Frame> {
+        if !self.in_frame {
+            return None;
+        }
+        self.in_frame = false;
+        self.current.clear();
+        Some(Frame::Unterminated {
+            size: std::mem::take(&mut self.size),
+        })
+    }
+
+    fn start(&mut self) {
+        self.in_frame = true;
+        self.current.clear();
+        self.size = 0;
+    }
+}
+
 /// Reads frames from a connection, one at a time.
 pub struct FrameReader<R> {
     reader: R,
-    max_message_bytes: usize,
+    decoder: FrameDecoder,
     frame_timeout: Duration,
     buffer: Vec<u8>,
     position: usize,
     filled: usize,
-    current: Vec<u8>,
-    size: usize,
+    /// When the current frame's start block came.
     started: Option<Instant>,
 }
 
@@ -54,13 +133,11 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
     pub fn new(reader: R, max_message_bytes: usize, frame_timeout: Duration) -> FrameReader<R> {
         FrameReader {
             reader,
-            max_message_bytes,
+            decoder: FrameDecoder::new(max_message_bytes),
             frame_timeout,
             buffer: vec![0; 64 * 1024],
             position: 0,
             filled: 0,
-            current: Vec::new(),
-            size: 0,
             started: None,
         }
     }
@@ -71,38 +148,24 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
             while self.position < self.filled {
                 let byte = self.buffer[self.position];
                 self.position += 1;
-                if self.started.is_none() {
-                    // Bytes between frames (the carriage return after an end block, a stray
-                    // line feed) are not part of any message.
-                    if byte == START_BLOCK {
-                        self.start();
-                    }
-                    continue;
+                let frame = self.decoder.push(byte);
+                match (self.decoder.in_frame(), self.started) {
+                    (true, None) => self.started = Some(Instant::now()),
+                    (false, Some(_)) => self.started = None,
+                    _ => {}
                 }
-                match byte {
-                    END_BLOCK => return Ok(Some(self.finish())),
-                    START_BLOCK => {
-                        let truncated = std::mem::take(&mut self.current);
-                        self.start();
-                        return Ok(Some(Frame::Truncated(truncated)));
-                    }
-                    _ => {
-                        self.size += 1;
-                        if self.current.len() < self.max_message_bytes {
-                            self.current.push(byte);
-                        }
-                    }
+                if let Some(Frame::Truncated(_)) = &frame {
+                    self.started = Some(Instant::now());
+                }
+                if frame.is_some() {
+                    return Ok(frame);
                 }
             }
             self.position = 0;
             self.filled = self.read_more().await?;
             if self.filled == 0 {
-                return Ok(match self.started.take() {
-                    Some(_) => Some(Frame::Unterminated {
-                        size: std::mem::take(&mut self.size),
-                    }),
-                    None => None,
-                });
+                self.started = None;
+                return Ok(self.decoder.finish());
             }
         }
     }
@@ -120,23 +183,6 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
                     )),
                 }
             }
-        }
-    }
-
-    fn start(&mut self) {
-        self.started = Some(Instant::now());
-        self.current.clear();
-        self.size = 0;
-    }
-
-    fn finish(&mut self) -> Frame {
-        self.started = None;
-        let message = std::mem::take(&mut self.current);
-        let size = std::mem::take(&mut self.size);
-        if size > self.max_message_bytes {
-            Frame::Oversized { head: message, size }
-        } else {
-            Frame::Message(message)
         }
     }
 }

@@ -19,7 +19,7 @@ use hie_core::domain::OrganisationCode;
 pub enum AdapterCommand {
     /// Listen for HL7 v2 over MLLP from the hospital's interface engine, acknowledge every message
     /// once it is journaled, and forward it to the exchange.
-    Hl7v2(Hl7v2Args),
+    Hl7v2(Box<Hl7v2Args>),
     /// An adapter's backlog, oldest pending message, dead letters and last error, as JSON.
     Status(DataFolderArgs),
     /// Messages the exchange refused: list, show, and put back in the queue after a fix.

@@ -94,7 +94,7 @@ pub fn acknowledgement(
         answering.processing_id.as_str()
     };
     let charset = answering.charset.unwrap_or(Charset::Utf8);
-    let msh18 = answering.charset.map(Charset::msh18).unwrap_or("");
+    let msh18 = answering.charset.map(|c| c.msh18_within(d)).unwrap_or("");
     let message_type = if answering.trigger_event.is_empty() {
         "ACK".to_owned()
     } else {

@@ -44,6 +44,30 @@ impl Charset {
         }
     }
 
+    /// The name to declare in a message with these delimiters: the usual one, unless one of its
+    /// characters is a delimiter there (a `/` or `-` separator), then a name of letters and
+    /// digits that still reads as the same charset.
+    pub fn msh18_within(self, delimiters: &super::Delimiters) -> &'static str {
+        let usual = self.msh18();
+        let clashes = usual.chars().any(|c| {
+            [
+                delimiters.field,
+                delimiters.component,
+                delimiters.repetition,
+                delimiters.subcomponent,
+            ]
+            .contains(&c)
+                || Some(c) == delimiters.escape
+                || Some(c) == delimiters.truncation
+        });
+        match (clashes, self) {
+            (false, _) | (true, Charset::Ascii) => usual,
+            (true, Charset::Latin1) => "LATIN1",
+            (true, Charset::Utf8) => "UTF8",
+            (true, Charset::Gb18030) => "GB18030",
+        }
+    }
+
     fn encoding(self) -> &'static Encoding {
         match self {
             // WHATWG maps the ISO-8859-1 label to windows-1252, a superset for printable text.
@@ -56,10 +80,10 @@ impl Charset {
     /// `bytes` as text; a problem naming MSH-18 when they are not valid in this charset.
     pub fn decode(self, bytes: &[u8]) -> Result<String, Problem> {
         let bytes = bytes.strip_prefix(b"\xEF\xBB\xBF".as_slice()).unwrap_or(bytes);
-        if self == Charset::Ascii {
-            if let Some(at) = bytes.iter().position(|b| !b.is_ascii()) {
-                return Err(declared_but(self, at));
-            }
+        if self == Charset::Ascii
+            && let Some(at) = bytes.iter().position(|b| !b.is_ascii())
+        {
+            return Err(declared_but(self, at));
         }
         match self
             .encoding()

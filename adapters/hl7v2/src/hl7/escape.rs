@@ -63,7 +63,24 @@ fn hex_text(hex: &str) -> String {
 /// `value` with every delimiter escaped, so that it can be placed in a field; line breaks
 /// become `\.br\` and other control characters are dropped (they would end a segment).
 pub fn escape(value: &str, delimiters: &Delimiters) -> String {
-    let escape = delimiters.escape.unwrap_or('\\');
+    // A message that declares no escape character cannot carry a delimiter inside a value: it
+    // becomes a space.
+    let Some(escape) = delimiters.escape else {
+        let delimiter = |c: char| {
+            [
+                delimiters.field,
+                delimiters.component,
+                delimiters.repetition,
+                delimiters.subcomponent,
+            ]
+            .contains(&c)
+        };
+        return value
+            .chars()
+            .filter(|c| !c.is_control() || *c == '\n')
+            .map(|c| if delimiter(c) || c == '\n' { ' ' } else { c })
+            .collect();
+    };
     let mut out = String::with_capacity(value.len());
     for c in value.chars() {
         let code = if c == escape {

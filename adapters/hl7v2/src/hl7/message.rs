@@ -354,13 +354,9 @@ fn read_msh_header(bytes: &[u8], default_charset: Charset) -> Result<(Delimiters
         .nth(17)
         .map(|raw| {
             let text: String = raw.iter().map(|&b| char::from(b)).collect();
+            // MSH-18 is a coded value without components; a delimiter inside it is escaped.
             let first = text.split(delimiters.repetition).next().unwrap_or("");
-            first
-                .split(delimiters.component)
-                .next()
-                .unwrap_or("")
-                .trim()
-                .to_owned()
+            unescape(first, &delimiters).trim().to_owned()
         })
         .unwrap_or_default();
     if msh18.is_empty() {

@@ -208,7 +208,7 @@ fn content_of(message: &Message) -> Result<(Vec<u8>, String), Problem> {
 
 fn decode_hex(text: &str) -> Option<Vec<u8>> {
     let text: String = text.split_whitespace().collect();
-    if text.len() % 2 != 0 {
+    if !text.len().is_multiple_of(2) {
         return None;
     }
     (0..text.len())

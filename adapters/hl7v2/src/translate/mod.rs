@@ -34,7 +34,7 @@ pub enum Submission {
     /// discharge, registration, a cancellation), when it reports one.
     Patient {
         record: population_proto::RegisterSourceRecordRequest,
-        visit: Option<emr_proto::RegisterEncounterRequest>,
+        visit: Option<Box<emr_proto::RegisterEncounterRequest>>,
     },
     /// A40: the hospital merged two of its own patient numbers; the prior number's record is
     /// retired into the surviving one.

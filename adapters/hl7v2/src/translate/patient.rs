@@ -48,7 +48,7 @@ pub fn adt(message: &Message, hospital: &Hospital, trigger: &str) -> Result<(Str
         _ => None,
     };
     let visit = match kind {
-        Some(kind) => Some(visit(message, hospital, &patient_key, kind)?),
+        Some(kind) => Some(Box::new(visit(message, hospital, &patient_key, kind)?)),
         None => None,
     };
     Ok((patient_key, Submission::Patient { record, visit }))

@@ -21,8 +21,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use super::{
-    CallFigures, PostgresServer, connect, count_persons, figures, health_call, load_in_parallel, loopback, measure,
-    on_scratch_postgres, ratio, scratch_settings,
+    CallFigures, PostgresServer, connect, count_persons, figures, health_call, load_in_parallel, loopback,
+    measure, on_scratch_postgres, ratio, scratch_settings,
 };
 use crate::Exchange;
 use crate::demo::SyntheticPrefecture;
@@ -91,7 +91,9 @@ pub async fn run_hl7(args: Hl7Args) -> Result<(), String> {
 async fn measure_hl7(args: Hl7Args, url: String) -> Result<Hl7Figures, String> {
     eprintln!("hie bench: generating {} residents", args.residents);
     let mut prefecture = SyntheticPrefecture::generate(args.residents, 2026);
-    let hospital_records = prefecture.records.split_off(args.residents.min(prefecture.records.len()));
+    let hospital_records = prefecture
+        .records
+        .split_off(args.residents.min(prefecture.records.len()));
     if hospital_records.len() < 2 * args.messages {
         return Err(format!(
             "{} residents give {} hospital records; --messages {} needs {} (raise --residents)",
@@ -108,7 +110,11 @@ async fn measure_hl7(args: Hl7Args, url: String) -> Result<Hl7Figures, String> {
     load_in_parallel(&exchange, &prefecture, 4).await?;
     let load_seconds = started.elapsed().as_secs_f64();
     let persons_before = count_persons(&exchange.database).await?;
-    let server = exchange.clone().start(loopback()).await.map_err(|e| e.to_string())?;
+    let server = exchange
+        .clone()
+        .start(loopback())
+        .await
+        .map_err(|e| e.to_string())?;
     let channels = connect(&server.url(), 4, None).await?;
     let organisation = hospital_records[0].organisation().clone();
     let messages: Vec<Vec<u8>> = hospital_records
@@ -124,7 +130,8 @@ async fn measure_hl7(args: Hl7Args, url: String) -> Result<Hl7Figures, String> {
 
     eprintln!("hie bench: journal appends");
     let scratch = tempfile::tempdir().map_err(|e| e.to_string())?;
-    let journal_appends = journal_appends(&scratch.path().join("journal-only"), first_half, args.senders).await?;
+    let journal_appends =
+        journal_appends(&scratch.path().join("journal-only"), first_half, args.senders).await?;
 
     eprintln!("hie bench: intake with the exchange down");
     let unreachable = {
@@ -143,11 +150,20 @@ async fn measure_hl7(args: Hl7Args, url: String) -> Result<Hl7Figures, String> {
     let forwarding_messages_per_second = first_half.len() as f64 / started.elapsed().as_secs_f64();
     adapter.stop().await;
     if forwarded.dead_letters > 0 {
-        return Err(format!("{} messages became dead letters: {:?}", forwarded.dead_letters, forwarded.last_error));
+        return Err(format!(
+            "{} messages became dead letters: {:?}",
+            forwarded.dead_letters, forwarded.last_error
+        ));
     }
 
     eprintln!("hie bench: end to end");
-    let adapter = start(&args, &organisation, &scratch.path().join("end-to-end"), server.address()).await?;
+    let adapter = start(
+        &args,
+        &organisation,
+        &scratch.path().join("end-to-end"),
+        server.address(),
+    )
+    .await?;
     let started = Instant::now();
     let (acknowledgement, _) = send_all(adapter.mllp_address(), second_half, args.senders).await?;
     let status = drained(&adapter, Duration::from_secs(3600)).await?;
@@ -195,11 +211,17 @@ async fn start(
         listen: loopback(),
         exchange_url: format!("http://{exchange}"),
         tls: None,
-        hospital: Hospital { organisation: organisation.clone(), utc_offset: china_standard_time() },
+        hospital: Hospital {
+            organisation: organisation.clone(),
+            utc_offset: china_standard_time(),
+        },
         data_folder: folder.to_path_buf(),
         user: "hie-bench".to_owned(),
         lanes: args.lanes,
-        backoff: Backoff { first: Duration::from_millis(50), most: Duration::from_millis(500) },
+        backoff: Backoff {
+            first: Duration::from_millis(50),
+            most: Duration::from_millis(500),
+        },
         listener: ListenerSettings::default(),
         keep_delivered: Duration::from_secs(86_400),
     })
@@ -207,7 +229,10 @@ async fn start(
 }
 
 /// Waits until nothing is pending.
-async fn drained(adapter: &RunningAdapter, limit: Duration) -> Result<hie_adapter_hl7v2::journal::Status, String> {
+async fn drained(
+    adapter: &RunningAdapter,
+    limit: Duration,
+) -> Result<hie_adapter_hl7v2::journal::Status, String> {
     let deadline = Instant::now() + limit;
     loop {
         let status = adapter.journal().status().await.map_err(|e| e.to_string())?;
@@ -215,7 +240,10 @@ async fn drained(adapter: &RunningAdapter, limit: Duration) -> Result<hie_adapte
             return Ok(status);
         }
         if Instant::now() > deadline {
-            return Err(format!("still {} pending after {limit:?}: {:?}", status.pending, status.last_error));
+            return Err(format!(
+                "still {} pending after {limit:?}: {:?}",
+                status.pending, status.last_error
+            ));
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
@@ -223,7 +251,11 @@ async fn drained(adapter: &RunningAdapter, limit: Duration) -> Result<hie_adapte
 
 /// Sends every message over `senders` connections, each waiting for its acknowledgement;
 /// figures over the acknowledgements (an answer other than AA counts as an error).
-async fn send_all(at: SocketAddr, messages: &[Vec<u8>], senders: usize) -> Result<(CallFigures, Duration), String> {
+async fn send_all(
+    at: SocketAddr,
+    messages: &[Vec<u8>],
+    senders: usize,
+) -> Result<(CallFigures, Duration), String> {
     let messages = Arc::new(messages.to_vec());
     let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let started = Instant::now();
@@ -239,7 +271,10 @@ async fn send_all(at: SocketAddr, messages: &[Vec<u8>], senders: usize) -> Resul
                 let n = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 let Some(message) = messages.get(n) else { break };
                 let sent = Instant::now();
-                connection.write_all(&frame(message)).await.map_err(|e| e.to_string())?;
+                connection
+                    .write_all(&frame(message))
+                    .await
+                    .map_err(|e| e.to_string())?;
                 let mut answer = Vec::new();
                 while !answer.contains(&END_BLOCK) {
                     let read = connection.read(&mut buffer).await.map_err(|e| e.to_string())?;
@@ -266,7 +301,11 @@ async fn send_all(at: SocketAddr, messages: &[Vec<u8>], senders: usize) -> Resul
     Ok((figures(outcomes, elapsed), elapsed))
 }
 
-async fn journal_appends(folder: &std::path::Path, messages: &[Vec<u8>], writers: usize) -> Result<CallFigures, String> {
+async fn journal_appends(
+    folder: &std::path::Path,
+    messages: &[Vec<u8>],
+    writers: usize,
+) -> Result<CallFigures, String> {
     let journal = Journal::open(folder).await.map_err(|e| e.to_string())?;
     let messages = Arc::new(messages.to_vec());
     let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
@@ -288,7 +327,11 @@ async fn journal_appends(folder: &std::path::Path, messages: &[Vec<u8>], writers
                         raw: raw.clone(),
                     })
                     .await;
-                outcomes.push(appended.map(|_| sent.elapsed().as_micros() as u64).map_err(|e| e.to_string()));
+                outcomes.push(
+                    appended
+                        .map(|_| sent.elapsed().as_micros() as u64)
+                        .map_err(|e| e.to_string()),
+                );
             }
             outcomes
         });
@@ -315,7 +358,11 @@ fn a04(draft: &SourceRecordDraft, organisation: &OrganisationCode, n: usize) -> 
         .map(|id| format!("~{}^^^CHN^NI", id.as_str()))
         .unwrap_or_default();
     // Numbers stay unique when the records of several hospitals are sent as one hospital's.
-    let number = format!("{}-{}", draft.organisation(), draft.local_patient_number().value());
+    let number = format!(
+        "{}-{}",
+        draft.organisation(),
+        draft.local_patient_number().value()
+    );
     format!(
         "MSH|^~\\&|HIS|{organisation}|HIE|HIE|20261204101500||ADT^A04^ADT_A01|BENCH{n}|P|2.5.1|||||CHN|UNICODE UTF-8\r\
          EVN|A04|20261204101500\r\
