@@ -26,6 +26,7 @@ on_every_backend!(
     an_exchange_outage_loses_nothing_and_each_patients_messages_keep_their_order,
     a_message_the_exchange_refuses_waits_as_a_dead_letter_until_replayed_after_a_fix,
     an_a40_retires_the_prior_number_into_the_surviving_one,
+    a_document_the_hospital_keeps_is_retrieved_through_its_adapters_gateway_by_the_exchange_alone,
 );
 
 /// The adapter of hospital QDN-H01, sending to `exchange` with the hospital's certificate.
@@ -52,6 +53,7 @@ fn settings(fixture: &Fixture, exchange: SocketAddr, data: &std::path::Path) -> 
         },
         listener: ListenerSettings::default(),
         keep_delivered: Duration::from_secs(86_400),
+        gateway: None,
     }
 }
 
@@ -590,5 +592,161 @@ async fn broken_frames_are_refused_one_by_one_and_the_listener_serves_everyone_e
     assert_eq!(ack_code(&send(at, &good("B7")).await), "AA");
     let status = settled(&adapter).await;
     assert_eq!(status.delivered, 3);
+    adapter.stop().await;
+}
+
+async fn a_document_the_hospital_keeps_is_retrieved_through_its_adapters_gateway_by_the_exchange_alone(
+    db: TestDb,
+) {
+    use hie_adapter_hl7v2::gateway::{GatewaySettings, GatewayTls, file_stem};
+    use hie_emr::grpc::gateway_client::{GatewayEndpoint, GrpcGateways};
+    use hie_proto::emr::emr_registry_client::EmrRegistryClient;
+    use hie_proto::emr::{
+        Author, Code, DocumentEntry, DocumentSubmission, RegisterDocumentSetRequest, RetrieveDocumentRequest,
+    };
+    use hie_proto::hospital::hospital_gateway_client::HospitalGatewayClient;
+
+    let gateway_at = {
+        let reserved = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        reserved.local_addr().unwrap()
+    };
+    // The exchange fetches QDN-H01's documents from its gateway, presenting its own certificate.
+    let fixture = crate::trust::fixture_configured(db, "127.0.0.1:0".parse().unwrap(), |exchange, pki| {
+        let tls = hie_transport::tls::client_config(
+            &pki.ca_cert(),
+            "localhost",
+            Some((&pki.server_cert(), &pki.server_key())),
+        )
+        .unwrap();
+        let endpoint = GatewayEndpoint {
+            organisation: OrganisationCode::parse("QDN-H01").unwrap(),
+            url: format!("https://localhost:{}", gateway_at.port()),
+            tls: Some(tls),
+        };
+        let gateways = GrpcGateways::new(vec![endpoint], Duration::from_secs(10), 1 << 20).unwrap();
+        exchange.use_gateways(std::sync::Arc::new(gateways), 1 << 20);
+    })
+    .await;
+    let documents = tempfile::tempdir().unwrap();
+    let content = "出院小结：患者好转出院，嘱两周后复查。".as_bytes().to_vec();
+    let unique_id = "urn:oid:2.16.156.10011.1.99.1";
+    std::fs::write(
+        documents.path().join(format!("{}.txt", file_stem(unique_id))),
+        &content,
+    )
+    .unwrap();
+    let exchange_certificate = std::fs::read_to_string(fixture.folder.server_cert()).unwrap();
+    let data = tempfile::tempdir().unwrap();
+    let mut adapter_settings = settings(&fixture, fixture.server.address(), data.path());
+    adapter_settings.gateway = Some(GatewaySettings {
+        listen: gateway_at,
+        documents_folder: documents.path().to_path_buf(),
+        tls: Some(GatewayTls {
+            cert: fixture.folder.server_cert(),
+            key: fixture.folder.server_key(),
+            client_ca: fixture.folder.ca_cert(),
+            exchange_fingerprints: vec![
+                hie_transport::pki::fingerprint_of_pem(&exchange_certificate).unwrap(),
+            ],
+        }),
+    });
+    let adapter = hie_adapter_hl7v2::run::start(adapter_settings).await.unwrap();
+    assert_eq!(
+        ack_code(
+            &send(
+                adapter.mllp_address(),
+                &adt("A04", "F1", "P700", "王秀英", 700, Some(("O", "F700")))
+            )
+            .await
+        ),
+        "AA"
+    );
+    settled(&adapter).await;
+
+    // The hospital registers the document's metadata only: it keeps the content.
+    let code = |scheme: &str, code: &str| {
+        Some(Code {
+            scheme: scheme.into(),
+            code: code.into(),
+            display: code.into(),
+        })
+    };
+    let digest = ring::digest::digest(&ring::digest::SHA256, &content);
+    let entry = DocumentEntry {
+        unique_id: unique_id.into(),
+        source_patient_id: Some(Identifier {
+            system: "urn:hie:org:QDN-H01:patient".into(),
+            value: "P700".into(),
+        }),
+        class_code: code("hie-class", "discharge-summary"),
+        type_code: code("LOINC", "18842-5"),
+        format_code: code("hie-format", "text"),
+        confidentiality_code: "N".into(),
+        healthcare_facility_type_code: code("hie-facility", "hospital"),
+        practice_setting_code: code("hie-practice", "internal-medicine"),
+        creation_time: Some(hie_proto::timestamp(chrono::Utc::now())),
+        author: Some(Author {
+            person: "D001".into(),
+            institution: "QDN-H01".into(),
+            ..Default::default()
+        }),
+        language_code: "zh-CN".into(),
+        mime_type: "text/plain".into(),
+        hash: digest.as_ref().iter().map(|b| format!("{b:02x}")).collect(),
+        size: content.len() as i64,
+        repository_organisation_code: "QDN-H01".into(),
+        title: "出院小结".into(),
+        ..Default::default()
+    };
+    let h01 = channel_of(&fixture, "QDN-H01").await;
+    let mut emr = EmrRegistryClient::with_interceptor(
+        h01,
+        crate::harness::clinician_treating as crate::harness::ContextInterceptor,
+    );
+    emr.register_document_set(RegisterDocumentSetRequest {
+        submission_set_unique_id: "urn:oid:2.16.156.10011.1.99.1.set".into(),
+        documents: vec![DocumentSubmission {
+            entry: Some(entry),
+            content: Vec::new(),
+        }],
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let retrieved = emr
+        .retrieve_document(RetrieveDocumentRequest {
+            unique_id: unique_id.into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(retrieved.content, content);
+    assert_eq!(retrieved.retrieved_from, "QDN-H01");
+
+    // Another hospital's certificate, from the same CA, gets nothing from the gateway.
+    let tls = hie_transport::tls::client_config(
+        &fixture.folder.ca_cert(),
+        "localhost",
+        Some((
+            &fixture.folder.organisation_cert("QDN-H02"),
+            &fixture.folder.organisation_key("QDN-H02"),
+        )),
+    )
+    .unwrap();
+    let channel = tonic::transport::Channel::from_shared(format!("https://localhost:{}", gateway_at.port()))
+        .unwrap()
+        .tls_config(tls)
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let refused = HospitalGatewayClient::new(channel)
+        .retrieve_document(hie_proto::hospital::RetrieveDocumentRequest {
+            unique_id: unique_id.into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), tonic::Code::PermissionDenied);
     adapter.stop().await;
 }

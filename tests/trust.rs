@@ -45,12 +45,21 @@ pub(crate) async fn fixture(db: TestDb) -> Fixture {
 
 /// The same fixture, its server listening on `listen`.
 pub(crate) async fn fixture_on(db: TestDb, listen: std::net::SocketAddr) -> Fixture {
+    fixture_configured(db, listen, |_, _| {}).await
+}
+
+/// The same fixture, with `configure` given the exchange and the PKI before the server starts.
+pub(crate) async fn fixture_configured(
+    db: TestDb,
+    listen: std::net::SocketAddr,
+    configure: impl FnOnce(&mut hie_server::Exchange, &PkiFolder),
+) -> Fixture {
     use hie_core::domain::{BoundedText, DivisionCode, OrganisationCode};
     use hie_directory::domain::{OrganisationDraft, OrganisationKind};
     let dir = tempfile::tempdir().unwrap();
     let folder = PkiFolder::new(dir.path().join("pki"));
     pki::init(&folder, &[]).unwrap();
-    let exchange = db.exchange().await;
+    let mut exchange = db.exchange().await;
     register_organisations(&exchange).await;
     for (code, name, kind) in [
         (
@@ -90,6 +99,7 @@ pub(crate) async fn fixture_on(db: TestDb, listen: std::net::SocketAddr) -> Fixt
             .await
             .unwrap();
     }
+    configure(&mut exchange, &folder);
     let tls = TlsSettings {
         cert: folder.server_cert(),
         key: folder.server_key(),

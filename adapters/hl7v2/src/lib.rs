@@ -9,6 +9,7 @@
 
 pub mod exchange;
 pub mod forwarder;
+pub mod gateway;
 pub mod hl7;
 pub mod journal;
 pub mod listener;

@@ -12,6 +12,7 @@ use tokio::task::JoinSet;
 
 use crate::exchange::ExchangeClient;
 use crate::forwarder::{Backoff, Forwarder};
+use crate::gateway::GatewaySettings;
 use crate::journal::{Journal, now_ms};
 use crate::listener::{ListenerSettings, Receiver};
 use crate::translate::Hospital;
@@ -42,12 +43,15 @@ pub struct AdapterSettings {
     pub listener: ListenerSettings,
     /// How long delivered messages are kept, so that a sender's late resend is recognised.
     pub keep_delivered: Duration,
+    /// The hospital gateway for documents the hospital keeps, when it keeps any.
+    pub gateway: Option<GatewaySettings>,
 }
 
 /// A started adapter.
 #[derive(Debug)]
 pub struct RunningAdapter {
     mllp_address: SocketAddr,
+    gateway_address: Option<SocketAddr>,
     journal: Journal,
     shutdown: watch::Sender<bool>,
     tasks: JoinSet<()>,
@@ -57,6 +61,11 @@ impl RunningAdapter {
     /// Where the MLLP listener listens (the port, when 0 was asked for).
     pub fn mllp_address(&self) -> SocketAddr {
         self.mllp_address
+    }
+
+    /// Where the hospital gateway listens, when it serves one.
+    pub fn gateway_address(&self) -> Option<SocketAddr> {
+        self.gateway_address
     }
 
     pub fn journal(&self) -> &Journal {
@@ -122,6 +131,17 @@ pub async fn start(settings: AdapterSettings) -> Result<RunningAdapter, String> 
         backoff: settings.backoff,
     };
     tasks.spawn(forwarder.run(stopping.clone()));
+    let gateway_address = match &settings.gateway {
+        None => None,
+        Some(gateway) => {
+            let (address, serving) = crate::gateway::serve(gateway, stopping.clone()).await?;
+            tasks.spawn(async move {
+                let _ = serving.await;
+            });
+            tracing::info!(gateway = %address, "hospital gateway serving documents");
+            Some(address)
+        }
+    };
     tasks.spawn(prune_delivered(
         journal.clone(),
         settings.keep_delivered,
@@ -136,6 +156,7 @@ pub async fn start(settings: AdapterSettings) -> Result<RunningAdapter, String> 
     );
     Ok(RunningAdapter {
         mllp_address,
+        gateway_address,
         journal,
         shutdown,
         tasks,

@@ -8,6 +8,7 @@ use std::time::Duration;
 use chrono::FixedOffset;
 use clap::{Args, Subcommand};
 use hie_adapter_hl7v2::forwarder::Backoff;
+use hie_adapter_hl7v2::gateway::{GatewaySettings, GatewayTls};
 use hie_adapter_hl7v2::hl7::{Charset, Message};
 use hie_adapter_hl7v2::journal::Journal;
 use hie_adapter_hl7v2::listener::ListenerSettings;
@@ -98,6 +99,24 @@ pub struct Hl7v2Args {
     /// How long delivered messages are kept, so that a late resend is recognised.
     #[arg(long, default_value_t = 7)]
     pub keep_delivered_days: u64,
+    /// Serve hie.hospital.v1.HospitalGateway for the documents in this folder (the hospital keeps
+    /// them; the exchange holds their metadata and fetches them on retrieve).
+    #[arg(long, requires = "gateway_listen")]
+    pub documents_folder: Option<PathBuf>,
+    /// Where the gateway listens.
+    #[arg(long)]
+    pub gateway_listen: Option<SocketAddr>,
+    /// The gateway's certificate and key (PEM), and the CA of the exchange's certificate.
+    #[arg(long, requires_all = ["gateway_key", "gateway_client_ca", "exchange_fingerprint"])]
+    pub gateway_cert: Option<PathBuf>,
+    #[arg(long)]
+    pub gateway_key: Option<PathBuf>,
+    #[arg(long)]
+    pub gateway_client_ca: Option<PathBuf>,
+    /// The SHA-256 fingerprint (hex) of the exchange's certificate: the only client the gateway
+    /// answers. Repeatable (for a certificate renewal).
+    #[arg(long)]
+    pub exchange_fingerprint: Vec<String>,
 }
 
 impl Hl7v2Args {
@@ -145,6 +164,22 @@ impl Hl7v2Args {
                 ..ListenerSettings::default()
             },
             keep_delivered: Duration::from_secs(self.keep_delivered_days * 86_400),
+            gateway: match (&self.documents_folder, self.gateway_listen) {
+                (Some(folder), Some(listen)) => Some(GatewaySettings {
+                    listen,
+                    documents_folder: folder.clone(),
+                    tls: match (&self.gateway_cert, &self.gateway_key, &self.gateway_client_ca) {
+                        (Some(cert), Some(key), Some(client_ca)) => Some(GatewayTls {
+                            cert: cert.clone(),
+                            key: key.clone(),
+                            client_ca: client_ca.clone(),
+                            exchange_fingerprints: self.exchange_fingerprint.clone(),
+                        }),
+                        _ => None,
+                    },
+                }),
+                _ => None,
+            },
         })
     }
 }
@@ -154,6 +189,9 @@ pub async fn run(command: AdapterCommand) -> Result<(), String> {
         AdapterCommand::Hl7v2(args) => {
             let adapter = hie_adapter_hl7v2::run::start(args.settings()?).await?;
             println!("hie adapter hl7v2: MLLP on {}", adapter.mllp_address());
+            if let Some(gateway) = adapter.gateway_address() {
+                println!("hie adapter hl7v2: hospital gateway on {gateway}");
+            }
             adapter.until_interrupted().await;
             Ok(())
         }

@@ -125,7 +125,12 @@ pub fn init(folder: &PkiFolder, server_names: &[String]) -> Result<(), String> {
     names.extend(server_names.iter().cloned());
     let mut server = CertificateParams::new(names).map_err(rcgen_error)?;
     server.distinguished_name.push(DnType::CommonName, "hie exchange");
-    server.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+    // The exchange's one identity: its server certificate, and its client certificate when it
+    // calls a hospital's gateway.
+    server.extended_key_usages = vec![
+        ExtendedKeyUsagePurpose::ServerAuth,
+        ExtendedKeyUsagePurpose::ClientAuth,
+    ];
     let server_key = KeyPair::generate().map_err(rcgen_error)?;
     let issuer = Issuer::new(ca, ca_key);
     let server_cert = server.signed_by(&server_key, &issuer).map_err(rcgen_error)?;

@@ -224,6 +224,7 @@ async fn start(
         },
         listener: ListenerSettings::default(),
         keep_delivered: Duration::from_secs(86_400),
+        gateway: None,
     })
     .await
 }
