@@ -1,33 +1,22 @@
-//! The adapter as a process: the MLLP listener, the forwarder and the journal's upkeep, started
-//! together and stopped together.
+//! `hie adapter hl7v2` as a process: the shared relay (journal, forwarder, gateway) with the
+//! MLLP listener as its intake.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use hie_adapter_relay::forwarder::Backoff;
+use hie_adapter_relay::gateway::GatewaySettings;
+use hie_adapter_relay::journal::Journal;
+pub use hie_adapter_relay::run::TlsFiles;
+use hie_adapter_relay::run::{RelaySettings, RunningRelay};
+use hie_adapter_relay::submission::{Translated, Translator};
 use tokio::net::TcpListener;
-use tokio::sync::watch;
-use tokio::task::JoinSet;
 
-use crate::exchange::ExchangeClient;
-use crate::forwarder::{Backoff, Forwarder};
-use crate::gateway::GatewaySettings;
-use crate::journal::{Journal, now_ms};
+use crate::hl7::{Charset, Message};
 use crate::listener::{ListenerSettings, Receiver};
-use crate::translate::Hospital;
-
-/// The files of the hospital's side of mutual TLS with the exchange.
-#[derive(Debug, Clone)]
-pub struct TlsFiles {
-    /// The CA that issued the exchange's server certificate.
-    pub ca: PathBuf,
-    /// The hospital's certificate and key (the organisation the exchange knows it as).
-    pub cert: PathBuf,
-    pub key: PathBuf,
-    /// The name on the exchange's certificate; the URL's host when absent.
-    pub server_name: Option<String>,
-}
+use crate::translate::{Hospital, Refusal, translate};
 
 #[derive(Debug, Clone)]
 pub struct AdapterSettings {
@@ -47,14 +36,27 @@ pub struct AdapterSettings {
     pub gateway: Option<GatewaySettings>,
 }
 
+/// HL7 v2 bytes to the exchange's calls, for the forwarder.
+#[derive(Debug)]
+pub struct Hl7Translator {
+    pub hospital: Hospital,
+    pub default_charset: Charset,
+}
+
+impl Translator for Hl7Translator {
+    fn translate(&self, raw: &[u8]) -> Result<Translated, String> {
+        let message = Message::parse(raw, self.default_charset).map_err(|problem| problem.to_string())?;
+        translate(&message, &self.hospital).map_err(|refusal| match refusal {
+            Refusal::Reject(p) | Refusal::Error(p) => p.to_string(),
+        })
+    }
+}
+
 /// A started adapter.
 #[derive(Debug)]
 pub struct RunningAdapter {
     mllp_address: SocketAddr,
-    gateway_address: Option<SocketAddr>,
-    journal: Journal,
-    shutdown: watch::Sender<bool>,
-    tasks: JoinSet<()>,
+    relay: RunningRelay,
 }
 
 impl RunningAdapter {
@@ -65,115 +67,53 @@ impl RunningAdapter {
 
     /// Where the hospital gateway listens, when it serves one.
     pub fn gateway_address(&self) -> Option<SocketAddr> {
-        self.gateway_address
+        self.relay.gateway_address()
     }
 
     pub fn journal(&self) -> &Journal {
-        &self.journal
+        self.relay.journal()
     }
 
     /// Stops listening and forwarding; what is pending stays in the journal for the next start.
-    pub async fn stop(mut self) {
-        let _ = self.shutdown.send(true);
-        while self.tasks.join_next().await.is_some() {}
+    pub async fn stop(self) {
+        self.relay.stop().await;
     }
 
     /// Runs until the process is interrupted.
     pub async fn until_interrupted(self) {
-        let _ = tokio::signal::ctrl_c().await;
-        tracing::info!("stopping the adapter");
-        self.stop().await;
+        self.relay.until_interrupted().await;
     }
 }
 
-/// Opens the journal, binds the listener and starts forwarding.
+/// Opens the journal, starts forwarding and binds the listener.
 pub async fn start(settings: AdapterSettings) -> Result<RunningAdapter, String> {
-    let journal = Journal::open(&settings.data_folder)
-        .await
-        .map_err(|e| e.to_string())?;
-    let tls = match &settings.tls {
-        None => None,
-        Some(files) => {
-            let uri: tonic::transport::Uri = settings
-                .exchange_url
-                .parse()
-                .map_err(|e| format!("--exchange {}: {e}", settings.exchange_url))?;
-            let server_name = files
-                .server_name
-                .clone()
-                .or_else(|| uri.host().map(str::to_owned))
-                .unwrap_or_default();
-            Some(
-                hie_transport::tls::client_config(&files.ca, &server_name, Some((&files.cert, &files.key)))
-                    .map_err(|e| e.to_string())?,
-            )
-        }
+    let translator = Hl7Translator {
+        hospital: settings.hospital.clone(),
+        default_charset: settings.listener.default_charset,
     };
-    let exchange = ExchangeClient::new(&settings.exchange_url, tls, &settings.user)?;
+    let relay_settings = RelaySettings {
+        exchange_url: settings.exchange_url.clone(),
+        tls: settings.tls.clone(),
+        hospital: settings.hospital.clone(),
+        data_folder: settings.data_folder.clone(),
+        user: settings.user.clone(),
+        lanes: settings.lanes,
+        backoff: settings.backoff,
+        keep_delivered: settings.keep_delivered,
+        gateway: settings.gateway.clone(),
+    };
     let listener = TcpListener::bind(settings.listen)
         .await
         .map_err(|e| format!("cannot listen on {}: {e}", settings.listen))?;
     let mllp_address = listener.local_addr().map_err(|e| e.to_string())?;
-    let (shutdown, stopping) = watch::channel(false);
-    let mut tasks = JoinSet::new();
+    let mut relay = hie_adapter_relay::run::start(&relay_settings, Arc::new(translator)).await?;
     let receiver = Arc::new(Receiver::new(
-        journal.clone(),
-        settings.hospital.clone(),
-        settings.listener.clone(),
+        relay.journal().clone(),
+        settings.hospital,
+        settings.listener,
     ));
-    tasks.spawn(receiver.serve(listener, stopping.clone()));
-    let forwarder = Forwarder {
-        journal: journal.clone(),
-        exchange,
-        hospital: settings.hospital.clone(),
-        default_charset: settings.listener.default_charset,
-        lanes: settings.lanes,
-        backoff: settings.backoff,
-    };
-    tasks.spawn(forwarder.run(stopping.clone()));
-    let gateway_address = match &settings.gateway {
-        None => None,
-        Some(gateway) => {
-            let (address, serving) = crate::gateway::serve(gateway, stopping.clone()).await?;
-            tasks.spawn(async move {
-                let _ = serving.await;
-            });
-            tracing::info!(gateway = %address, "hospital gateway serving documents");
-            Some(address)
-        }
-    };
-    tasks.spawn(prune_delivered(
-        journal.clone(),
-        settings.keep_delivered,
-        stopping,
-    ));
-    tracing::info!(
-        mllp = %mllp_address,
-        exchange = %settings.exchange_url,
-        organisation = %settings.hospital.organisation,
-        journal = %journal.path().display(),
-        "HL7 v2 adapter started"
-    );
-    Ok(RunningAdapter {
-        mllp_address,
-        gateway_address,
-        journal,
-        shutdown,
-        tasks,
-    })
-}
-
-async fn prune_delivered(journal: Journal, keep: Duration, mut stopping: watch::Receiver<bool>) {
-    loop {
-        let before = now_ms() - keep.as_millis() as i64;
-        match journal.prune_delivered(before).await {
-            Ok(0) => {}
-            Ok(n) => tracing::info!(messages = n, "forgot delivered messages past their keeping time"),
-            Err(e) => tracing::warn!(error = %e, "cannot prune the journal"),
-        }
-        tokio::select! {
-            _ = tokio::time::sleep(Duration::from_secs(3600)) => {}
-            _ = stopping.changed() => return,
-        }
-    }
+    let stopping = relay.stopping();
+    relay.spawn(receiver.serve(listener, stopping));
+    tracing::info!(mllp = %mllp_address, "HL7 v2 adapter listening");
+    Ok(RunningAdapter { mllp_address, relay })
 }

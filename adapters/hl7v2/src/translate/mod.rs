@@ -8,54 +8,11 @@ mod documents;
 mod patient;
 mod time;
 
-use chrono::FixedOffset;
-use hie_core::domain::OrganisationCode;
-use hie_proto::emr as emr_proto;
-use hie_proto::population as population_proto;
-
 use crate::hl7::{ErrorCode, Location, Message, Problem};
 
 pub use time::parse_timestamp;
 
-/// The hospital an adapter runs for.
-#[derive(Debug, Clone)]
-pub struct Hospital {
-    /// Its code in the exchange's directory (the organisation its certificate names).
-    pub organisation: OrganisationCode,
-    /// The offset of timestamps that do not state one (China Standard Time, +08:00, unless
-    /// configured otherwise).
-    pub utc_offset: FixedOffset,
-}
-
-/// What one message asks of the exchange.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Submission {
-    /// A patient's record, and the visit step the event reports (admission, transfer,
-    /// discharge, registration, a cancellation), when it reports one.
-    Patient {
-        record: population_proto::RegisterSourceRecordRequest,
-        visit: Option<Box<emr_proto::RegisterEncounterRequest>>,
-    },
-    /// A40: the hospital merged two of its own patient numbers; the prior number's record is
-    /// retired into the surviving one.
-    MergePatients {
-        record: population_proto::RegisterSourceRecordRequest,
-        prior_local_patient_number: String,
-    },
-    /// A document (ORU^R01 results, MDM^T02 a clinical document) for a registered patient.
-    Document(emr_proto::RegisterDocumentSetRequest),
-}
-
-/// A message, understood.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Translated {
-    /// `ADT^A01`, `ORU^R01`, …
-    pub message_type: String,
-    /// The hospital's patient number the message is about: messages about one patient are
-    /// forwarded in the order they arrived.
-    pub patient_key: String,
-    pub submission: Submission,
-}
+pub use hie_adapter_relay::submission::{Hospital, Submission, Translated};
 
 /// The message types and trigger events this adapter takes.
 pub const SUPPORTED: &[(&str, &[&str])] = &[

@@ -3,6 +3,7 @@ use hie_proto::emr::EncounterKind;
 
 use super::*;
 use crate::hl7::Charset;
+use hie_core::domain::OrganisationCode;
 
 fn hospital() -> Hospital {
     Hospital {

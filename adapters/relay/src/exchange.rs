@@ -11,7 +11,7 @@ use hie_proto::population::population_registry_client::PopulationRegistryClient;
 use tonic::transport::{Channel, ClientTlsConfig, Endpoint};
 use tonic::{Code, Status};
 
-use crate::translate::{Submission, Translated};
+use crate::submission::{Submission, Translated};
 
 /// How a delivery ended.
 #[derive(Debug, Clone, PartialEq, Eq)]

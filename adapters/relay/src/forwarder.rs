@@ -14,9 +14,8 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 
 use crate::exchange::{Delivery, ExchangeClient};
-use crate::hl7::{Charset, Message};
 use crate::journal::{Journal, Pending};
-use crate::translate::{Hospital, Refusal, translate};
+use crate::submission::Translator;
 
 /// How long a lane waits before trying the exchange again: doubling from `first` up to `most`.
 #[derive(Debug, Clone, Copy)]
@@ -34,12 +33,11 @@ impl Default for Backoff {
     }
 }
 
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Forwarder {
     pub journal: Journal,
     pub exchange: ExchangeClient,
-    pub hospital: Hospital,
-    pub default_charset: Charset,
+    pub translator: Arc<dyn Translator>,
     /// How many patients' messages are delivered at once.
     pub lanes: usize,
     pub backoff: Backoff,
@@ -150,13 +148,7 @@ impl Lane {
                 return;
             }
             let f = &self.forwarder;
-            let translated = Message::parse(&pending.raw, f.default_charset)
-                .map_err(|problem| problem.to_string())
-                .and_then(|message| {
-                    translate(&message, &f.hospital).map_err(|refusal| match refusal {
-                        Refusal::Reject(p) | Refusal::Error(p) => p.to_string(),
-                    })
-                });
+            let translated = f.translator.translate(&pending.raw);
             let translated = match translated {
                 Ok(translated) => translated,
                 Err(problem) => {
