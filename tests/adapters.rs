@@ -97,7 +97,7 @@ fn ack_code(ack: &Message) -> String {
 }
 
 /// Waits until the journal holds nothing pending (the forwarder took everything).
-async fn settled(adapter: &RunningAdapter) -> hie_adapter_hl7v2::journal::Status {
+pub(crate) async fn settled(adapter: &RunningAdapter) -> hie_adapter_hl7v2::journal::Status {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
     loop {
         let status = adapter.journal().status().await.unwrap();
@@ -182,7 +182,7 @@ async fn a_hospital_feed_fills_both_registries_once_whatever_is_resent(db: TestD
     let fixture = fixture(db).await;
     let data = tempfile::tempdir().unwrap();
     let adapter = adapter_for(&fixture, data.path()).await;
-    let at = adapter.mllp_address();
+    let at = adapter.intake_address();
     let messages = [
         adt("A04", "M1", "P100", "王秀英", 1, Some(("O", "V1"))),
         adt("A08", "M2", "P100", "王秀英", 1, None),
@@ -243,7 +243,10 @@ async fn a_hospital_feed_fills_both_registries_once_whatever_is_resent(db: TestD
     // The adapter restarts: nothing is sent twice, and a resend is still recognised.
     adapter.stop().await;
     let adapter = adapter_for(&fixture, data.path()).await;
-    assert_eq!(ack_code(&send(adapter.mllp_address(), &messages[5]).await), "AA");
+    assert_eq!(
+        ack_code(&send(adapter.intake_address(), &messages[5]).await),
+        "AA"
+    );
     let status = settled(&adapter).await;
     assert_eq!(status.delivered, 7);
     assert_eq!(count(fixture.server.exchange(), "documents").await, 2);
@@ -279,7 +282,7 @@ async fn an_exchange_outage_loses_nothing_and_each_patients_messages_keep_their_
                 100 + patient,
                 visit,
             );
-            assert_eq!(ack_code(&send(adapter.mllp_address(), &message).await), "AA");
+            assert_eq!(ack_code(&send(adapter.intake_address(), &message).await), "AA");
             sent += 1;
         }
     }
@@ -321,7 +324,7 @@ async fn a_message_the_exchange_refuses_waits_as_a_dead_letter_until_replayed_af
     let fixture = fixture(db).await;
     let data = tempfile::tempdir().unwrap();
     let adapter = adapter_for(&fixture, data.path()).await;
-    let at = adapter.mllp_address();
+    let at = adapter.intake_address();
     // Results for a patient the hospital never registered: the adapter accepts them, the
     // exchange cannot place them.
     assert_eq!(ack_code(&send(at, &oru("D1", "P300", 3)).await), "AA");
@@ -360,7 +363,7 @@ async fn an_a40_retires_the_prior_number_into_the_surviving_one(db: TestDb) {
     let fixture = fixture(db).await;
     let data = tempfile::tempdir().unwrap();
     let adapter = adapter_for(&fixture, data.path()).await;
-    let at = adapter.mllp_address();
+    let at = adapter.intake_address();
     // Registered twice at the front desk, under two numbers; the second time with so many
     // mistakes that matching kept the records apart.
     assert_eq!(
@@ -461,7 +464,7 @@ async fn a_python_hl7_client_gets_the_acknowledgements_hl7_expects() {
     }
     let messages = data.path().join("messages.hl7");
     std::fs::write(&messages, file).unwrap();
-    let port = adapter.mllp_address().port().to_string();
+    let port = adapter.intake_address().port().to_string();
     let output = tokio::task::spawn_blocking(move || {
         std::process::Command::new(&mllp_send)
             .args(["--port", &port, "--file"])
@@ -525,7 +528,7 @@ async fn broken_frames_are_refused_one_by_one_and_the_listener_serves_everyone_e
     let mut settings = settings(&fixture, fixture.server.address(), data.path());
     settings.listener.max_message_bytes = 4096;
     let adapter = hie_adapter_hl7v2::run::start(settings).await.unwrap();
-    let at = adapter.mllp_address();
+    let at = adapter.intake_address();
     let good = |control: &str| adt("A28", control, "P600", "王秀英", 600, None);
 
     // A sender that stops in the middle of a frame and goes away.
@@ -654,7 +657,7 @@ async fn a_document_the_hospital_keeps_is_retrieved_through_its_adapters_gateway
     assert_eq!(
         ack_code(
             &send(
-                adapter.mllp_address(),
+                adapter.intake_address(),
                 &adt("A04", "F1", "P700", "王秀英", 700, Some(("O", "F700")))
             )
             .await

@@ -16,6 +16,7 @@ mod audit;
 mod bad_input;
 mod cards;
 mod e2e;
+mod fhir;
 mod harness;
 mod matching;
 mod records;

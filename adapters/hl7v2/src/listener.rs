@@ -6,7 +6,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use chrono::FixedOffset;
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Semaphore, watch};
@@ -238,7 +237,4 @@ fn best_effort_header(bytes: &[u8]) -> Answering {
     }
 }
 
-/// The offset of China Standard Time, the default for timestamps without one.
-pub fn china_standard_time() -> FixedOffset {
-    FixedOffset::east_opt(8 * 3600).expect("+08:00 is a valid offset")
-}
+pub use hie_adapter_relay::submission::china_standard_time;

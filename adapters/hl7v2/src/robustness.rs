@@ -3,7 +3,7 @@
 //! The fuzz target (`adapters/hl7v2/fuzz`) feeds it arbitrary bytes; the tests below feed it
 //! mutations of valid messages on stable Rust, so that CI holds the same line.
 
-use chrono::{FixedOffset, TimeZone};
+use chrono::TimeZone;
 
 use crate::hl7::ack::{AckCode, Answering, acknowledgement};
 use crate::hl7::{Charset, Message};
@@ -54,10 +54,7 @@ fn handle(bytes: &[u8], hospital: &Hospital) {
 
 /// The hospital the fuzz target and the tests translate for.
 pub fn fuzzing_hospital() -> Hospital {
-    Hospital {
-        organisation: hie_core::domain::OrganisationCode::parse("QDN-H01").expect("a valid code"),
-        utc_offset: FixedOffset::east_opt(8 * 3600).expect("+08:00 is a valid offset"),
-    }
+    Hospital::in_china(hie_core::domain::OrganisationCode::parse("QDN-H01").expect("a valid code"))
 }
 
 #[cfg(test)]

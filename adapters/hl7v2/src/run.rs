@@ -8,9 +8,9 @@ use std::time::Duration;
 
 use hie_adapter_relay::forwarder::Backoff;
 use hie_adapter_relay::gateway::GatewaySettings;
-use hie_adapter_relay::journal::Journal;
+use hie_adapter_relay::run::RelaySettings;
+pub use hie_adapter_relay::run::RunningAdapter;
 pub use hie_adapter_relay::run::TlsFiles;
-use hie_adapter_relay::run::{RelaySettings, RunningRelay};
 use hie_adapter_relay::submission::{Translated, Translator};
 use tokio::net::TcpListener;
 
@@ -52,39 +52,6 @@ impl Translator for Hl7Translator {
     }
 }
 
-/// A started adapter.
-#[derive(Debug)]
-pub struct RunningAdapter {
-    mllp_address: SocketAddr,
-    relay: RunningRelay,
-}
-
-impl RunningAdapter {
-    /// Where the MLLP listener listens (the port, when 0 was asked for).
-    pub fn mllp_address(&self) -> SocketAddr {
-        self.mllp_address
-    }
-
-    /// Where the hospital gateway listens, when it serves one.
-    pub fn gateway_address(&self) -> Option<SocketAddr> {
-        self.relay.gateway_address()
-    }
-
-    pub fn journal(&self) -> &Journal {
-        self.relay.journal()
-    }
-
-    /// Stops listening and forwarding; what is pending stays in the journal for the next start.
-    pub async fn stop(self) {
-        self.relay.stop().await;
-    }
-
-    /// Runs until the process is interrupted.
-    pub async fn until_interrupted(self) {
-        self.relay.until_interrupted().await;
-    }
-}
-
 /// Opens the journal, starts forwarding and binds the listener.
 pub async fn start(settings: AdapterSettings) -> Result<RunningAdapter, String> {
     let translator = Hl7Translator {
@@ -115,5 +82,5 @@ pub async fn start(settings: AdapterSettings) -> Result<RunningAdapter, String> 
     let stopping = relay.stopping();
     relay.spawn(receiver.serve(listener, stopping));
     tracing::info!(mllp = %mllp_address, "HL7 v2 adapter listening");
-    Ok(RunningAdapter { mllp_address, relay })
+    Ok(RunningAdapter::new(mllp_address, relay))
 }

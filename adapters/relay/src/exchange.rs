@@ -112,6 +112,11 @@ impl ExchangeClient {
                     .merge_local_patients(self.request(merge, "registration_clerk"))
                     .await?;
             }
+            Submission::Visit(visit) => {
+                let mut emr = self.emr.clone();
+                emr.register_encounter(self.request(visit.as_ref().clone(), "registration_clerk"))
+                    .await?;
+            }
             Submission::Document(set) => {
                 let mut emr = self.emr.clone();
                 emr.register_document_set(self.request(set.clone(), "clinician"))

@@ -86,7 +86,9 @@ pub struct Status {
     pub last_error_at_ms: Option<i64>,
 }
 
-type AppendRequest = (NewMessage, oneshot::Sender<Result<Appended, String>>);
+/// Messages that are journaled together (one, or a FHIR transaction's entries), and where their
+/// outcome goes.
+type AppendRequest = (Vec<NewMessage>, oneshot::Sender<Result<Vec<Appended>, String>>);
 
 /// How many appends one commit takes at most.
 const MOST_PER_COMMIT: usize = 1024;
@@ -143,9 +145,18 @@ impl Journal {
 
     /// Journals `message`; returns once it is durable (or known).
     pub async fn append(&self, message: NewMessage) -> Result<Appended, JournalError> {
+        let appended = self.append_together(vec![message]).await?;
+        appended
+            .first()
+            .copied()
+            .ok_or_else(|| JournalError("the journal's writer answered nothing".to_owned()))
+    }
+
+    /// Journals `messages` in one transaction: all of them, or (on an error) none.
+    pub async fn append_together(&self, messages: Vec<NewMessage>) -> Result<Vec<Appended>, JournalError> {
         let (answer, answered) = oneshot::channel();
         self.appends
-            .send((message, answer))
+            .send((messages, answer))
             .await
             .map_err(|_| JournalError("the journal's writer has stopped".to_owned()))?;
         answered
@@ -321,13 +332,15 @@ async fn commit_appends(
 ) {
     let mut batch: Vec<AppendRequest> = Vec::with_capacity(MOST_PER_COMMIT);
     while requests.recv_many(&mut batch, MOST_PER_COMMIT).await > 0 {
-        match append_all(&pool, &batch).await {
+        let messages: Vec<&NewMessage> = batch.iter().flat_map(|(messages, _)| messages).collect();
+        match append_all(&pool, &messages).await {
             Ok(results) => {
                 if results.iter().any(|r| matches!(r, Appended::New(_))) {
                     appended.notify_one();
                 }
-                for ((_, answer), result) in batch.drain(..).zip(results) {
-                    let _ = answer.send(Ok(result));
+                let mut results = results.into_iter();
+                for (messages, answer) in batch.drain(..) {
+                    let _ = answer.send(Ok(results.by_ref().take(messages.len()).collect()));
                 }
             }
             Err(e) => {
@@ -340,11 +353,11 @@ async fn commit_appends(
     }
 }
 
-async fn append_all(pool: &SqlitePool, batch: &[AppendRequest]) -> Result<Vec<Appended>, sqlx::Error> {
+async fn append_all(pool: &SqlitePool, batch: &[&NewMessage]) -> Result<Vec<Appended>, sqlx::Error> {
     let mut transaction = pool.begin().await?;
     let mut results = Vec::with_capacity(batch.len());
     let received = now_ms();
-    for (message, _) in batch {
+    for message in batch {
         let hash = content_hash(&message.raw);
         let inserted = sqlx::query(
             "INSERT INTO messages (idempotency_key, content_hash, message_type, patient_key, received_at_ms, raw) \

@@ -87,6 +87,46 @@ impl RunningRelay {
     }
 }
 
+/// A started adapter of any kind: where its intake listens (MLLP, FHIR), and the relay behind it.
+#[derive(Debug)]
+pub struct RunningAdapter {
+    intake_address: SocketAddr,
+    relay: RunningRelay,
+}
+
+impl RunningAdapter {
+    pub fn new(intake_address: SocketAddr, relay: RunningRelay) -> RunningAdapter {
+        RunningAdapter {
+            intake_address,
+            relay,
+        }
+    }
+
+    /// Where the intake listens (the port, when 0 was asked for).
+    pub fn intake_address(&self) -> SocketAddr {
+        self.intake_address
+    }
+
+    /// Where the hospital gateway listens, when it serves one.
+    pub fn gateway_address(&self) -> Option<SocketAddr> {
+        self.relay.gateway_address()
+    }
+
+    pub fn journal(&self) -> &Journal {
+        self.relay.journal()
+    }
+
+    /// Stops the intake and forwarding; what is pending stays in the journal for the next start.
+    pub async fn stop(self) {
+        self.relay.stop().await;
+    }
+
+    /// Runs until the process is interrupted.
+    pub async fn until_interrupted(self) {
+        self.relay.until_interrupted().await;
+    }
+}
+
 /// Opens the journal, starts forwarding (with `translator`) and the gateway.
 pub async fn start(
     settings: &RelaySettings,

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use chrono::FixedOffset;
 use clap::{Args, Subcommand};
+use hie_adapter_fhir::run::FhirSettings;
 use hie_adapter_hl7v2::forwarder::Backoff;
 use hie_adapter_hl7v2::gateway::{GatewaySettings, GatewayTls};
 use hie_adapter_hl7v2::hl7::{Charset, Message};
@@ -14,6 +15,7 @@ use hie_adapter_hl7v2::journal::Journal;
 use hie_adapter_hl7v2::listener::ListenerSettings;
 use hie_adapter_hl7v2::run::{AdapterSettings, TlsFiles};
 use hie_adapter_hl7v2::translate::Hospital;
+use hie_adapter_relay::run::RelaySettings;
 use hie_core::domain::OrganisationCode;
 
 #[derive(Debug, Subcommand)]
@@ -21,6 +23,9 @@ pub enum AdapterCommand {
     /// Listen for HL7 v2 over MLLP from the hospital's interface engine, acknowledge every message
     /// once it is journaled, and forward it to the exchange.
     Hl7v2(Box<Hl7v2Args>),
+    /// Take FHIR R4 resources and transaction bundles pushed to a FHIR endpoint, answer each once
+    /// it is journaled, and forward them to the exchange.
+    Fhir(Box<FhirArgs>),
     /// An adapter's backlog, oldest pending message, dead letters and last error, as JSON.
     Status(DataFolderArgs),
     /// Messages the exchange refused: list, show, and put back in the queue after a fix.
@@ -56,11 +61,9 @@ pub enum DeadLetterCommand {
     },
 }
 
+/// What every adapter needs: the exchange, the hospital, the journal, forwarding, the gateway.
 #[derive(Debug, Args)]
-pub struct Hl7v2Args {
-    /// Where the MLLP listener listens.
-    #[arg(long, default_value = "127.0.0.1:2575")]
-    pub listen: SocketAddr,
+pub struct RelayArgs {
     /// The exchange: https://host:port (mutual TLS; plaintext http only to a loopback address).
     #[arg(long)]
     pub exchange: String,
@@ -82,20 +85,14 @@ pub struct Hl7v2Args {
     #[arg(long)]
     pub server_name: Option<String>,
     /// The user the adapter's calls are made as.
-    #[arg(long, default_value = "hl7v2-interface")]
+    #[arg(long, default_value = "hospital-interface")]
     pub user: String,
     /// How many patients' messages are forwarded at once (each patient's in order).
     #[arg(long, default_value_t = 16)]
     pub lanes: usize,
-    /// The character set of messages that leave MSH-18 empty: UNICODE UTF-8, GB 18030-2000, GBK, …
-    #[arg(long, default_value = "UNICODE UTF-8")]
-    pub default_charset: String,
     /// The offset of timestamps that do not state one.
     #[arg(long, default_value = "+08:00")]
     pub utc_offset: String,
-    /// Larger messages are refused (AR).
-    #[arg(long, default_value_t = 4 * 1024 * 1024)]
-    pub max_message_bytes: usize,
     /// How long delivered messages are kept, so that a late resend is recognised.
     #[arg(long, default_value_t = 7)]
     pub keep_delivered_days: u64,
@@ -119,16 +116,10 @@ pub struct Hl7v2Args {
     pub exchange_fingerprint: Vec<String>,
 }
 
-impl Hl7v2Args {
-    pub fn settings(&self) -> Result<AdapterSettings, String> {
+impl RelayArgs {
+    pub fn settings(&self) -> Result<RelaySettings, String> {
         let organisation =
             OrganisationCode::parse(&self.organisation).map_err(|e| format!("--organisation: {}", e.0))?;
-        let default_charset = Charset::from_msh18(&self.default_charset).ok_or_else(|| {
-            format!(
-                "--default-charset {}: expected UNICODE UTF-8, GB 18030-2000, GBK, ASCII or 8859/1",
-                self.default_charset
-            )
-        })?;
         let utc_offset: FixedOffset = self
             .utc_offset
             .parse()
@@ -146,8 +137,7 @@ impl Hl7v2Args {
             (None, None, None) => None,
             _ => return Err("--ca, --cert and --key go together".to_owned()),
         };
-        Ok(AdapterSettings {
-            listen: self.listen,
+        Ok(RelaySettings {
             exchange_url: self.exchange.clone(),
             tls,
             hospital: Hospital {
@@ -158,11 +148,6 @@ impl Hl7v2Args {
             user: self.user.clone(),
             lanes: self.lanes,
             backoff: Backoff::default(),
-            listener: ListenerSettings {
-                default_charset,
-                max_message_bytes: self.max_message_bytes,
-                ..ListenerSettings::default()
-            },
             keep_delivered: Duration::from_secs(self.keep_delivered_days * 86_400),
             gateway: match (&self.documents_folder, self.gateway_listen) {
                 (Some(folder), Some(listen)) => Some(GatewaySettings {
@@ -184,13 +169,91 @@ impl Hl7v2Args {
     }
 }
 
+#[derive(Debug, Args)]
+pub struct Hl7v2Args {
+    /// Where the MLLP listener listens.
+    #[arg(long, default_value = "127.0.0.1:2575")]
+    pub listen: SocketAddr,
+    #[command(flatten)]
+    pub relay: RelayArgs,
+    /// The character set of messages that leave MSH-18 empty: UNICODE UTF-8, GB 18030-2000, GBK, …
+    #[arg(long, default_value = "UNICODE UTF-8")]
+    pub default_charset: String,
+    /// Larger messages are refused (AR).
+    #[arg(long, default_value_t = 4 * 1024 * 1024)]
+    pub max_message_bytes: usize,
+}
+
+impl Hl7v2Args {
+    pub fn settings(&self) -> Result<AdapterSettings, String> {
+        let relay = self.relay.settings()?;
+        let default_charset = Charset::from_msh18(&self.default_charset).ok_or_else(|| {
+            format!(
+                "--default-charset {}: expected UNICODE UTF-8, GB 18030-2000, GBK, ASCII or 8859/1",
+                self.default_charset
+            )
+        })?;
+        Ok(AdapterSettings {
+            listen: self.listen,
+            exchange_url: relay.exchange_url,
+            tls: relay.tls,
+            hospital: relay.hospital,
+            data_folder: relay.data_folder,
+            user: relay.user,
+            lanes: relay.lanes,
+            backoff: relay.backoff,
+            listener: ListenerSettings {
+                default_charset,
+                max_message_bytes: self.max_message_bytes,
+                ..ListenerSettings::default()
+            },
+            keep_delivered: relay.keep_delivered,
+            gateway: relay.gateway,
+        })
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct FhirArgs {
+    /// Where the FHIR endpoint listens (its base is http://ADDR/fhir).
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    pub fhir_listen: SocketAddr,
+    /// Serve the FHIR endpoint in plaintext beyond loopback (a hospital network the operator
+    /// vouches for).
+    #[arg(long)]
+    pub insecure_plaintext_on_network: bool,
+    /// Larger bodies are refused (413).
+    #[arg(long, default_value_t = 16 * 1024 * 1024)]
+    pub max_body_bytes: usize,
+    #[command(flatten)]
+    pub relay: RelayArgs,
+}
+
 pub async fn run(command: AdapterCommand) -> Result<(), String> {
     match command {
         AdapterCommand::Hl7v2(args) => {
             let adapter = hie_adapter_hl7v2::run::start(args.settings()?).await?;
-            println!("hie adapter hl7v2: MLLP on {}", adapter.mllp_address());
+            println!("hie adapter hl7v2: MLLP on {}", adapter.intake_address());
             if let Some(gateway) = adapter.gateway_address() {
                 println!("hie adapter hl7v2: hospital gateway on {gateway}");
+            }
+            adapter.until_interrupted().await;
+            Ok(())
+        }
+        AdapterCommand::Fhir(args) => {
+            let adapter = hie_adapter_fhir::run::start(FhirSettings {
+                listen: args.fhir_listen,
+                plaintext_on_network: args.insecure_plaintext_on_network,
+                max_body_bytes: args.max_body_bytes,
+                relay: args.relay.settings()?,
+            })
+            .await?;
+            println!(
+                "hie adapter fhir: FHIR endpoint on http://{}/fhir",
+                adapter.intake_address()
+            );
+            if let Some(gateway) = adapter.gateway_address() {
+                println!("hie adapter fhir: hospital gateway on {gateway}");
             }
             adapter.until_interrupted().await;
             Ok(())

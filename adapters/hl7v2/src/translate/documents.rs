@@ -4,10 +4,10 @@
 use base64::Engine;
 use hie_core::domain::Icd10Code;
 use hie_proto::emr as emr_proto;
-use hie_proto::population as population_proto;
-use ring::digest;
 
 use super::patient::source_record;
+use hie_adapter_relay::submission::{code, derived_id, local_patient, sha256_hex};
+
 use super::{Hospital, Submission, first_time};
 use crate::hl7::{ErrorCode, Field, Location, Message, Problem};
 
@@ -154,7 +154,7 @@ pub fn mdm(message: &Message, hospital: &Hospital) -> Result<(String, Submission
     // a correction of it keeps it); without one, the message names it.
     let unique = txa.field(12, d).value();
     if !unique.is_empty() {
-        entry.unique_id = derived_id("doc", &hospital.organisation.to_string(), &unique);
+        entry.unique_id = derived_id("hl7:doc", &hospital.organisation.to_string(), &unique);
     }
     Ok((
         patient,
@@ -235,10 +235,7 @@ fn base_entry(message: &Message, hospital: &Hospital, patient: &str) -> emr_prot
             &super::idempotency_key(message),
             &hospital.organisation.to_string(),
         ),
-        source_patient_id: Some(population_proto::Identifier {
-            system: format!("urn:hie:org:{}:patient", hospital.organisation),
-            value: patient.to_owned(),
-        }),
+        source_patient_id: Some(local_patient(hospital, patient)),
         format_code: Some(code("hie-format", "text", "plain text")),
         confidentiality_code: "N".to_owned(),
         healthcare_facility_type_code: Some(code("hie-facility", "hospital", "医院")),
@@ -263,7 +260,7 @@ fn submission(
     if mime_type != "text/plain" {
         entry.format_code = Some(code("hie-format", mime_type, mime_type));
     }
-    entry.hash = hex(digest::digest(&digest::SHA256, &content).as_ref());
+    entry.hash = sha256_hex(&content);
     entry.size = content.len() as i64;
     emr_proto::RegisterDocumentSetRequest {
         submission_set_unique_id: derived_id(
@@ -277,25 +274,6 @@ fn submission(
             content,
         }],
         associations: Vec::new(),
-    }
-}
-
-/// A stable id for what a message names: the same message sent again names the same document
-/// and submission set, so that the exchange takes the retry as the same submission.
-fn derived_id(kind: &str, a: &str, b: &str) -> String {
-    let hashed = digest::digest(&digest::SHA256, format!("{kind}\u{1f}{a}\u{1f}{b}").as_bytes());
-    format!("urn:hie:hl7:{kind}:{}", &hex(hashed.as_ref())[..40])
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-fn code(scheme: &str, code: &str, display: &str) -> emr_proto::Code {
-    emr_proto::Code {
-        scheme: scheme.to_owned(),
-        code: code.to_owned(),
-        display: display.to_owned(),
     }
 }
 

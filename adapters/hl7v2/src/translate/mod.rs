@@ -123,17 +123,8 @@ fn supported_version(version: &str) -> bool {
 /// A problem the exchange's own parser found in a call, located in the message: `origins`
 /// maps the call's field names (a prefix each) to the HL7 field they were taken from.
 fn located(error: hie_core::Error, origins: &[(&str, Location)], fallback: Location) -> Problem {
-    let (field, reason) = match error {
-        hie_core::Error::InvalidArgument { field, reason } => (field, reason),
-        other => (String::new(), other.to_string()),
-    };
-    let location = origins
-        .iter()
-        .filter(|(prefix, _)| field.starts_with(prefix))
-        .max_by_key(|(prefix, _)| prefix.len())
-        .map(|(_, location)| location.clone())
-        .unwrap_or(fallback);
-    Problem::at(ErrorCode::DataType, location, reason)
+    let (origin, reason) = hie_adapter_relay::submission::refused_at(error, origins);
+    Problem::at(ErrorCode::DataType, origin.cloned().unwrap_or(fallback), reason)
 }
 
 /// The first of `candidates` (segment, field) the message fills in, as an instant: the time of

@@ -4,7 +4,8 @@
 use hie_core::domain::{Icd10Code, IdentifierSystem, ResidentId};
 use hie_proto::emr as emr_proto;
 use hie_proto::population as population_proto;
-use hie_proto::records as records_proto;
+
+use hie_adapter_relay::submission::patient_selector;
 
 use super::{Hospital, Submission, first_time, located};
 use crate::hl7::{ErrorCode, Field, Location, Message, Problem};
@@ -324,14 +325,7 @@ fn visit(
     };
     let request = emr_proto::RegisterEncounterRequest {
         organisation_code: hospital.organisation.to_string(),
-        person: Some(records_proto::PersonSelector {
-            selector: Some(records_proto::person_selector::Selector::Identifier(
-                population_proto::Identifier {
-                    system: format!("urn:hie:org:{}:patient", hospital.organisation),
-                    value: patient.to_owned(),
-                },
-            )),
-        }),
+        person: Some(patient_selector(hospital, patient)),
         encounter: Some(emr_proto::Encounter {
             visit_number,
             kind: kind.into(),

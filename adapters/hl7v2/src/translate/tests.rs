@@ -1,4 +1,3 @@
-use chrono::FixedOffset;
 use hie_proto::emr::EncounterKind;
 
 use super::*;
@@ -6,10 +5,7 @@ use crate::hl7::Charset;
 use hie_core::domain::OrganisationCode;
 
 fn hospital() -> Hospital {
-    Hospital {
-        organisation: OrganisationCode::parse("QDN-H01").unwrap(),
-        utc_offset: FixedOffset::east_opt(8 * 3600).unwrap(),
-    }
+    Hospital::in_china(OrganisationCode::parse("QDN-H01").unwrap())
 }
 
 fn msh(kind: &str, version: &str) -> String {

@@ -140,7 +140,7 @@ async fn measure_hl7(args: Hl7Args, url: String) -> Result<Hl7Figures, String> {
     };
     let folder = scratch.path().join("adapter");
     let adapter = start(&args, &organisation, &folder, unreachable).await?;
-    let (intake, _) = send_all(adapter.mllp_address(), first_half, args.senders).await?;
+    let (intake, _) = send_all(adapter.intake_address(), first_half, args.senders).await?;
     adapter.stop().await;
 
     eprintln!("hie bench: forwarding the journal");
@@ -165,7 +165,7 @@ async fn measure_hl7(args: Hl7Args, url: String) -> Result<Hl7Figures, String> {
     )
     .await?;
     let started = Instant::now();
-    let (acknowledgement, _) = send_all(adapter.mllp_address(), second_half, args.senders).await?;
+    let (acknowledgement, _) = send_all(adapter.intake_address(), second_half, args.senders).await?;
     let status = drained(&adapter, Duration::from_secs(3600)).await?;
     let seconds = started.elapsed().as_secs_f64();
     adapter.stop().await;

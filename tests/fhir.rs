@@ -1,0 +1,247 @@
+//! The FHIR adapter end to end: a client nobody here wrote (Python's urllib) pushes a
+//! transaction bundle, single resources and bad input to the adapter's FHIR endpoint; the
+//! adapter forwards to the real exchange over mutual TLS with the hospital's certificate; the
+//! registries are checked.
+
+use std::time::Duration;
+
+use hie_adapter_fhir::run::{FhirSettings, RunningAdapter};
+use hie_adapter_relay::forwarder::Backoff;
+use hie_adapter_relay::run::{RelaySettings, TlsFiles};
+use hie_adapter_relay::submission::Hospital;
+use hie_core::domain::OrganisationCode;
+use serde_json::{Value, json};
+
+use crate::harness::{TestDb, count, on_every_backend, woman};
+use crate::trust::{Fixture, fixture};
+
+on_every_backend!(a_fhir_transaction_fills_both_registries_once_and_bad_resources_are_named,);
+
+async fn adapter(fixture: &Fixture, data: &std::path::Path) -> RunningAdapter {
+    hie_adapter_fhir::run::start(FhirSettings {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        plaintext_on_network: false,
+        max_body_bytes: 1 << 20,
+        relay: RelaySettings {
+            exchange_url: format!("https://localhost:{}", fixture.server.address().port()),
+            tls: Some(TlsFiles {
+                ca: fixture.folder.ca_cert(),
+                cert: fixture.folder.organisation_cert("QDN-H01"),
+                key: fixture.folder.organisation_key("QDN-H01"),
+                server_name: None,
+            }),
+            hospital: Hospital {
+                organisation: OrganisationCode::parse("QDN-H01").unwrap(),
+                utc_offset: chrono::FixedOffset::east_opt(8 * 3600).unwrap(),
+            },
+            data_folder: data.to_path_buf(),
+            user: "fhir-interface".to_owned(),
+            lanes: 4,
+            backoff: Backoff {
+                first: Duration::from_millis(20),
+                most: Duration::from_millis(200),
+            },
+            keep_delivered: Duration::from_secs(86_400),
+            gateway: None,
+        },
+    })
+    .await
+    .unwrap()
+}
+
+/// The Python of the venv `.ci/run` makes (beside `mllp_send`), or the system's: urllib is in
+/// the standard library.
+fn python() -> std::path::PathBuf {
+    std::env::var_os("HIE_TEST_MLLP_SEND")
+        .map(std::path::PathBuf::from)
+        .and_then(|p| p.parent().map(|bin| bin.join("python")))
+        .filter(|p| p.exists())
+        .unwrap_or_else(|| "python3".into())
+}
+
+/// Sends each (method, path, content type, body) with urllib; the (status, body) of each answer.
+async fn exchange_http(
+    base: String,
+    requests: Vec<(&'static str, String, &'static str, Value)>,
+) -> Vec<(u16, Value)> {
+    let script = r#"
+import json, sys, urllib.request, urllib.error
+base = sys.argv[1]
+answers = []
+for method, path, content_type, body in json.load(sys.stdin):
+    request = urllib.request.Request(base + path, data=json.dumps(body).encode(), method=method,
+                                     headers={"Content-Type": content_type, "Accept": "application/fhir+json"})
+    try:
+        with urllib.request.urlopen(request) as response:
+            answers.append([response.status, json.loads(response.read())])
+    except urllib.error.HTTPError as error:
+        answers.append([error.code, json.loads(error.read())])
+print(json.dumps(answers))
+"#;
+    let input = serde_json::to_vec(
+        &requests
+            .iter()
+            .map(|(m, p, c, b)| json!([m, p, c, b]))
+            .collect::<Vec<_>>(),
+    )
+    .unwrap();
+    let python = python();
+    let output = tokio::task::spawn_blocking(move || {
+        use std::io::Write;
+        let mut child = std::process::Command::new(python)
+            .args(["-c", script, &base])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        child.stdin.take().unwrap().write_all(&input).unwrap();
+        child.wait_with_output().unwrap()
+    })
+    .await
+    .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let answers: Vec<(u16, Value)> = serde_json::from_slice(&output.stdout).unwrap();
+    answers
+}
+
+fn transaction() -> Value {
+    let subject = json!({"reference": "urn:uuid:6f1c-patient"});
+    json!({"resourceType": "Bundle", "type": "transaction", "entry": [
+        {"fullUrl": "urn:uuid:6f1c-patient", "request": {"method": "PUT", "url": "Patient/F100"}, "resource": {
+            "resourceType": "Patient", "id": "F100",
+            "identifier": [{"type": {"coding": [{"code": "NI"}]}, "value": woman(800)}],
+            "name": [{"text": "杨秀英"}], "gender": "female", "birthDate": "1985-03-14",
+            "telecom": [{"system": "phone", "value": "13985550800"}],
+            "address": [{"line": ["凯里市营盘东路8号"], "district": "522601"}]}},
+        {"request": {"method": "POST", "url": "Encounter"}, "resource": {
+            "resourceType": "Encounter", "id": "E1", "status": "finished", "class": {"code": "IMP"}, "subject": subject,
+            "identifier": [{"value": "ZY-800"}], "serviceType": {"text": "心内科"},
+            "period": {"start": "2026-12-01T09:00:00+08:00", "end": "2026-12-04T10:00:00+08:00"},
+            "reasonCode": [{"coding": [{"system": "http://hl7.org/fhir/sid/icd-10", "code": "I10"}]}]}},
+        {"request": {"method": "POST", "url": "Observation"}, "resource": {
+            "resourceType": "Observation", "id": "O1", "meta": {"versionId": "1"}, "status": "final",
+            "code": {"coding": [{"system": "http://loinc.org", "code": "2345-7", "display": "血糖"}]},
+            "subject": subject, "effectiveDateTime": "2026-12-02T08:00:00+08:00",
+            "valueQuantity": {"value": 6.1, "unit": "mmol/L"}}},
+        {"request": {"method": "POST", "url": "Condition"}, "resource": {
+            "resourceType": "Condition", "id": "C1", "subject": subject, "recordedDate": "2026-12-01",
+            "code": {"coding": [{"system": "http://hl7.org/fhir/sid/icd-10", "code": "I10", "display": "高血压"}]}}},
+        {"request": {"method": "POST", "url": "AllergyIntolerance"}, "resource": {
+            "resourceType": "AllergyIntolerance", "id": "A1", "patient": subject, "recordedDate": "2026-12-01",
+            "code": {"text": "青霉素"}}},
+        {"request": {"method": "POST", "url": "MedicationRequest"}, "resource": {
+            "resourceType": "MedicationRequest", "id": "M1", "status": "active", "intent": "order", "subject": subject,
+            "authoredOn": "2026-12-04", "medicationCodeableConcept": {"text": "硝苯地平缓释片 30mg"}}},
+        {"request": {"method": "POST", "url": "DocumentReference"}, "resource": {
+            "resourceType": "DocumentReference", "status": "current", "subject": subject, "date": "2026-12-04T10:00:00+08:00",
+            "type": {"coding": [{"system": "http://loinc.org", "code": "18842-5", "display": "出院小结"}]},
+            "content": [{"attachment": {"contentType": "text/plain", "data": "5Ye66Zmi5bCP57uT"}}]}}
+    ]})
+}
+
+async fn a_fhir_transaction_fills_both_registries_once_and_bad_resources_are_named(db: TestDb) {
+    let fixture = fixture(db).await;
+    let data = tempfile::tempdir().unwrap();
+    let adapter = adapter(&fixture, data.path()).await;
+    let base = format!("http://{}/fhir", adapter.intake_address());
+    let mut bad_bundle = transaction();
+    bad_bundle["entry"][0]["resource"]["birthDate"] = json!("1985-02-30");
+    bad_bundle["entry"][2]["resource"]["valueQuantity"]["value"] = json!("six");
+    let fhir = "application/fhir+json";
+    let answers = exchange_http(
+        base,
+        vec![
+            ("POST", String::new(), fhir, bad_bundle),
+            ("POST", String::new(), fhir, transaction()),
+            ("POST", String::new(), fhir, transaction()),
+            (
+                "PUT",
+                "/Patient/F999".into(),
+                fhir,
+                transaction()["entry"][0]["resource"].clone(),
+            ),
+            (
+                "POST",
+                "/Patient".into(),
+                "text/plain",
+                transaction()["entry"][0]["resource"].clone(),
+            ),
+            (
+                "POST",
+                "/Practitioner".into(),
+                fhir,
+                json!({"resourceType": "Practitioner"}),
+            ),
+            (
+                "PUT",
+                "/Patient/F100".into(),
+                fhir,
+                transaction()["entry"][0]["resource"].clone(),
+            ),
+        ],
+    )
+    .await;
+    // A transaction with two bad resources: both named, nothing kept.
+    let (status, outcome) = &answers[0];
+    assert_eq!(*status, 400);
+    let expressions: Vec<&str> = outcome["issue"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["expression"][0].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        expressions,
+        [
+            "Bundle.entry[0].resource.birthDate",
+            "Bundle.entry[2].resource.valueQuantity.value"
+        ]
+    );
+    // The good transaction, then the same again: accepted once.
+    assert_eq!(answers[1].0, 200);
+    let statuses = |answer: &Value| -> Vec<String> {
+        answer["entry"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["response"]["status"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    assert_eq!(statuses(&answers[1].1), vec!["201 Created"; 7]);
+    assert_eq!(statuses(&answers[2].1), vec!["200 OK"; 7]);
+    assert_eq!(answers[3].0, 400, "an update whose id differs from the URL's");
+    assert_eq!(answers[4].0, 415);
+    assert_eq!(answers[5].0, 404);
+    assert_eq!(
+        answers[6].0, 200,
+        "the same Patient again is a duplicate: {}",
+        answers[6].1
+    );
+
+    let status = crate::adapters::settled(&adapter).await;
+    assert_eq!((status.delivered, status.dead_letters), (7, 0), "{status:?}");
+    let exchange = fixture.server.exchange();
+    assert_eq!(
+        count(exchange, "source_records WHERE local_patient_number = 'F100'").await,
+        1
+    );
+    assert_eq!(
+        count(
+            exchange,
+            "encounters WHERE visit_number = 'ZY-800' AND kind = 'discharge'"
+        )
+        .await,
+        1
+    );
+    assert_eq!(count(exchange, "documents").await, 5);
+    assert_eq!(
+        count(exchange, "documents WHERE class_code = 'laboratory-report'").await,
+        1
+    );
+    adapter.stop().await;
+}
