@@ -5,6 +5,7 @@
 
 use std::time::Duration;
 
+use hie_adapter_fhir::poll::PollSettings;
 use hie_adapter_fhir::run::{FhirSettings, RunningAdapter};
 use hie_adapter_relay::forwarder::Backoff;
 use hie_adapter_relay::run::{RelaySettings, TlsFiles};
@@ -15,9 +16,12 @@ use serde_json::{Value, json};
 use crate::harness::{TestDb, count, on_every_backend, woman};
 use crate::trust::{Fixture, fixture};
 
-on_every_backend!(a_fhir_transaction_fills_both_registries_once_and_bad_resources_are_named,);
+on_every_backend!(
+    a_fhir_transaction_fills_both_registries_once_and_bad_resources_are_named,
+    the_hospitals_fhir_server_is_polled_since_a_cursor_and_nothing_is_taken_twice,
+);
 
-async fn adapter(fixture: &Fixture, data: &std::path::Path) -> RunningAdapter {
+async fn adapter(fixture: &Fixture, data: &std::path::Path, poll: Option<PollSettings>) -> RunningAdapter {
     hie_adapter_fhir::run::start(FhirSettings {
         listen: "127.0.0.1:0".parse().unwrap(),
         plaintext_on_network: false,
@@ -44,6 +48,7 @@ async fn adapter(fixture: &Fixture, data: &std::path::Path) -> RunningAdapter {
             keep_delivered: Duration::from_secs(86_400),
             gateway: None,
         },
+        poll,
     })
     .await
     .unwrap()
@@ -147,7 +152,7 @@ fn transaction() -> Value {
 async fn a_fhir_transaction_fills_both_registries_once_and_bad_resources_are_named(db: TestDb) {
     let fixture = fixture(db).await;
     let data = tempfile::tempdir().unwrap();
-    let adapter = adapter(&fixture, data.path()).await;
+    let adapter = adapter(&fixture, data.path(), None).await;
     let base = format!("http://{}/fhir", adapter.intake_address());
     let mut bad_bundle = transaction();
     bad_bundle["entry"][0]["resource"]["birthDate"] = json!("1985-02-30");
@@ -244,4 +249,127 @@ async fn a_fhir_transaction_fills_both_registries_once_and_bad_resources_are_nam
         1
     );
     adapter.stop().await;
+}
+
+/// A hospital's FHIR server in Python's http.server: searches by type and `_lastUpdated=ge…`
+/// over the resources in a JSON file (read on every request, so the test can add to it).
+const HOSPITAL_SERVER: &str = r#"
+import json, sys, urllib.parse
+from datetime import datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+path = sys.argv[1]
+class Handler(BaseHTTPRequestHandler):
+    def do_GET(self):
+        url = urllib.parse.urlparse(self.path)
+        kind = url.path.rstrip("/").split("/")[-1]
+        query = urllib.parse.parse_qs(url.query)
+        since = query.get("_lastUpdated", [""])[0]
+        resources = [r for r in json.load(open(path)) if r["resourceType"] == kind]
+        if since.startswith("ge"):
+            floor = datetime.fromisoformat(since[2:])
+            resources = [r for r in resources if datetime.fromisoformat(r["meta"]["lastUpdated"]) >= floor]
+        resources.sort(key=lambda r: datetime.fromisoformat(r["meta"]["lastUpdated"]))
+        body = json.dumps({"resourceType": "Bundle", "type": "searchset",
+                           "entry": [{"resource": r} for r in resources]}).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/fhir+json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+    def log_message(self, *args):
+        pass
+server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+print(server.server_address[1], flush=True)
+server.serve_forever()
+"#;
+
+async fn the_hospitals_fhir_server_is_polled_since_a_cursor_and_nothing_is_taken_twice(db: TestDb) {
+    use std::io::BufRead;
+    let fixture = fixture(db).await;
+    let data = tempfile::tempdir().unwrap();
+    let published = data.path().join("published.json");
+    let patient = json!({"resourceType": "Patient", "id": "F200", "meta": {"versionId": "1", "lastUpdated": "2026-12-04T09:00:00+08:00"},
+        "identifier": [{"type": {"coding": [{"code": "NI"}]}, "value": woman(801)}],
+        "name": [{"text": "吴桂兰"}], "gender": "female", "birthDate": "1985-03-14"});
+    let encounter = json!({"resourceType": "Encounter", "id": "E200", "meta": {"versionId": "1", "lastUpdated": "2026-12-04T09:05:00+08:00"},
+        "status": "arrived", "class": {"code": "AMB"}, "subject": {"reference": "Patient/F200"},
+        "identifier": [{"value": "MZ-200"}], "serviceType": {"text": "妇科"}, "period": {"start": "2026-12-04T09:05:00+08:00"}});
+    std::fs::write(
+        &published,
+        serde_json::to_vec(&json!([patient, encounter])).unwrap(),
+    )
+    .unwrap();
+    let mut server = HospitalServer(
+        std::process::Command::new(python())
+            .args(["-c", HOSPITAL_SERVER])
+            .arg(&published)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let port: u16 = {
+        let mut line = String::new();
+        std::io::BufReader::new(server.0.stdout.as_mut().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        line.trim().parse().unwrap()
+    };
+    let poll = PollSettings {
+        base: format!("http://127.0.0.1:{port}/fhir"),
+        interval: Duration::from_millis(100),
+    };
+    let adapter = adapter(&fixture, data.path(), Some(poll)).await;
+    let delivered = |n: i64| {
+        let journal = adapter.journal().clone();
+        async move {
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+            loop {
+                let status = journal.status().await.unwrap();
+                if status.delivered >= n && status.pending == 0 {
+                    return status;
+                }
+                assert!(tokio::time::Instant::now() < deadline, "{status:?}");
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+    };
+    delivered(2).await;
+    // The hospital publishes a result later; the next rounds take it, and only it.
+    let observation = json!({"resourceType": "Observation", "id": "O200", "meta": {"versionId": "1", "lastUpdated": "2026-12-04T10:00:00+08:00"},
+        "status": "final", "code": {"coding": [{"system": "http://loinc.org", "code": "2345-7", "display": "血糖"}]},
+        "subject": {"reference": "Patient/F200"}, "effectiveDateTime": "2026-12-04T09:30:00+08:00",
+        "valueQuantity": {"value": 5.2, "unit": "mmol/L"}});
+    let mut all: Vec<Value> = serde_json::from_slice(&std::fs::read(&published).unwrap()).unwrap();
+    all.push(observation);
+    std::fs::write(&published, serde_json::to_vec(&all).unwrap()).unwrap();
+    delivered(3).await;
+    // Several more rounds: the cursor holds, what was taken is not taken again.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let status = adapter.journal().status().await.unwrap();
+    assert_eq!((status.delivered, status.dead_letters), (3, 0), "{status:?}");
+    let cursors: Value =
+        serde_json::from_slice(&std::fs::read(data.path().join("fhir-poll-cursors.json")).unwrap()).unwrap();
+    assert_eq!(cursors["Observation"], "2026-12-04T10:00:00+08:00");
+    let exchange = fixture.server.exchange();
+    assert_eq!(
+        count(exchange, "source_records WHERE local_patient_number = 'F200'").await,
+        1
+    );
+    assert_eq!(
+        count(exchange, "encounters WHERE visit_number = 'MZ-200'").await,
+        1
+    );
+    assert_eq!(count(exchange, "documents").await, 1);
+    adapter.stop().await;
+}
+
+/// The hospital's server process, stopped when the test ends, whether it passed or not.
+struct HospitalServer(std::process::Child);
+
+impl Drop for HospitalServer {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }

@@ -171,7 +171,7 @@ impl Intake {
     }
 
     /// The resource checked and ready to journal.
-    fn check(&self, resource: &Value) -> Result<NewMessage, Vec<Issue>> {
+    pub fn check(&self, resource: &Value) -> Result<NewMessage, Vec<Issue>> {
         let translated = translate(resource, &self.hospital)?;
         let raw = resource.to_string().into_bytes();
         let identity = crate::resources::resource_identity(&At::root(resource, ""), &raw);

@@ -8,6 +8,7 @@
 
 pub mod intake;
 pub mod outcome;
+pub mod poll;
 pub mod resources;
 pub mod run;
 pub mod server;

@@ -9,6 +9,7 @@ pub use hie_adapter_relay::run::RunningAdapter;
 use tokio::net::TcpListener;
 
 use crate::intake::{FhirTranslator, Intake};
+use crate::poll::{PollSettings, Poller};
 
 #[derive(Debug, Clone)]
 pub struct FhirSettings {
@@ -18,6 +19,8 @@ pub struct FhirSettings {
     pub plaintext_on_network: bool,
     pub max_body_bytes: usize,
     pub relay: RelaySettings,
+    /// Also poll the hospital's FHIR server, when it publishes rather than pushes.
+    pub poll: Option<PollSettings>,
 }
 
 pub async fn start(settings: FhirSettings) -> Result<RunningAdapter, String> {
@@ -43,6 +46,15 @@ pub async fn start(settings: FhirSettings) -> Result<RunningAdapter, String> {
         journal: relay.journal().clone(),
         hospital,
     };
+    if let Some(poll) = &settings.poll {
+        let poller = Poller::new(intake.clone(), poll.clone(), &settings.relay.data_folder);
+        let stopping = relay.stopping();
+        relay.spawn(poller.run(stopping));
+        tracing::info!(
+            interval_seconds = poll.interval.as_secs_f64(),
+            "polling the hospital's FHIR server"
+        );
+    }
     let router = crate::server::router(intake, settings.max_body_bytes);
     let mut stopping = relay.stopping();
     relay.spawn(async move {

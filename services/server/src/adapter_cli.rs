@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use chrono::FixedOffset;
 use clap::{Args, Subcommand};
+use hie_adapter_fhir::poll::PollSettings;
 use hie_adapter_fhir::run::FhirSettings;
 use hie_adapter_hl7v2::forwarder::Backoff;
 use hie_adapter_hl7v2::gateway::{GatewaySettings, GatewayTls};
@@ -225,6 +226,12 @@ pub struct FhirArgs {
     /// Larger bodies are refused (413).
     #[arg(long, default_value_t = 16 * 1024 * 1024)]
     pub max_body_bytes: usize,
+    /// Also poll the hospital's FHIR server at this base (http://host:port/path) for resources
+    /// updated since the last round.
+    #[arg(long)]
+    pub poll: Option<String>,
+    #[arg(long, default_value_t = 30)]
+    pub poll_interval_seconds: u64,
     #[command(flatten)]
     pub relay: RelayArgs,
 }
@@ -246,6 +253,10 @@ pub async fn run(command: AdapterCommand) -> Result<(), String> {
                 plaintext_on_network: args.insecure_plaintext_on_network,
                 max_body_bytes: args.max_body_bytes,
                 relay: args.relay.settings()?,
+                poll: args.poll.as_ref().map(|base| PollSettings {
+                    base: base.clone(),
+                    interval: Duration::from_secs(args.poll_interval_seconds.max(1)),
+                }),
             })
             .await?;
             println!(
