@@ -9,10 +9,11 @@ use std::time::Duration;
 
 use hie_adapter_hl7v2::forwarder::Backoff;
 use hie_adapter_hl7v2::hl7::{Charset, Message};
-use hie_adapter_hl7v2::listener::{ListenerSettings, china_standard_time};
+use hie_adapter_hl7v2::listener::ListenerSettings;
 use hie_adapter_hl7v2::mllp::{END_BLOCK, START_BLOCK, frame};
-use hie_adapter_hl7v2::run::{AdapterSettings, RunningAdapter, TlsFiles};
+use hie_adapter_hl7v2::run::{AdapterSettings, RunningAdapter};
 use hie_adapter_hl7v2::translate::Hospital;
+use hie_adapter_relay::run::{RelaySettings, TlsFiles};
 use hie_core::domain::OrganisationCode;
 use hie_proto::population::{Identifier, ResolveIdentifierRequest};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -29,10 +30,14 @@ on_every_backend!(
     a_document_the_hospital_keeps_is_retrieved_through_its_adapters_gateway_by_the_exchange_alone,
 );
 
-/// The adapter of hospital QDN-H01, sending to `exchange` with the hospital's certificate.
-fn settings(fixture: &Fixture, exchange: SocketAddr, data: &std::path::Path) -> AdapterSettings {
-    AdapterSettings {
-        listen: "127.0.0.1:0".parse().unwrap(),
+/// The relay of hospital QDN-H01's adapters, sending to `exchange` with the hospital's
+/// certificate.
+pub(crate) fn relay_settings(
+    fixture: &Fixture,
+    exchange: SocketAddr,
+    data: &std::path::Path,
+) -> RelaySettings {
+    RelaySettings {
         exchange_url: format!("https://localhost:{}", exchange.port()),
         tls: Some(TlsFiles {
             ca: fixture.folder.ca_cert(),
@@ -40,20 +45,25 @@ fn settings(fixture: &Fixture, exchange: SocketAddr, data: &std::path::Path) -> 
             key: fixture.folder.organisation_key("QDN-H01"),
             server_name: None,
         }),
-        hospital: Hospital {
-            organisation: OrganisationCode::parse("QDN-H01").unwrap(),
-            utc_offset: china_standard_time(),
-        },
+        hospital: Hospital::in_china(OrganisationCode::parse("QDN-H01").unwrap()),
         data_folder: data.to_path_buf(),
-        user: "hl7v2-interface".to_owned(),
+        user: "hospital-interface".to_owned(),
         lanes: 4,
         backoff: Backoff {
             first: Duration::from_millis(20),
             most: Duration::from_millis(200),
         },
-        listener: ListenerSettings::default(),
         keep_delivered: Duration::from_secs(86_400),
         gateway: None,
+    }
+}
+
+/// The HL7 v2 adapter of hospital QDN-H01.
+fn settings(fixture: &Fixture, exchange: SocketAddr, data: &std::path::Path) -> AdapterSettings {
+    AdapterSettings {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        listener: ListenerSettings::default(),
+        relay: relay_settings(fixture, exchange, data),
     }
 }
 
@@ -641,7 +651,7 @@ async fn a_document_the_hospital_keeps_is_retrieved_through_its_adapters_gateway
     let exchange_certificate = std::fs::read_to_string(fixture.folder.server_cert()).unwrap();
     let data = tempfile::tempdir().unwrap();
     let mut adapter_settings = settings(&fixture, fixture.server.address(), data.path());
-    adapter_settings.gateway = Some(GatewaySettings {
+    adapter_settings.relay.gateway = Some(GatewaySettings {
         listen: gateway_at,
         documents_folder: documents.path().to_path_buf(),
         tls: Some(GatewayTls {

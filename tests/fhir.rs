@@ -7,10 +7,6 @@ use std::time::Duration;
 
 use hie_adapter_fhir::poll::PollSettings;
 use hie_adapter_fhir::run::{FhirSettings, RunningAdapter};
-use hie_adapter_relay::forwarder::Backoff;
-use hie_adapter_relay::run::{RelaySettings, TlsFiles};
-use hie_adapter_relay::submission::Hospital;
-use hie_core::domain::OrganisationCode;
 use serde_json::{Value, json};
 
 use crate::harness::{TestDb, count, on_every_backend, woman};
@@ -26,28 +22,7 @@ async fn adapter(fixture: &Fixture, data: &std::path::Path, poll: Option<PollSet
         listen: "127.0.0.1:0".parse().unwrap(),
         plaintext_on_network: false,
         max_body_bytes: 1 << 20,
-        relay: RelaySettings {
-            exchange_url: format!("https://localhost:{}", fixture.server.address().port()),
-            tls: Some(TlsFiles {
-                ca: fixture.folder.ca_cert(),
-                cert: fixture.folder.organisation_cert("QDN-H01"),
-                key: fixture.folder.organisation_key("QDN-H01"),
-                server_name: None,
-            }),
-            hospital: Hospital {
-                organisation: OrganisationCode::parse("QDN-H01").unwrap(),
-                utc_offset: chrono::FixedOffset::east_opt(8 * 3600).unwrap(),
-            },
-            data_folder: data.to_path_buf(),
-            user: "fhir-interface".to_owned(),
-            lanes: 4,
-            backoff: Backoff {
-                first: Duration::from_millis(20),
-                most: Duration::from_millis(200),
-            },
-            keep_delivered: Duration::from_secs(86_400),
-            gateway: None,
-        },
+        relay: crate::adapters::relay_settings(fixture, fixture.server.address(), data),
         poll,
     })
     .await

@@ -14,9 +14,9 @@ use hie_adapter_hl7v2::gateway::{GatewaySettings, GatewayTls};
 use hie_adapter_hl7v2::hl7::{Charset, Message};
 use hie_adapter_hl7v2::journal::Journal;
 use hie_adapter_hl7v2::listener::ListenerSettings;
-use hie_adapter_hl7v2::run::{AdapterSettings, TlsFiles};
+use hie_adapter_hl7v2::run::AdapterSettings;
 use hie_adapter_hl7v2::translate::Hospital;
-use hie_adapter_relay::run::RelaySettings;
+use hie_adapter_relay::run::{RelaySettings, TlsFiles};
 use hie_core::domain::OrganisationCode;
 
 #[derive(Debug, Subcommand)]
@@ -196,20 +196,12 @@ impl Hl7v2Args {
         })?;
         Ok(AdapterSettings {
             listen: self.listen,
-            exchange_url: relay.exchange_url,
-            tls: relay.tls,
-            hospital: relay.hospital,
-            data_folder: relay.data_folder,
-            user: relay.user,
-            lanes: relay.lanes,
-            backoff: relay.backoff,
             listener: ListenerSettings {
                 default_charset,
                 max_message_bytes: self.max_message_bytes,
                 ..ListenerSettings::default()
             },
-            keep_delivered: relay.keep_delivered,
-            gateway: relay.gateway,
+            relay,
         })
     }
 }

@@ -10,10 +10,11 @@ use std::time::{Duration, Instant};
 use clap::Args;
 use hie_adapter_hl7v2::forwarder::Backoff;
 use hie_adapter_hl7v2::journal::{Journal, NewMessage};
-use hie_adapter_hl7v2::listener::{ListenerSettings, china_standard_time};
+use hie_adapter_hl7v2::listener::ListenerSettings;
 use hie_adapter_hl7v2::mllp::{END_BLOCK, frame};
 use hie_adapter_hl7v2::run::{AdapterSettings, RunningAdapter};
 use hie_adapter_hl7v2::translate::Hospital;
+use hie_adapter_relay::run::RelaySettings;
 use hie_core::domain::OrganisationCode;
 use hie_population::domain::SourceRecordDraft;
 use serde::Serialize;
@@ -209,22 +210,21 @@ async fn start(
 ) -> Result<RunningAdapter, String> {
     hie_adapter_hl7v2::run::start(AdapterSettings {
         listen: loopback(),
-        exchange_url: format!("http://{exchange}"),
-        tls: None,
-        hospital: Hospital {
-            organisation: organisation.clone(),
-            utc_offset: china_standard_time(),
-        },
-        data_folder: folder.to_path_buf(),
-        user: "hie-bench".to_owned(),
-        lanes: args.lanes,
-        backoff: Backoff {
-            first: Duration::from_millis(50),
-            most: Duration::from_millis(500),
-        },
         listener: ListenerSettings::default(),
-        keep_delivered: Duration::from_secs(86_400),
-        gateway: None,
+        relay: RelaySettings {
+            exchange_url: format!("http://{exchange}"),
+            tls: None,
+            hospital: Hospital::in_china(organisation.clone()),
+            data_folder: folder.to_path_buf(),
+            user: "hie-bench".to_owned(),
+            lanes: args.lanes,
+            backoff: Backoff {
+                first: Duration::from_millis(50),
+                most: Duration::from_millis(500),
+            },
+            keep_delivered: Duration::from_secs(86_400),
+            gateway: None,
+        },
     })
     .await
 }
