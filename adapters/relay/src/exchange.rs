@@ -23,6 +23,10 @@ pub enum Delivery {
     /// The exchange refused it (an unknown patient, a value it does not accept, a permission it
     /// does not grant): it goes to the dead letters, for an operator.
     Refused(String),
+    /// The exchange failed on it with an internal error: retried for a while, then a dead letter,
+    /// so that a message the exchange cannot process does not hold back the patients who share
+    /// its lane for ever.
+    Failed(String),
 }
 
 /// Who the adapter's calls are made as: the interface user, with the role of a registration
@@ -155,6 +159,7 @@ fn classify(status: &Status) -> Delivery {
         | Code::OutOfRange
         | Code::Unimplemented
         | Code::DataLoss => Delivery::Refused(what),
+        Code::Internal => Delivery::Failed(what),
         _ => Delivery::Retry(what),
     }
 }

@@ -52,6 +52,10 @@ fn in_flight_set(in_flight: &InFlight) -> std::sync::MutexGuard<'_, HashSet<i64>
     in_flight.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
+/// How many internal errors of the exchange on one message make it a dead letter (with the
+/// backoff, several minutes of them; an outage answers UNAVAILABLE and is waited out for ever).
+const MOST_INTERNAL_FAILURES: u32 = 20;
+
 /// How many pending messages one read of the journal takes.
 const BATCH: i64 = 1024;
 
@@ -163,8 +167,9 @@ impl Lane {
             };
             let mut wait = f.backoff.first;
             let mut failures = 0u32;
+            let mut internal_failures = 0u32;
             loop {
-                match f.exchange.deliver(&translated).await {
+                let reason = match f.exchange.deliver(&translated).await {
                     Delivery::Delivered => {
                         if self.exchange_down.swap(false, Ordering::Relaxed) {
                             tracing::info!(failures, "the exchange takes messages again");
@@ -182,22 +187,39 @@ impl Lane {
                         self.dead(&pending, &reason).await;
                         break;
                     }
+                    Delivery::Failed(reason) => {
+                        internal_failures += 1;
+                        if internal_failures >= MOST_INTERNAL_FAILURES {
+                            tracing::warn!(
+                                sequence = pending.sequence,
+                                message_type = %translated.message_type,
+                                attempts = internal_failures,
+                                "the exchange keeps failing on a message; it is a dead letter now"
+                            );
+                            let why =
+                                format!("the exchange failed on it {internal_failures} times: {reason}");
+                            self.dead(&pending, &why).await;
+                            break;
+                        }
+                        reason
+                    }
                     Delivery::Retry(reason) => {
                         // Once per outage, not once per lane or message.
                         if !self.exchange_down.swap(true, Ordering::Relaxed) {
                             tracing::warn!(reason = %reason, "the exchange cannot take messages now; they wait in the journal");
                         }
-                        failures += 1;
-                        if let Err(e) = f.journal.record_failure(pending.sequence, &reason).await {
-                            tracing::error!(error = %e, "cannot note a failed delivery in the journal");
-                        }
-                        tokio::select! {
-                            _ = tokio::time::sleep(wait) => {}
-                            _ = shutdown.changed() => return,
-                        }
-                        wait = (wait * 2).min(f.backoff.most);
+                        reason
                     }
+                };
+                failures += 1;
+                if let Err(e) = f.journal.record_failure(pending.sequence, &reason).await {
+                    tracing::error!(error = %e, "cannot note a failed delivery in the journal");
                 }
+                tokio::select! {
+                    _ = tokio::time::sleep(wait) => {}
+                    _ = shutdown.changed() => return,
+                }
+                wait = (wait * 2).min(f.backoff.most);
             }
         }
     }
