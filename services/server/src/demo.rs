@@ -514,6 +514,10 @@ fn try_it(prefecture: &SyntheticPrefecture, address: &str) -> String {
          # The hospitals of the prefecture:\n\
          grpcurl -plaintext {CONTEXT} -d '{{\"kind\": \"ORGANISATION_KIND_HOSPITAL\", \"division_code\": \"522600\", \"page_size\": 10}}' \\\n  \
          {address} hie.directory.v1.Directory/ListOrganisations\n\n\
+         # QDN-H01's HL7 v2 feed: an adapter in front of the exchange (another terminal), then any\n\
+         # MLLP sender to 127.0.0.1:2575 (for example mllp_send from PyPI's hl7 package):\n\
+         hie adapter hl7v2 --exchange http://{address} --organisation QDN-H01 --data-folder ./hie-adapter\n\
+         hie adapter status --data-folder ./hie-adapter\n\n\
          Press Ctrl-C to stop.\n"
     )
 }
