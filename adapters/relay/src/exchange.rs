@@ -90,12 +90,23 @@ impl ExchangeClient {
         match &message.submission {
             Submission::Patient { record, visit } => {
                 let mut population = self.population.clone();
-                population
+                let registered = population
                     .register_source_record(self.request(record.clone(), "registration_clerk"))
-                    .await?;
+                    .await?
+                    .into_inner();
                 if let Some(visit) = visit {
+                    // The visit goes to the person the record was just linked to: naming them
+                    // spares the registry resolving the hospital's number again.
+                    let mut visit = visit.as_ref().clone();
+                    if !registered.person_id.is_empty() {
+                        visit.person = Some(hie_proto::records::PersonSelector {
+                            selector: Some(hie_proto::records::person_selector::Selector::PersonId(
+                                registered.person_id,
+                            )),
+                        });
+                    }
                     let mut emr = self.emr.clone();
-                    emr.register_encounter(self.request(visit.as_ref().clone(), "registration_clerk"))
+                    emr.register_encounter(self.request(visit, "registration_clerk"))
                         .await?;
                 }
             }
