@@ -57,6 +57,9 @@ def main():
                     if client is None:
                         client = MLLPClient(host, port)
                     ack = client.send_message(message)
+                    if not ack:
+                        # The adapter closed the connection (it was killed): not acknowledged.
+                        raise ConnectionResetError("connection closed without an acknowledgement")
                     if b"MSA|AA|" not in ack:
                         raise SystemExit("not accepted: %r" % ack)
                     break

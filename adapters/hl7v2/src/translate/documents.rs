@@ -231,7 +231,7 @@ fn base_entry(message: &Message, hospital: &Hospital, patient: &str) -> emr_prot
     let department = message.value("PV1", 3);
     emr_proto::DocumentEntry {
         unique_id: derived_id(
-            "doc",
+            "hl7:doc",
             &super::idempotency_key(message),
             &hospital.organisation.to_string(),
         ),
@@ -264,7 +264,7 @@ fn submission(
     entry.size = content.len() as i64;
     emr_proto::RegisterDocumentSetRequest {
         submission_set_unique_id: derived_id(
-            "set",
+            "hl7:set",
             &super::idempotency_key(message),
             &hospital.organisation.to_string(),
         ),

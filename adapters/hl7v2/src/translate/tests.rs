@@ -147,6 +147,17 @@ fn results_become_a_document_with_numeric_observations() {
     );
     assert_eq!(entry.author.as_ref().unwrap().person, "D002");
     assert_eq!(entry.size as usize, document.content.len());
+    // Ids an operator can tell apart by their source: this adapter's documents and sets.
+    assert!(
+        entry.unique_id.starts_with("urn:hie:hl7:doc:"),
+        "{}",
+        entry.unique_id
+    );
+    assert!(
+        set.submission_set_unique_id.starts_with("urn:hie:hl7:set:"),
+        "{}",
+        set.submission_set_unique_id
+    );
     assert!(String::from_utf8_lossy(&document.content).contains("备注: 空腹"));
     // The same message again names the same document: the exchange takes the retry as one.
     let again = translate_text(&text).unwrap();
