@@ -196,10 +196,6 @@ pub struct Field<'m> {
 }
 
 impl<'m> Field<'m> {
-    pub fn is_empty(&self) -> bool {
-        self.raw.is_empty() || self.raw == "\"\""
-    }
-
     /// Every repetition (at least one, possibly empty).
     pub fn repetitions(&self) -> impl Iterator<Item = Field<'m>> + 'm {
         let delimiters = self.delimiters;

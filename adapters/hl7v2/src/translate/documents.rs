@@ -8,7 +8,7 @@ use hie_proto::emr as emr_proto;
 use super::patient::source_record;
 use hie_adapter_relay::submission::{code, derived_id, local_patient, sha256_hex};
 
-use super::{Hospital, Submission, first_time};
+use super::{Hospital, Submission, first_time, required_segment};
 use crate::hl7::{ErrorCode, Field, Location, Message, Problem};
 
 /// At most this many observations go with a document (the registry's limit).
@@ -16,13 +16,7 @@ const MOST_OBSERVATIONS: usize = 200;
 
 pub fn oru(message: &Message, hospital: &Hospital) -> Result<(String, Submission), Problem> {
     let patient = patient_number(message, hospital)?;
-    let Some(obr) = message.segment("OBR") else {
-        return Err(Problem::at(
-            ErrorCode::SegmentSequence,
-            Location::segment("OBR"),
-            "an ORU^R01 needs an OBR segment",
-        ));
-    };
+    let obr = required_segment(message, "OBR", "an ORU^R01 needs an OBR segment")?;
     let d = message.delimiters();
     let service = obr.field(4, d);
     let title = [service.component(2), service.component(1)]
@@ -97,13 +91,7 @@ pub fn oru(message: &Message, hospital: &Hospital) -> Result<(String, Submission
 
 pub fn mdm(message: &Message, hospital: &Hospital) -> Result<(String, Submission), Problem> {
     let patient = patient_number(message, hospital)?;
-    let Some(txa) = message.segment("TXA") else {
-        return Err(Problem::at(
-            ErrorCode::SegmentSequence,
-            Location::segment("TXA"),
-            "an MDM^T02 needs a TXA segment",
-        ));
-    };
+    let txa = required_segment(message, "TXA", "an MDM^T02 needs a TXA segment")?;
     let d = message.delimiters();
     let document_type = txa.field(2, d);
     if document_type.value().is_empty() {

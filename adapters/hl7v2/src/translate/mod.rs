@@ -127,6 +127,17 @@ fn located(error: hie_core::Error, origins: &[(&str, Location)], fallback: Locat
     Problem::at(ErrorCode::DataType, origin.cloned().unwrap_or(fallback), reason)
 }
 
+/// The segment `id` the message must carry for this event; the refusal says why it is needed.
+fn required_segment<'m>(
+    message: &'m Message,
+    id: &str,
+    why: &str,
+) -> Result<&'m crate::hl7::Segment, Problem> {
+    message
+        .segment(id)
+        .ok_or_else(|| Problem::at(ErrorCode::SegmentSequence, Location::segment(id), why))
+}
+
 /// The first of `candidates` (segment, field) the message fills in, as an instant: the time of
 /// an event, from the most specific field that states it.
 fn first_time(

@@ -7,7 +7,7 @@ use hie_proto::population as population_proto;
 
 use hie_adapter_relay::submission::patient_selector;
 
-use super::{Hospital, Submission, first_time, located};
+use super::{Hospital, Submission, first_time, located, required_segment};
 use crate::hl7::{ErrorCode, Field, Location, Message, Problem};
 
 /// Identifier type codes (HL7 table 0203) of the hospital's own patient number.
@@ -62,13 +62,7 @@ pub fn source_record(
     message: &Message,
     hospital: &Hospital,
 ) -> Result<(population_proto::RegisterSourceRecordRequest, Origins), Problem> {
-    if message.segment("PID").is_none() {
-        return Err(Problem::at(
-            ErrorCode::SegmentSequence,
-            Location::segment("PID"),
-            "the PID segment is required",
-        ));
-    }
+    required_segment(message, "PID", "the PID segment is required")?;
     let local = local_patient_number(message.field("PID", 3), Location::field("PID", 3))
         .or_else(|| Some(message.value("PID", 2)).filter(|v| !v.is_empty()))
         .ok_or_else(|| {
@@ -186,13 +180,11 @@ fn local_patient_number(field: Field<'_>, _location: Location) -> Option<String>
 }
 
 fn prior_patient_number(message: &Message) -> Result<String, Problem> {
-    if message.segment("MRG").is_none() {
-        return Err(Problem::at(
-            ErrorCode::SegmentSequence,
-            Location::segment("MRG"),
-            "an A40 needs the MRG segment naming the prior patient number",
-        ));
-    }
+    required_segment(
+        message,
+        "MRG",
+        "an A40 needs the MRG segment naming the prior patient number",
+    )?;
     local_patient_number(message.field("MRG", 1), Location::field("MRG", 1)).ok_or_else(|| {
         Problem::at(
             ErrorCode::RequiredFieldMissing,
@@ -275,13 +267,7 @@ fn visit(
     patient: &str,
     kind: emr_proto::EncounterKind,
 ) -> Result<emr_proto::RegisterEncounterRequest, Problem> {
-    if message.segment("PV1").is_none() {
-        return Err(Problem::at(
-            ErrorCode::SegmentSequence,
-            Location::segment("PV1"),
-            "this event needs the PV1 segment",
-        ));
-    }
+    required_segment(message, "PV1", "this event needs the PV1 segment")?;
     let visit_number = message.value("PV1", 19);
     if visit_number.is_empty() {
         return Err(Problem::at(
