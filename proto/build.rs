@@ -10,6 +10,8 @@ const PROTOS: &[&str] = &[
     "hie/emr/v1/emr.proto",
     "hie/cards/v1/cards.proto",
     "hie/hospital/v1/hospital.proto",
+    "hie/events/v1/events.proto",
+    "hie/telemedicine/v1/telemedicine.proto",
 ];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {

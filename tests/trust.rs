@@ -114,6 +114,68 @@ pub(crate) async fn fixture_configured(
     }
 }
 
+impl Fixture {
+    /// Stops the server and starts a new exchange over the same database and PKI, as a restart
+    /// of the process does (on another port).
+    pub(crate) async fn restart(self, configure: impl FnOnce(&mut hie_server::Exchange)) -> Fixture {
+        let Fixture {
+            db,
+            folder,
+            server,
+            _dir,
+        } = self;
+        server.stop().await.unwrap();
+        let mut exchange = db.exchange().await;
+        configure(&mut exchange);
+        let tls = TlsSettings {
+            cert: folder.server_cert(),
+            key: folder.server_key(),
+            client_ca: folder.ca_cert(),
+        };
+        let server = exchange
+            .start_with("127.0.0.1:0".parse().unwrap(), Some(&tls), false)
+            .await
+            .unwrap();
+        Fixture {
+            db,
+            folder,
+            server,
+            _dir,
+        }
+    }
+
+    /// Registers an organisation of `kind` in division 522601 with a certificate of its own.
+    pub(crate) async fn add_organisation(&self, code: &str, kind: hie_directory::domain::OrganisationKind) {
+        use hie_core::domain::{BoundedText, DivisionCode, OrganisationCode};
+        use hie_directory::domain::OrganisationDraft;
+        let exchange = self.server.exchange();
+        let organisation = OrganisationCode::parse(code).unwrap();
+        if exchange.directory.get_organisation(&organisation).await.is_err() {
+            let draft = OrganisationDraft::new(
+                "organisation",
+                organisation.clone(),
+                BoundedText::parse_required(code, 100).unwrap(),
+                kind,
+                None,
+                DivisionCode::parse("522601").unwrap(),
+                true,
+            )
+            .unwrap();
+            exchange
+                .directory
+                .register_organisation(&steward(), draft)
+                .await
+                .unwrap();
+        }
+        let fingerprint = pki::issue_organisation(&self.folder, code).unwrap();
+        exchange
+            .directory
+            .register_certificate(&steward(), &organisation, &fingerprint)
+            .await
+            .unwrap();
+    }
+}
+
 /// A client trusting the fixture's CA, presenting `identity` (certificate and key files), if any.
 async fn client(
     fixture: &Fixture,
@@ -286,7 +348,12 @@ fn treating<T>(message: T) -> tonic::Request<T> {
 }
 
 /// A request with the given role and purpose (and reason, for emergencies).
-fn with_context<T>(message: T, role: &str, purpose: &str, reason: Option<&str>) -> tonic::Request<T> {
+pub(crate) fn with_context<T>(
+    message: T,
+    role: &str,
+    purpose: &str,
+    reason: Option<&str>,
+) -> tonic::Request<T> {
     let mut request = tonic::Request::new(message);
     let metadata = request.metadata_mut();
     metadata.insert("x-hie-user", "dr-long".parse().unwrap());
@@ -592,7 +659,7 @@ pub(crate) fn as_patient<T>(message: T, person_id: &str) -> tonic::Request<T> {
 }
 
 /// A request from user `user` in the given role and purpose.
-fn as_user<T>(message: T, user: &str, role: &str, purpose: &str) -> tonic::Request<T> {
+pub(crate) fn as_user<T>(message: T, user: &str, role: &str, purpose: &str) -> tonic::Request<T> {
     let mut request = with_context(message, role, purpose, None);
     request.metadata_mut().insert("x-hie-user", user.parse().unwrap());
     request

@@ -47,6 +47,18 @@ pub mod hie {
             tonic::include_proto!("hie.hospital.v1");
         }
     }
+    pub mod events {
+        pub mod v1 {
+            #![allow(missing_docs, clippy::all)]
+            tonic::include_proto!("hie.events.v1");
+        }
+    }
+    pub mod telemedicine {
+        pub mod v1 {
+            #![allow(missing_docs, clippy::all)]
+            tonic::include_proto!("hie.telemedicine.v1");
+        }
+    }
 }
 
 /// `hie.access.v1`: the audit trail as patients and privacy officers see it.
@@ -57,12 +69,16 @@ pub use hie::cards::v1 as cards;
 pub use hie::directory::v1 as directory;
 /// `hie.emr.v1`: clinical documents, visits and the patient summary.
 pub use hie::emr::v1 as emr;
+/// `hie.events.v1`: the event log and subscriptions.
+pub use hie::events::v1 as events;
 /// `hie.hospital.v1`: the gateway each hospital's adapter serves to the exchange.
 pub use hie::hospital::v1 as hospital;
 /// `hie.population.v1`: the master patient index.
 pub use hie::population::v1 as population;
 /// `hie.records.v1`: the resident health archive.
 pub use hie::records::v1 as records;
+/// `hie.telemedicine.v1`: consults and the service-item catalogue.
+pub use hie::telemedicine::v1 as telemedicine;
 
 /// The encoded file descriptor set of every hie service, for gRPC server reflection.
 pub const FILE_DESCRIPTOR_SET: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/hie_descriptor.bin"));

@@ -91,6 +91,20 @@ vocabulary!(
         /// A lost, revoked, replaced or expired card presented at a reader: refused, and recorded
         /// for the privacy officer (who may be looking for a stolen card).
         LostCardUsed => "cards.lost_card_used",
+        CreateSubscription => "events.subscription.create",
+        GetSubscription => "events.subscription.get",
+        CancelSubscription => "events.subscription.cancel",
+        AcknowledgeEvents => "events.acknowledge",
+        /// One event delivered to one subscription: the read of the person's data it is.
+        DeliverEvent => "events.deliver",
+        PutServiceItem => "telemedicine.service_item.put",
+        RequestConsult => "telemedicine.consult.request",
+        AcceptConsult => "telemedicine.consult.accept",
+        DeclineConsult => "telemedicine.consult.decline",
+        CompleteConsult => "telemedicine.consult.complete",
+        CancelConsult => "telemedicine.consult.cancel",
+        GetConsult => "telemedicine.consult.get",
+        GetConsultRecords => "telemedicine.consult.records",
     }
 );
 
@@ -120,6 +134,13 @@ vocabulary!(
         CardExpired => "cards.card.expired",
         /// A card was replaced by a new one, which inherits its holder.
         CardReplaced => "cards.card.replaced",
+        ConsultRequested => "telemedicine.consult.requested",
+        /// The hospital accepted; the consultant's grant is in the payload's `access_expires_at`.
+        ConsultAccepted => "telemedicine.consult.accepted",
+        ConsultDeclined => "telemedicine.consult.declined",
+        /// The consult's report was registered (its `report_unique_id`).
+        ConsultCompleted => "telemedicine.consult.completed",
+        ConsultCancelled => "telemedicine.consult.cancelled",
     }
 );
 
@@ -160,7 +181,12 @@ impl EventType {
             | EventType::CardLost
             | EventType::CardRevoked
             | EventType::CardExpired
-            | EventType::CardReplaced => 1,
+            | EventType::CardReplaced
+            | EventType::ConsultRequested
+            | EventType::ConsultAccepted
+            | EventType::ConsultDeclined
+            | EventType::ConsultCompleted
+            | EventType::ConsultCancelled => 1,
         }
     }
 }

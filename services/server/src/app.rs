@@ -20,10 +20,12 @@ use hie_emr::EmrService;
 use hie_emr::domain::HospitalGateways;
 use hie_emr::domain::gateway::NoGateways;
 use hie_emr::grpc::gateway_client::{GatewayEndpoint, GrpcGateways};
+use hie_events::EventService;
 use hie_population::PopulationService;
 use hie_population::domain::linkage::blocking::BlockingRule;
 use hie_population::domain::{MatchThresholds, ProbabilisticMatcher};
 use hie_records::RecordsService;
+use hie_telemedicine::TelemedicineService;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
@@ -101,13 +103,15 @@ fn hospital_gateways(settings: &Settings) -> Result<GrpcGateways, Error> {
 }
 
 /// The names of the services [`Exchange::modules`] mounts, known before anything is opened.
-pub const SERVICE_NAMES: [&str; 6] = [
+pub const SERVICE_NAMES: [&str; 8] = [
     hie_population::grpc::SERVICE_NAME,
     hie_directory::grpc::SERVICE_NAME,
     hie_access::grpc::SERVICE_NAME,
     hie_records::grpc::SERVICE_NAME,
     hie_emr::grpc::SERVICE_NAME,
     hie_cards::grpc::SERVICE_NAME,
+    hie_events::grpc::SERVICE_NAME,
+    hie_telemedicine::grpc::SERVICE_NAME,
 ];
 
 /// The services of the exchange over one database.
@@ -120,6 +124,10 @@ pub struct Exchange {
     pub records: RecordsService,
     pub emr: EmrService,
     pub cards: CardService,
+    pub events: EventService,
+    pub telemedicine: TelemedicineService,
+    /// The NATS server event subscriptions are relayed to (`--events-nats`), if any.
+    pub events_nats: Option<String>,
     /// Deadlines and per-connection bounds the server applies to every call.
     pub limits: LimitSettings,
     /// The services to serve, by name (`--services`); every one when empty.
@@ -188,6 +196,10 @@ impl Exchange {
         exchange.use_gateways(Arc::new(gateways), settings.limits.document_max_bytes);
         let (tokens, chips) = crate::card_keys::load(settings, &exchange.database).await?;
         exchange.use_card_keys(tokens, chips);
+        if let Some(url) = &settings.events.nats_url {
+            exchange.events = exchange.events.clone().with_nats();
+            exchange.events_nats = Some(url.clone());
+        }
         exchange.limits = settings.limits.clone();
         exchange.services = settings.services.clone();
         // Events staged by writes whose process stopped before chaining them (a crash, a kill)
@@ -237,6 +249,19 @@ impl Exchange {
             TokenKeys::ephemeral(),
             Chips::ephemeral(),
         );
+        let events = EventService::new(
+            database.clone(),
+            access.clone(),
+            directory.clone(),
+            Arc::new(population.clone()),
+        );
+        let telemedicine = TelemedicineService::new(
+            database.clone(),
+            access.clone(),
+            directory.clone(),
+            population.clone(),
+            emr.clone(),
+        );
         Exchange {
             database,
             directory,
@@ -245,6 +270,9 @@ impl Exchange {
             records,
             emr,
             cards,
+            events,
+            telemedicine,
+            events_nats: None,
             limits,
             services: Vec::new(),
         }
@@ -263,6 +291,7 @@ impl Exchange {
             usize::try_from(document_max_bytes).unwrap_or(usize::MAX),
         );
         self.cards = self.cards.clone().with_emr(self.emr.clone());
+        self.telemedicine = self.telemedicine.clone().with_emr(self.emr.clone());
     }
 
     /// Keeps card numbers under `tokens` and authenticates chips with `chips` (the keys the
@@ -286,6 +315,8 @@ impl Exchange {
             hie_records::grpc::module(self.records.clone()),
             hie_emr::grpc::module(self.emr.clone()),
             hie_cards::grpc::module(self.cards.clone()),
+            hie_events::grpc::module(self.events.clone()),
+            hie_telemedicine::grpc::module(self.telemedicine.clone()),
         ]
     }
 
@@ -319,6 +350,12 @@ impl Exchange {
             .iter()
             .any(|m| m.name == hie_population::grpc::SERVICE_NAME);
         let serves_cards = modules.iter().any(|m| m.name == hie_cards::grpc::SERVICE_NAME);
+        let serves_events = modules.iter().any(|m| m.name == hie_events::grpc::SERVICE_NAME);
+        // Connected before serving: an exchange told to relay to NATS that cannot does not start.
+        let nats_relay = match (&self.events_nats, serves_events) {
+            (Some(url), true) => Some(hie_events::nats::start(self.events.clone(), url).await?),
+            _ => None,
+        };
         let (health_reporter, health_service) = tonic_health::server::health_reporter();
         let mut routes = tonic::service::RoutesBuilder::default();
         let mut served = Vec::with_capacity(modules.len());
@@ -410,6 +447,12 @@ impl Exchange {
         if serves_cards {
             background.push(tokio::spawn(self.cards.clone().keep_index_current()));
         }
+        // A replica serving events numbers the outbox into the log (one at a time, by a lock)
+        // and, with --events-nats, relays NATS subscriptions.
+        if serves_events {
+            background.push(tokio::spawn(self.events.log().clone().keep_sequencing()));
+        }
+        background.extend(nats_relay);
         Ok(RunningServer {
             address,
             stop,
@@ -426,8 +469,8 @@ pub struct RunningServer {
     address: SocketAddr,
     stop: oneshot::Sender<()>,
     task: JoinHandle<Result<(), Error>>,
-    /// Tasks that run beside the server: taking up models `hie population train` stores, and
-    /// keeping the card look-up table current.
+    /// Tasks that run beside the server: taking up models `hie population train` stores,
+    /// keeping the card look-up table current, numbering the event log, relaying to NATS.
     background: Vec<JoinHandle<()>>,
     exchange: Exchange,
 }
@@ -474,6 +517,9 @@ impl RunningServer {
             task.abort();
             let _ = task.await;
         }
+        // Open subscription streams end (UNAVAILABLE): a graceful shutdown waits for every
+        // stream, and a subscriber's would otherwise never end.
+        self.exchange.events.close_streams();
         let _ = self.stop.send(());
         let served = self
             .task

@@ -141,7 +141,12 @@ pub struct ServeArgs {
     /// patient data included, crosses the network unencrypted and unauthenticated.
     #[arg(long)]
     pub insecure_plaintext_on_network: bool,
-    /// Serve only these services (comma-separated: population, directory, access, records, emr, cards) [default:
+    /// Relay event subscriptions whose channel is NATS to this NATS JetStream server
+    /// (`nats://127.0.0.1:4222`).
+    #[arg(long, value_name = "URL")]
+    pub events_nats: Option<String>,
+    /// Serve only these services (comma-separated: population, directory, access, records, emr, cards,
+    /// events, telemedicine) [default:
     /// every one]. An unknown name is refused at start-up.
     #[arg(long, value_delimiter = ',', value_name = "NAMES")]
     pub services: Vec<String>,
@@ -167,6 +172,9 @@ impl Cli {
             Command::Serve(serve) | Command::Demo(DemoArgs { serve, .. }) => {
                 if !serve.services.is_empty() {
                     settings.services = serve.services.iter().map(|s| s.trim().to_owned()).collect();
+                }
+                if let Some(url) = &serve.events_nats {
+                    settings.events.nats_url = Some(url.clone());
                 }
                 (serve.listen, &serve.database)
             }

@@ -15,7 +15,7 @@ pub struct Settings {
     /// Where the gRPC server listens.
     pub listen: SocketAddr,
     /// Which services `hie serve` runs, by name (`population`, `directory`, `access`, `records`, `emr`,
-    /// `cards`); all of
+    /// `cards`, `events`, `telemedicine`); all of
     /// them when empty. Replicas that scale one service apart serve a subset.
     pub services: Vec<String>,
     pub database: DatabaseSettings,
@@ -34,6 +34,16 @@ pub struct Settings {
     /// The gateways of hospitals that keep their documents themselves: the EMR registry fetches
     /// their content from there on retrieve.
     pub hospital_gateways: Vec<HospitalGatewaySettings>,
+    pub events: EventSettings,
+}
+
+/// The event log's delivery beyond gRPC streams.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct EventSettings {
+    /// A NATS server with JetStream (`nats://127.0.0.1:4222`): subscriptions whose channel is
+    /// NATS are published to its `HIE_EVENTS` stream. Unset: NATS subscriptions are refused.
+    pub nats_url: Option<String>,
 }
 
 /// One hospital's gateway (`hie.hospital.v1.HospitalGateway`, served by its adapter).
@@ -296,6 +306,7 @@ impl Default for Settings {
             audit: AuditSettings::default(),
             cards: CardSettings::default(),
             hospital_gateways: Vec::new(),
+            events: EventSettings::default(),
         }
     }
 }

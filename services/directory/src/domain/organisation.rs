@@ -12,6 +12,8 @@ pub enum OrganisationKind {
     CommunityHealthCentre,
     VillageClinic,
     PublicHealthAgency,
+    /// Maternal and child health and family planning (妇幼保健计划生育).
+    FamilyPlanningAgency,
     Insurer,
     /// The regional health authority: the only kind whose systems may assert `administrator`.
     RegionalHealthAuthority,
@@ -41,7 +43,7 @@ impl OrganisationKind {
                 &[Role::Clinician, Role::Nurse, Role::RegistrationClerk],
                 &[Treatment, Emergency, Payment, PublicHealth],
             ),
-            OrganisationKind::PublicHealthAgency => {
+            OrganisationKind::PublicHealthAgency | OrganisationKind::FamilyPlanningAgency => {
                 Entitlements::new(&[Role::PublicHealthOfficer], &[PublicHealth, Research])
             }
             OrganisationKind::Insurer => Entitlements::new(&[Role::Insurer], &[Payment]),
@@ -76,6 +78,7 @@ text_codes!(OrganisationKind {
     CommunityHealthCentre => "community_health_centre",
     VillageClinic => "village_clinic",
     PublicHealthAgency => "public_health_agency",
+    FamilyPlanningAgency => "family_planning_agency",
     Insurer => "insurer",
     RegionalHealthAuthority => "regional_health_authority",
     PatientPortal => "patient_portal",
@@ -290,6 +293,7 @@ mod tests {
             OrganisationKind::CommunityHealthCentre,
             OrganisationKind::VillageClinic,
             OrganisationKind::PublicHealthAgency,
+            OrganisationKind::FamilyPlanningAgency,
             OrganisationKind::Insurer,
             OrganisationKind::RegionalHealthAuthority,
             OrganisationKind::PatientPortal,

@@ -301,7 +301,7 @@ fn enum_to_proto<P: Copy + Into<i32>, D: Copy + PartialEq>(value: D, table: &[(P
         .map_or(0, |(p, _)| (*p).into())
 }
 
-const KINDS: [(proto::OrganisationKind, OrganisationKind); 8] = [
+const KINDS: [(proto::OrganisationKind, OrganisationKind); 9] = [
     (proto::OrganisationKind::Hospital, OrganisationKind::Hospital),
     (
         proto::OrganisationKind::TownshipHealthCentre,
@@ -328,6 +328,10 @@ const KINDS: [(proto::OrganisationKind, OrganisationKind); 8] = [
         OrganisationKind::PublicHealthAgency,
     ),
     (proto::OrganisationKind::Insurer, OrganisationKind::Insurer),
+    (
+        proto::OrganisationKind::FamilyPlanningAgency,
+        OrganisationKind::FamilyPlanningAgency,
+    ),
 ];
 
 const GRADES: [(proto::HospitalGrade, HospitalGrade); 10] = [

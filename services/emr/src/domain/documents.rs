@@ -417,6 +417,17 @@ impl EmrService {
         })
     }
 
+    /// The person a registered document is filed under, `None` when no document has that unique
+    /// id: for a service that checks a reference to a document (a consult's attachments) before
+    /// anyone reads it. Not a read of the document.
+    pub async fn person_of_document(&self, unique_id: &str) -> Result<Option<PersonId>, Error> {
+        Ok(self
+            .store
+            .document_by_unique_id(None, unique_id)
+            .await?
+            .map(|document| document.person_id))
+    }
+
     /// The stored query: the person's documents as the caller may see them, newest first; with
     /// the surviving person, the next page and whether consent withheld any.
     pub async fn find_documents(

@@ -364,7 +364,7 @@ fn search_criteria(request: &proto::SearchPersonsRequest) -> Result<SearchCriter
     })
 }
 
-fn identifier_to_proto(identifier: &Identifier) -> proto::Identifier {
+pub fn identifier_to_proto(identifier: &Identifier) -> proto::Identifier {
     proto::Identifier {
         system: identifier.system_uri(),
         value: identifier.value().to_owned(),

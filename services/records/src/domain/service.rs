@@ -122,6 +122,8 @@ impl RecordsService {
                             "version": entry.version,
                             "recorded_on": entry.recorded_on.to_string(),
                             "source_entry_id": entry.source_entry_id,
+                            // For subscribers' filters (a notifiable disease in a follow-up).
+                            "diagnoses": entry.payload.diagnoses().iter().map(|c| c.as_str()).collect::<Vec<_>>(),
                         }),
                     ));
                     Ok((entry, true))
