@@ -170,6 +170,9 @@ fn every_write_goes_through_the_unit_of_work() {
         "services/access/src/unit_of_work.rs",
         "services/access/src/store/mod.rs",
         "services/access/src/store/staging.rs",
+        // Numbering the event log is bookkeeping of the outbox, as chaining is of the audit
+        // trail: it changes no one's data and is not a caller's write.
+        "services/events/src/store/mod.rs",
     ];
     files.retain(|f| !allowed.iter().any(|a| f.ends_with(a)));
     let offending = offending_lines(&files, |line| {

@@ -80,43 +80,45 @@ async fn relay_all(events: EventService, jetstream: jetstream::Context) {
     }
 }
 
+/// What the publisher hands the acknowledger, in log order.
+enum Published {
+    /// Published; stored once JetStream acknowledges.
+    Event(i64, async_nats::jetstream::context::PublishAckFuture),
+    /// Read past without a match: nothing to store.
+    Skipped(i64),
+}
+
+/// How often the relay records its position in the exchange (an audited write): a restart
+/// publishes again at most this much, which JetStream's duplicate window then drops.
+const RECORD_POSITION_EVERY: Duration = Duration::from_millis(250);
+
+/// Relays one subscription: the delivery loop feeds the publisher, which publishes without
+/// waiting; the acknowledger awaits JetStream's acknowledgements in order and records the
+/// position reached. Any failure ends the relay; the next rescan starts it again from the
+/// recorded position.
 async fn relay_one(
     events: EventService,
     jetstream: jetstream::Context,
     subscription: Subscription,
     entitlement: crate::domain::Entitlement,
 ) {
-    let context = subscription.creators_context();
     let subject = subscription.nats_subject();
     let (sink, mut deliveries) = mpsc::channel(IN_FLIGHT);
     let after = subscription.stored.acknowledged_position;
     let delivering = tokio::spawn({
         let events = events.clone();
         let subscription = subscription.clone();
+        let context = subscription.creators_context();
         async move {
             events
                 .deliver(context, subscription, entitlement, after, sink)
                 .await
         }
     });
-    let context = subscription.creators_context();
-    let mut pending = std::collections::VecDeque::new();
-    let mut acknowledged = after;
-    loop {
-        // Take what is ready, publish it, then wait for JetStream's acknowledgements in order.
-        let Some(first) = deliveries.recv().await else {
-            break;
-        };
-        let mut batch = vec![first];
-        while batch.len() < IN_FLIGHT {
-            match deliveries.try_recv() {
-                Ok(next) => batch.push(next),
-                Err(_) => break,
-            }
-        }
-        let mut newest = acknowledged;
-        for delivered in batch {
-            match delivered {
+    let (published, mut to_acknowledge) = mpsc::channel::<Published>(IN_FLIGHT);
+    let publisher = async {
+        while let Some(delivered) = deliveries.recv().await {
+            let next = match delivered {
                 Ok(Delivered::Event { cursor, event }) => {
                     let body = serde_json::json!({
                         "cursor": cursor,
@@ -138,36 +140,59 @@ async fn relay_one(
                         .publish_with_headers(subject.clone(), headers, body.to_string().into())
                         .await
                     {
-                        Ok(ack) => pending.push_back((event.position, ack)),
+                        Ok(ack) => Published::Event(event.position, ack),
                         Err(error) => {
                             tracing::warn!(%error, subscription = subscription.id(), "publishing to NATS failed; resuming");
-                            delivering.abort();
                             return;
                         }
                     }
                 }
-                Ok(Delivered::Heartbeat { position, .. }) => newest = newest.max(position),
+                Ok(Delivered::Heartbeat { position, .. }) => Published::Skipped(position),
+                // The server is stopping: the relay resumes after its recorded position.
+                Err(Error::Unavailable(_)) => return,
                 Err(error) => {
-                    tracing::warn!(%error, subscription = subscription.id(), "the NATS relay of a subscription stopped");
+                    tracing::warn!(%error, subscription = subscription.id(), "the NATS relay of a subscription stopped; restarting it");
                     return;
                 }
-            }
-        }
-        while let Some((position, ack)) = pending.pop_front() {
-            if let Err(error) = ack.await {
-                tracing::warn!(%error, subscription = subscription.id(), "JetStream did not store an event; resuming");
-                delivering.abort();
+            };
+            if published.send(next).await.is_err() {
                 return;
             }
-            newest = newest.max(position);
         }
-        if newest > acknowledged {
-            match events.acknowledge_position(&context, &subscription, newest).await {
-                Ok(()) => acknowledged = newest,
-                Err(error) => {
-                    tracing::warn!(%error, subscription = subscription.id(), "cannot record the NATS relay's position")
+    };
+    let acknowledger = async {
+        let context = subscription.creators_context();
+        let mut recorded = after;
+        let mut reached = after;
+        let mut last_recorded = tokio::time::Instant::now();
+        loop {
+            let next = tokio::time::timeout(RECORD_POSITION_EVERY, to_acknowledge.recv()).await;
+            match next {
+                Ok(Some(Published::Event(position, ack))) => match ack.await {
+                    Ok(_) => reached = reached.max(position),
+                    Err(error) => {
+                        tracing::warn!(%error, subscription = subscription.id(), "JetStream did not store an event; resuming");
+                        return;
+                    }
+                },
+                Ok(Some(Published::Skipped(position))) => reached = reached.max(position),
+                Ok(None) => return,
+                Err(_) => {}
+            }
+            if reached > recorded && last_recorded.elapsed() >= RECORD_POSITION_EVERY {
+                match events
+                    .acknowledge_position(&context, &subscription, reached)
+                    .await
+                {
+                    Ok(()) => recorded = reached,
+                    Err(error) => {
+                        tracing::warn!(%error, subscription = subscription.id(), "cannot record the NATS relay's position")
+                    }
                 }
+                last_recorded = tokio::time::Instant::now();
             }
         }
-    }
+    };
+    tokio::join!(publisher, acknowledger);
+    delivering.abort();
 }

@@ -249,6 +249,11 @@ fn organisations() -> Vec<OrganisationDraft> {
         ),
         ("QDN-YB", "黔东南州医疗保障局", OrganisationKind::Insurer),
         (
+            "QDN-FY",
+            "黔东南州妇幼保健计划生育服务中心",
+            OrganisationKind::FamilyPlanningAgency,
+        ),
+        (
             "QDN-WJW",
             "黔东南州卫生健康局",
             OrganisationKind::RegionalHealthAuthority,
@@ -422,6 +427,8 @@ pub async fn run(
         "hie demo: {cards} cards of the four types issued in {:.1} s",
         started.elapsed().as_secs_f64()
     );
+    let items = crate::demo_records::load_catalogue(&exchange).await?;
+    eprintln!("hie demo: {items} telemedicine service items in the catalogue");
     let server = exchange
         .start_with(settings.listen, settings.tls.as_ref(), plaintext_on_network)
         .await
@@ -433,6 +440,10 @@ pub async fn run(
 /// The request context every population call carries: who asks, in what role, and why.
 const CONTEXT: &str =
     "-H 'x-hie-user: demo-clerk' -H 'x-hie-role: registration_clerk' -H 'x-hie-purpose: treatment'";
+
+/// The request context of the region's operator (a plaintext exchange has no certificates).
+const OPERATOR: &str =
+    "-H 'x-hie-user: demo-operator' -H 'x-hie-role: administrator' -H 'x-hie-purpose: operations'";
 
 /// The request context of a clinician's look-up.
 const CLINIC: &str = "-H 'x-hie-user: dr-li' -H 'x-hie-role: clinician' -H 'x-hie-purpose: treatment'";
@@ -518,6 +529,14 @@ fn try_it(prefecture: &SyntheticPrefecture, address: &str) -> String {
          # MLLP sender to 127.0.0.1:2575 (for example mllp_send from PyPI's hl7 package):\n\
          hie adapter hl7v2 --exchange http://{address} --organisation QDN-H01 --data-folder ./hie-adapter\n\
          hie adapter status --data-folder ./hie-adapter\n\n\
+         # Events: a subscription to notifiable diagnoses (as the operator: on a plaintext exchange\n\
+         # with no certificates only an administrator subscribes), then its stream (Ctrl-C ends it):\n\
+         grpcurl -plaintext {OPERATOR} -d '{{\"filter\": {{\"icd10_prefixes\": [\"A0\", \"J10\", \"U07.1\"]}}}}' \\\n  \
+         {address} hie.events.v1.EventService/CreateSubscription\n\
+         grpcurl -plaintext {OPERATOR} -d '{{\"subscription_id\": \"<the subscription_id above>\"}}' \\\n  \
+         {address} hie.events.v1.EventService/Subscribe\n\n\
+         # The telemedicine price list:\n\
+         grpcurl -plaintext {CLINIC} -d '{{}}' {address} hie.telemedicine.v1.Telemedicine/ListServiceItems\n\n\
          Press Ctrl-C to stop.\n"
     )
 }

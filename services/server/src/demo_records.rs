@@ -232,3 +232,62 @@ pub async fn load(exchange: &Exchange, prefecture: &SyntheticPrefecture) -> Resu
     }
     Ok(loaded)
 }
+
+/// The telemedicine price list of the demo: two consult items (prices in fen, as the provincial
+/// price list has them) and one no longer offered.
+pub async fn load_catalogue(exchange: &Exchange) -> Result<usize, String> {
+    use hie_telemedicine::domain::ServiceItem;
+    let context = RequestContext::bulk_load("hie-demo", "telemedicine price list");
+    let at = |y, m, d| {
+        NaiveDate::from_ymd_opt(y, m, d)
+            .and_then(|date| date.and_hms_opt(0, 0, 0))
+            .map(|t| t.and_utc())
+            .ok_or("a valid date")
+    };
+    let items = [
+        (
+            "311000024",
+            "远程会诊（单学科）",
+            20_000,
+            true,
+            700,
+            at(2024, 1, 1)?,
+            None,
+        ),
+        (
+            "311000025",
+            "远程会诊（多学科）",
+            50_000,
+            true,
+            600,
+            at(2024, 1, 1)?,
+            None,
+        ),
+        (
+            "311000020",
+            "远程会诊（旧价）",
+            15_000,
+            true,
+            700,
+            at(2020, 1, 1)?,
+            Some(at(2024, 1, 1)?),
+        ),
+    ];
+    for (code, name, price_fen, reimbursable, permille, from, until) in items {
+        let item = ServiceItem {
+            code: code.into(),
+            name: name.into(),
+            price_fen,
+            reimbursable,
+            reimbursable_ratio_permille: permille,
+            active_from: from,
+            active_until: until,
+        };
+        exchange
+            .telemedicine
+            .put_item(&context, item)
+            .await
+            .map_err(|e| e.to_string())?;
+    }
+    Ok(items.len())
+}

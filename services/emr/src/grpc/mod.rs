@@ -64,7 +64,7 @@ impl EmrRegistry for EmrGrpc {
                 .documents
                 .into_iter()
                 .enumerate()
-                .map(|(i, d)| document_submission(&format!("documents[{i}]"), d))
+                .map(|(i, d)| submission(&format!("documents[{i}]"), d))
                 .collect::<Result<_, _>>()?,
             associations: message
                 .associations
@@ -240,12 +240,7 @@ fn code(field: &str, message: Option<proto::Code>) -> Result<Code, Error> {
     Code::checked(field, &m.scheme, &m.code, &m.display)
 }
 
-/// A document submission, every field checked (as RegisterDocumentSet checks it): for services
-/// that register documents of their own (a consult's report).
-pub fn document_submission(
-    field: &str,
-    message: proto::DocumentSubmission,
-) -> Result<DocumentSubmission, Error> {
+fn submission(field: &str, message: proto::DocumentSubmission) -> Result<DocumentSubmission, Error> {
     let entry = message
         .entry
         .ok_or_else(|| Error::invalid(format!("{field}.entry"), "is required"))?;

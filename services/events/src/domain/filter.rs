@@ -361,26 +361,26 @@ mod tests {
     fn a_public_health_agency_hears_notifiable_diseases_and_immunisations_only() {
         let agency = Entitlement::of_kind(OrganisationKind::PublicHealthAgency);
         let cholera = event(
-            "emr.encounter.registered",
+            EventType::EncounterRegistered.code(),
             r#"{"diagnoses":["A00.1"]}"#,
             "QDN-H01",
         );
         let depression = event(
-            "emr.document.registered",
+            EventType::DocumentRegistered.code(),
             r#"{"event_codes":["F32.1"]}"#,
             "QDN-H01",
         );
         let vaccine = event(
-            "records.entry.submitted",
+            EventType::HealthRecordSubmitted.code(),
             r#"{"entry_type":"immunisation"}"#,
             "QDN-C01",
         );
         let hypertension = event(
-            "records.entry.submitted",
+            EventType::HealthRecordSubmitted.code(),
             r#"{"entry_type":"hypertension_follow_up","diagnoses":["I10"]}"#,
             "QDN-C01",
         );
-        let card = event("cards.card.lost", "{}", "QDN-H01");
+        let card = event(EventType::CardLost.code(), "{}", "QDN-H01");
         assert!(agency.permits(&cholera, None, false));
         assert!(agency.permits(&vaccine, None, false));
         assert!(!agency.permits(&depression, None, false));
@@ -388,7 +388,7 @@ mod tests {
         assert!(!agency.permits(&card, None, false));
         let family = Entitlement::of_kind(OrganisationKind::FamilyPlanningAgency);
         let birth = event(
-            "emr.encounter.registered",
+            EventType::EncounterRegistered.code(),
             r#"{"diagnoses":["Z37.0","O80"]}"#,
             "QDN-H01",
         );
@@ -399,12 +399,16 @@ mod tests {
     #[test]
     fn an_insurer_hears_visits_of_its_insured_and_a_hospital_its_own_consults() {
         let insurer = Entitlement::of_kind(OrganisationKind::Insurer);
-        let visit = event("emr.encounter.registered", r#"{"diagnoses":[]}"#, "QDN-H01");
+        let visit = event(
+            EventType::EncounterRegistered.code(),
+            r#"{"diagnoses":[]}"#,
+            "QDN-H01",
+        );
         assert!(insurer.permits(&visit, None, true));
         assert!(!insurer.permits(&visit, None, false));
         let hospital = Entitlement::of_kind(OrganisationKind::Hospital);
         let consult = event(
-            "telemedicine.consult.requested",
+            EventType::ConsultRequested.code(),
             r#"{"requesting_organisation_code":"QDN-C01","consulting_organisation_code":"QDN-H01"}"#,
             "QDN-C01",
         );
@@ -425,12 +429,12 @@ mod tests {
         .check(Entitlement::Everything)
         .unwrap();
         let covid = event(
-            "emr.encounter.registered",
+            EventType::EncounterRegistered.code(),
             r#"{"diagnoses":["U07.1"]}"#,
             "QDN-H01",
         );
         let flu = event(
-            "emr.encounter.registered",
+            EventType::EncounterRegistered.code(),
             r#"{"diagnoses":["J10.1"]}"#,
             "QDN-H01",
         );
@@ -475,7 +479,7 @@ mod tests {
             .contains("filter.divisions[0]")
         );
         let refused = EventFilter {
-            event_types: vec!["cards.card.lost".into()],
+            event_types: vec![EventType::CardLost.code().into()],
             ..Default::default()
         }
         .check(Entitlement::NotifiableDiseases)

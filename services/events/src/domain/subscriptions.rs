@@ -350,3 +350,45 @@ impl EventService {
 fn clip(text: &str) -> String {
     text.chars().take(64).collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn subscription(id: &str, start: i64) -> Subscription {
+        let filter = EventFilter::default();
+        Subscription {
+            stored: StoredSubscription {
+                id: id.into(),
+                organisation: "QDN-CDC".into(),
+                filter_json: "{}".into(),
+                channel: Channel::Stream,
+                start_position: start,
+                acknowledged_position: start,
+                created_at: 0,
+                created_by: "officer".into(),
+                role: "public_health_officer".into(),
+                purpose: "public_health".into(),
+                cancelled_at: None,
+            },
+            checked: filter.check(Entitlement::NotifiableDiseases).unwrap(),
+            filter,
+            organisation: OrganisationCode::parse("QDN-CDC").ok(),
+        }
+    }
+
+    #[test]
+    fn a_cursor_names_its_subscription_and_a_position_the_log_has_reached() {
+        let mine = subscription("sub-a", 10);
+        assert_eq!(mine.position_of("cursor", &mine.cursor(15), 20).unwrap(), 15);
+        assert_eq!(mine.position_of("cursor", " sub-a@20 ", 20).unwrap(), 20);
+        let refused = |cursor: &str| mine.position_of("cursor", cursor, 20).unwrap_err().to_string();
+        assert!(refused("sub-b@15").contains("another subscription"));
+        assert!(refused("sub-a@21").contains("future"));
+        assert!(refused("sub-a@9").contains("older than the subscription"));
+        for malformed in ["", "sub-a", "sub-a@", "sub-a@x", "@", "sub-a@1.5"] {
+            assert!(refused(malformed).contains("not a cursor"), "{malformed}");
+        }
+        assert_eq!(mine.nats_subject(), "hie.events.QDN-CDC.sub-a");
+    }
+}

@@ -5,6 +5,7 @@
 mod baseline;
 mod checkin;
 mod documents;
+mod events;
 mod hl7;
 pub mod linkage_quality;
 mod registration;
@@ -47,6 +48,10 @@ pub enum BenchCommand {
     /// The HL7 v2 adapter end to end on PostgreSQL: ADT messages over MLLP, journaled, forwarded
     /// and registered with matching; the journal's share of the cost; beside the empty call.
     Hl7(hl7::Hl7Args),
+    /// The event log on PostgreSQL: commit-to-subscriber latency at a steady rate (default 1,000
+    /// events a second) with 10 subscribers, over gRPC streams and through the NATS JetStream
+    /// relay, beside the empty call.
+    Events(events::EventsArgs),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -139,6 +144,7 @@ pub async fn run(command: BenchCommand) -> Result<(), String> {
         BenchCommand::Documents(args) => documents::run_documents(args).await,
         BenchCommand::Checkin(args) => checkin::run_checkin(args).await,
         BenchCommand::Hl7(args) => hl7::run_hl7(args).await,
+        BenchCommand::Events(args) => events::run_events(args).await,
     }
 }
 

@@ -8,13 +8,16 @@ use chrono::Duration;
 use hie_access::Subject;
 use hie_access::domain::consent::Grant;
 use hie_core::context::{RequestContext, Role};
-use hie_core::domain::{Identifier, OrganisationCode};
+use hie_core::domain::{Icd10Code, Identifier, OrganisationCode};
 use hie_core::outbox::OutboxEvent;
 use hie_core::page::{PageSize, PageToken};
 use hie_core::vocabulary::{AuditAction, EventType};
-use hie_core::{Error, time};
+use hie_core::{Error, ResultExt, time};
 use hie_directory::domain::OrganisationKind;
-use hie_emr::domain::{Document, DocumentQuery, PatientSummary};
+use hie_emr::domain::{
+    Author, Code, Confidentiality, Document, DocumentMetadata, DocumentQuery, DocumentSubmission,
+    PatientSummary, SubmissionSet,
+};
 use hie_population::domain::PersonSelector;
 use serde_json::json;
 
@@ -599,70 +602,60 @@ fn event(
 }
 
 /// The report as a submission set of one document, kept in the exchange, filed by the hospital
-/// under the patient as the clinic named them.
+/// under the patient as the clinic named them (class LOINC 11488-4, consult note).
 pub fn report_set(
     consult: &Consult,
     title: &str,
     content: &[u8],
     mime_type: &str,
     diagnoses: &[String],
-) -> Result<hie_emr::domain::SubmissionSet, Error> {
-    use hie_proto::emr as proto;
-    let code = |scheme: &str, code: &str, display: &str| {
-        Some(proto::Code {
-            scheme: scheme.into(),
-            code: code.into(),
-            display: display.into(),
-        })
-    };
+) -> Result<SubmissionSet, Error> {
+    if diagnoses.len() > 20 {
+        return Err(Error::invalid("diagnoses", "has more than 20 codes"));
+    }
+    let event_codes = diagnoses
+        .iter()
+        .enumerate()
+        .map(|(i, code)| Icd10Code::parse(code).field(&format!("diagnoses[{i}]")))
+        .collect::<Result<Vec<_>, _>>()?;
     let unique_id = format!("urn:hie:consult:{}:report", consult.id);
-    let entry = proto::DocumentEntry {
+    let specialty: String = consult.specialty.chars().take(64).collect();
+    let metadata = DocumentMetadata {
         unique_id: unique_id.clone(),
-        source_patient_id: Some(hie_population::grpc::identifier_to_proto(&consult.patient)),
-        class_code: code("LOINC", "11488-4", "Consult note"),
-        type_code: code("LOINC", "11488-4", "会诊记录"),
-        format_code: code("urn:ietf:bcp:13", mime_type, ""),
-        confidentiality_code: "N".into(),
-        event_codes: diagnoses.to_vec(),
-        healthcare_facility_type_code: code("urn:hie:organisation-kind", "hospital", ""),
-        practice_setting_code: code(
-            "urn:hie:specialty",
-            &consult.specialty.chars().take(64).collect::<String>(),
-            "",
-        ),
-        creation_time: Some(hie_proto::timestamp(time::now())),
-        author: Some(proto::Author {
+        source_patient: consult.patient.clone(),
+        class_code: Code::checked("class_code", "LOINC", "11488-4", "Consult note")?,
+        type_code: Code::checked("type_code", "LOINC", "11488-4", "会诊记录")?,
+        format_code: Code::checked("mime_type", "urn:ietf:bcp:13", mime_type, "")?,
+        confidentiality: Confidentiality::Normal,
+        sensitive_category: None,
+        event_codes,
+        facility_type_code: Code::checked("facility_type", "urn:hie:organisation-kind", "hospital", "")?,
+        practice_setting_code: Code::checked("specialty", "urn:hie:specialty", &specialty, "")?,
+        creation_time: time::now(),
+        service_start_time: None,
+        service_stop_time: None,
+        author: Author {
             person: consult.consultant.clone().unwrap_or_default(),
-            institution: consult.consulting.as_str().to_owned(),
+            institution: consult.consulting.clone(),
             role: "consultant".into(),
-            specialty: consult.specialty.chars().take(64).collect(),
-        }),
+            specialty,
+        },
         language_code: "zh-CN".into(),
         mime_type: mime_type.into(),
         hash: hie_core::digest::sha256_hex(content),
         size: content.len() as i64,
+        repository: None,
         title: title.into(),
-        ..Default::default()
+        legal_authenticator: String::new(),
+        observations: Vec::new(),
     };
-    let submission = hie_emr::grpc::document_submission(
-        "report",
-        proto::DocumentSubmission {
-            entry: Some(entry),
-            content: content.to_vec(),
-        },
-    )
-    .map_err(|error| match error {
-        // The report's own fields are the caller's: name them as the request does.
-        Error::InvalidArgument { field, reason } => Error::InvalidArgument {
-            field: field.replace("report.entry.event_codes", "diagnoses"),
-            reason,
-        },
-        other => other,
-    })?;
-    Ok(hie_emr::domain::SubmissionSet {
+    Ok(SubmissionSet {
         unique_id: format!("{unique_id}-set"),
         source_organisation: consult.consulting.clone(),
-        documents: vec![submission],
+        documents: vec![DocumentSubmission {
+            metadata,
+            content: Some(content.to_vec()),
+        }],
         associations: Vec::new(),
     })
 }
