@@ -96,6 +96,23 @@ async fn patient_at_h01(fixture: &Fixture, number: &str, n: u32) -> String {
         .person_id
 }
 
+/// The person opts out of sharing, through the patient portal.
+async fn opt_out(fixture: &Fixture, person: &str) {
+    AccessServiceClient::new(channel_of(fixture, "QDN-APP").await)
+        .set_consent(as_patient(
+            SetConsentRequest {
+                person_id: person.into(),
+                directives: Some(ConsentDirectives {
+                    sharing: hie_proto::access::Sharing::Withhold as i32,
+                    ..Default::default()
+                }),
+            },
+            person,
+        ))
+        .await
+        .unwrap();
+}
+
 async fn subscribe_as(
     events: &mut Events,
     filter: EventFilter,
@@ -226,19 +243,7 @@ async fn a_public_health_agency_hears_a_notifiable_diagnosis_and_not_a_mental_he
     visit(&fixture, "MZ-1", "V-flu", &["J10.1"]).await;
     // She opts out after her visit was logged and before it is delivered: consent is decided at
     // delivery.
-    AccessServiceClient::new(channel_of(&fixture, "QDN-APP").await)
-        .set_consent(as_patient(
-            SetConsentRequest {
-                person_id: opted_out.clone(),
-                directives: Some(ConsentDirectives {
-                    sharing: hie_proto::access::Sharing::Withhold as i32,
-                    ..Default::default()
-                }),
-            },
-            &opted_out,
-        ))
-        .await
-        .unwrap();
+    opt_out(&fixture, &opted_out).await;
     let mut stream = events
         .subscribe(stream_request(&subscription, ""))
         .await
@@ -592,19 +597,7 @@ async fn a_consultant_reads_the_records_during_the_grant_and_is_refused_after_it
     let id = consult.consult_id.clone();
     let reported = request().await.consult_id;
     // Then she opts out of sharing: only a consult's grant opens her records to the hospital.
-    AccessServiceClient::new(channel_of(&fixture, "QDN-APP").await)
-        .set_consent(as_patient(
-            SetConsentRequest {
-                person_id: person.clone(),
-                directives: Some(ConsentDirectives {
-                    sharing: hie_proto::access::Sharing::Withhold as i32,
-                    ..Default::default()
-                }),
-            },
-            &person,
-        ))
-        .await
-        .unwrap();
+    opt_out(&fixture, &person).await;
     // Another hospital does not see the consult; the clinic cannot accept its own request.
     let mut h02 = TelemedicineClient::new(channel_of(&fixture, "QDN-H02").await);
     let hidden = h02

@@ -185,8 +185,7 @@ impl TestServer {
 /// Registers hospitals QDN-H01 and QDN-H02 and township centre QDN-T01, all active, and the
 /// inactive hospital QDN-H09.
 pub async fn register_organisations(exchange: &Exchange) {
-    use hie_core::domain::{BoundedText, DivisionCode, OrganisationCode};
-    use hie_directory::domain::{HospitalGrade, OrganisationDraft, OrganisationKind};
+    use hie_directory::domain::OrganisationKind;
     for (code, name, kind, active) in [
         ("QDN-H01", "黔东南州人民医院", OrganisationKind::Hospital, true),
         ("QDN-H02", "黎平县人民医院", OrganisationKind::Hospital, true),
@@ -198,22 +197,36 @@ pub async fn register_organisations(exchange: &Exchange) {
         ),
         ("QDN-H09", "已撤销医院", OrganisationKind::Hospital, false),
     ] {
-        let draft = OrganisationDraft::new(
-            "organisation",
-            OrganisationCode::parse(code).unwrap(),
-            BoundedText::parse_required(name, 100).unwrap(),
-            kind,
-            (kind == OrganisationKind::Hospital).then_some(HospitalGrade::SecondaryA),
-            DivisionCode::parse("522601").unwrap(),
-            active,
-        )
-        .unwrap();
-        exchange
-            .directory
-            .register_organisation(&steward(), draft)
-            .await
-            .unwrap();
+        register_organisation(exchange, code, name, kind, "522601", active).await;
     }
+}
+
+/// Registers one organisation in the directory (a hospital with grade secondary A).
+pub async fn register_organisation(
+    exchange: &Exchange,
+    code: &str,
+    name: &str,
+    kind: hie_directory::domain::OrganisationKind,
+    division: &str,
+    active: bool,
+) {
+    use hie_core::domain::{BoundedText, DivisionCode, OrganisationCode};
+    use hie_directory::domain::{HospitalGrade, OrganisationDraft, OrganisationKind};
+    let draft = OrganisationDraft::new(
+        "organisation",
+        OrganisationCode::parse(code).unwrap(),
+        BoundedText::parse_required(name, 100).unwrap(),
+        kind,
+        (kind == OrganisationKind::Hospital).then_some(HospitalGrade::SecondaryA),
+        DivisionCode::parse(division).unwrap(),
+        active,
+    )
+    .unwrap();
+    exchange
+        .directory
+        .register_organisation(&steward(), draft)
+        .await
+        .unwrap();
 }
 
 /// A resident identity number with a correct check character: `first_17` plus the check.

@@ -9,8 +9,8 @@ use tonic::Code;
 use tonic::transport::Channel;
 
 use crate::harness::{
-    PopulationClient, TestDb, on_every_backend, population_client, register_organisations, request, steward,
-    woman,
+    PopulationClient, TestDb, on_every_backend, population_client, register_organisation,
+    register_organisations, request, steward, woman,
 };
 
 on_every_backend!(
@@ -54,8 +54,7 @@ pub(crate) async fn fixture_configured(
     listen: std::net::SocketAddr,
     configure: impl FnOnce(&mut hie_server::Exchange, &PkiFolder),
 ) -> Fixture {
-    use hie_core::domain::{BoundedText, DivisionCode, OrganisationCode};
-    use hie_directory::domain::{OrganisationDraft, OrganisationKind};
+    use hie_directory::domain::OrganisationKind;
     let dir = tempfile::tempdir().unwrap();
     let folder = PkiFolder::new(dir.path().join("pki"));
     pki::init(&folder, &[]).unwrap();
@@ -74,21 +73,7 @@ pub(crate) async fn fixture_configured(
         ),
         ("QDN-YB", "黔东南州医疗保障局", OrganisationKind::Insurer),
     ] {
-        let draft = OrganisationDraft::new(
-            "organisation",
-            OrganisationCode::parse(code).unwrap(),
-            BoundedText::parse_required(name, 100).unwrap(),
-            kind,
-            None,
-            DivisionCode::parse("522600").unwrap(),
-            true,
-        )
-        .unwrap();
-        exchange
-            .directory
-            .register_organisation(&steward(), draft)
-            .await
-            .unwrap();
+        register_organisation(&exchange, code, name, kind, "522600", true).await;
     }
     for code in ["QDN-H01", "QDN-H02", "QDN-WJW", "QDN-APP", "QDN-YB"] {
         let fingerprint = pki::issue_organisation(&folder, code).unwrap();
@@ -146,26 +131,10 @@ impl Fixture {
 
     /// Registers an organisation of `kind` in division 522601 with a certificate of its own.
     pub(crate) async fn add_organisation(&self, code: &str, kind: hie_directory::domain::OrganisationKind) {
-        use hie_core::domain::{BoundedText, DivisionCode, OrganisationCode};
-        use hie_directory::domain::OrganisationDraft;
         let exchange = self.server.exchange();
-        let organisation = OrganisationCode::parse(code).unwrap();
+        let organisation = hie_core::domain::OrganisationCode::parse(code).unwrap();
         if exchange.directory.get_organisation(&organisation).await.is_err() {
-            let draft = OrganisationDraft::new(
-                "organisation",
-                organisation.clone(),
-                BoundedText::parse_required(code, 100).unwrap(),
-                kind,
-                None,
-                DivisionCode::parse("522601").unwrap(),
-                true,
-            )
-            .unwrap();
-            exchange
-                .directory
-                .register_organisation(&steward(), draft)
-                .await
-                .unwrap();
+            register_organisation(exchange, code, code, kind, "522601", true).await;
         }
         let fingerprint = pki::issue_organisation(&self.folder, code).unwrap();
         exchange

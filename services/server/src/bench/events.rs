@@ -301,21 +301,7 @@ async fn create(
 
 /// The regional operator's context (a plaintext loopback exchange has no certificates).
 fn operator<T>(message: T) -> tonic::Request<T> {
-    let mut request = tonic::Request::new(message);
-    let metadata = request.metadata_mut();
-    metadata.insert(
-        "x-hie-user",
-        tonic::metadata::MetadataValue::from_static("bench-operator"),
-    );
-    metadata.insert(
-        "x-hie-role",
-        tonic::metadata::MetadataValue::from_static("administrator"),
-    );
-    metadata.insert(
-        "x-hie-purpose",
-        tonic::metadata::MetadataValue::from_static("operations"),
-    );
-    request
+    super::with_context(message, "bench-operator", "administrator", "operations")
 }
 
 /// Writes events at the steady rate for the phase's seconds, waits for the deliveries (at most

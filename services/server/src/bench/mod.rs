@@ -522,20 +522,22 @@ fn resolve_call(
 
 /// A request as a registration clerk's, for treatment: the ordinary reception context.
 fn as_clerk<T>(message: T) -> tonic::Request<T> {
+    with_context(message, "bench-clerk", "registration_clerk", "treatment")
+}
+
+/// A request carrying the request context of `user` in `role` for `purpose`.
+fn with_context<T>(
+    message: T,
+    user: &'static str,
+    role: &'static str,
+    purpose: &'static str,
+) -> tonic::Request<T> {
+    use tonic::metadata::MetadataValue;
     let mut request = tonic::Request::new(message);
     let metadata = request.metadata_mut();
-    metadata.insert(
-        "x-hie-user",
-        tonic::metadata::MetadataValue::from_static("bench-clerk"),
-    );
-    metadata.insert(
-        "x-hie-role",
-        tonic::metadata::MetadataValue::from_static("registration_clerk"),
-    );
-    metadata.insert(
-        "x-hie-purpose",
-        tonic::metadata::MetadataValue::from_static("treatment"),
-    );
+    metadata.insert("x-hie-user", MetadataValue::from_static(user));
+    metadata.insert("x-hie-role", MetadataValue::from_static(role));
+    metadata.insert("x-hie-purpose", MetadataValue::from_static(purpose));
     request
 }
 
