@@ -571,6 +571,12 @@ async fn a_consultant_reads_the_records_during_the_grant_and_is_refused_after_it
         .unwrap()
         .into_inner()
         .person_id;
+    // A hospital that keeps no record of her cannot ask for her records to be opened.
+    let stranger = TelemedicineClient::new(channel_of(&fixture, "QDN-H02").await)
+        .request_consult(as_clinician(consult_request("TM-001"), "dr-x"))
+        .await
+        .unwrap_err();
+    assert_eq!(stranger.code(), Code::PermissionDenied, "{stranger:?}");
     let inactive = clinic
         .request_consult(as_clinician(consult_request("TM-OLD"), "dr-zhao"))
         .await

@@ -7,6 +7,7 @@
 use chrono::Duration;
 use hie_access::Subject;
 use hie_access::domain::consent::Grant;
+use hie_access::grpc::PersonRegistry;
 use hie_core::context::{RequestContext, Role};
 use hie_core::domain::{Icd10Code, Identifier, OrganisationCode};
 use hie_core::outbox::OutboxEvent;
@@ -156,6 +157,19 @@ impl TelemedicineService {
                 Error::NotFound(reason) => Error::NotFound(format!("patient: {reason}")),
                 other => other,
             })?;
+        // A clinic asks about its own patients only: otherwise any clinic could have a hospital
+        // granted access to anyone, whatever that person's consent says.
+        let mut keeps_a_record = false;
+        for member in &lineage.members {
+            if self
+                .population
+                .keeps_a_record_of(requesting.as_str(), member)
+                .await?
+            {
+                keeps_a_record = true;
+                break;
+            }
+        }
         for (i, attachment) in request.attachments.iter().enumerate() {
             let owner = self.emr.person_of_document(attachment).await?;
             if !owner.is_some_and(|person| lineage.members.contains(&person)) {
@@ -194,10 +208,14 @@ impl TelemedicineService {
         let permitted = context
             .role_among(&CLINICAL_ROLES, "request a consult")
             .and_then(|()| {
-                if requester.draft.kind.is_care_giving() {
-                    Ok(())
-                } else {
+                if !requester.draft.kind.is_care_giving() {
                     Err(format!("organisation {requesting} does not treat patients"))
+                } else if !keeps_a_record {
+                    Err(format!(
+                        "organisation {requesting} keeps no record of this patient"
+                    ))
+                } else {
+                    Ok(())
                 }
             });
         self.access
