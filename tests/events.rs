@@ -96,6 +96,16 @@ async fn patient_at_h01(fixture: &Fixture, number: &str, n: u32) -> String {
         .person_id
 }
 
+/// The mutual-TLS fixture with a public-health agency, QDN-CDC, and its events client.
+async fn with_agency(db: TestDb) -> (Fixture, Events) {
+    let fixture = fixture(db).await;
+    fixture
+        .add_organisation("QDN-CDC", OrganisationKind::PublicHealthAgency)
+        .await;
+    let events = EventServiceClient::new(channel_of(&fixture, "QDN-CDC").await);
+    (fixture, events)
+}
+
 /// The person opts out of sharing, through the patient portal.
 async fn opt_out(fixture: &Fixture, person: &str) {
     AccessServiceClient::new(channel_of(fixture, "QDN-APP").await)
@@ -198,11 +208,7 @@ async fn deliveries_audited(fixture: &Fixture, person: &str, outcome: &str) -> i
 }
 
 async fn a_public_health_agency_hears_a_notifiable_diagnosis_and_not_a_mental_health_note(db: TestDb) {
-    let fixture = fixture(db).await;
-    fixture
-        .add_organisation("QDN-CDC", OrganisationKind::PublicHealthAgency)
-        .await;
-    let mut events = EventServiceClient::new(channel_of(&fixture, "QDN-CDC").await);
+    let (fixture, mut events) = with_agency(db).await;
     // A kind is held to what it is entitled to: the agency may not hear of lost cards.
     let refused = events
         .create_subscription(as_officer(CreateSubscriptionRequest {
@@ -273,11 +279,7 @@ async fn a_public_health_agency_hears_a_notifiable_diagnosis_and_not_a_mental_he
 }
 
 async fn a_subscriber_resuming_from_its_cursor_misses_nothing_and_bad_cursors_are_refused(db: TestDb) {
-    let fixture = fixture(db).await;
-    fixture
-        .add_organisation("QDN-CDC", OrganisationKind::PublicHealthAgency)
-        .await;
-    let mut events = EventServiceClient::new(channel_of(&fixture, "QDN-CDC").await);
+    let (fixture, mut events) = with_agency(db).await;
     let filter = EventFilter {
         icd10_prefixes: vec!["A0".into()],
         ..Default::default()
@@ -383,11 +385,7 @@ async fn a_subscriber_resuming_from_its_cursor_misses_nothing_and_bad_cursors_ar
 }
 
 async fn a_restart_of_the_exchange_loses_no_undelivered_event(db: TestDb) {
-    let fixture = fixture(db).await;
-    fixture
-        .add_organisation("QDN-CDC", OrganisationKind::PublicHealthAgency)
-        .await;
-    let mut events = EventServiceClient::new(channel_of(&fixture, "QDN-CDC").await);
+    let (fixture, mut events) = with_agency(db).await;
     let subscription = subscribe_as(&mut events, EventFilter::default(), DeliveryChannel::Stream, true).await;
     patient_at_h01(&fixture, "MZ-1", 1).await;
     for i in 0..5 {
