@@ -624,13 +624,14 @@ async fn a_consultant_reads_the_records_during_the_grant_and_is_refused_after_it
             user,
         )
     };
+    let not_the_clinics = clinic
+        .accept_consult(accept(&id, "dr-zhao", 3))
+        .await
+        .unwrap_err();
+    assert_eq!(not_the_clinics.code(), Code::PermissionDenied);
     assert_eq!(
-        clinic
-            .accept_consult(accept(&id, "dr-zhao", 3))
-            .await
-            .unwrap_err()
-            .code(),
-        Code::PermissionDenied
+        not_the_clinics.message(),
+        "only the consulting hospital may accept"
     );
     let records = |consult: &str, user: &str| {
         as_clinician(

@@ -286,7 +286,8 @@ impl TelemedicineService {
                 } else {
                     Err(format!(
                         "only {party_name} may {}",
-                        to.code().trim_end_matches('d').trim_end_matches('e')
+                        // The action's verb: accept, decline, complete, cancel.
+                        action.code().rsplit('.').next().unwrap_or_default()
                     ))
                 }
             });
