@@ -96,6 +96,12 @@ async fn patient_at_h01(fixture: &Fixture, number: &str, n: u32) -> String {
         .person_id
 }
 
+/// The call was refused with `code`, and its message says `mentions`.
+fn assert_refused(status: &tonic::Status, code: Code, mentions: &str) {
+    assert_eq!(status.code(), code, "{status:?}");
+    assert!(status.message().contains(mentions), "{}", status.message());
+}
+
 /// The mutual-TLS fixture with a public-health agency, QDN-CDC, and its events client.
 async fn with_agency(db: TestDb) -> (Fixture, Events) {
     let fixture = fixture(db).await;
@@ -231,12 +237,7 @@ async fn a_public_health_agency_hears_a_notifiable_diagnosis_and_not_a_mental_he
         }))
         .await
         .unwrap_err();
-    assert_eq!(malformed.code(), Code::InvalidArgument);
-    assert!(
-        malformed.message().contains("filter.icd10_prefixes[1]"),
-        "{}",
-        malformed.message()
-    );
+    assert_refused(&malformed, Code::InvalidArgument, "filter.icd10_prefixes[1]");
 
     let subscription = subscribe_as(&mut events, EventFilter::default(), DeliveryChannel::Stream, true).await;
     let person = patient_at_h01(&fixture, "MZ-1", 1).await;
@@ -320,19 +321,13 @@ async fn a_subscriber_resuming_from_its_cursor_misses_nothing_and_bad_cursors_ar
         .subscribe(stream_request(&other, &acknowledged))
         .await
         .unwrap_err();
-    assert_eq!(foreign.code(), Code::InvalidArgument);
-    assert!(
-        foreign.message().contains("another subscription"),
-        "{}",
-        foreign.message()
-    );
+    assert_refused(&foreign, Code::InvalidArgument, "another subscription");
     let future = format!("{subscription}@{}", first[9].position + 1_000_000);
     let refused = events
         .subscribe(stream_request(&subscription, &future))
         .await
         .unwrap_err();
-    assert_eq!(refused.code(), Code::InvalidArgument);
-    assert!(refused.message().contains("future"), "{}", refused.message());
+    assert_refused(&refused, Code::InvalidArgument, "future");
     let refused = events
         .acknowledge(as_officer(AcknowledgeRequest {
             subscription_id: subscription.clone(),
@@ -560,8 +555,7 @@ async fn a_consultant_reads_the_records_during_the_grant_and_is_refused_after_it
         .put_service_item(as_administrator(item("TM 002", 1_700_000_000, None)))
         .await
         .unwrap_err();
-    assert_eq!(bad.code(), Code::InvalidArgument);
-    assert!(bad.message().contains("item.code"), "{}", bad.message());
+    assert_refused(&bad, Code::InvalidArgument, "item.code");
 
     let person = population_client(channel_of(&fixture, "QDN-T01").await)
         .register_source_record(request("", "T-1", "吴阿妹", Some(&woman(7))))
@@ -579,12 +573,7 @@ async fn a_consultant_reads_the_records_during_the_grant_and_is_refused_after_it
         .request_consult(as_clinician(consult_request("TM-OLD"), "dr-zhao"))
         .await
         .unwrap_err();
-    assert_eq!(inactive.code(), Code::FailedPrecondition);
-    assert!(
-        inactive.message().contains("service_item_code"),
-        "{}",
-        inactive.message()
-    );
+    assert_refused(&inactive, Code::FailedPrecondition, "service_item_code");
     let request = || async {
         clinic
             .clone()

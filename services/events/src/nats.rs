@@ -52,7 +52,7 @@ async fn relay_all(events: EventService, jetstream: jetstream::Context) {
     loop {
         match events.nats_subscriptions().await {
             Ok(subscriptions) => {
-                let active: Vec<String> = subscriptions.iter().map(|(s, _)| s.id().to_owned()).collect();
+                let active: Vec<String> = subscriptions.iter().map(|s| s.id().to_owned()).collect();
                 running.retain(|id, task| {
                     let keep = active.contains(id) && !task.is_finished();
                     if !keep {
@@ -60,17 +60,12 @@ async fn relay_all(events: EventService, jetstream: jetstream::Context) {
                     }
                     keep
                 });
-                for (subscription, entitlement) in subscriptions {
+                for subscription in subscriptions {
                     if running.contains_key(subscription.id()) {
                         continue;
                     }
                     let id = subscription.id().to_owned();
-                    let task = tokio::spawn(relay_one(
-                        events.clone(),
-                        jetstream.clone(),
-                        subscription,
-                        entitlement,
-                    ));
+                    let task = tokio::spawn(relay_one(events.clone(), jetstream.clone(), subscription));
                     running.insert(id, task);
                 }
             }
@@ -96,12 +91,7 @@ const RECORD_POSITION_EVERY: Duration = Duration::from_millis(250);
 /// waiting; the acknowledger awaits JetStream's acknowledgements in order and records the
 /// position reached. Any failure ends the relay; the next rescan starts it again from the
 /// recorded position.
-async fn relay_one(
-    events: EventService,
-    jetstream: jetstream::Context,
-    subscription: Subscription,
-    entitlement: crate::domain::Entitlement,
-) {
+async fn relay_one(events: EventService, jetstream: jetstream::Context, subscription: Subscription) {
     let subject = subscription.nats_subject();
     let (sink, mut deliveries) = mpsc::channel(IN_FLIGHT);
     let after = subscription.stored.acknowledged_position;
@@ -109,11 +99,7 @@ async fn relay_one(
         let events = events.clone();
         let subscription = subscription.clone();
         let context = subscription.creators_context();
-        async move {
-            events
-                .deliver(context, subscription, entitlement, after, sink)
-                .await
-        }
+        async move { events.deliver(context, subscription, after, sink).await }
     });
     let (published, mut to_acknowledge) = mpsc::channel::<Published>(IN_FLIGHT);
     let publisher = async {

@@ -15,7 +15,6 @@ use hie_core::vocabulary::AuditAction;
 use tokio::sync::{mpsc, watch};
 
 use super::EventService;
-use super::filter::Entitlement;
 use super::log::LoggedEvent;
 use super::subscriptions::Subscription;
 
@@ -64,7 +63,7 @@ impl EventService {
         context: &RequestContext,
         id: &str,
         cursor: Option<&str>,
-    ) -> Result<(Subscription, Entitlement, i64), Error> {
+    ) -> Result<(Subscription, i64), Error> {
         let subscription = self.subscription(context, id).await?;
         if subscription.is_cancelled() {
             return Err(Error::precondition(
@@ -72,7 +71,6 @@ impl EventService {
                 "the subscription is cancelled",
             ));
         }
-        let entitlement = self.entitlement_of(context).await?;
         let after = match cursor.map(str::trim).filter(|c| !c.is_empty()) {
             Some(cursor) => {
                 let head = self.log.current_head().await?;
@@ -80,7 +78,7 @@ impl EventService {
             }
             None => subscription.stored.acknowledged_position,
         };
-        Ok((subscription, entitlement, after))
+        Ok((subscription, after))
     }
 
     /// Delivers the subscription's events after `after` to `sink` until the sink is dropped, the
@@ -89,7 +87,6 @@ impl EventService {
         &self,
         context: RequestContext,
         subscription: Subscription,
-        entitlement: Entitlement,
         mut after: i64,
         sink: mpsc::Sender<Result<Delivered, Error>>,
     ) {
@@ -132,7 +129,7 @@ impl EventService {
                 }
                 continue;
             };
-            let permitted = match self.permitted(&context, &subscription, entitlement, batch).await {
+            let permitted = match self.permitted(&context, &subscription, batch).await {
                 Ok(permitted) => permitted,
                 Err(error) => {
                     outlet.send(Err(error), &mut closing).await;
@@ -192,10 +189,10 @@ impl EventService {
         &self,
         context: &RequestContext,
         subscription: &Subscription,
-        entitlement: Entitlement,
         batch: Vec<Arc<LoggedEvent>>,
     ) -> Result<Vec<Arc<LoggedEvent>>, Error> {
         let subscriber = subscription.organisation.as_ref();
+        let entitlement = subscription.entitlement;
         let mut candidates = Vec::new();
         for event in batch {
             let division = match (&event.organisation, subscription.checked.names_divisions()) {

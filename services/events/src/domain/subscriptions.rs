@@ -67,6 +67,8 @@ pub struct Subscription {
     pub filter: EventFilter,
     pub checked: CheckedFilter,
     pub organisation: Option<OrganisationCode>,
+    /// What its organisation's kind is entitled to, as the directory says now.
+    pub entitlement: Entitlement,
 }
 
 impl Subscription {
@@ -164,6 +166,7 @@ impl EventService {
             filter,
             checked,
             organisation,
+            entitlement,
         })
     }
 
@@ -230,6 +233,7 @@ impl EventService {
             stored,
             filter,
             checked,
+            entitlement,
         })
     }
 
@@ -270,7 +274,7 @@ impl EventService {
     }
 
     /// Every active subscription delivered over NATS, with its organisation's entitlement.
-    pub async fn nats_subscriptions(&self) -> Result<Vec<(Subscription, Entitlement)>, Error> {
+    pub async fn nats_subscriptions(&self) -> Result<Vec<Subscription>, Error> {
         let mut found = Vec::new();
         for stored in self.store.subscriptions_of(None).await? {
             if stored.channel != Channel::Nats {
@@ -285,7 +289,7 @@ impl EventService {
                 },
                 Err(_) => Entitlement::Everything,
             };
-            found.push((self.subscription_of(stored, entitlement)?, entitlement));
+            found.push(self.subscription_of(stored, entitlement)?);
         }
         Ok(found)
     }
@@ -374,6 +378,7 @@ mod tests {
             checked: filter.check(Entitlement::NotifiableDiseases).unwrap(),
             filter,
             organisation: OrganisationCode::parse("QDN-CDC").ok(),
+            entitlement: Entitlement::NotifiableDiseases,
         }
     }
 

@@ -192,18 +192,14 @@ impl EventServiceApi for EventsGrpc {
         let context = RequestContext::of(&request)?;
         let message = request.into_inner();
         let cursor = Some(message.cursor.as_str()).filter(|c| !c.trim().is_empty());
-        let (subscription, entitlement, after) = self
+        let (subscription, after) = self
             .events
             .open(&context, &message.subscription_id, cursor)
             .await?;
         tracing::info!(subscription = subscription.id(), after, "subscriber connected");
         let (sink, deliveries) = mpsc::channel(STREAM_BUFFER);
         let events = self.events.clone();
-        tokio::spawn(async move {
-            events
-                .deliver(context, subscription, entitlement, after, sink)
-                .await
-        });
+        tokio::spawn(async move { events.deliver(context, subscription, after, sink).await });
         let stream = ReceiverStream::new(deliveries)
             .map(|delivered| delivered.map(delivery_to_proto).map_err(Status::from));
         Ok(Response::new(Box::pin(stream)))
