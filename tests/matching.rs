@@ -138,7 +138,10 @@ async fn a_possible_match_waits_for_review_and_a_rejected_pair_is_never_proposed
     assert_eq!(review.source_record_id, second.source_record_id);
     assert_eq!(review.candidate_person_id, first.person_id);
     let name = &review.explanation.fields[0];
-    assert_eq!((name.field, name.agreement), ("name", Some("same characters")));
+    assert_eq!(
+        (name.field.as_str(), name.agreement),
+        ("name", Some("same characters"))
+    );
     assert!(name.weight > 0.0);
     assert_eq!(
         review.explanation.fields[3].agreement, None,
@@ -532,15 +535,18 @@ async fn a_model_trained_on_the_registry_is_stored_with_a_version_and_used(db: T
                 .unwrap();
         }
     }
-    let (version, model, candidate_pairs) = exchange
+    let (version, trained) = exchange
         .population
         .train_model(&steward(), &hie_population::domain::linkage::run::Quiet)
         .await
         .unwrap();
     assert_eq!(version, 1);
-    assert_eq!(model.trained_on_records, 60);
-    assert!(candidate_pairs >= 30, "{candidate_pairs}");
-    let (again, _, _) = exchange
+    assert_eq!(trained.model.trained_on_records, 60);
+    assert!(trained.candidate_pairs >= 30, "{}", trained.candidate_pairs);
+    // The rules are chosen from the registry's records and travel with the model.
+    assert!(!trained.model.blocking_rules.is_empty());
+    assert!(trained.choice.is_some());
+    let (again, _) = exchange
         .population
         .train_model(&steward(), &hie_population::domain::linkage::run::Quiet)
         .await

@@ -69,6 +69,8 @@ vocabulary!(
         Rematch => "population.rematch",
         RematchDryRun => "population.rematch.dry_run",
         TrainModel => "population.model.train",
+        /// Records given their keys under a newly trained model's blocking rules.
+        RenewMatchKeys => "population.match_keys.renew",
         SubmitHealthRecord => "records.submit",
         QueryHealthRecords => "records.query",
         GetHealthRecord => "records.get",

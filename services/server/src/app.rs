@@ -181,12 +181,6 @@ impl Exchange {
                     .map_err(|e| Error::precondition(format!("settings.matching.blocking_rules[{i}]"), e))
             })
             .collect::<Result<Vec<_>, _>>()?;
-        if rules.is_empty() {
-            return Err(Error::precondition(
-                "settings.matching.blocking_rules",
-                "is empty: without a rule no record is ever compared",
-            ));
-        }
         let matcher = hie_population::load_matcher(&database, thresholds)
             .await?
             .with_rules(rules);

@@ -64,14 +64,19 @@ pub enum Command {
 
 #[derive(Debug, Subcommand)]
 pub enum GenerateCommand {
-    /// A Chinese population file with realistic corruption, and its truth (record_id,person_id),
-    /// for `hie dedupe`; read it with the --map arguments this prints.
+    /// A population file with realistic corruption, and its truth (record_id,person_id), for
+    /// `hie dedupe`; read it with the --map arguments this prints.
     PopulationFile {
+        /// chinese (names in characters, divisions, phones, resident identity numbers) or latin
+        /// (given name and surname, street, suburb, postcode, state, an id number).
+        #[arg(long, value_enum, default_value = "chinese")]
+        script: population_file::Script,
         #[arg(long, default_value_t = 100_000)]
         records: usize,
-        /// The share of records carrying the resident identity number.
-        #[arg(long, default_value_t = 0.8)]
-        resident_id_share: f64,
+        /// The share of records carrying the identity number (resident identity number or id
+        /// number).
+        #[arg(long, alias = "resident-id-share", default_value_t = 0.8)]
+        id_share: f64,
         #[arg(long, default_value_t = 1)]
         seed: u64,
         #[arg(long, value_name = "CSV")]
@@ -259,12 +264,13 @@ pub fn run(cli: Cli) -> ExitCode {
             Command::Card(command) => card_cli::run(&settings, command).await,
             Command::Adapter(command) => adapter_cli::run(command).await,
             Command::Generate(GenerateCommand::PopulationFile {
+                script,
                 records,
-                resident_id_share,
+                id_share,
                 seed,
                 out,
                 truth,
-            }) => generate_population_file(records, resident_id_share, seed, &out, &truth),
+            }) => generate_population_file(script, records, id_share, seed, &out, &truth),
         }
     });
     match result {
@@ -292,25 +298,26 @@ fn report_linkage(summary: &linkage_cli::LinkageSummary, out: &std::path::Path) 
 }
 
 fn generate_population_file(
+    script: population_file::Script,
     records: usize,
-    resident_id_share: f64,
+    id_share: f64,
     seed: u64,
     out: &std::path::Path,
     truth: &std::path::Path,
 ) -> Result<(), String> {
-    if !(0.0..=1.0).contains(&resident_id_share) {
-        return Err(format!(
-            "--resident-id-share {resident_id_share} must lie between 0 and 1"
-        ));
+    if !(0.0..=1.0).contains(&id_share) {
+        return Err(format!("--id-share {id_share} must lie between 0 and 1"));
     }
     let options = population_file::GeneratorOptions {
+        script,
         records,
-        resident_id_share,
+        id_share,
         seed,
     };
     let generated = population_file::generate(&options);
-    population_file::write(&generated, out, truth).map_err(|e| format!("cannot write the files: {e}"))?;
-    let maps: Vec<String> = population_file::column_map()
+    population_file::write(script, &generated, out, truth)
+        .map_err(|e| format!("cannot write the files: {e}"))?;
+    let maps: Vec<String> = population_file::column_map(script)
         .iter()
         .map(|m| format!("--map {m}"))
         .collect();

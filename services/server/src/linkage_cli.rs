@@ -5,20 +5,21 @@
 //! anything is written; a value that cannot be used (a date that is not a date) is reported and
 //! the record matched on its other fields.
 
-use std::collections::HashMap;
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use clap::Args;
-use hie_population::domain::linkage::blocking::{BlockingRule, DEFAULT_RULES};
-use hie_population::domain::linkage::comparison::FIELDS;
+use hie_population::domain::linkage::blocking::parse_rules;
+use hie_population::domain::linkage::choice::BlockingChoice;
+use hie_population::domain::linkage::comparison::Schema;
 use hie_population::domain::linkage::model::LinkageModel;
 use hie_population::domain::linkage::run::{LinkageRun, Progress, RunOptions, Stage, run};
-use hie_population::domain::linkage::{Field, PersonFields, Profile, prepare_all};
+use hie_population::domain::linkage::{Profile, prepare_all};
 
 use crate::population_file::csv_field;
+use crate::population_file::reading::{ColumnMap, PopulationFile, read_population_file};
 
 /// How many problems are printed before the rest are only counted.
 const PROBLEMS_SHOWN: usize = 20;
@@ -31,6 +32,7 @@ pub struct LinkageOptions {
     pub id_column: String,
     /// FIELD=COLUMN: read FIELD from COLUMN (fields: full_name, given_name, surname, birth_date,
     /// sex, resident_id, phone, street_number, address_1, address_2, city, postcode, province;
+    /// identifier:NAME=COLUMN compares COLUMN as an identifier of system NAME, up to 4 of them;
     /// extra:NAME=COLUMN carries a column into the output). Repeat for each field. Without any,
     /// columns named like fields are read as those fields.
     #[arg(long = "map", value_name = "FIELD=COLUMN")]
@@ -44,11 +46,17 @@ pub struct LinkageOptions {
     /// Save the model used (trained or given) to this file.
     #[arg(long, value_name = "FILE")]
     pub save_model: Option<PathBuf>,
-    /// A blocking rule such as birth_date+surname_key; repeat for a union. Default: the built-in
-    /// rules (resident_id; phone; name_key+birth_year; birth_date+surname_key;
-    /// birth_date+given_key; name_key+city).
+    /// A blocking rule such as birth_date+surname_key; repeat for a union. Default: the saved
+    /// model's rules with --model, otherwise rules chosen from the data within --max-pairs.
     #[arg(long = "block", value_name = "RULE")]
     pub block: Vec<String>,
+    /// The comparison budget when blocking rules are chosen from the data: at most this many
+    /// pairs compared. Default: 50 per record.
+    #[arg(long, value_name = "PAIRS")]
+    pub max_pairs: Option<u64>,
+    /// Print every candidate blocking rule's pairs and estimated recall, and the rules chosen.
+    #[arg(long)]
+    pub explain_blocking: bool,
     /// Also write each pair's match weight and every field's part of it.
     #[arg(long)]
     pub explain: bool,
@@ -74,245 +82,6 @@ pub struct DedupeArgs {
     pub out: PathBuf,
     #[command(flatten)]
     pub options: LinkageOptions,
-}
-
-/// Where each field and extra column is read from.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ColumnMap {
-    fields: Vec<(Field, String)>,
-    extras: Vec<(String, String)>,
-}
-
-impl ColumnMap {
-    pub fn parse(mappings: &[String]) -> Result<ColumnMap, String> {
-        let mut map = ColumnMap {
-            fields: Vec::new(),
-            extras: Vec::new(),
-        };
-        for mapping in mappings {
-            let (target, column) = mapping
-                .split_once('=')
-                .filter(|(t, c)| !t.trim().is_empty() && !c.trim().is_empty())
-                .ok_or_else(|| format!("--map '{mapping}': expected FIELD=COLUMN"))?;
-            let (target, column) = (target.trim(), column.trim().to_owned());
-            if let Some(name) = target.strip_prefix("extra:") {
-                map.extras.push((name.to_owned(), column));
-                continue;
-            }
-            let field = Field::parse(target).ok_or_else(|| {
-                let known: Vec<&str> = Field::ALL.iter().map(|f| f.name()).collect();
-                format!(
-                    "--map '{mapping}': '{target}' is not a field, expected one of {} or extra:NAME",
-                    known.join(", ")
-                )
-            })?;
-            if map.fields.iter().any(|(f, _)| *f == field) {
-                return Err(format!("--map '{mapping}': {target} is mapped twice"));
-            }
-            map.fields.push((field, column));
-        }
-        Ok(map)
-    }
-
-    /// The map to use with `header`: the given one, or the columns named like fields.
-    fn for_header(&self, header: &[String]) -> ColumnMap {
-        if !self.fields.is_empty() {
-            return self.clone();
-        }
-        let fields = Field::ALL
-            .into_iter()
-            .filter(|f| header.iter().any(|h| h == f.name()))
-            .map(|f| (f, f.name().to_owned()))
-            .collect();
-        ColumnMap {
-            fields,
-            extras: self.extras.clone(),
-        }
-    }
-}
-
-/// A population file read and checked.
-#[derive(Debug)]
-pub struct PopulationFile {
-    pub ids: Vec<String>,
-    pub records: Vec<PersonFields>,
-    pub extras: Vec<Vec<String>>,
-    /// The file's line of each record, for messages.
-    pub lines: Vec<u64>,
-}
-
-/// Decodes a file as UTF-8 or, if most of its lines with non-ASCII text are not UTF-8, as
-/// GB18030. Lines that are not valid in the encoding chosen are errors, with their numbers.
-pub fn decode(bytes: &[u8]) -> Result<String, Vec<String>> {
-    let bytes = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes);
-    if let Ok(text) = std::str::from_utf8(bytes) {
-        return Ok(text.to_owned());
-    }
-    let lines: Vec<&[u8]> = bytes.split_inclusive(|b| *b == b'\n').collect();
-    // The file is taken as UTF-8 when most of its non-ASCII lines are, so that one damaged
-    // line in a UTF-8 file is reported as such instead of the whole file being read as GB18030
-    // (where most byte sequences decode to something).
-    let (mut utf8_lines, mut other_lines) = (0usize, 0usize);
-    for line in lines.iter().filter(|l| !l.is_ascii()) {
-        if std::str::from_utf8(line).is_ok() {
-            utf8_lines += 1;
-        } else {
-            other_lines += 1;
-        }
-    }
-    let is_utf8 = utf8_lines >= other_lines;
-    let mut text = String::with_capacity(bytes.len() + bytes.len() / 2);
-    let mut errors = Vec::new();
-    for (n, line) in lines.iter().enumerate() {
-        if is_utf8 {
-            match std::str::from_utf8(line) {
-                Ok(decoded) => text.push_str(decoded),
-                Err(e) => errors.push(format!(
-                    "line {}: not UTF-8 text (byte {} of the line), as the rest of the file is",
-                    n + 1,
-                    e.valid_up_to() + 1
-                )),
-            }
-        } else {
-            match encoding_rs::GB18030.decode_without_bom_handling_and_without_replacement(line) {
-                Some(decoded) => text.push_str(&decoded),
-                None => errors.push(format!("line {}: neither UTF-8 nor GB18030 text", n + 1)),
-            }
-        }
-    }
-    if errors.is_empty() { Ok(text) } else { Err(errors) }
-}
-
-/// Reads a population file. `Err` holds every structural problem, with line numbers; the
-/// warnings about unusable values go to `warnings`.
-pub fn read_population_file(
-    path: &Path,
-    id_column: &str,
-    map: &ColumnMap,
-) -> Result<PopulationFile, Vec<String>> {
-    let name = path.display().to_string();
-    let bytes = std::fs::read(path).map_err(|e| vec![format!("{name}: cannot read: {e}")])?;
-    let text = decode(&bytes).map_err(|errors| {
-        errors
-            .into_iter()
-            .map(|e| format!("{name}: {e}"))
-            .collect::<Vec<_>>()
-    })?;
-    drop(bytes);
-    let mut reader = csv::ReaderBuilder::new()
-        .flexible(true)
-        .from_reader(text.as_bytes());
-    let header: Vec<String> = reader
-        .headers()
-        .map_err(|e| vec![format!("{name}: line 1: cannot read the header: {e}")])?
-        .iter()
-        .map(|h| h.trim().to_owned())
-        .collect();
-    if header.iter().all(String::is_empty) {
-        return Err(vec![format!("{name}: the file is empty, expected a header line")]);
-    }
-    let map = map.for_header(&header);
-    let column_of = |column: &str, what: &str| -> Result<usize, String> {
-        header.iter().position(|h| h == column).ok_or_else(|| {
-            format!(
-                "{name}: line 1: column '{column}' ({what}) is not in the header, which has: {}",
-                header.join(", ")
-            )
-        })
-    };
-    let mut errors = Vec::new();
-    let id_index = column_of(id_column, "the id column")
-        .map_err(|e| errors.push(e))
-        .ok();
-    let field_indexes: Vec<(Field, usize)> = map
-        .fields
-        .iter()
-        .filter_map(|(f, c)| {
-            column_of(c, f.name())
-                .map(|i| (*f, i))
-                .map_err(|e| errors.push(e))
-                .ok()
-        })
-        .collect();
-    let extra_indexes: Vec<usize> = map
-        .extras
-        .iter()
-        .filter_map(|(n, c)| {
-            column_of(c, &format!("extra:{n}"))
-                .map_err(|e| errors.push(e))
-                .ok()
-        })
-        .collect();
-    if field_indexes.is_empty() && errors.is_empty() {
-        errors.push(format!(
-            "{name}: no column is mapped to a field: use --map FIELD=COLUMN, or name columns like the fields"
-        ));
-    }
-    let Some(id_index) = id_index.filter(|_| errors.is_empty()) else {
-        return Err(errors);
-    };
-    let mut file = PopulationFile {
-        ids: Vec::new(),
-        records: Vec::new(),
-        extras: Vec::new(),
-        lines: Vec::new(),
-    };
-    let mut first_line_of: HashMap<String, u64> = HashMap::new();
-    let mut row = csv::StringRecord::new();
-    loop {
-        match reader.read_record(&mut row) {
-            Ok(false) => break,
-            Ok(true) => {}
-            Err(e) => {
-                let line = e.position().map_or(0, |p| p.line());
-                errors.push(format!("{name}: line {line}: {e}"));
-                continue;
-            }
-        }
-        let line = row.position().map_or(0, |p| p.line());
-        if row.len() == 1 && row.get(0).is_some_and(|v| v.trim().is_empty()) {
-            continue;
-        }
-        if row.len() != header.len() {
-            errors.push(format!(
-                "{name}: line {line}: has {} fields, the header has {}",
-                row.len(),
-                header.len()
-            ));
-            continue;
-        }
-        let id = row.get(id_index).unwrap_or("").trim().to_owned();
-        if id.is_empty() {
-            errors.push(format!(
-                "{name}: line {line}: the id column '{id_column}' is empty"
-            ));
-            continue;
-        }
-        if let Some(first) = first_line_of.get(&id) {
-            errors.push(format!(
-                "{name}: line {line}: the id repeats the one on line {first}"
-            ));
-            continue;
-        }
-        first_line_of.insert(id.clone(), line);
-        let mut fields = PersonFields::default();
-        for (field, index) in &field_indexes {
-            fields.set(*field, row.get(*index).unwrap_or(""));
-        }
-        file.ids.push(id);
-        file.records.push(fields);
-        file.extras.push(
-            extra_indexes
-                .iter()
-                .map(|i| row.get(*i).unwrap_or("").to_owned())
-                .collect(),
-        );
-        file.lines.push(line);
-    }
-    if !errors.is_empty() {
-        return Err(errors);
-    }
-    Ok(file)
 }
 
 /// Progress on stderr: a line redrawn in place on a terminal, one line per stage otherwise.
@@ -424,36 +193,83 @@ fn load(
     Ok((file, profiles, warnings))
 }
 
-fn options_to_run(options: &LinkageOptions, left_len: Option<usize>) -> Result<RunOptions, String> {
+fn options_to_run(
+    options: &LinkageOptions,
+    map: &ColumnMap,
+    left_len: Option<usize>,
+) -> Result<RunOptions, String> {
     if !(0.0..=1.0).contains(&options.threshold) {
         return Err(format!(
             "--threshold {} must lie between 0 and 1",
             options.threshold
         ));
     }
-    let rules = if options.block.is_empty() {
-        DEFAULT_RULES
-            .iter()
-            .map(|r| BlockingRule::parse(r))
-            .collect::<Result<Vec<_>, _>>()
-    } else {
-        options.block.iter().map(|r| BlockingRule::parse(r)).collect()
+    if options.max_pairs == Some(0) {
+        return Err("--max-pairs 0: the comparison budget must be at least 1 pair".to_owned());
     }
-    .map_err(|e| format!("--block: {e}"))?;
+    let rules = parse_rules(&options.block).map_err(|e| format!("--block: {e}"))?;
+    let schema = map.schema()?;
     let model = match &options.model {
         None => None,
         Some(path) => {
             let text = std::fs::read_to_string(path)
                 .map_err(|e| format!("--model {}: cannot read: {e}", path.display()))?;
-            Some(LinkageModel::from_json(&text).map_err(|e| format!("--model {}: {e}", path.display()))?)
+            let model =
+                LinkageModel::from_json(&text).map_err(|e| format!("--model {}: {e}", path.display()))?;
+            if model.schema != schema {
+                let names = |s: &Schema| s.identifiers().join(", ");
+                return Err(format!(
+                    "--model {}: compares the identifiers [{}], the --map gives [{}]",
+                    path.display(),
+                    names(&model.schema),
+                    names(&schema)
+                ));
+            }
+            Some(model)
         }
     };
     Ok(RunOptions {
+        schema,
         rules,
+        max_pairs: options.max_pairs.unwrap_or(0),
         model,
         threshold: options.threshold,
         left_len,
     })
+}
+
+/// Prints how the blocking rules were chosen: every candidate's pairs and estimated recall.
+pub fn print_blocking_choice(choice: &BlockingChoice) {
+    eprintln!(
+        "blocking: {} candidate rules, budget {} pairs, {} sampled pairs compared ({:.0} expected matches)",
+        choice.estimates.len(),
+        choice.budget,
+        choice.sampled_pairs,
+        choice.expected_matches_in_sample
+    );
+    eprintln!("{:<40} {:>14} {:>10} {:>10}", "rule", "pairs", "recall", "chosen");
+    for estimate in &choice.estimates {
+        let recall = estimate
+            .estimated_recall
+            .map_or("over budget".to_owned(), |r| format!("{r:.4}"));
+        let chosen = estimate
+            .added_recall
+            .map_or(String::new(), |r| format!("+{r:.4}"));
+        eprintln!(
+            "{:<40} {:>14} {:>10} {:>10}",
+            estimate.rule.to_string(),
+            estimate.pairs,
+            recall,
+            chosen
+        );
+    }
+    let rules: Vec<String> = choice.rules.iter().map(ToString::to_string).collect();
+    eprintln!(
+        "chosen: {} (about {} pairs, estimated recall {:.4} of what the candidates find)",
+        rules.join(" | "),
+        choice.estimated_pairs,
+        choice.estimated_recall
+    );
 }
 
 fn write_pairs(
@@ -463,17 +279,24 @@ fn write_pairs(
     options: &LinkageOptions,
     map: &ColumnMap,
     row: &dyn Fn(u32) -> (String, Vec<String>),
+    name_of: &dyn Fn(u32) -> Option<hie_population::domain::linkage::NameSound>,
 ) -> Result<(), String> {
     let failed = |e: std::io::Error| format!("{}: cannot write: {e}", path.display());
     let mut out = std::io::BufWriter::new(std::fs::File::create(path).map_err(failed)?);
     let mut columns = vec![header.0.to_owned(), header.1.to_owned(), "probability".to_owned()];
-    for (name, _) in &map.extras {
+    for name in map.extra_names() {
         columns.push(format!("{}_{name}", header.0));
         columns.push(format!("{}_{name}", header.1));
     }
     if options.explain {
         columns.push("match_weight".to_owned());
-        columns.extend(FIELDS.iter().map(|(name, _)| format!("weight_{name}")));
+        columns.extend(
+            run.model
+                .schema
+                .fields()
+                .iter()
+                .map(|(name, _)| format!("weight_{}", name.replace(':', "_"))),
+        );
     }
     writeln!(out, "{}", columns.join(",")).map_err(failed)?;
     for pair in &run.pairs {
@@ -492,7 +315,9 @@ fn write_pairs(
             line.push_str(&csv_field(b));
         }
         if options.explain {
-            let score = run.model.explain(pair.pattern, run.prior);
+            let score = run
+                .model
+                .explain(pair.pattern, run.prior, name_of(pair.first).as_ref());
             line.push_str(&format!(",{:.3}", score.weight));
             for weight in &score.field_weights {
                 line.push_str(&format!(",{weight:.3}"));
@@ -511,6 +336,18 @@ fn finish(
     warnings: &[String],
 ) -> Result<LinkageSummary, String> {
     print_problems("warning", warnings);
+    if options.explain_blocking {
+        match &run.choice {
+            Some(choice) => print_blocking_choice(choice),
+            None => {
+                let rules: Vec<String> = run.rules.iter().map(ToString::to_string).collect();
+                eprintln!(
+                    "blocking: the rules given (--block or the model's): {}",
+                    rules.join(" | ")
+                );
+            }
+        }
+    }
     if let Some(path) = &options.save_model {
         std::fs::write(path, run.model.to_json())
             .map_err(|e| format!("--save-model {}: {e}", path.display()))?;
@@ -533,26 +370,32 @@ fn finish(
 pub fn dedupe(args: &DedupeArgs) -> Result<LinkageSummary, String> {
     let progress = ProgressBar::new();
     let map = ColumnMap::parse(&args.options.map)?;
-    let run_options = options_to_run(&args.options, None)?;
+    let run_options = options_to_run(&args.options, &map, None)?;
     let (file, profiles, warnings) = load(&args.input, &args.options, &map, &progress)?;
-    let run = run(&profiles, &run_options, &progress);
-    write_pairs(&args.out, ("id_1", "id_2"), &run, &args.options, &map, &|i| {
-        (file.ids[i as usize].clone(), file.extras[i as usize].clone())
-    })?;
+    let run = run(&profiles, &run_options, &progress)?;
+    write_pairs(
+        &args.out,
+        ("id_1", "id_2"),
+        &run,
+        &args.options,
+        &map,
+        &|i| (file.ids[i as usize].clone(), file.extras[i as usize].clone()),
+        &|i| profiles[i as usize].name.clone(),
+    )?;
     finish(&run, profiles.len(), &args.options, &warnings)
 }
 
 pub fn link(args: &LinkArgs) -> Result<LinkageSummary, String> {
     let progress = ProgressBar::new();
     let map = ColumnMap::parse(&args.options.map)?;
-    let mut run_options = options_to_run(&args.options, None)?;
+    let mut run_options = options_to_run(&args.options, &map, None)?;
     let (left, mut profiles, mut warnings) = load(&args.left, &args.options, &map, &progress)?;
     let (right, right_profiles, right_warnings) = load(&args.right, &args.options, &map, &progress)?;
     let left_len = profiles.len();
     profiles.extend(right_profiles);
     warnings.extend(right_warnings);
     run_options.left_len = Some(left_len);
-    let run = run(&profiles, &run_options, &progress);
+    let run = run(&profiles, &run_options, &progress)?;
     let row = |i: u32| {
         let i = i as usize;
         if i < left_len {
@@ -571,41 +414,7 @@ pub fn link(args: &LinkArgs) -> Result<LinkageSummary, String> {
         &args.options,
         &map,
         &row,
+        &|i| profiles[i as usize].name.clone(),
     )?;
     finish(&run, profiles.len(), &args.options, &warnings)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_damaged_line_in_a_utf8_file_is_named_not_read_as_another_encoding() {
-        let mut bytes = "id,full_name\n1,王芳\n2,李强\n".as_bytes().to_vec();
-        bytes.extend_from_slice(b"3,\xE7\x8E\n");
-        let errors = decode(&bytes).unwrap_err();
-        assert_eq!(errors.len(), 1);
-        assert!(errors[0].starts_with("line 4: not UTF-8"), "{errors:?}");
-    }
-
-    #[test]
-    fn gb18030_and_a_utf8_byte_order_mark_are_read() {
-        let (gb, _, _) = encoding_rs::GB18030.encode("id,full_name\n1,王芳\n2,欧阳明\n");
-        assert_eq!(decode(&gb).unwrap(), "id,full_name\n1,王芳\n2,欧阳明\n");
-        assert_eq!(decode("\u{FEFF}id\n1\n".as_bytes()).unwrap(), "id\n1\n");
-    }
-
-    #[test]
-    fn mappings_name_what_is_wrong_with_them() {
-        assert!(
-            ColumnMap::parse(&["full_name".into()])
-                .unwrap_err()
-                .contains("expected FIELD=COLUMN")
-        );
-        let twice = ColumnMap::parse(&["phone=a".into(), "phone=b".into()]).unwrap_err();
-        assert!(twice.contains("phone is mapped twice"), "{twice}");
-        let map = ColumnMap::parse(&["full_name=姓名".into(), "extra:ward=病区".into()]).unwrap();
-        assert_eq!(map.fields, vec![(Field::FullName, "姓名".to_owned())]);
-        assert_eq!(map.extras, vec![("ward".to_owned(), "病区".to_owned())]);
-    }
 }

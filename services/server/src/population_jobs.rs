@@ -43,7 +43,14 @@ const REMATCH_JOB: &str = hie_core::vocabulary::AuditAction::Rematch.code();
 struct TrainReport {
     model_version: i64,
     trained_on_records: u64,
+    /// The identifier systems compared besides the resident identity number.
+    identifier_systems: Vec<String>,
+    /// The blocking rules chosen from the registry's records, in the order chosen.
+    blocking_rules: Vec<String>,
+    blocking_estimated_recall: Option<f64>,
     candidate_pairs: usize,
+    /// Records given keys under the new rules, so that servers taking the model up find them.
+    records_rekeyed: usize,
     match_share_of_candidates: f64,
     pair_prior: f64,
 }
@@ -70,7 +77,7 @@ pub async fn run(settings: &Settings, command: PopulationCommand) -> Result<(), 
 
 async fn train(exchange: &Exchange) -> Result<(), String> {
     let progress = ProgressBar::new();
-    let (version, model, candidate_pairs) = exchange
+    let (version, trained) = exchange
         .population
         .train_model(
             &crate::cli::operator("training and storing a matching model"),
@@ -78,10 +85,18 @@ async fn train(exchange: &Exchange) -> Result<(), String> {
         )
         .await
         .map_err(|e| e.to_string())?;
+    if let Some(choice) = &trained.choice {
+        crate::linkage_cli::print_blocking_choice(choice);
+    }
+    let model = &trained.model;
     let report = TrainReport {
         model_version: version,
         trained_on_records: model.trained_on_records,
-        candidate_pairs,
+        identifier_systems: model.schema.identifiers().iter().map(|n| n.to_string()).collect(),
+        blocking_rules: model.blocking_rules.clone(),
+        blocking_estimated_recall: trained.choice.as_ref().map(|c| c.estimated_recall),
+        candidate_pairs: trained.candidate_pairs,
+        records_rekeyed: trained.records_rekeyed,
         match_share_of_candidates: model.model.match_share,
         pair_prior: model.pair_prior,
     };

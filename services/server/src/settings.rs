@@ -207,7 +207,9 @@ pub struct MatchingSettings {
     /// At or above (and below link_threshold): the pair waits in the review queue.
     pub review_threshold: f64,
     /// Blocking rules (`part+part`), a union: records sharing a key under any rule are compared.
-    /// After changing them, `hie population rematch` renews every record's keys.
+    /// Empty (the default): the rules `hie population train` chose from the registry's records
+    /// with the newest model, or before any training the built-in ones. After changing them,
+    /// `hie population rematch` renews every record's keys.
     pub blocking_rules: Vec<String>,
 }
 
@@ -216,10 +218,7 @@ impl Default for MatchingSettings {
         MatchingSettings {
             link_threshold: 0.95,
             review_threshold: 0.5,
-            blocking_rules: hie_population::domain::linkage::blocking::DEFAULT_RULES
-                .iter()
-                .map(|r| (*r).to_owned())
-                .collect(),
+            blocking_rules: Vec::new(),
         }
     }
 }

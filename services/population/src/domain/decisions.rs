@@ -135,7 +135,7 @@ impl PopulationService {
             candidate_person_id: stored(PersonId::parse(&row.candidate_person_id))?,
             candidate_record_id: stored(SourceRecordId::parse(&row.candidate_record_id))?,
             probability: row.probability,
-            explanation: self.matcher().explain(pattern),
+            explanation: self.matcher().explain(pattern, row.probability),
             model_version: row.model_version,
             status: ReviewStatus::parse(&row.status)?,
             created_at: time::from_micros(row.created_at),

@@ -5,10 +5,10 @@
 //! (`linkage`), so online matching, re-matching and `hie dedupe` weigh evidence the same way.
 
 use hie_core::Error;
-use hie_core::domain::{Identifier, ResidentId};
+use hie_core::domain::{Identifier, IdentifierSystem, ResidentId};
 
 use super::linkage::blocking::{BlockingRule, default_rules};
-use super::linkage::comparison::{FIELDS, Pattern, compare_packed, unpack};
+use super::linkage::comparison::Pattern;
 use super::linkage::model::{LinkageModel, ScoreTable};
 use super::linkage::{Field, PersonFields, Profile};
 use super::{Demographics, PersonId, SourceRecordDraft, SourceRecordId};
@@ -106,7 +106,7 @@ pub enum MatchDecision {
 /// One field's part in a decision.
 #[derive(Debug, Clone, PartialEq)]
 pub struct FieldWeight {
-    pub field: &'static str,
+    pub field: String,
     /// The level of agreement, or `None` when either record lacks the field.
     pub agreement: Option<&'static str>,
     /// log2(m/u) at that level: positive for evidence of a match.
@@ -133,14 +133,31 @@ pub trait Matcher: Send + Sync + std::fmt::Debug {
     /// Decides among `candidates`, which never include the record itself.
     fn decide(&self, record: &Profile, candidates: &[Candidate]) -> MatchDecision;
 
-    /// The per-field account of a possible match.
-    fn explain(&self, pattern: Pattern) -> Explanation;
+    /// The per-field account of a possible match of `pattern` decided at `probability` (the
+    /// name's weight includes how common the name is, which the pattern alone does not say).
+    fn explain(&self, pattern: Pattern, probability: f64) -> Explanation;
 
     /// The version of the model deciding (0 for the built-in one).
     fn model_version(&self) -> i64;
 
-    /// The blocking rules in force, which training uses too.
+    /// The blocking rules in force.
     fn blocking_rules(&self) -> Vec<BlockingRule>;
+
+    /// Whether the rules are the settings' (`matching.blocking_rules`), which a newly trained
+    /// model's rules do not replace.
+    fn rules_are_configured(&self) -> bool;
+}
+
+/// A profile's keys under `rules`, sorted, each once.
+pub fn keys_under(rules: &[BlockingRule], profile: &Profile) -> Vec<BlockingKey> {
+    let mut keys: Vec<BlockingKey> = rules
+        .iter()
+        .filter_map(|rule| rule.key(profile))
+        .map(|key| BlockingKey(key as i64))
+        .collect();
+    keys.sort();
+    keys.dedup();
+    keys
 }
 
 /// The fields of a registered record as linkage reads them.
@@ -154,6 +171,13 @@ pub fn person_fields(demographics: &Demographics, identifiers: &[Identifier]) ->
     }
     if let Some(resident_id) = identifiers.iter().find_map(Identifier::as_resident_id) {
         fields.set(Field::ResidentId, resident_id.as_str());
+    }
+    // Identifiers of every other system but organisations' own numbers (which no other
+    // organisation's record carries) count as identifiers, each under its system.
+    for identifier in identifiers {
+        if matches!(identifier.system(), IdentifierSystem::Passport) {
+            fields.set_identifier(&identifier.system_uri(), identifier.value());
+        }
     }
     if let Some(phone) = &demographics.phone {
         fields.set(Field::Phone, phone.as_str());
@@ -178,26 +202,35 @@ pub struct ProbabilisticMatcher {
     version: i64,
     table: ScoreTable,
     rules: Vec<BlockingRule>,
+    rules_configured: bool,
     thresholds: MatchThresholds,
 }
 
 impl ProbabilisticMatcher {
     pub fn new(model: LinkageModel, version: i64, thresholds: MatchThresholds) -> ProbabilisticMatcher {
+        // The rules chosen with the model (`hie population train`), else the built-in ones.
+        let rules = super::linkage::blocking::parse_rules(&model.blocking_rules)
+            .ok()
+            .filter(|rules| !rules.is_empty())
+            .unwrap_or_else(default_rules);
         ProbabilisticMatcher {
             table: model.score_table(model.pair_prior),
             model,
             version,
-            rules: default_rules(),
+            rules,
+            rules_configured: false,
             thresholds,
         }
     }
 
-    /// Blocks by `rules` instead of the default ones (the settings' `matching.blocking_rules`).
+    /// Blocks by `rules` instead of the model's or the built-in ones (the settings'
+    /// `matching.blocking_rules`); no rules changes nothing.
     /// Stored keys follow the rules in force when each record was last matched: after a change,
     /// `hie population rematch` renews them.
     pub fn with_rules(mut self, rules: Vec<BlockingRule>) -> ProbabilisticMatcher {
         if !rules.is_empty() {
             self.rules = rules;
+            self.rules_configured = true;
         }
         self
     }
@@ -219,15 +252,7 @@ impl Matcher for ProbabilisticMatcher {
     }
 
     fn blocking_keys(&self, profile: &Profile) -> Vec<BlockingKey> {
-        let mut keys: Vec<BlockingKey> = self
-            .rules
-            .iter()
-            .filter_map(|rule| rule.key(profile))
-            .map(|key| BlockingKey(key as i64))
-            .collect();
-        keys.sort();
-        keys.dedup();
-        keys
+        keys_under(&self.rules, profile)
     }
 
     fn decide(&self, profile: &Profile, candidates: &[Candidate]) -> MatchDecision {
@@ -241,8 +266,8 @@ impl Matcher for ProbabilisticMatcher {
                 fields.set(Field::ResidentId, id.as_str());
             }
             let other = Profile::prepare(&fields).0;
-            let pattern = compare_packed(profile, &other);
-            let probability = self.table.probability(pattern);
+            let pattern = self.model.schema.compare_packed(profile, &other);
+            let probability = self.table.probability(pattern, profile.name.as_ref());
             match best_per_person
                 .iter_mut()
                 .find(|m| m.person_id == candidate.person_id)
@@ -288,14 +313,29 @@ impl Matcher for ProbabilisticMatcher {
         }
     }
 
-    fn explain(&self, pattern: Pattern) -> Explanation {
-        let score = self.model.explain(pattern, self.model.pair_prior);
-        let levels = unpack(pattern);
+    fn explain(&self, pattern: Pattern, probability: f64) -> Explanation {
+        let mut score = self.model.explain(pattern, self.model.pair_prior, None);
+        // What the pattern does not say is how common the name is: the difference between the
+        // decided log-odds and the pattern's is the name's frequency adjustment.
+        let log_odds = |p: f64| {
+            let p = p.clamp(1e-12, 1.0 - 1e-12);
+            (p / (1.0 - p)).log2()
+        };
+        let adjustment = log_odds(probability) - log_odds(score.probability);
+        if adjustment.is_finite() && adjustment.abs() > 1e-6 {
+            score.field_weights[0] += adjustment;
+            score.weight += adjustment;
+            score.probability = probability;
+        }
+        let levels = self.model.schema.unpack(pattern);
         Explanation {
             probability: score.probability,
             weight: score.weight,
-            fields: FIELDS
-                .iter()
+            fields: self
+                .model
+                .schema
+                .fields()
+                .into_iter()
                 .zip(levels)
                 .zip(score.field_weights)
                 .map(|(((field, names), level), weight)| FieldWeight {
@@ -313,6 +353,10 @@ impl Matcher for ProbabilisticMatcher {
 
     fn blocking_rules(&self) -> Vec<BlockingRule> {
         self.rules.clone()
+    }
+
+    fn rules_are_configured(&self) -> bool {
+        self.rules_configured
     }
 }
 
@@ -445,7 +489,7 @@ mod tests {
             panic!("expected review");
         };
         assert_eq!(review.len(), 1);
-        let explanation = strict.explain(review[0].pattern);
+        let explanation = strict.explain(review[0].pattern, review[0].probability);
         assert_eq!(explanation.fields[0].agreement, Some("same characters"));
         assert!(explanation.fields[0].weight > 0.0);
         assert_eq!(explanation.fields[4].agreement, None, "no phone on either");

@@ -27,3 +27,4 @@ pub use record::{Demographics, SourceRecordDraft};
 pub use registration::{Registration, RegistrationOutcome, RematchReport};
 pub use search::{NameQuery, SearchCriteria};
 pub use service::PopulationService;
+pub use training::TrainedModel;

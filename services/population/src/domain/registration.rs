@@ -469,7 +469,7 @@ fn matching_account(
     linked: bool,
 ) -> serde_json::Value {
     let compared = candidate.map(|m| {
-        let explanation = matcher.explain(m.pattern);
+        let explanation = matcher.explain(m.pattern, m.probability);
         json!({
             "person_id": m.person_id.as_str(),
             "source_record_id": m.source_record_id.as_str(),

@@ -71,8 +71,13 @@ impl PopulationService {
         if version <= current.model_version() {
             return Ok(None);
         }
-        let matcher =
-            crate::stored_matcher(version, &json, self.thresholds)?.with_rules(current.blocking_rules());
+        let stored = crate::stored_matcher(version, &json, self.thresholds)?;
+        // Rules the settings fix stay; otherwise the new model's (chosen when it was trained).
+        let matcher = if current.rules_are_configured() {
+            stored.with_rules(current.blocking_rules())
+        } else {
+            stored
+        };
         *self
             .matcher
             .write()

@@ -246,7 +246,7 @@ fn a_model_file_of_another_version_is_refused() {
             .success()
     );
     let text_of_model = std::fs::read_to_string(&model).unwrap();
-    std::fs::write(&model, text_of_model.replace("\"version\": 1", "\"version\": 7")).unwrap();
+    std::fs::write(&model, text_of_model.replace("\"version\": 2", "\"version\": 7")).unwrap();
     let run = hie(&["dedupe", "--input", &input, "--out", &out, "--model", &model]);
     assert_eq!(run.status.code(), Some(1));
     assert!(
@@ -260,4 +260,121 @@ fn a_model_file_of_another_version_is_refused() {
         "{}",
         text(&threshold.stderr)
     );
+}
+
+#[test]
+fn a_latin_file_is_deduplicated_on_rules_chosen_from_it_with_its_id_number_as_an_identifier() {
+    let folder = tempfile::tempdir().unwrap();
+    let (input, truth, out) = (
+        path(folder.path(), "latin.csv"),
+        path(folder.path(), "t.csv"),
+        path(folder.path(), "p.csv"),
+    );
+    let generated = hie(&[
+        "generate",
+        "population-file",
+        "--script",
+        "latin",
+        "--records",
+        "4000",
+        "--out",
+        &input,
+        "--truth",
+        &truth,
+    ]);
+    assert!(generated.status.success(), "{}", text(&generated.stderr));
+    let said = text(&generated.stderr);
+    assert!(said.contains("--map identifier:id_number=id_number"), "{said}");
+    let maps: Vec<String> = said
+        .split("--map ")
+        .skip(1)
+        .map(|m| m.split_whitespace().next().unwrap().to_owned())
+        .collect();
+    let mut args: Vec<String> = [
+        "dedupe",
+        "--input",
+        &input,
+        "--out",
+        &out,
+        "--id-column",
+        "record_id",
+    ]
+    .iter()
+    .map(|a| (*a).to_owned())
+    .collect();
+    for map in &maps {
+        args.extend(["--map".to_owned(), map.clone()]);
+    }
+    args.extend(["--explain-blocking".to_owned(), "--explain".to_owned()]);
+    let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+    let deduped = hie(&refs);
+    let stderr = text(&deduped.stderr);
+    assert!(deduped.status.success(), "{stderr}");
+    assert!(stderr.contains("estimated recall"), "{stderr}");
+    assert!(
+        stderr.contains("identifier:id_number"),
+        "the id number can block: {stderr}"
+    );
+    let written = std::fs::read_to_string(&out).unwrap();
+    assert!(
+        written
+            .lines()
+            .next()
+            .unwrap()
+            .ends_with("weight_address,weight_identifier_id_number"),
+        "{}",
+        written.lines().next().unwrap()
+    );
+    // Precision and recall against the truth.
+    let person: std::collections::HashMap<String, String> = std::fs::read_to_string(&truth)
+        .unwrap()
+        .lines()
+        .skip(1)
+        .map(|l| {
+            let (r, p) = l.split_once(',').unwrap();
+            (r.to_owned(), p.to_owned())
+        })
+        .collect();
+    let mut per_person: std::collections::HashMap<&str, u64> = std::collections::HashMap::new();
+    for p in person.values() {
+        *per_person.entry(p).or_default() += 1;
+    }
+    let true_pairs: u64 = per_person.values().map(|k| k * (k - 1) / 2).sum();
+    let (mut found, mut right) = (0u64, 0u64);
+    for row in written.lines().skip(1) {
+        let mut cells = row.split(',');
+        let (a, b) = (cells.next().unwrap(), cells.next().unwrap());
+        found += 1;
+        right += u64::from(person[a] == person[b]);
+    }
+    let (precision, recall) = (right as f64 / found as f64, right as f64 / true_pairs as f64);
+    assert!(
+        precision > 0.97 && recall > 0.95,
+        "precision {precision}, recall {recall}"
+    );
+
+    // Bad input: each named, nothing written.
+    let bad = |extra: &[&str]| {
+        let mut args = vec![
+            "dedupe",
+            "--input",
+            &input,
+            "--out",
+            &out,
+            "--id-column",
+            "record_id",
+        ];
+        args.extend(["--map", "surname=surname"]);
+        args.extend(extra);
+        let run = hie(&args);
+        assert_eq!(run.status.code(), Some(1), "{extra:?}");
+        text(&run.stderr)
+    };
+    assert!(bad(&["--map", "identifier:=id_number"]).contains("the identifier needs a name"));
+    assert!(
+        bad(&["--map", "identifier:passport=passport_no"])
+            .contains("column 'passport_no' (identifier:passport)")
+    );
+    assert!(bad(&["--max-pairs", "0"]).contains("--max-pairs 0"));
+    assert!(bad(&["--block", "identifier:"]).contains("names no identifier"));
 }

@@ -6,7 +6,7 @@
 use super::{Profile, stable_hash};
 
 /// One part of a blocking key.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum KeyPart {
     ResidentId,
     Phone,
@@ -18,10 +18,13 @@ pub enum KeyPart {
     Sex,
     City,
     Postcode,
+    /// The identifier of the named system (`identifier:passport`).
+    Identifier(Box<str>),
 }
 
 impl KeyPart {
-    const ALL: [KeyPart; 10] = [
+    /// The parts every profile may have; identifiers come with their system's name.
+    pub const FIXED: [KeyPart; 10] = [
         KeyPart::ResidentId,
         KeyPart::Phone,
         KeyPart::BirthDate,
@@ -34,8 +37,8 @@ impl KeyPart {
         KeyPart::Postcode,
     ];
 
-    pub fn name(self) -> &'static str {
-        match self {
+    pub fn name(&self) -> std::borrow::Cow<'static, str> {
+        let name = match self {
             KeyPart::ResidentId => "resident_id",
             KeyPart::Phone => "phone",
             KeyPart::BirthDate => "birth_date",
@@ -46,11 +49,38 @@ impl KeyPart {
             KeyPart::Sex => "sex",
             KeyPart::City => "city",
             KeyPart::Postcode => "postcode",
+            KeyPart::Identifier(system) => return format!("identifier:{system}").into(),
+        };
+        name.into()
+    }
+
+    /// Parses a part's name.
+    pub fn parse(name: &str) -> Result<KeyPart, String> {
+        if let Some(system) = name.strip_prefix("identifier:") {
+            if system.trim().is_empty() {
+                return Err(format!("'{name}' names no identifier system"));
+            }
+            return Ok(KeyPart::Identifier(system.trim().into()));
         }
+        KeyPart::FIXED
+            .into_iter()
+            .find(|p| p.name() == name)
+            .ok_or_else(|| {
+                let known: Vec<_> = KeyPart::FIXED.iter().map(|p| p.name()).collect();
+                format!(
+                    "'{name}' is not a blocking key part, expected one of {} or identifier:NAME",
+                    known.join(", ")
+                )
+            })
+    }
+
+    /// Whether `profile` has a value for this part.
+    pub fn present(&self, profile: &Profile) -> bool {
+        self.feed(profile, &mut std::hash::DefaultHasher::new())
     }
 
     /// Feeds the part's value into `hasher`; false if the profile lacks it.
-    fn feed(self, profile: &Profile, hasher: &mut impl std::hash::Hasher) -> bool {
+    fn feed(&self, profile: &Profile, hasher: &mut impl std::hash::Hasher) -> bool {
         use std::hash::Hash;
         let name = profile.name.as_ref();
         match self {
@@ -68,15 +98,18 @@ impl KeyPart {
             KeyPart::Sex => profile.sex.map(|v| v.hash(hasher)),
             KeyPart::City => profile.city.map(|v| v.hash(hasher)),
             KeyPart::Postcode => profile.postcode.as_deref().map(|v| v.hash(hasher)),
+            KeyPart::Identifier(system) => profile.identifier(system).map(|v| v.hash(hasher)),
         }
         .is_some()
     }
 }
 
 /// A blocking rule: records agreeing on every part are candidates.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct BlockingRule {
     parts: Vec<KeyPart>,
+    /// The hash key of the rule's keys, from its text: two rules never share a key.
+    seed: u64,
 }
 
 impl BlockingRule {
@@ -84,28 +117,31 @@ impl BlockingRule {
     pub fn parse(text: &str) -> Result<BlockingRule, String> {
         let mut parts = Vec::new();
         for name in text.split('+').map(str::trim) {
-            let part = KeyPart::ALL
-                .into_iter()
-                .find(|p| p.name() == name)
-                .ok_or_else(|| {
-                    let known: Vec<&str> = KeyPart::ALL.iter().map(|p| p.name()).collect();
-                    format!(
-                        "'{name}' is not a blocking key part, expected one of {}",
-                        known.join(", ")
-                    )
-                })?;
+            let part = KeyPart::parse(name)?;
             if !parts.contains(&part) {
                 parts.push(part);
             }
         }
-        Ok(BlockingRule { parts })
+        Ok(BlockingRule::of(parts))
+    }
+
+    /// The rule of these parts.
+    pub fn of(parts: Vec<KeyPart>) -> BlockingRule {
+        let text: Vec<_> = parts.iter().map(|p| p.name()).collect();
+        BlockingRule {
+            seed: stable_hash(&text.join("+")),
+            parts,
+        }
+    }
+
+    pub fn parts(&self) -> &[KeyPart] {
+        &self.parts
     }
 
     /// The key of a profile under this rule; `None` if it lacks a part.
     pub fn key(&self, profile: &Profile) -> Option<u64> {
         #[allow(deprecated)]
-        let mut hasher =
-            std::hash::SipHasher::new_with_keys(0x626c_6f63_6b69_6e67, stable_hash(&self.to_string()));
+        let mut hasher = std::hash::SipHasher::new_with_keys(0x626c_6f63_6b69_6e67, self.seed);
         for part in &self.parts {
             if !part.feed(profile, &mut hasher) {
                 return None;
@@ -117,7 +153,7 @@ impl BlockingRule {
 
 impl std::fmt::Display for BlockingRule {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let names: Vec<&str> = self.parts.iter().map(|p| p.name()).collect();
+        let names: Vec<_> = self.parts.iter().map(|p| p.name()).collect();
         f.write_str(&names.join("+"))
     }
 }
@@ -165,38 +201,51 @@ pub fn candidate_pairs(profiles: &[Profile], rules: &[BlockingRule], left_len: O
         .collect();
     let mut blocking = Blocking::default();
     for (r, rule_keys) in keys.iter().enumerate() {
-        let mut entries: Vec<(u64, u32)> = rule_keys
-            .iter()
-            .enumerate()
-            .filter_map(|(i, key)| key.map(|k| (k, i as u32)))
-            .collect();
-        entries.sort_unstable();
-        for block in entries.chunk_by(|a, b| a.0 == b.0) {
-            if block.len() < 2 {
-                continue;
+        blocking.oversized_blocks += block_pairs(rule_keys, left_len, |i, j| {
+            let found_earlier = keys[..r]
+                .iter()
+                .any(|earlier| earlier[i as usize].is_some() && earlier[i as usize] == earlier[j as usize]);
+            if !found_earlier {
+                blocking.pairs.push((i, j));
             }
-            if block.len() > MAX_BLOCK {
-                blocking.oversized_blocks += 1;
-                continue;
-            }
-            for (x, &(_, i)) in block.iter().enumerate() {
-                for &(_, j) in &block[x + 1..] {
-                    if let Some(n) = left_len
-                        && ((i as usize) < n) == ((j as usize) < n)
-                    {
-                        continue;
-                    }
-                    let found_earlier = keys[..r].iter().any(|earlier| {
-                        earlier[i as usize].is_some() && earlier[i as usize] == earlier[j as usize]
-                    });
-                    if !found_earlier {
-                        blocking.pairs.push((i.min(j), i.max(j)));
-                    }
+        });
+    }
+    blocking
+}
+
+/// Calls `pair(i, j)`, `i < j`, for every two records sharing a key in `keys` (one per record,
+/// `None` for none), across the files only when `left_len` splits them; blocks of more than
+/// [`MAX_BLOCK`] are left out, and their number returned.
+pub fn block_pairs(keys: &[Option<u64>], left_len: Option<usize>, mut pair: impl FnMut(u32, u32)) -> usize {
+    let mut entries: Vec<(u64, u32)> = keys
+        .iter()
+        .enumerate()
+        .filter_map(|(i, key)| key.map(|k| (k, i as u32)))
+        .collect();
+    entries.sort_unstable();
+    let mut oversized = 0;
+    for block in entries.chunk_by(|a, b| a.0 == b.0) {
+        if block.len() > MAX_BLOCK {
+            oversized += 1;
+            continue;
+        }
+        for (x, &(_, i)) in block.iter().enumerate() {
+            for &(_, j) in &block[x + 1..] {
+                if let Some(n) = left_len
+                    && ((i as usize) < n) == ((j as usize) < n)
+                {
+                    continue;
                 }
+                pair(i.min(j), i.max(j));
             }
         }
     }
-    blocking
+    oversized
+}
+
+/// Parses rules written as text (settings, a model file, the command line).
+pub fn parse_rules(texts: &[String]) -> Result<Vec<BlockingRule>, String> {
+    texts.iter().map(|r| BlockingRule::parse(r)).collect()
 }
 
 #[cfg(test)]
@@ -222,6 +271,17 @@ mod tests {
         assert!(
             error.contains("'nickname'") && error.contains("surname_key"),
             "{error}"
+        );
+        assert_eq!(
+            BlockingRule::parse("identifier:passport+birth_year")
+                .unwrap()
+                .to_string(),
+            "identifier:passport+birth_year"
+        );
+        assert!(
+            BlockingRule::parse("identifier: ")
+                .unwrap_err()
+                .contains("names no identifier")
         );
     }
 

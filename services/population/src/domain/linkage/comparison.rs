@@ -34,19 +34,124 @@ pub const FIELDS: [(&str, &[&str]); 6] = [
     ),
 ];
 
-/// A comparison vector of the fields above.
+/// The levels of an identifier of any other system (a passport, an insurance number, a column
+/// `--map identifier:NAME=COLUMN` names): each system is a field of its own, with its own m and u.
+pub const IDENTIFIER_LEVELS: &[&str] = &["same", "one typo or transposition", "different"];
+
+/// How many identifier systems a model compares besides the resident identity number: each
+/// multiplies the number of patterns by four.
+pub const MAX_IDENTIFIERS: usize = 4;
+
+/// A comparison vector of the fixed fields above.
 pub type Levels = [Option<usize>; 6];
 
 /// A comparison vector packed into one number: each field takes `levels + 1` values, 0 for
 /// missing and `level + 1` otherwise.
 pub type Pattern = u32;
 
-/// How many patterns there are: the size of a table indexed by pattern.
-pub fn pattern_count() -> usize {
+/// What is compared: the fixed fields, then the identifier systems a run or model knows, in
+/// order. Packs a pair's levels into a [`Pattern`] and back.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Schema {
+    identifiers: Vec<Box<str>>,
+}
+
+impl Schema {
+    /// A schema comparing the identifier systems `identifiers` besides the fixed fields.
+    pub fn new(identifiers: &[&str]) -> Result<Schema, String> {
+        if identifiers.len() > MAX_IDENTIFIERS {
+            return Err(format!(
+                "{} identifier systems, at most {MAX_IDENTIFIERS} are compared",
+                identifiers.len()
+            ));
+        }
+        let mut seen = std::collections::BTreeSet::new();
+        for name in identifiers {
+            if name.trim().is_empty() {
+                return Err("an identifier system needs a name".to_owned());
+            }
+            if !seen.insert(*name) {
+                return Err(format!("identifier system '{name}' is named twice"));
+            }
+        }
+        Ok(Schema {
+            identifiers: identifiers.iter().map(|n| (*n).into()).collect(),
+        })
+    }
+
+    pub fn identifiers(&self) -> &[Box<str>] {
+        &self.identifiers
+    }
+
+    /// Every compared field's name (`identifier:NAME` for the identifier systems) and levels.
+    pub fn fields(&self) -> Vec<(String, &'static [&'static str])> {
+        FIELDS
+            .iter()
+            .map(|(name, levels)| ((*name).to_owned(), *levels))
+            .chain(
+                self.identifiers
+                    .iter()
+                    .map(|name| (format!("identifier:{name}"), IDENTIFIER_LEVELS)),
+            )
+            .collect()
+    }
+
+    /// How many patterns there are: the size of a table indexed by pattern.
+    pub fn pattern_count(&self) -> usize {
+        pattern_count() * (IDENTIFIER_LEVELS.len() + 1).pow(self.identifiers.len() as u32)
+    }
+
+    /// Compares two profiles field by field.
+    pub fn compare(&self, a: &Profile, b: &Profile) -> Vec<Option<usize>> {
+        let mut levels = compare(a, b).to_vec();
+        levels.extend(
+            self.identifiers
+                .iter()
+                .map(|name| both(a.identifier(name), b.identifier(name), compare_identity_numbers)),
+        );
+        levels
+    }
+
+    /// The pair's pattern, without allocating: the fixed fields, then each identifier system.
+    pub fn compare_packed(&self, a: &Profile, b: &Profile) -> Pattern {
+        let mut pattern = pack(&compare(a, b));
+        for name in &self.identifiers {
+            let level = both(a.identifier(name), b.identifier(name), compare_identity_numbers);
+            pattern = pattern * (IDENTIFIER_LEVELS.len() as u32 + 1) + level.map_or(0, |l| l as u32 + 1);
+        }
+        pattern
+    }
+
+    pub fn unpack(&self, pattern: Pattern) -> ComparisonVector {
+        let radix = IDENTIFIER_LEVELS.len() as u32 + 1;
+        let mut rest = pattern;
+        let mut identifiers = vec![None; self.identifiers.len()];
+        for level in identifiers.iter_mut().rev() {
+            *level = (rest % radix).checked_sub(1).map(|l| l as usize);
+            rest /= radix;
+        }
+        let mut vector = unpack(rest);
+        vector.extend(identifiers);
+        vector
+    }
+
+    /// The level of the name in a pattern (0 = the same characters).
+    pub fn name_level(&self, pattern: Pattern) -> Option<usize> {
+        let below_name: u32 = FIELDS[1..]
+            .iter()
+            .map(|(_, levels)| levels.len() as u32 + 1)
+            .product::<u32>()
+            * (IDENTIFIER_LEVELS.len() as u32 + 1).pow(self.identifiers.len() as u32);
+        (pattern / below_name).checked_sub(1).map(|l| l as usize)
+    }
+}
+
+/// How many patterns of the fixed fields there are.
+fn pattern_count() -> usize {
     FIELDS.iter().map(|(_, levels)| levels.len() + 1).product()
 }
 
-pub fn pack(levels: &Levels) -> Pattern {
+fn pack(levels: &Levels) -> Pattern {
     let mut pattern = 0u32;
     for ((_, names), level) in FIELDS.iter().zip(levels) {
         pattern = pattern * (names.len() as u32 + 1) + level.map_or(0, |l| l as u32 + 1);
@@ -54,7 +159,7 @@ pub fn pack(levels: &Levels) -> Pattern {
     pattern
 }
 
-pub fn unpack(mut pattern: Pattern) -> ComparisonVector {
+fn unpack(mut pattern: Pattern) -> ComparisonVector {
     let mut vector = vec![None; FIELDS.len()];
     for (i, (_, names)) in FIELDS.iter().enumerate().rev() {
         let radix = names.len() as u32 + 1;
@@ -66,17 +171,40 @@ pub fn unpack(mut pattern: Pattern) -> ComparisonVector {
 }
 
 fn compare_names(a: &NameSound, b: &NameSound) -> usize {
+    let one_edit = || a.chars.chars().nth(2).is_some() && at_most_one_edit(&a.chars, &b.chars);
     if a.chars == b.chars {
         0
     } else if a.sounds_like(b) {
         1
-    } else if jaro_winkler(&a.key, &b.key) >= 0.9
-        || (a.chars.chars().nth(2).is_some() && at_most_one_edit(&a.chars, &b.chars))
-    {
+    } else if a.is_chinese() || b.is_chinese() {
+        if jaro_winkler(&a.key, &b.key) >= 0.9 || one_edit() {
+            2
+        } else {
+            3
+        }
+    } else if latin_parts_alike(a, b) || one_edit() {
         2
     } else {
         3
     }
+}
+
+/// Two sound keys that could be one name: the same, one the other's start (an initial, a
+/// dropped middle name), or close by Jaro–Winkler.
+fn keys_alike(x: &str, y: &str) -> bool {
+    !x.is_empty() && !y.is_empty() && (x.starts_with(y) || y.starts_with(x) || jaro_winkler(x, y) >= 0.85)
+}
+
+/// Whether two Latin-script names are alike part by part: surname with surname and given name
+/// with given name (or crossed, for names written in the other's boxes). The whole name's
+/// similarity would call Liam Smith and Olivia Smith alike for their shared surname: the
+/// family members and twins a registry is full of. A name lacking a given name is alike on its
+/// surname alone.
+fn latin_parts_alike(a: &NameSound, b: &NameSound) -> bool {
+    let given_alike =
+        a.given_key.is_empty() || b.given_key.is_empty() || keys_alike(&a.given_key, &b.given_key);
+    (keys_alike(&a.surname_key, &b.surname_key) && given_alike)
+        || (keys_alike(&a.surname_key, &b.given_key) && keys_alike(&a.given_key, &b.surname_key))
 }
 
 fn compare_birth_dates(a: (i32, u32, u32), b: (i32, u32, u32)) -> usize {
@@ -151,8 +279,8 @@ fn both<T: ?Sized, U>(a: Option<&T>, b: Option<&T>, compare: impl Fn(&T, &T) -> 
     Some(compare(a?, b?))
 }
 
-/// Compares two profiles field by field.
-pub fn compare(a: &Profile, b: &Profile) -> Levels {
+/// Compares two profiles on the fixed fields.
+fn compare(a: &Profile, b: &Profile) -> Levels {
     [
         both(a.name.as_ref(), b.name.as_ref(), compare_names),
         both(a.birth_date.as_ref(), b.birth_date.as_ref(), |x, y| {
@@ -167,11 +295,6 @@ pub fn compare(a: &Profile, b: &Profile) -> Levels {
         both(a.phone.as_deref(), b.phone.as_deref(), compare_phones),
         compare_addresses(a, b),
     ]
-}
-
-/// The pair's pattern.
-pub fn compare_packed(a: &Profile, b: &Profile) -> Pattern {
-    pack(&compare(a, b))
 }
 
 #[cfg(test)]
@@ -192,6 +315,32 @@ mod tests {
         let levels = [Some(3), None, Some(1), Some(2), None, Some(0)];
         assert_eq!(unpack(pack(&levels)), levels.to_vec());
         assert!((pack(&[Some(3), Some(3), Some(1), Some(2), Some(2), Some(3)]) as usize) < pattern_count());
+        let schema = Schema::new(&["passport", "insurance"]).unwrap();
+        let a = profile(&[(Field::FullName, "王芳")]);
+        let mut fields = PersonFields::default().with(Field::FullName, "王芳");
+        fields.set_identifier("passport", "e1234-5678");
+        fields.set_identifier("insurance", "A9");
+        let mut b_fields = fields.clone();
+        b_fields.set_identifier("passport", "E12345687");
+        let (with_both, b) = (Profile::prepare(&fields).0, Profile::prepare(&b_fields).0);
+        let pattern = schema.compare_packed(&with_both, &b);
+        assert!((pattern as usize) < schema.pattern_count());
+        let vector = schema.unpack(pattern);
+        assert_eq!(vector, schema.compare(&with_both, &b));
+        assert_eq!(&vector[6..], &[Some(1), Some(0)], "a transposition; the same");
+        assert_eq!(schema.name_level(pattern), Some(0));
+        assert_eq!(&schema.compare(&a, &b)[6..], &[None, None], "missing on one side");
+    }
+
+    #[test]
+    fn a_schema_refuses_unnamed_repeated_or_too_many_systems() {
+        assert!(Schema::new(&[""]).unwrap_err().contains("needs a name"));
+        assert!(Schema::new(&["a", "a"]).unwrap_err().contains("twice"));
+        assert!(
+            Schema::new(&["a", "b", "c", "d", "e"])
+                .unwrap_err()
+                .contains("at most 4")
+        );
     }
 
     #[test]
@@ -261,6 +410,37 @@ mod tests {
             None,
             "no address on either"
         );
+    }
+
+    #[test]
+    fn latin_family_members_are_not_similar_names_but_typos_and_initials_are() {
+        let name =
+            |surname: &str, given: &str| profile(&[(Field::Surname, surname), (Field::GivenName, given)]);
+        let level = |a: &Profile, b: &Profile| compare(a, b)[0];
+        let liam = name("Smith", "Liam");
+        assert_eq!(level(&liam, &name("Smith", "Olivia")), Some(3), "a sister");
+        assert_eq!(
+            level(&liam, &name("Smiht", "Liam")),
+            Some(1),
+            "a typo keeping the sounds"
+        );
+        assert_eq!(
+            level(&liam, &name("Snith", "Liam")),
+            Some(2),
+            "a typo changing them"
+        );
+        assert_eq!(level(&liam, &name("Smith", "L")), Some(2), "an initial");
+        assert_eq!(
+            level(&liam, &name("Smith", "Liam E")),
+            Some(2),
+            "a middle initial"
+        );
+        assert_eq!(
+            level(&liam, &name("Liam", "Smith")),
+            Some(1),
+            "boxes swapped: the same sounds"
+        );
+        assert_eq!(level(&liam, &name("Smith", "")), Some(2), "no given name");
     }
 
     #[test]

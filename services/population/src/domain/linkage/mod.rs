@@ -9,14 +9,19 @@
 //! levels (Fellegi–Sunter, m and u estimated from the data by expectation–maximisation).
 
 pub mod blocking;
+pub mod choice;
 pub mod comparison;
+pub mod frequencies;
 pub mod model;
+mod name;
 pub mod phonetic;
 pub mod run;
 
+pub use name::NameSound;
+
 use std::hash::{Hash, Hasher};
 
-use super::compare::pinyin_readings;
+use name::is_han;
 
 /// The fields a population file may map its columns to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -81,6 +86,9 @@ impl Field {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct PersonFields {
     values: [Option<String>; 13],
+    /// Identifiers of any other system (a passport, an insurance or a hospital-group number),
+    /// by the name the source gives the system.
+    identifiers: Vec<(Box<str>, String)>,
 }
 
 impl PersonFields {
@@ -98,6 +106,38 @@ impl PersonFields {
     pub fn get(&self, field: Field) -> Option<&str> {
         self.values[field as usize].as_deref()
     }
+
+    /// Sets the identifier of system `name`; blank text counts as missing.
+    pub fn set_identifier(&mut self, name: &str, value: &str) {
+        self.identifiers.retain(|(n, _)| &**n != name);
+        let value = value.trim();
+        if !value.is_empty() {
+            self.identifiers.push((name.into(), value.to_owned()));
+        }
+    }
+
+    pub fn identifier(&self, name: &str) -> Option<&str> {
+        self.identifiers
+            .iter()
+            .find(|(n, _)| &**n == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// The identifiers of other systems, `(system name, value)`.
+    pub fn identifiers(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.identifiers.iter().map(|(n, v)| (&**n, v.as_str()))
+    }
+}
+
+/// An identifier reduced to what identifies: its letters and digits, upper-cased, so that
+/// `e 1234-567` and `E1234567` agree.
+fn normalised_identifier(text: &str) -> Option<Box<str>> {
+    let id: String = text
+        .chars()
+        .filter(|c| c.is_alphanumeric())
+        .flat_map(char::to_uppercase)
+        .collect();
+    (!id.is_empty()).then(|| id.into_boxed_str())
 }
 
 /// Why a field's value could not be used. The record is still matched on its other fields.
@@ -112,169 +152,6 @@ pub struct FieldProblem {
 pub enum Sex {
     Male,
     Female,
-}
-
-/// A name prepared for comparison.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct NameSound {
-    /// The name's characters without spaces or dots, lower-cased: equal means the same spelling.
-    pub chars: Box<str>,
-    /// Toneless pinyin of each character, several for a polyphonic one; empty for a Latin name.
-    pub readings: Box<[Box<[&'static str]>]>,
-    /// The sound key in written order: pinyin syllables (first reading) for Chinese, the words'
-    /// consonant skeletons for Latin script.
-    pub key: Box<str>,
-    /// The sound key with its words in alphabetical order, so that "Wang Fang" and "Fang Wang"
-    /// meet; for Chinese names the same as `key`.
-    pub sorted_key: Box<str>,
-    pub surname_key: Box<str>,
-    pub given_key: Box<str>,
-    /// The consonant skeleton of the whole name (of its pinyin, for Chinese), its parts in
-    /// alphabetical order: how a name in characters meets the same name in Latin letters
-    /// (拉姆·努尔 and Lhamo Nur).
-    pub skeleton: Box<str>,
-}
-
-fn sorted_concat(mut parts: Vec<String>) -> String {
-    parts.sort();
-    parts.concat()
-}
-
-/// Surnames of two characters: the rest of the name is the given name.
-const COMPOUND_SURNAMES: [&str; 22] = [
-    "欧阳", "司马", "诸葛", "上官", "东方", "皇甫", "尉迟", "公孙", "慕容", "长孙", "宇文", "司徒", "夏侯",
-    "轩辕", "令狐", "端木", "独孤", "南宫", "呼延", "澹台", "西门", "万俟",
-];
-
-fn is_han(c: char) -> bool {
-    matches!(c as u32, 0x3400..=0x4DBF | 0x4E00..=0x9FFF | 0xF900..=0xFAFF | 0x20000..=0x2FA1F)
-}
-
-impl NameSound {
-    /// Prepares a name. `surname` is the surname if the source gave it apart; otherwise a Chinese
-    /// name's surname is its first character (two for the compound surnames) and a Latin name's
-    /// its first word.
-    pub fn new(full_name: &str, surname: Option<&str>) -> Option<NameSound> {
-        if full_name.chars().any(is_han) {
-            Some(Self::chinese(full_name, surname))
-        } else {
-            Self::latin(full_name, surname)
-        }
-    }
-
-    fn chinese(name: &str, surname: Option<&str>) -> NameSound {
-        let chars: String = name
-            .chars()
-            .filter(|c| !c.is_whitespace() && !matches!(c, '·' | '•' | '・' | '.'))
-            .flat_map(char::to_lowercase)
-            .collect();
-        let readings: Vec<Box<[&'static str]>> = pinyin_readings(&chars)
-            .into_iter()
-            .map(Vec::into_boxed_slice)
-            .collect();
-        let syllables: Vec<String> = chars
-            .chars()
-            .zip(&readings)
-            .map(|(c, r)| r.first().map_or_else(|| c.to_string(), |s| (*s).to_owned()))
-            .collect();
-        let surname_chars = surname
-            .map(|s| s.chars().filter(|c| !c.is_whitespace()).count())
-            .unwrap_or_else(|| {
-                if COMPOUND_SURNAMES.iter().any(|s| chars.starts_with(s)) {
-                    2
-                } else {
-                    1
-                }
-            });
-        let surname_chars = surname_chars.min(syllables.len());
-        let key = syllables.concat();
-        // The parts of a transliterated name are kept apart by its middle dot; a Chinese name
-        // written without one is one part.
-        let parts: Vec<String> = name
-            .split(['·', '•', '・', ' '])
-            .filter(|part| !part.is_empty())
-            .map(|part| {
-                let syllables: String = pinyin_readings(part)
-                    .iter()
-                    .map(|r| r.first().copied().unwrap_or(""))
-                    .collect();
-                phonetic::word_key(&syllables)
-            })
-            .collect();
-        NameSound {
-            skeleton: sorted_concat(parts).into(),
-            chars: chars.into(),
-            readings: readings.into_boxed_slice(),
-            sorted_key: key.clone().into(),
-            key: key.into(),
-            surname_key: syllables[..surname_chars].concat().into(),
-            given_key: syllables[surname_chars..].concat().into(),
-        }
-    }
-
-    fn latin(name: &str, surname: Option<&str>) -> Option<NameSound> {
-        let words = phonetic::normalised_words(name);
-        if words.is_empty() {
-            return None;
-        }
-        let keys: Vec<String> = words.iter().map(|w| phonetic::word_key(w)).collect();
-        let mut sorted = keys.clone();
-        sorted.sort();
-        let surname_words = surname.map(phonetic::normalised_words).filter(|w| !w.is_empty());
-        let (surname_key, given_key) = match surname_words {
-            Some(surname_words) => {
-                let surname_keys: Vec<String> = surname_words.iter().map(|w| phonetic::word_key(w)).collect();
-                let given: Vec<&String> = keys.iter().filter(|k| !surname_keys.contains(k)).collect();
-                (
-                    surname_keys.join(" "),
-                    given.into_iter().cloned().collect::<Vec<_>>().join(" "),
-                )
-            }
-            None => (keys[0].clone(), keys[1..].join(" ")),
-        };
-        Some(NameSound {
-            skeleton: sorted_concat(keys.clone()).into(),
-            chars: words.concat().into(),
-            readings: Box::new([]),
-            key: keys.join(" ").into(),
-            sorted_key: sorted.join(" ").into(),
-            surname_key: surname_key.into(),
-            given_key: given_key.into(),
-        })
-    }
-
-    /// Whether two names, one in characters and one in Latin letters, sound alike.
-    fn sound_alike_across_scripts(&self, other: &NameSound) -> bool {
-        !self.skeleton.is_empty() && self.skeleton == other.skeleton
-    }
-
-    pub fn is_chinese(&self) -> bool {
-        !self.readings.is_empty()
-    }
-
-    /// Whether the two names sound alike: every character shares a reading (Chinese), or the
-    /// words' sound keys agree in some order (Latin script).
-    pub fn sounds_like(&self, other: &NameSound) -> bool {
-        if self.is_chinese() && other.is_chinese() {
-            self.readings.len() == other.readings.len()
-                && self
-                    .readings
-                    .iter()
-                    .zip(other.readings.iter())
-                    .zip(self.chars.chars().zip(other.chars.chars()))
-                    .all(|((p, q), (c, d))| {
-                        if p.is_empty() || q.is_empty() {
-                            c == d
-                        } else {
-                            p.iter().any(|r| q.contains(r))
-                        }
-                    })
-        } else if self.is_chinese() != other.is_chinese() {
-            self.sound_alike_across_scripts(other)
-        } else {
-            self.key == other.key || self.sorted_key == other.sorted_key
-        }
-    }
 }
 
 /// A record prepared for linkage: everything the comparators and blocking keys need, computed
@@ -292,6 +169,18 @@ pub struct Profile {
     /// The province is read but not compared: within a region nearly everyone shares it, and a
     /// move to another province already shows in the city and postcode.
     pub postcode: Option<Box<str>>,
+    /// Identifiers of other systems, `(system name, normalised value)`, sorted by name.
+    pub identifiers: Box<[(Box<str>, Box<str>)]>,
+}
+
+impl Profile {
+    /// The normalised identifier of system `name`.
+    pub fn identifier(&self, name: &str) -> Option<&str> {
+        self.identifiers
+            .iter()
+            .find(|(n, _)| &**n == name)
+            .map(|(_, v)| &**v)
+    }
 }
 
 /// A stable 64-bit hash (the same on every run and machine, unlike a `HashMap`'s).
@@ -300,6 +189,15 @@ pub fn stable_hash<T: Hash + ?Sized>(value: &T) -> u64 {
     let mut hasher = std::hash::SipHasher::new_with_keys(0x6869_655f_6c69_6e6b, 0x7072_6f66_696c_6573);
     value.hash(&mut hasher);
     hasher.finish()
+}
+
+/// SplitMix64's finaliser: a well-mixed, stable 64-bit function of `x`, for sampling that is
+/// the same on every run.
+pub fn mix64(x: u64) -> u64 {
+    let mut z = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
 }
 
 /// Parses YYYYMMDD, YYYY-MM-DD or YYYY/MM/DD into a real calendar date.
@@ -406,16 +304,13 @@ impl Profile {
                 .ok()
                 .flatten()
         });
-        let resident_id = fields
-            .get(Field::ResidentId)
-            .map(|id| {
-                id.chars()
-                    .filter(|c| c.is_ascii_alphanumeric())
-                    .collect::<String>()
-                    .to_uppercase()
-            })
-            .filter(|id| !id.is_empty())
-            .map(String::into_boxed_str);
+        let resident_id = fields.get(Field::ResidentId).and_then(normalised_identifier);
+        let mut identifiers: Vec<(Box<str>, Box<str>)> = fields
+            .identifiers
+            .iter()
+            .filter_map(|(name, value)| Some((name.clone(), normalised_identifier(value)?)))
+            .collect();
+        identifiers.sort();
         let phone = fields.get(Field::Phone).and_then(|text| {
             let digits: String = text.chars().filter(char::is_ascii_digit).collect();
             // The country code is left off, so that +86 138… and 138… agree.
@@ -440,6 +335,7 @@ impl Profile {
             postcode: fields
                 .get(Field::Postcode)
                 .map(|p| normalised_text(p).into_boxed_str()),
+            identifiers: identifiers.into_boxed_slice(),
         };
         (profile, problems)
     }

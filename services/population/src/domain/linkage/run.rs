@@ -2,8 +2,9 @@
 //! train the model unless one is given, and keep the pairs at or above the threshold.
 
 use super::Profile;
-use super::blocking::{BlockingRule, candidate_pairs};
-use super::comparison::{Pattern, compare_packed};
+use super::blocking::{BlockingRule, candidate_pairs, parse_rules};
+use super::choice::{BlockingChoice, DEFAULT_PAIRS_PER_RECORD, choose};
+use super::comparison::{Pattern, Schema};
 use super::model::{LinkageModel, count_patterns, train};
 
 /// The stages a run reports progress for.
@@ -57,12 +58,22 @@ pub struct LinkageRun {
     pub prior: f64,
     pub candidate_pairs: usize,
     pub oversized_blocks: usize,
+    /// The rules blocked by.
+    pub rules: Vec<BlockingRule>,
+    /// How the rules were chosen from the data, when they were.
+    pub choice: Option<BlockingChoice>,
 }
 
 /// How a run goes.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct RunOptions {
+    /// The identifier systems compared besides the fixed fields.
+    pub schema: Schema,
+    /// The blocking rules; none: the model's, or if it has none, chosen from the data.
     pub rules: Vec<BlockingRule>,
+    /// At most this many pairs compared when the rules are chosen from the data; 0: 50 per
+    /// record.
+    pub max_pairs: u64,
     /// A saved model to use instead of training one on the data.
     pub model: Option<LinkageModel>,
     pub threshold: f64,
@@ -71,7 +82,12 @@ pub struct RunOptions {
 }
 
 /// Compares the pairs on every available core, reporting progress as chunks finish.
-fn compare_all(profiles: &[Profile], pairs: &[(u32, u32)], progress: &dyn Progress) -> Vec<Pattern> {
+fn compare_all(
+    profiles: &[Profile],
+    schema: &Schema,
+    pairs: &[(u32, u32)],
+    progress: &dyn Progress,
+) -> Vec<Pattern> {
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).max(1);
     let chunk = 65_536;
     let total = pairs.len();
@@ -87,7 +103,7 @@ fn compare_all(profiles: &[Profile], pairs: &[(u32, u32)], progress: &dyn Progre
                     let next = queue.lock().map(|mut q| q.pop()).ok().flatten();
                     let Some((pairs, out)) = next else { break };
                     for ((i, j), pattern) in pairs.iter().zip(out.iter_mut()) {
-                        *pattern = compare_packed(&profiles[*i as usize], &profiles[*j as usize]);
+                        *pattern = schema.compare_packed(&profiles[*i as usize], &profiles[*j as usize]);
                     }
                     let now = done.fetch_add(pairs.len(), std::sync::atomic::Ordering::Relaxed) + pairs.len();
                     progress.report(Stage::Comparing, now, total);
@@ -98,11 +114,43 @@ fn compare_all(profiles: &[Profile], pairs: &[(u32, u32)], progress: &dyn Progre
     patterns
 }
 
-pub fn run(profiles: &[Profile], options: &RunOptions, progress: &dyn Progress) -> LinkageRun {
+/// The rules a run blocks by: the options', the model's, or chosen from the data.
+fn rules_of(
+    profiles: &[Profile],
+    options: &RunOptions,
+) -> Result<(Vec<BlockingRule>, Option<BlockingChoice>), String> {
+    if !options.rules.is_empty() {
+        return Ok((options.rules.clone(), None));
+    }
+    if let Some(model) = &options.model
+        && !model.blocking_rules.is_empty()
+    {
+        let rules =
+            parse_rules(&model.blocking_rules).map_err(|e| format!("the model's blocking rules: {e}"))?;
+        return Ok((rules, None));
+    }
+    let budget = if options.max_pairs == 0 {
+        (profiles.len() as u64 * DEFAULT_PAIRS_PER_RECORD).max(1)
+    } else {
+        options.max_pairs
+    };
+    let choice = choose(profiles, &options.schema, options.left_len, budget)?;
+    Ok((choice.rules.clone(), Some(choice)))
+}
+
+/// Blocks, compares, trains (unless given a model) and scores. `Err` when no blocking rule can
+/// be chosen within the budget, or the model's rules do not parse.
+pub fn run(
+    profiles: &[Profile],
+    options: &RunOptions,
+    progress: &dyn Progress,
+) -> Result<LinkageRun, String> {
     progress.report(Stage::Blocking, 0, profiles.len());
-    let blocking = candidate_pairs(profiles, &options.rules, options.left_len);
+    let (rules, choice) = rules_of(profiles, options)?;
+    let blocking = candidate_pairs(profiles, &rules, options.left_len);
     progress.report(Stage::Blocking, profiles.len(), profiles.len());
-    let patterns = compare_all(profiles, &blocking.pairs, progress);
+    let schema = &options.schema;
+    let patterns = compare_all(profiles, schema, &blocking.pairs, progress);
     progress.report(Stage::Comparing, patterns.len(), patterns.len());
     let n = profiles.len() as f64;
     let all_pairs = match options.left_len {
@@ -113,8 +161,9 @@ pub fn run(profiles: &[Profile], options: &RunOptions, progress: &dyn Progress) 
         Some(model) => (model.clone(), model.prior(blocking.pairs.len(), all_pairs)),
         None => {
             progress.report(Stage::Training, 0, 1);
-            let mut model = train(profiles, &count_patterns(patterns.iter().copied()));
-            model.pair_prior = model.prior(blocking.pairs.len(), all_pairs);
+            let counts = count_patterns(schema, patterns.iter().copied());
+            let mut model = train(profiles, schema, &counts, all_pairs);
+            model.blocking_rules = rules.iter().map(ToString::to_string).collect();
             progress.report(Stage::Training, 1, 1);
             (model.clone(), model.pair_prior)
         }
@@ -125,7 +174,7 @@ pub fn run(profiles: &[Profile], options: &RunOptions, progress: &dyn Progress) 
         .iter()
         .zip(&patterns)
         .filter_map(|(&(first, second), &pattern)| {
-            let probability = table.probability(pattern);
+            let probability = table.probability(pattern, profiles[first as usize].name.as_ref());
             (probability >= options.threshold).then_some(ScoredPair {
                 first,
                 second,
@@ -135,11 +184,13 @@ pub fn run(profiles: &[Profile], options: &RunOptions, progress: &dyn Progress) 
         })
         .collect();
     progress.report(Stage::Scoring, patterns.len(), patterns.len());
-    LinkageRun {
+    Ok(LinkageRun {
         pairs,
         model,
         prior,
         candidate_pairs: blocking.pairs.len(),
         oversized_blocks: blocking.oversized_blocks,
-    }
+        rules,
+        choice,
+    })
 }

@@ -1,16 +1,13 @@
-//! Synthetic population files for linkage: a Chinese population with realistic name frequencies
-//! and the corruption real registration desks produce (homophone and similar-character
-//! substitutions, typos, missing fields, day/month swaps, transposed identity digits, changed
-//! phones, moved addresses, minority names transliterated another way, several records of one
-//! person in one hospital), written as CSV with the truth beside it. `hie bench match` measures
-//! linkage quality against it; `hie generate population-file` writes it for `hie dedupe`.
-
-use std::io::Write;
+//! A Chinese population with realistic name frequencies and the corruption real registration
+//! desks produce: homophone and similar-character substitutions, typos, missing fields,
+//! day/month swaps, transposed identity digits, changed phones, moved addresses, minority names
+//! transliterated another way, several records of one person in one hospital.
 
 use chrono::{Datelike, Duration, NaiveDate};
 use hie_core::domain::ResidentId;
 use hie_population::domain::linkage::{Field, PersonFields};
 
+use super::{GeneratedRecord, GeneratorOptions};
 use crate::demo::Rng;
 
 /// Surnames with their share per ten thousand, from the 2020 census' list (the top forty, and a
@@ -270,24 +267,6 @@ struct TruePerson {
 enum NamePart {
     Han(String),
     Minority(usize),
-}
-
-/// What the generator makes and how much it spoils.
-#[derive(Debug, Clone)]
-pub struct GeneratorOptions {
-    pub records: usize,
-    /// The share of records that carry the resident identity number.
-    pub resident_id_share: f64,
-    pub seed: u64,
-}
-
-/// One generated record and the person it truly belongs to.
-#[derive(Debug, Clone)]
-pub struct GeneratedRecord {
-    pub id: String,
-    pub person: u32,
-    pub hospital: u8,
-    pub fields: PersonFields,
 }
 
 fn weighted<'a>(rng: &mut Rng, items: &'a [(&'a str, u32)]) -> &'a str {
@@ -556,7 +535,7 @@ pub fn generate(options: &GeneratorOptions) -> Vec<GeneratedRecord> {
             if !rng.chance(0.03) {
                 fields.set(Field::BirthDate, &spoiled_date(&mut rng, person.birth));
             }
-            if rng.chance(options.resident_id_share) {
+            if rng.chance(options.id_share) {
                 fields.set(
                     Field::ResidentId,
                     &spoiled_resident_id(&mut rng, &person.resident_id),
@@ -590,84 +569,21 @@ pub fn generate(options: &GeneratorOptions) -> Vec<GeneratedRecord> {
         }
         person_index += 1;
     }
-    // Records arrive in no particular order.
-    for i in (1..records.len()).rev() {
-        let j = rng.below(i + 1);
-        records.swap(i, j);
-    }
-    for (i, record) in records.iter_mut().enumerate() {
-        record.id = format!("R{:08}", i + 1);
-    }
+    super::shuffle_and_number(&mut records, &mut rng);
     records
-}
-
-/// The columns written, in order, with the field each holds.
-pub const COLUMNS: [(&str, Option<Field>); 11] = [
-    ("record_id", None),
-    ("hospital", None),
-    ("name", Some(Field::FullName)),
-    ("sex", Some(Field::Sex)),
-    ("birth_date", Some(Field::BirthDate)),
-    ("resident_id", Some(Field::ResidentId)),
-    ("phone", Some(Field::Phone)),
-    ("address", Some(Field::Address1)),
-    ("city", Some(Field::City)),
-    ("postcode", Some(Field::Postcode)),
-    ("province", Some(Field::Province)),
-];
-
-/// The `--map` arguments that read a generated file.
-pub fn column_map() -> Vec<String> {
-    COLUMNS
-        .iter()
-        .filter_map(|(column, field)| field.map(|f| format!("{}={column}", f.name())))
-        .collect()
-}
-
-/// Writes the records as CSV (UTF-8) and the truth (`record_id,person_id`).
-pub fn write(
-    records: &[GeneratedRecord],
-    csv: &std::path::Path,
-    truth: &std::path::Path,
-) -> std::io::Result<()> {
-    let mut out = std::io::BufWriter::new(std::fs::File::create(csv)?);
-    let header: Vec<&str> = COLUMNS.iter().map(|(c, _)| *c).collect();
-    writeln!(out, "{}", header.join(","))?;
-    for record in records {
-        let mut row = vec![record.id.clone(), format!("H{:02}", record.hospital + 1)];
-        for (_, field) in &COLUMNS[2..] {
-            let value = field.and_then(|f| record.fields.get(f)).unwrap_or("");
-            row.push(csv_field(value));
-        }
-        writeln!(out, "{}", row.join(","))?;
-    }
-    out.flush()?;
-    let mut out = std::io::BufWriter::new(std::fs::File::create(truth)?);
-    writeln!(out, "record_id,person_id")?;
-    for record in records {
-        writeln!(out, "{},P{:08}", record.id, record.person)?;
-    }
-    out.flush()
-}
-
-/// A CSV field, quoted when it must be.
-pub fn csv_field(value: &str) -> String {
-    if value.contains([',', '"', '\n', '\r']) {
-        format!("\"{}\"", value.replace('"', "\"\""))
-    } else {
-        value.to_owned()
-    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::population_file::Script;
 
     #[test]
     fn the_same_seed_makes_the_same_file_and_persons_repeat() {
         let options = GeneratorOptions {
+            script: Script::Chinese,
             records: 2_000,
-            resident_id_share: 0.8,
+            id_share: 0.8,
             seed: 7,
         };
         let (a, b) = (generate(&options), generate(&options));
