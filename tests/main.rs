@@ -21,5 +21,6 @@ mod fhir;
 mod harness;
 mod matching;
 mod records;
+mod search;
 mod storage;
 pub(crate) mod trust;

@@ -399,7 +399,7 @@ async fn search_combines_criteria_and_pages_in_a_stable_order(db: TestDb) {
             .search(&ctx(), &criteria, PageSize::parse(3).unwrap(), token)
             .await
             .unwrap();
-        found.extend(page.into_iter().map(|p| p.id));
+        found.extend(page.into_iter().map(|p| p.person.id));
         match next {
             Some(next) => token = Some(next),
             None => break,
@@ -430,7 +430,7 @@ async fn search_combines_criteria_and_pages_in_a_stable_order(db: TestDb) {
         .await
         .unwrap();
     assert_eq!(page.len(), 1);
-    assert_eq!(page[0].demographics.name.as_str(), "王芳");
+    assert_eq!(page[0].person.demographics.name.as_str(), "王芳");
 
     let born = hie_core::domain::BirthDate::parse("1985-03-14").unwrap();
     let later = hie_core::domain::BirthDate::parse("1990-01-01").unwrap();

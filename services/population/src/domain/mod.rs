@@ -7,6 +7,7 @@ pub mod golden;
 pub mod linkage;
 mod local_merge;
 mod matching;
+pub mod name_search;
 mod person;
 mod reads;
 mod record;
@@ -25,6 +26,6 @@ pub use person::{CrossReference, Person, PersonId, SourceRecord, SourceRecordId}
 pub use reads::{Lineage, PersonSelector};
 pub use record::{Demographics, SourceRecordDraft};
 pub use registration::{Registration, RegistrationOutcome, RematchReport};
-pub use search::{NameQuery, SearchCriteria};
+pub use search::{Found, NameQuery, SearchCriteria};
 pub use service::PopulationService;
 pub use training::TrainedModel;

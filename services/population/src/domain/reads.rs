@@ -2,18 +2,15 @@
 //! batched in `resolve.rs`) and search (PDQ). Every read of a person asks the read gate
 //! ([`hie_access::AccessGate::read`]) and shows only what it allows.
 
-use std::collections::BTreeSet;
-
 use hie_access::domain::consent::{ConsentDirectives, DataCategory};
 use hie_access::{Kept, PersonRead};
 use hie_core::Error;
 use hie_core::context::RequestContext;
-use hie_core::domain::{Identifier, IdentifierSystem, OrganisationCode};
-use hie_core::page::{PageSize, PageToken, next_page};
+use hie_core::domain::Identifier;
 use hie_core::vocabulary::AuditAction;
 
 use super::golden::{Statement, golden_record, trust_of};
-use super::{CrossReference, Person, PersonId, PopulationService, SearchCriteria, SourceRecord};
+use super::{CrossReference, Person, PersonId, PopulationService, SourceRecord};
 
 impl PopulationService {
     /// The person with the source records linked to it.
@@ -44,7 +41,7 @@ impl PopulationService {
     /// sensitive organisations that the caller may not see left out (each sensitive category one
     /// audited read), and the identifiers and golden record computed from the rest.
     /// `PERMISSION_DENIED` when the caller may not read the person at all.
-    async fn as_seen_by(
+    pub(super) async fn as_seen_by(
         &self,
         context: &RequestContext,
         action: AuditAction,
@@ -127,99 +124,6 @@ impl PopulationService {
         identifier: &Identifier,
     ) -> Result<(PersonId, Vec<CrossReference>), Error> {
         self.resolver.resolve(context, identifier).await
-    }
-
-    /// PDQ: persons matching every criterion, in id order.
-    pub async fn search(
-        &self,
-        context: &RequestContext,
-        criteria: &SearchCriteria,
-        page_size: PageSize,
-        page_token: Option<PageToken>,
-    ) -> Result<(Vec<Person>, Option<PageToken>), Error> {
-        if criteria.is_empty() {
-            return Err(Error::invalid(
-                "request",
-                "give at least one criterion: name, birth date, sex, division or identifier",
-            ));
-        }
-        if let (Some(from), Some(to)) = (criteria.born_from, criteria.born_to)
-            && from > to
-        {
-            return Err(Error::invalid(
-                "birth_date_to",
-                format!("{} is before birth_date_from", to.to_iso()),
-            ));
-        }
-        let after = page_token.as_ref().map_or("", PageToken::last_key);
-        let mut persons = self.store.search(criteria, after, page_size.get() + 1).await?;
-        let next = next_page(&mut persons, page_size, |p| p.id.as_str());
-        // Each person found sees the search in their access log; those who withheld consent
-        // from the caller are left out of the page (and their log says so).
-        let reads: Vec<PersonRead<'_, ()>> = persons
-            .iter()
-            .map(|person| PersonRead {
-                context,
-                action: AuditAction::SearchPersons,
-                person_id: &person.id,
-                category: DataCategory::Demographics,
-                directives: None,
-                items: Vec::new(),
-            })
-            .collect();
-        let mut visible = self
-            .access
-            .read(reads)
-            .await?
-            .into_iter()
-            .map(|seen| seen.is_ok());
-        persons.retain(|_| visible.next().unwrap_or(false));
-        // A search finds people; it never shows that someone is a patient of an organisation
-        // whose records reveal a sensitive category (GetPerson does, with consent).
-        let mut sensitive: BTreeSet<OrganisationCode> = BTreeSet::new();
-        let mut checked: BTreeSet<OrganisationCode> = BTreeSet::new();
-        for person in &persons {
-            for identifier in &person.identifiers {
-                if let IdentifierSystem::LocalPatientNumber(organisation) = identifier.system()
-                    && checked.insert(organisation.clone())
-                    && self
-                        .directory
-                        .get_organisation(organisation)
-                        .await?
-                        .draft
-                        .sensitive_category
-                        .is_some()
-                    && context.organisation.as_ref() != Some(organisation)
-                {
-                    sensitive.insert(organisation.clone());
-                }
-            }
-        }
-        // A person with records at such organisations is shown as the caller may see them: the
-        // demographics from the visible records only, and found only if a visible record (and
-        // a visible identifier) meets the criteria, so that neither the answer nor its absence
-        // tells what a hidden record says.
-        let mut shown = Vec::with_capacity(persons.len());
-        for person in persons {
-            let keeps_hidden = person.identifiers.iter().any(|identifier| {
-                matches!(identifier.system(), IdentifierSystem::LocalPatientNumber(o) if sensitive.contains(o))
-            });
-            if !keeps_hidden {
-                shown.push(person);
-                continue;
-            }
-            let records = self.store.source_records_of(&person.id).await?;
-            let Ok((person, records)) = self
-                .as_seen_by(context, AuditAction::SearchPersons, person, records)
-                .await
-            else {
-                continue;
-            };
-            if criteria.met_by(&records, &person.identifiers) {
-                shown.push(person);
-            }
-        }
-        Ok((shown, next))
     }
 }
 

@@ -12,6 +12,7 @@ use hie_proto::population::population_registry_server::PopulationRegistry;
 use tonic::{Request, Response, Status};
 
 use crate::domain::decisions::{Review, ReviewDecision};
+use crate::domain::name_search::NameSearch;
 use crate::domain::{
     CrossReference, Demographics, NameQuery, Person, PersonId, PopulationService, RegistrationOutcome,
     SearchCriteria, SourceRecord, SourceRecordDraft, SourceRecordId,
@@ -267,8 +268,16 @@ impl PopulationRegistry for PopulationGrpc {
             .search(&context, &criteria, page_size, page_token)
             .await?;
         Ok(Response::new(proto::SearchPersonsResponse {
-            persons: persons.iter().map(person_to_proto).collect(),
+            persons: persons.iter().map(|f| person_to_proto(&f.person)).collect(),
             next_page_token: next.map(|t| t.encode()).unwrap_or_default(),
+            matches: persons
+                .iter()
+                .map(|f| proto::SearchMatch {
+                    person_id: f.person.id.as_str().to_owned(),
+                    score: f.score,
+                    matched_by: f.matched_by.to_owned(),
+                })
+                .collect(),
         }))
     }
 }
@@ -332,7 +341,13 @@ fn search_criteria(request: &proto::SearchPersonsRequest) -> Result<SearchCriter
         "" => None,
         text => match text.strip_suffix('*').or_else(|| text.strip_suffix('＊')) {
             Some(prefix) => Some(NameQuery::Prefix(PersonName::parse(prefix).field("name")?)),
-            None => Some(NameQuery::Exact(PersonName::parse(text).field("name")?)),
+            // Folded as a registered name is (full-width letters, runs of spaces) first.
+            None => {
+                let name = PersonName::parse(text).field("name")?;
+                let search =
+                    NameSearch::parse(name.as_str()).map_err(|reason| Error::invalid("name", reason))?;
+                Some(NameQuery::Sounds(search))
+            }
         },
     };
     let exact = optional(&request.birth_date, "birth_date", BirthDate::parse)?;

@@ -2,6 +2,7 @@
 //! needs joined in) and searching by demographics.
 
 use super::*;
+use crate::domain::name_search::name_search_keys;
 
 #[derive(FromRow)]
 struct ResolvedRow {
@@ -121,44 +122,8 @@ impl PopulationStore {
         limit: u32,
     ) -> Result<Vec<Person>, Error> {
         let mut binds: Vec<String> = vec![after.to_owned()];
-        // Adds a bound value and returns its placeholder.
-        let mut placeholder = |value: String| {
-            binds.push(value);
-            format!("${}", binds.len())
-        };
         let mut conditions = vec!["r.person_id > $1".to_owned()];
-        match &criteria.name {
-            Some(NameQuery::Exact(name)) => {
-                conditions.push(format!("r.name_key = {}", placeholder(name.search_key())))
-            }
-            Some(NameQuery::Prefix(name)) => {
-                let pattern = format!("{}%", escape_like(&name.search_key()));
-                conditions.push(format!("r.name_key LIKE {} ESCAPE '\\'", placeholder(pattern)));
-            }
-            None => {}
-        }
-        if let Some(from) = criteria.born_from {
-            conditions.push(format!("r.birth_date >= {}", placeholder(from.to_iso())));
-        }
-        if let Some(to) = criteria.born_to {
-            conditions.push(format!("r.birth_date <= {}", placeholder(to.to_iso())));
-        }
-        if let Some(sex) = criteria.sex {
-            conditions.push(format!("r.sex = {}", placeholder(sex.code().to_owned())));
-        }
-        if let Some(division) = &criteria.division {
-            conditions.push(format!(
-                "r.division_code LIKE {}",
-                placeholder(format!("{}%", division.region_prefix()))
-            ));
-        }
-        if let Some(identifier) = &criteria.identifier {
-            let system = placeholder(identifier.system_uri());
-            let value = placeholder(identifier.value().to_owned());
-            conditions.push(format!(
-                "r.person_id IN (SELECT i.person_id FROM person_identifiers i WHERE i.system = {system} AND i.value = {value})"
-            ));
-        }
+        conditions.extend(search_conditions(criteria, &mut binds));
         let sql = format!(
             "SELECT DISTINCT r.person_id FROM source_records r WHERE {} ORDER BY r.person_id LIMIT {}",
             conditions.join(" AND "),
@@ -176,6 +141,126 @@ impl PopulationStore {
             .collect::<Result<Vec<_>, _>>()?;
         self.persons(&ids).await
     }
+
+    /// Up to `limit` records matching `criteria` (a name searched by its keys), as
+    /// `(person, the record's name)`: what a ranked search scores.
+    pub async fn search_names(
+        &self,
+        criteria: &SearchCriteria,
+        limit: u32,
+    ) -> Result<Vec<(PersonId, String)>, Error> {
+        let mut binds: Vec<String> = Vec::new();
+        let conditions = search_conditions(criteria, &mut binds);
+        let sql = format!(
+            "SELECT r.person_id, r.name FROM source_records r WHERE {} LIMIT {}",
+            if conditions.is_empty() {
+                "1 = 1".to_owned()
+            } else {
+                conditions.join(" AND ")
+            },
+            limit
+        );
+        let mut query = sqlx::query_as::<_, (String, String)>(AssertSqlSafe(sql));
+        for value in binds {
+            query = query.bind(value);
+        }
+        query
+            .fetch_all(self.database.pool())
+            .await?
+            .into_iter()
+            .map(|(id, name)| Ok((stored_id(PersonId::parse(&id))?, name)))
+            .collect()
+    }
+
+    /// Replaces the keys a record's name is searched by.
+    pub async fn set_name_keys(
+        &self,
+        unit: &mut UnitOfWork,
+        record: &crate::domain::SourceRecordId,
+        name: &str,
+        replacing: bool,
+    ) -> Result<(), Error> {
+        if replacing {
+            sqlx::query("DELETE FROM name_search_keys WHERE source_record_id = $1")
+                .bind(record.as_str())
+                .execute(unit.connection().await?)
+                .await?;
+        }
+        let keys = name_search_keys(name);
+        if keys.is_empty() {
+            return Ok(());
+        }
+        let rows: Vec<String> = (0..keys.len()).map(|i| format!("(${}, $1)", i + 2)).collect();
+        let sql = format!(
+            "INSERT INTO name_search_keys (key, source_record_id) VALUES {}",
+            rows.join(", ")
+        );
+        let mut query = sqlx::query(AssertSqlSafe(sql)).bind(record.as_str());
+        for key in keys {
+            query = query.bind(key);
+        }
+        query.execute(unit.connection().await?).await?;
+        Ok(())
+    }
+}
+
+/// The SQL conditions on `source_records r` of a search's criteria, their values pushed onto
+/// `binds` (so that `$n` is the n-th value).
+fn search_conditions(criteria: &SearchCriteria, binds: &mut Vec<String>) -> Vec<String> {
+    // Adds a bound value and returns its placeholder.
+    let mut placeholder = |value: String| {
+        binds.push(value);
+        format!("${}", binds.len())
+    };
+    let mut conditions = Vec::new();
+    match &criteria.name {
+        Some(NameQuery::Exact(name)) => {
+            conditions.push(format!("r.name_key = {}", placeholder(name.search_key())))
+        }
+        Some(NameQuery::Prefix(name)) => {
+            let pattern = format!("{}%", escape_like(&name.search_key()));
+            conditions.push(format!("r.name_key LIKE {} ESCAPE '\\'", placeholder(pattern)));
+        }
+        Some(NameQuery::Sounds(search)) => {
+            let keys: Vec<String> = search.keys().map(|k| placeholder(k.to_owned())).collect();
+            let by_keys = format!(
+                "r.id IN (SELECT k.source_record_id FROM name_search_keys k WHERE k.key IN ({}))",
+                keys.join(", ")
+            );
+            // The same name is found by its own column too (records registered before the
+            // name keys were).
+            if search.is_initials_only() {
+                conditions.push(by_keys);
+            } else {
+                let exact = placeholder(search.exact().to_owned());
+                conditions.push(format!("(r.name_key = {exact} OR {by_keys})"));
+            }
+        }
+        None => {}
+    }
+    if let Some(from) = criteria.born_from {
+        conditions.push(format!("r.birth_date >= {}", placeholder(from.to_iso())));
+    }
+    if let Some(to) = criteria.born_to {
+        conditions.push(format!("r.birth_date <= {}", placeholder(to.to_iso())));
+    }
+    if let Some(sex) = criteria.sex {
+        conditions.push(format!("r.sex = {}", placeholder(sex.code().to_owned())));
+    }
+    if let Some(division) = &criteria.division {
+        conditions.push(format!(
+            "r.division_code LIKE {}",
+            placeholder(format!("{}%", division.region_prefix()))
+        ));
+    }
+    if let Some(identifier) = &criteria.identifier {
+        let system = placeholder(identifier.system_uri());
+        let value = placeholder(identifier.value().to_owned());
+        conditions.push(format!(
+            "r.person_id IN (SELECT i.person_id FROM person_identifiers i WHERE i.system = {system} AND i.value = {value})"
+        ));
+    }
+    conditions
 }
 
 /// Escapes the LIKE wildcards so that a name containing `%` or `_` matches literally.

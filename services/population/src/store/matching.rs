@@ -217,7 +217,11 @@ impl PopulationStore {
                 .bind(keys.join(","))
                 .bind(serde_json::Value::Array(outbox).to_string())
                 .bind(audit.as_ref().map(|(id, _)| id.clone()))
-                .bind(audit.as_ref().map(|(_, events)| events.clone()));
+                .bind(audit.as_ref().map(|(_, events)| events.clone()))
+                .bind(
+                    crate::domain::name_search::name_search_keys(write.draft.demographics().name.as_str())
+                        .join(","),
+                );
             query.execute(unit.connection().await?).await?;
             return Ok(());
         }

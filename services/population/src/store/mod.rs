@@ -191,7 +191,8 @@ impl PopulationStore {
         bind_record_content(query, draft, now)
             .execute(unit.connection().await?)
             .await?;
-        Ok(())
+        self.set_name_keys(unit, id, draft.demographics().name.as_str(), false)
+            .await
     }
 
     pub async fn update_source_record(
@@ -208,7 +209,8 @@ impl PopulationStore {
         bind_record_content(query, draft, now)
             .execute(unit.connection().await?)
             .await?;
-        Ok(())
+        self.set_name_keys(unit, id, draft.demographics().name.as_str(), true)
+            .await
     }
 
     /// Replaces the identifiers a record asserts with those of its latest submission.

@@ -6,7 +6,7 @@
 -- 2 to leave the person's row to the caller,
 -- $15 identifiers as JSON [{"system","value"}], $16 blocking keys as comma-separated integers,
 -- $17 the outbox events as JSON (hie_core::outbox::OutboxEvent::to_json), $18 and $19 the staged
--- audit row or NULL.
+-- audit row or NULL, $20 the name's search keys as comma-separated text.
 WITH created AS (
     INSERT INTO persons (id, {demographic_columns}, created_at, updated_at)
     SELECT $4, $5, $6, $7, $8, $9, $10, $11, $13, $13 WHERE $14 = 1
@@ -25,6 +25,9 @@ WITH created AS (
 ), keys AS (
     INSERT INTO match_keys (key, source_record_id)
     SELECT k::bigint, $1 FROM unnest(string_to_array($16::text, ',')) AS k WHERE $16::text <> ''
+), names AS (
+    INSERT INTO name_search_keys (key, source_record_id)
+    SELECT k, $1 FROM unnest(string_to_array($20::text, ',')) AS k WHERE $20::text <> ''
 ), outbox AS (
     INSERT INTO outbox_events (id, topic, person_id, organisation_code, schema_version, payload, created_at)
     SELECT x.id, x.topic, x.person_id, x.organisation_code, x.schema_version, x.payload, x.created_at
