@@ -219,6 +219,15 @@ impl NameSearch {
         self.initials_only
     }
 
+    /// How a registered name found by `key` (one of [`Self::keys`]; empty when found as the
+    /// same name) matches.
+    pub fn match_by_key(&self, name: &str, key: &str) -> Option<NameMatch> {
+        if !self.initials_only && name.to_lowercase() == self.exact {
+            return Some(NameMatch::Same);
+        }
+        self.keys.iter().find(|(k, _)| k == key).map(|(_, how)| *how)
+    }
+
     /// How a registered name matches this search, if it does.
     pub fn matches(&self, name: &str) -> Option<NameMatch> {
         let name_key = name

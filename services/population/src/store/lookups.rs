@@ -2,7 +2,7 @@
 //! needs joined in) and searching by demographics.
 
 use super::*;
-use crate::domain::name_search::name_search_keys;
+use crate::domain::name_search::{NameSearch, name_search_keys};
 
 #[derive(FromRow)]
 struct ResolvedRow {
@@ -142,25 +142,49 @@ impl PopulationStore {
         self.persons(&ids).await
     }
 
-    /// Up to `limit` records matching `criteria` (a name searched by its keys), as
-    /// `(person, the record's name)`: what a ranked search scores.
+    /// Up to `limit` records whose name is found by `search`'s keys (or is the same name) and
+    /// that meet the other criteria, as `(person, the record's name, the key that found it)`,
+    /// the key empty for the same name: what a ranked search scores, without working out any
+    /// name's keys again.
     pub async fn search_names(
         &self,
         criteria: &SearchCriteria,
+        search: &NameSearch,
         limit: u32,
-    ) -> Result<Vec<(PersonId, String)>, Error> {
+    ) -> Result<Vec<(PersonId, String, String)>, Error> {
+        let others = SearchCriteria {
+            name: None,
+            ..criteria.clone()
+        };
         let mut binds: Vec<String> = Vec::new();
-        let conditions = search_conditions(criteria, &mut binds);
-        let sql = format!(
-            "SELECT r.person_id, r.name FROM source_records r WHERE {} LIMIT {}",
-            if conditions.is_empty() {
-                "1 = 1".to_owned()
-            } else {
-                conditions.join(" AND ")
-            },
-            limit
+        let mut conditions = search_conditions(&others, &mut binds);
+        conditions.insert(0, "1 = 1".to_owned());
+        let conditions = conditions.join(" AND ");
+        let keys: Vec<String> = search
+            .keys()
+            .map(|k| {
+                binds.push(k.to_owned());
+                format!("${}", binds.len())
+            })
+            .collect();
+        let mut sql = format!(
+            "SELECT r.person_id, r.name, k.key FROM name_search_keys k \
+             JOIN source_records r ON r.id = k.source_record_id \
+             WHERE k.key IN ({}) AND {conditions}",
+            keys.join(", ")
         );
-        let mut query = sqlx::query_as::<_, (String, String)>(AssertSqlSafe(sql));
+        // The same name is found by its own column too (records registered before the name
+        // keys were).
+        if !search.is_initials_only() {
+            binds.push(search.exact().to_owned());
+            sql.push_str(&format!(
+                " UNION ALL SELECT r.person_id, r.name, '' FROM source_records r \
+                 WHERE r.name_key = ${} AND {conditions}",
+                binds.len()
+            ));
+        }
+        sql.push_str(&format!(" LIMIT {limit}"));
+        let mut query = sqlx::query_as::<_, (String, String, String)>(AssertSqlSafe(sql));
         for value in binds {
             query = query.bind(value);
         }
@@ -168,7 +192,7 @@ impl PopulationStore {
             .fetch_all(self.database.pool())
             .await?
             .into_iter()
-            .map(|(id, name)| Ok((stored_id(PersonId::parse(&id))?, name)))
+            .map(|(id, name, key)| Ok((stored_id(PersonId::parse(&id))?, name, key)))
             .collect()
     }
 
@@ -221,21 +245,8 @@ fn search_conditions(criteria: &SearchCriteria, binds: &mut Vec<String>) -> Vec<
             let pattern = format!("{}%", escape_like(&name.search_key()));
             conditions.push(format!("r.name_key LIKE {} ESCAPE '\\'", placeholder(pattern)));
         }
-        Some(NameQuery::Sounds(search)) => {
-            let keys: Vec<String> = search.keys().map(|k| placeholder(k.to_owned())).collect();
-            let by_keys = format!(
-                "r.id IN (SELECT k.source_record_id FROM name_search_keys k WHERE k.key IN ({}))",
-                keys.join(", ")
-            );
-            // The same name is found by its own column too (records registered before the
-            // name keys were).
-            if search.is_initials_only() {
-                conditions.push(by_keys);
-            } else {
-                let exact = placeholder(search.exact().to_owned());
-                conditions.push(format!("(r.name_key = {exact} OR {by_keys})"));
-            }
-        }
+        // A name searched by its sound is looked up by its keys (`search_names`).
+        Some(NameQuery::Sounds(_)) => {}
         None => {}
     }
     if let Some(from) = criteria.born_from {

@@ -9,6 +9,7 @@ mod events;
 mod hl7;
 pub mod linkage_quality;
 mod registration;
+mod search;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -48,6 +49,10 @@ pub enum BenchCommand {
     /// The HL7 v2 adapter end to end on PostgreSQL: ADT messages over MLLP, journaled, forwarded
     /// and registered with matching; the journal's share of the cost; beside the empty call.
     Hl7(hl7::Hl7Args),
+    /// SearchPersons at the reception desk on PostgreSQL (default a million persons): a name in
+    /// characters, in pinyin, in pinyin with spaces, and initials with a birth date, beside the
+    /// empty call.
+    Search(search::SearchArgs),
     /// The event log on PostgreSQL: commit-to-subscriber latency at a steady rate (default 1,000
     /// events a second) with 10 subscribers, over gRPC streams and through the NATS JetStream
     /// relay, beside the empty call.
@@ -145,6 +150,7 @@ pub async fn run(command: BenchCommand) -> Result<(), String> {
         BenchCommand::Checkin(args) => checkin::run_checkin(args).await,
         BenchCommand::Hl7(args) => hl7::run_hl7(args).await,
         BenchCommand::Events(args) => events::run_events(args).await,
+        BenchCommand::Search(args) => search::run_search(args).await,
     }
 }
 
