@@ -24,6 +24,7 @@ on_every_backend!(
     a_blocking_rule_that_does_not_parse_keeps_the_exchange_from_starting,
     rematching_after_a_threshold_change_moves_records_and_a_dry_run_changes_nothing,
     a_model_trained_on_the_registry_is_stored_with_a_version_and_used,
+    records_get_keys_under_rules_chosen_from_them_and_are_found_by_them,
     consent_follows_merge_unmerge_link_and_unlink,
     two_opposite_merges_of_one_pair_take_turns,
     a_registration_never_joins_a_person_a_concurrent_merge_emptied,
@@ -546,6 +547,23 @@ async fn a_model_trained_on_the_registry_is_stored_with_a_version_and_used(db: T
     // The rules are chosen from the registry's records and travel with the model.
     assert!(!trained.model.blocking_rules.is_empty());
     assert!(trained.choice.is_some());
+    // The records have their keys under the new rules too, before any server takes them up.
+    let built_in = hie_population::domain::linkage::blocking::DEFAULT_RULES;
+    let expected = if trained
+        .model
+        .blocking_rules
+        .iter()
+        .all(|rule| built_in.contains(&rule.as_str()))
+    {
+        0
+    } else {
+        60
+    };
+    assert_eq!(
+        trained.records_rekeyed, expected,
+        "{:?}",
+        trained.model.blocking_rules
+    );
     let (again, _) = exchange
         .population
         .train_model(&steward(), &hie_population::domain::linkage::run::Quiet)
@@ -583,6 +601,28 @@ async fn a_model_trained_on_the_registry_is_stored_with_a_version_and_used(db: T
         exchange.population.reload_matcher().await.unwrap(),
         None,
         "nothing newer"
+    );
+    // Blocking by the trained model's rules, a third hospital's record of a registered woman
+    // still finds her.
+    let known = exchange
+        .population
+        .resolve(
+            &ctx(),
+            &hie_core::domain::Identifier::parse("urn:hie:org:QDN-H01:patient", "MZ7").unwrap(),
+        )
+        .await
+        .unwrap()
+        .0;
+    let again = exchange
+        .population
+        .register(&ctx(), &draft(request("QDN-T01", "T7", "龙榜", Some(&woman(7)))))
+        .await
+        .unwrap();
+    assert_eq!(
+        again.person_id,
+        known,
+        "{:?}",
+        exchange.population.matcher().blocking_rules()
     );
     let thresholds = hie_population::domain::MatchThresholds::default();
     let matcher = hie_population::load_matcher(&exchange.database, thresholds)
@@ -907,4 +947,79 @@ async fn a_registration_never_overwrites_a_concurrent_stewards_link(db: TestDb) 
             .unwrap();
         assert_eq!(now_with, b.as_str(), "the steward's link stands");
     }
+}
+
+/// Records with neither phone nor identity number: the built-in rules' phone and identity keys
+/// find nothing, so training chooses other rules, gives every record its keys under them, and a
+/// matcher blocking by them finds the records registered before.
+async fn records_get_keys_under_rules_chosen_from_them_and_are_found_by_them(db: TestDb) {
+    let exchange = db.exchange().await;
+    register_organisations(&exchange).await;
+    let bare = |organisation: &str, local: &str, name: &str, n: u32| {
+        let mut request = request(organisation, local, name, None);
+        let demographics = request.demographics.as_mut().unwrap();
+        demographics.phone.clear();
+        demographics.birth_date = format!("19{:02}-0{}-1{}", 40 + n, 1 + n % 9, n % 10);
+        demographics.address.as_mut().unwrap().line = format!("凯里市北京东路{n}号");
+        request
+    };
+    let names = [
+        "吴阿妹",
+        "杨秀英",
+        "龙榜",
+        "石金花",
+        "潘老当",
+        "欧阳明",
+        "王芳",
+        "李强",
+    ];
+    for n in 0..40u32 {
+        let name = names[n as usize % names.len()];
+        for (organisation, local) in [("QDN-H01", format!("MZ{n}")), ("QDN-H02", format!("ZY{n}"))] {
+            exchange
+                .population
+                .register(&ctx(), &draft(bare(organisation, &local, name, n)))
+                .await
+                .unwrap();
+        }
+    }
+    let (_, trained) = exchange
+        .population
+        .train_model(&steward(), &hie_population::domain::linkage::run::Quiet)
+        .await
+        .unwrap();
+    let rules = trained.model.blocking_rules.clone();
+    assert!(
+        rules
+            .iter()
+            .all(|r| !r.contains("phone") && !r.contains("resident_id")),
+        "{rules:?}"
+    );
+    assert_eq!(trained.records_rekeyed, 80, "{rules:?}");
+    exchange.population.reload_matcher().await.unwrap();
+    assert_eq!(
+        exchange
+            .population
+            .matcher()
+            .blocking_rules()
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>(),
+        rules
+    );
+    let known = exchange
+        .population
+        .resolve(
+            &ctx(),
+            &hie_core::domain::Identifier::parse("urn:hie:org:QDN-H01:patient", "MZ5").unwrap(),
+        )
+        .await
+        .unwrap()
+        .0;
+    let third = exchange
+        .population
+        .register(&ctx(), &draft(bare("QDN-T01", "T5", names[5], 5)))
+        .await
+        .unwrap();
+    assert_eq!(third.person_id, known);
 }

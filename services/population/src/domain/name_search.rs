@@ -65,7 +65,8 @@ pub fn name_search_keys(name: &str) -> Vec<String> {
         // runs) is also kept under the skeleton of its pinyin, part by part, where it meets
         // the name in Latin letters; a Han name's skeleton would meet too many others (Zhang
         // Wei and Zhou Wen are both s-n).
-        let transliterated = name.contains(['·', '•', '・']) || name.chars().filter(|c| is_han(*c)).count() > 4;
+        let transliterated =
+            name.contains(['·', '•', '・']) || name.chars().filter(|c| is_han(*c)).count() > 4;
         let parts: Vec<String> = name
             .split(['·', '•', '・', ' '])
             .filter(|part| !part.is_empty())
@@ -267,7 +268,11 @@ mod tests {
         );
         assert_eq!(found("zhangwei", "张蔚"), Some(NameMatch::Pinyin));
         assert_eq!(found("zhangwen", "张伟"), None);
-        assert_eq!(found("zhangwei", "周文"), None, "the same consonants are not the same name");
+        assert_eq!(
+            found("zhangwei", "周文"),
+            None,
+            "the same consonants are not the same name"
+        );
     }
 
     #[test]

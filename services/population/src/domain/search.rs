@@ -177,7 +177,11 @@ impl PopulationService {
         page_size: PageSize,
     ) -> Result<(Vec<Found>, Option<PageToken>), Error> {
         let mut best: BTreeMap<PersonId, NameMatch> = BTreeMap::new();
-        for (person, name, key) in self.store.search_names(criteria, search, MAX_RANKED_RECORDS).await? {
+        for (person, name, key) in self
+            .store
+            .search_names(criteria, search, MAX_RANKED_RECORDS)
+            .await?
+        {
             if let Some(how) = search.match_by_key(&name, &key) {
                 let entry = best.entry(person).or_insert(how);
                 *entry = (*entry).min(how);

@@ -16,8 +16,8 @@ use hie_proto::population::population_registry_client::PopulationRegistryClient;
 use serde::Serialize;
 
 use super::{
-    CallFigures, CallFuture, PostgresServer, as_clerk, bench_context, connect, health_call, loopback, measure,
-    on_scratch_postgres, ratio, scratch_settings,
+    CallFigures, CallFuture, PostgresServer, as_clerk, bench_context, connect, health_call, loopback,
+    measure, on_scratch_postgres, ratio, scratch_settings,
 };
 use crate::Exchange;
 use crate::demo::SyntheticPrefecture;
@@ -78,12 +78,18 @@ struct SearchFigures {
 
 pub async fn run_search(args: SearchArgs) -> Result<(), String> {
     if !(1..=200).contains(&args.page_size) {
-        return Err(format!("--page-size {} must lie between 1 and 200", args.page_size));
+        return Err(format!(
+            "--page-size {} must lie between 1 and 200",
+            args.page_size
+        ));
     }
     if args.persons < 100 {
         return Err(format!("--persons {} must be at least 100", args.persons));
     }
-    on_scratch_postgres(&args.postgres.url, args.json, async |url| search_on(&url, &args).await).await
+    on_scratch_postgres(&args.postgres.url, args.json, async |url| {
+        search_on(&url, &args).await
+    })
+    .await
 }
 
 /// One generated person as the fill writes it.
@@ -176,7 +182,11 @@ async fn fill(exchange: &Exchange, people: &[Filled]) -> Result<(), String> {
         .await
         .map_err(|e| e.to_string())?;
         if (c + 1) % 40 == 0 {
-            eprintln!("hie bench: {} of {} persons filled", (c + 1) * 5_000, people.len());
+            eprintln!(
+                "hie bench: {} of {} persons filled",
+                (c + 1) * 5_000,
+                people.len()
+            );
         }
     }
     for statement in [
@@ -223,11 +233,17 @@ fn queries(people: &[Filled], page_size: i32) -> Vec<(&'static str, Vec<SearchPe
     vec![
         (
             "characters",
-            sample.iter().map(|p| request(p.name.clone(), String::new())).collect(),
+            sample
+                .iter()
+                .map(|p| request(p.name.clone(), String::new()))
+                .collect(),
         ),
         (
             "pinyin",
-            sample.iter().map(|p| request(spellings(p).concat(), String::new())).collect(),
+            sample
+                .iter()
+                .map(|p| request(spellings(p).concat(), String::new()))
+                .collect(),
         ),
         (
             "pinyin_spaced_capitalised",
@@ -252,7 +268,9 @@ fn queries(people: &[Filled], page_size: i32) -> Vec<(&'static str, Vec<SearchPe
     ]
 }
 
-fn search_call(requests: std::sync::Arc<Vec<SearchPersonsRequest>>) -> impl Fn(tonic::transport::Channel, usize) -> CallFuture + Clone {
+fn search_call(
+    requests: std::sync::Arc<Vec<SearchPersonsRequest>>,
+) -> impl Fn(tonic::transport::Channel, usize) -> CallFuture + Clone {
     move |channel, n| {
         let request = requests[n % requests.len()].clone();
         Box::pin(async move {
@@ -284,7 +302,11 @@ async fn search_on(url: &str, args: &SearchArgs) -> Result<SearchFigures, String
         .fetch_one(exchange.database.pool())
         .await
         .map_err(|e| e.to_string())?;
-    let server = exchange.clone().start(loopback()).await.map_err(|e| e.to_string())?;
+    let server = exchange
+        .clone()
+        .start(loopback())
+        .await
+        .map_err(|e| e.to_string())?;
     let channels = connect(&server.url(), args.connections, None).await?;
     let duration = Duration::from_secs(args.seconds);
     let concurrency = args.concurrency;

@@ -195,16 +195,35 @@ fn keys_alike(x: &str, y: &str) -> bool {
     !x.is_empty() && !y.is_empty() && (x.starts_with(y) || y.starts_with(x) || jaro_winkler(x, y) >= 0.85)
 }
 
-/// Whether two Latin-script names are alike part by part: surname with surname and given name
-/// with given name (or crossed, for names written in the other's boxes). The whole name's
-/// similarity would call Liam Smith and Olivia Smith alike for their shared surname: the
-/// family members and twins a registry is full of. A name lacking a given name is alike on its
-/// surname alone.
+/// Whether two Latin-script names are alike word by word: every word of the name with fewer
+/// words is alike to a word of the other (the same sound, close by Jaro–Winkler, one letter off,
+/// or an initial standing for it), in any order. A missing given name or surname, an initial, a
+/// middle name and names in each other's boxes stay alike; Liam Smith and Olivia Smith, the
+/// family members and twins a registry is full of, do not, as the whole name's similarity would
+/// have it for their shared surname.
 fn latin_parts_alike(a: &NameSound, b: &NameSound) -> bool {
-    let given_alike =
-        a.given_key.is_empty() || b.given_key.is_empty() || keys_alike(&a.given_key, &b.given_key);
-    (keys_alike(&a.surname_key, &b.surname_key) && given_alike)
-        || (keys_alike(&a.surname_key, &b.given_key) && keys_alike(&a.given_key, &b.surname_key))
+    let (short, long) = if a.words.len() <= b.words.len() {
+        (a, b)
+    } else {
+        (b, a)
+    };
+    if short.words.is_empty() {
+        return false;
+    }
+    let long_keys: Vec<&str> = long.key.split(' ').collect();
+    short.words.iter().zip(short.key.split(' ')).all(|(word, key)| {
+        long.words
+            .iter()
+            .zip(&long_keys)
+            .any(|(other, other_key)| words_alike(word, key, other, other_key))
+    })
+}
+
+fn words_alike(word: &str, key: &str, other: &str, other_key: &str) -> bool {
+    if word.chars().count() == 1 || other.chars().count() == 1 {
+        return word.chars().next() == other.chars().next();
+    }
+    keys_alike(key, other_key) || (word.chars().nth(3).is_some() && at_most_one_edit(word, other))
 }
 
 fn compare_birth_dates(a: (i32, u32, u32), b: (i32, u32, u32)) -> usize {
@@ -441,6 +460,14 @@ mod tests {
             "boxes swapped: the same sounds"
         );
         assert_eq!(level(&liam, &name("Smith", "")), Some(2), "no given name");
+        assert_eq!(level(&liam, &name("", "Liam")), Some(2), "no surname");
+        let christopher = name("Finelham", "Christopher");
+        assert_eq!(
+            level(&christopher, &name("Finelham", "C")),
+            Some(2),
+            "an initial, whatever its sound"
+        );
+        assert_eq!(level(&christopher, &name("Finelham", "K")), Some(3));
     }
 
     #[test]

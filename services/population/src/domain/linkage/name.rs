@@ -23,6 +23,9 @@ pub struct NameSound {
     /// alphabetical order: how a name in characters meets the same name in Latin letters
     /// (拉姆·努尔 and Lhamo Nur).
     pub skeleton: Box<str>,
+    /// A Latin-script name's words, folded to plain lower-case letters, in written order (the
+    /// sound key's words, one for one); empty for a Chinese name.
+    pub words: Box<[Box<str>]>,
 }
 
 fn sorted_concat(mut parts: Vec<String>) -> String {
@@ -99,6 +102,7 @@ impl NameSound {
             key: key.into(),
             surname_key: syllables[..surname_chars].concat().into(),
             given_key: syllables[surname_chars..].concat().into(),
+            words: Box::new([]),
         }
     }
 
@@ -130,6 +134,7 @@ impl NameSound {
             sorted_key: sorted.join(" ").into(),
             surname_key: surname_key.into(),
             given_key: given_key.into(),
+            words: words.iter().map(|w| w.as_str().into()).collect(),
         })
     }
 
