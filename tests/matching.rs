@@ -951,7 +951,8 @@ async fn a_registration_never_overwrites_a_concurrent_stewards_link(db: TestDb) 
 
 /// Records with neither phone nor identity number: the built-in rules' phone and identity keys
 /// find nothing, so training chooses other rules, gives every record its keys under them, and a
-/// matcher blocking by them finds the records registered before.
+/// matcher blocking by them finds the records registered before. The passports half of them
+/// carry are compared as an identifier system of their own.
 async fn records_get_keys_under_rules_chosen_from_them_and_are_found_by_them(db: TestDb) {
     let exchange = db.exchange().await;
     register_organisations(&exchange).await;
@@ -961,6 +962,13 @@ async fn records_get_keys_under_rules_chosen_from_them_and_are_found_by_them(db:
         demographics.phone.clear();
         demographics.birth_date = format!("19{:02}-0{}-1{}", 40 + n, 1 + n % 9, n % 10);
         demographics.address.as_mut().unwrap().line = format!("凯里市北京东路{n}号");
+        // Half carry a passport: an identifier system the model compares as a field of its own.
+        if n % 2 == 0 {
+            request.identifiers.push(hie_proto::population::Identifier {
+                system: "urn:hie:id:passport".into(),
+                value: format!("E{:07}", 1_000 + n),
+            });
+        }
         request
     };
     let names = [
@@ -996,6 +1004,11 @@ async fn records_get_keys_under_rules_chosen_from_them_and_are_found_by_them(db:
         "{rules:?}"
     );
     assert_eq!(trained.records_rekeyed, 80, "{rules:?}");
+    assert_eq!(
+        trained.model.schema.identifiers(),
+        &["urn:hie:id:passport".into()],
+        "the registry's passports are compared"
+    );
     exchange.population.reload_matcher().await.unwrap();
     assert_eq!(
         exchange
