@@ -963,7 +963,7 @@ async fn records_get_keys_under_rules_chosen_from_them_and_are_found_by_them(db:
         demographics.birth_date = format!("19{:02}-0{}-1{}", 40 + n, 1 + n % 9, n % 10);
         demographics.address.as_mut().unwrap().line = format!("凯里市北京东路{n}号");
         // Half carry a passport: an identifier system the model compares as a field of its own.
-        if n % 2 == 0 {
+        if n.is_multiple_of(2) {
             request.identifiers.push(hie_proto::population::Identifier {
                 system: "urn:hie:id:passport".into(),
                 value: format!("E{:07}", 1_000 + n),
