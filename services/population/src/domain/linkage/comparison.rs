@@ -189,12 +189,6 @@ fn compare_names(a: &NameSound, b: &NameSound) -> usize {
     }
 }
 
-/// Two sound keys that could be one name: the same, one the other's start (an initial, a
-/// dropped middle name), or close by Jaro–Winkler.
-fn keys_alike(x: &str, y: &str) -> bool {
-    !x.is_empty() && !y.is_empty() && (x.starts_with(y) || y.starts_with(x) || jaro_winkler(x, y) >= 0.85)
-}
-
 /// Whether two Latin-script names are alike word by word: every word of the name with fewer
 /// words is alike to a word of the other (the same sound, close by Jaro–Winkler, one letter off,
 /// or an initial standing for it), in any order. A missing given name or surname, an initial, a
@@ -211,19 +205,36 @@ fn latin_parts_alike(a: &NameSound, b: &NameSound) -> bool {
         return false;
     }
     let long_keys: Vec<&str> = long.key.split(' ').collect();
+    // Each word of the longer name stands for one word of the shorter at most.
+    let mut used = vec![false; long.words.len()];
     short.words.iter().zip(short.key.split(' ')).all(|(word, key)| {
-        long.words
+        let found = long
+            .words
             .iter()
             .zip(&long_keys)
-            .any(|(other, other_key)| words_alike(word, key, other, other_key))
+            .enumerate()
+            .find(|(i, (other, other_key))| !used[*i] && words_alike(word, key, other, other_key));
+        if let Some((i, _)) = found {
+            used[i] = true;
+        }
+        found.is_some()
     })
 }
 
+/// Two words of a name that could be one: an initial and a word it starts, the same sound key,
+/// close spellings (Jaro–Winkler ≥ 0.88 on the letters, or one letter off in four or more), or
+/// one the start of the other (Chris, Christopher). The sound keys are compared only for
+/// equality: a consonant skeleton is too short to be close to another by degrees (Ali and
+/// Williams share a-l).
 fn words_alike(word: &str, key: &str, other: &str, other_key: &str) -> bool {
-    if word.chars().count() == 1 || other.chars().count() == 1 {
+    let (length, other_length) = (word.chars().count(), other.chars().count());
+    if length == 1 || other_length == 1 {
         return word.chars().next() == other.chars().next();
     }
-    keys_alike(key, other_key) || (word.chars().nth(3).is_some() && at_most_one_edit(word, other))
+    key == other_key
+        || jaro_winkler(word, other) >= 0.88
+        || (length.min(other_length) >= 4 && at_most_one_edit(word, other))
+        || (length.min(other_length) >= 3 && (word.starts_with(other) || other.starts_with(word)))
 }
 
 fn compare_birth_dates(a: (i32, u32, u32), b: (i32, u32, u32)) -> usize {
@@ -468,6 +479,21 @@ mod tests {
             "an initial, whatever its sound"
         );
         assert_eq!(level(&christopher, &name("Finelham", "K")), Some(3));
+        assert_eq!(
+            level(&name("Jones", "Susan"), &name("Kelly", "Xiu")),
+            Some(3),
+            "Xiu is no start of both"
+        );
+        assert_eq!(level(&name("Kaya", ""), &name("Sharma", "George")), Some(3));
+        assert_eq!(level(&name("Ali", "Sean"), &name("Williams", "John")), Some(3));
+        assert_eq!(
+            level(&name("Williams", "Mary"), &name("Wilson", "Margaret")),
+            Some(3)
+        );
+        assert_eq!(
+            level(&name("Smith", "Chris"), &name("Smith", "Christopher")),
+            Some(2)
+        );
     }
 
     #[test]
