@@ -6,7 +6,7 @@
 //! for, and each name found is scored by how it matched.
 
 use super::compare::pinyin_readings;
-use super::linkage::phonetic;
+use super::linkage::{NameSound, is_han, phonetic};
 
 /// How many pinyin spellings a name with polyphonic characters is kept under (单丽 under
 /// shanli and danli): enough for any real name's surname and given name.
@@ -16,10 +16,6 @@ const MAX_SPELLINGS: usize = 8;
 /// `i:zw` (initials), `s:…` (consonant skeleton of the words, in alphabetical order).
 fn key(kind: char, text: &str) -> String {
     format!("{kind}:{text}")
-}
-
-fn is_han(c: char) -> bool {
-    matches!(c as u32, 0x3400..=0x4DBF | 0x4E00..=0x9FFF | 0xF900..=0xFAFF | 0x20000..=0x2FA1F)
 }
 
 /// ü is written v on a keyboard, and u by many.
@@ -67,20 +63,8 @@ pub fn name_search_keys(name: &str) -> Vec<String> {
         // Wei and Zhou Wen are both s-n).
         let transliterated =
             name.contains(['·', '•', '・']) || name.chars().filter(|c| is_han(*c)).count() > 4;
-        let parts: Vec<String> = name
-            .split(['·', '•', '・', ' '])
-            .filter(|part| !part.is_empty())
-            .map(|part| {
-                let syllables: String = pinyin_readings(part)
-                    .iter()
-                    .map(|r| r.first().copied().unwrap_or(""))
-                    .collect();
-                phonetic::word_key(&syllables)
-            })
-            .filter(|k| !k.is_empty())
-            .collect();
-        if transliterated && !parts.is_empty() {
-            keys.push(key('s', &sorted_concat(parts)));
+        if transliterated && let Some(skeleton) = skeleton(name) {
+            keys.push(key('s', &skeleton));
         }
     } else {
         let words = phonetic::normalised_words(name);
@@ -88,10 +72,9 @@ pub fn name_search_keys(name: &str) -> Vec<String> {
             keys.push(key('p', &words.concat()));
             let initials: String = words.iter().filter_map(|w| w.chars().next()).collect();
             keys.push(key('i', &initials));
-            keys.push(key(
-                's',
-                &sorted_concat(words.iter().map(|w| phonetic::word_key(w)).collect()),
-            ));
+        }
+        if let Some(skeleton) = skeleton(name) {
+            keys.push(key('s', &skeleton));
         }
     }
     keys.sort();
@@ -99,9 +82,12 @@ pub fn name_search_keys(name: &str) -> Vec<String> {
     keys
 }
 
-fn sorted_concat(mut parts: Vec<String>) -> String {
-    parts.sort();
-    parts.concat()
+/// The consonant skeleton of a name's words in alphabetical order (of its pinyin, part by part,
+/// for a name in characters): what linkage compares across scripts.
+fn skeleton(name: &str) -> Option<String> {
+    NameSound::new(name, None)
+        .map(|sound| sound.skeleton.to_string())
+        .filter(|skeleton| !skeleton.is_empty())
 }
 
 /// How a name matched a search, best first.
@@ -196,8 +182,9 @@ impl NameSearch {
             });
         }
         keys.push((key('p', &letters), NameMatch::Pinyin));
-        let skeleton = sorted_concat(words.iter().map(|w| phonetic::word_key(w)).collect());
-        keys.push((key('s', &skeleton), NameMatch::SoundsAlike));
+        if let Some(skeleton) = skeleton(&typed) {
+            keys.push((key('s', &skeleton), NameMatch::SoundsAlike));
+        }
         Ok(NameSearch {
             exact,
             keys,

@@ -21,11 +21,10 @@ use tonic::transport::Channel;
 
 use super::documents::{fill_persons, filled_person};
 use super::{
-    CallFigures, PostgresServer, as_clerk, bench_context, connect, figures, health_call, loopback, measure,
-    measure_timed, on_scratch_postgres, ratio, scratch_settings,
+    CallFigures, PostgresServer, as_clerk, connect, figures, health_call, loopback, measure, measure_timed,
+    on_scratch_postgres, ratio, register_prefecture_organisations, scratch_settings,
 };
 use crate::Exchange;
-use crate::demo::SyntheticPrefecture;
 use crate::demo_cards::cards_of;
 
 #[derive(Debug, Args)]
@@ -123,13 +122,7 @@ fn resident_mib() -> f64 {
 async fn checkin_on(url: &str, args: &CheckinArgs) -> Result<CheckinFigures, String> {
     let (settings, _keys) = scratch_settings(url)?;
     let exchange = Exchange::open(&settings).await.map_err(|e| e.to_string())?;
-    for organisation in SyntheticPrefecture::generate(1, 2026).organisations {
-        exchange
-            .directory
-            .register_organisation(&bench_context(), organisation)
-            .await
-            .map_err(|e| e.to_string())?;
-    }
+    register_prefecture_organisations(&exchange).await?;
 
     eprintln!(
         "hie bench: filling {} persons with {} cards each",

@@ -344,6 +344,18 @@ fn ratio(numerator: f64, denominator: f64) -> f64 {
     numerator / denominator.max(1e-9)
 }
 
+/// Registers the synthetic prefecture's organisations in a benchmark's exchange.
+async fn register_prefecture_organisations(exchange: &Exchange) -> Result<(), String> {
+    for organisation in SyntheticPrefecture::generate(1, 2026).organisations {
+        exchange
+            .directory
+            .register_organisation(&bench_context(), organisation)
+            .await
+            .map_err(|e| e.to_string())?;
+    }
+    Ok(())
+}
+
 /// The context of the benchmark's own set-up (directory, loads), as an operator's.
 fn bench_context() -> hie_core::context::RequestContext {
     hie_core::context::RequestContext::bulk_load("hie-bench", "benchmark set-up")

@@ -16,11 +16,10 @@ use hie_proto::population::population_registry_client::PopulationRegistryClient;
 use serde::Serialize;
 
 use super::{
-    CallFigures, CallFuture, PostgresServer, as_clerk, bench_context, connect, health_call, loopback,
-    measure, on_scratch_postgres, ratio, scratch_settings,
+    CallFigures, CallFuture, PostgresServer, as_clerk, connect, health_call, loopback, measure,
+    on_scratch_postgres, ratio, register_prefecture_organisations, scratch_settings,
 };
 use crate::Exchange;
-use crate::demo::SyntheticPrefecture;
 use crate::population_file::{GeneratorOptions, Script, generate};
 
 #[derive(Debug, Args)]
@@ -286,13 +285,7 @@ fn search_call(
 async fn search_on(url: &str, args: &SearchArgs) -> Result<SearchFigures, String> {
     let (settings, _keys) = scratch_settings(url)?;
     let exchange = Exchange::open(&settings).await.map_err(|e| e.to_string())?;
-    for organisation in SyntheticPrefecture::generate(1, 2026).organisations {
-        exchange
-            .directory
-            .register_organisation(&bench_context(), organisation)
-            .await
-            .map_err(|e| e.to_string())?;
-    }
+    register_prefecture_organisations(&exchange).await?;
     eprintln!("hie bench: generating {} persons", args.persons);
     let people = population(args.persons);
     let started = Instant::now();

@@ -42,25 +42,34 @@ const MAPS: [&str; 20] = [
     "extra:hospital=hospital",
 ];
 
-#[test]
-fn a_generated_file_is_deduplicated_and_linked_with_explanations() {
-    let folder = tempfile::tempdir().unwrap();
+/// Generates a population file of `script` in `folder`: the file, its truth, a path for the
+/// output, and what the generator said (the `--map` arguments).
+fn generated_file(folder: &Path, script: &str, records: &str) -> (String, String, String, String) {
     let (input, truth, out) = (
-        path(folder.path(), "a.csv"),
-        path(folder.path(), "t.csv"),
-        path(folder.path(), "p.csv"),
+        path(folder, "people.csv"),
+        path(folder, "truth.csv"),
+        path(folder, "pairs.csv"),
     );
     let generated = hie(&[
         "generate",
         "population-file",
+        "--script",
+        script,
         "--records",
-        "3000",
+        records,
         "--out",
         &input,
         "--truth",
         &truth,
     ]);
     assert!(generated.status.success(), "{}", text(&generated.stderr));
+    (input, truth, out, text(&generated.stderr))
+}
+
+#[test]
+fn a_generated_file_is_deduplicated_and_linked_with_explanations() {
+    let folder = tempfile::tempdir().unwrap();
+    let (input, _, out, _) = generated_file(folder.path(), "chinese", "3000");
 
     let model = path(folder.path(), "model.json");
     let mut args = vec![
@@ -265,25 +274,7 @@ fn a_model_file_of_another_version_is_refused() {
 #[test]
 fn a_latin_file_is_deduplicated_on_rules_chosen_from_it_with_its_id_number_as_an_identifier() {
     let folder = tempfile::tempdir().unwrap();
-    let (input, truth, out) = (
-        path(folder.path(), "latin.csv"),
-        path(folder.path(), "t.csv"),
-        path(folder.path(), "p.csv"),
-    );
-    let generated = hie(&[
-        "generate",
-        "population-file",
-        "--script",
-        "latin",
-        "--records",
-        "4000",
-        "--out",
-        &input,
-        "--truth",
-        &truth,
-    ]);
-    assert!(generated.status.success(), "{}", text(&generated.stderr));
-    let said = text(&generated.stderr);
+    let (input, truth, out, said) = generated_file(folder.path(), "latin", "4000");
     assert!(said.contains("--map identifier:id_number=id_number"), "{said}");
     let maps: Vec<String> = said
         .split("--map ")

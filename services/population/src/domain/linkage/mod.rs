@@ -21,7 +21,7 @@ pub use name::NameSound;
 
 use std::hash::{Hash, Hasher};
 
-use name::is_han;
+pub(crate) use name::is_han;
 
 /// The fields a population file may map its columns to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
