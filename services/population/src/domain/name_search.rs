@@ -90,6 +90,15 @@ fn skeleton(name: &str) -> Option<String> {
         .filter(|skeleton| !skeleton.is_empty())
 }
 
+/// A name as compared for "the same name": runs of white space as one space, lower case (as
+/// `PersonName::search_key` keeps registered names).
+fn same_name_key(text: &str) -> String {
+    text.split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
+        .to_lowercase()
+}
+
 /// How a name matched a search, best first.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum NameMatch {
@@ -138,11 +147,7 @@ pub struct NameSearch {
 impl NameSearch {
     /// Reads a name typed at the desk. `Err` names the reason: nothing searchable in it.
     pub fn parse(text: &str) -> Result<NameSearch, String> {
-        let exact: String = text
-            .split_whitespace()
-            .collect::<Vec<_>>()
-            .join(" ")
-            .to_lowercase();
+        let exact = same_name_key(text);
         let mut keys: Vec<(String, NameMatch)> = Vec::new();
         if text.chars().any(is_han) {
             for k in name_search_keys(text) {
@@ -207,10 +212,15 @@ impl NameSearch {
         self.initials_only
     }
 
+    /// Whether `name` is the name typed (initials are never a whole name).
+    fn is_same_name(&self, name: &str) -> bool {
+        !self.initials_only && same_name_key(name) == self.exact
+    }
+
     /// How a registered name found by `key` (one of [`Self::keys`]; empty when found as the
     /// same name) matches.
     pub fn match_by_key(&self, name: &str, key: &str) -> Option<NameMatch> {
-        if !self.initials_only && name.to_lowercase() == self.exact {
+        if self.is_same_name(name) {
             return Some(NameMatch::Same);
         }
         self.keys.iter().find(|(k, _)| k == key).map(|(_, how)| *how)
@@ -218,12 +228,7 @@ impl NameSearch {
 
     /// How a registered name matches this search, if it does.
     pub fn matches(&self, name: &str) -> Option<NameMatch> {
-        let name_key = name
-            .split_whitespace()
-            .collect::<Vec<_>>()
-            .join(" ")
-            .to_lowercase();
-        if !self.initials_only && name_key == self.exact {
+        if self.is_same_name(name) {
             return Some(NameMatch::Same);
         }
         let stored = name_search_keys(name);
